@@ -1,0 +1,176 @@
+/**
+ * Decoded-code cache. Straight-line runs of instructions ("blocks") are decoded
+ * once and kept by the physical address of their first byte. A write to a page
+ * that holds cached code drops every block on that page whose bytes it touches
+ * (tracked in 64-byte chunks), so self-modifying code sees its new bytes.
+ */
+import { FAULT, type Cpu } from './cpu.js';
+import { Decoder, type ByteSource } from './decoder.js';
+import type { Insn } from './insn.js';
+import { PAGE_MASK, PAGE_SIZE } from './memory.js';
+import { CS } from './regs.js';
+import { OPCODE_TABLE } from './optable.js';
+
+/** Longest block, in instructions. */
+const MAX_BLOCK = 64;
+const CHUNK_SHIFT = 6;
+
+export class Block {
+  /** Times the block has been entered. */
+  entries = 0;
+  /** Set when a write has made the block stale. */
+  stale = false;
+  constructor(
+    readonly phys: number,
+    /** Code size it was decoded for: 2, 4 or 8. */
+    readonly mode: number,
+    readonly insns: readonly Insn[],
+    /** Bytes the block spans. */
+    readonly length: number,
+    /** Physical pages its bytes lie on (two when the last instruction crosses a page). */
+    readonly ppns: readonly number[],
+  ) {}
+}
+
+interface CodePage {
+  /** One bit per 64-byte chunk holding decoded bytes. */
+  readonly chunks: Uint32Array;
+  readonly blocks: Set<Block>;
+}
+
+/** Reads instruction bytes at a linear address through the MMU's execute path. */
+class FetchSource implements ByteSource {
+  lo = 0; hi = 0; mode = 8;
+  constructor(private readonly cpu: Cpu) {}
+  byte(k: number): number {
+    if (this.mode === 8) {
+      const s = (this.lo >>> 0) + k;
+      return this.cpu.mmu.fetch8(s | 0, s > 0xffffffff ? (this.hi + 1) | 0 : this.hi);
+    }
+    const off = (this.lo + k) | 0;
+    return this.cpu.mmu.fetch8(this.mode === 2 ? off & 0xffff : off, 0);
+  }
+}
+
+export class BlockCache {
+  readonly decoder = new Decoder(OPCODE_TABLE);
+  private readonly blocks = new Map<number, Block>();
+  private readonly pages = new Map<number, CodePage>();
+  private readonly source: FetchSource;
+
+  constructor(private readonly cpu: Cpu) {
+    this.source = new FetchSource(cpu);
+  }
+
+  /** The block at the current CS:RIP, decoded now if needed. Raises the fetch's fault. */
+  lookup(): Block {
+    const cpu = this.cpu;
+    let lo = cpu.ripLo, hi = cpu.ripHi;
+    if (cpu.codeSize !== 8) {
+      lo = (lo + cpu.segBase[2 * CS]!) | 0;
+      hi = 0;
+    }
+    const phys = cpu.mmu.fetchPhysical(lo, hi);
+    const b = this.blocks.get(phys);
+    if (b !== undefined && b.mode === cpu.codeSize) return b;
+    return this.build(lo, hi, phys);
+  }
+
+  isCodePage(ppn: number): boolean {
+    return this.pages.has(ppn);
+  }
+
+  /** Drops the blocks on the page of `pa` if [pa, pa + length) touches their bytes. */
+  invalidate(pa: number, length: number): boolean {
+    const ppn = Math.floor(pa / PAGE_SIZE);
+    const page = this.pages.get(ppn);
+    if (page === undefined) return false;
+    const first = (pa & PAGE_MASK) >> CHUNK_SHIFT, last = ((pa & PAGE_MASK) + length - 1) >> CHUNK_SHIFT;
+    let hit = false;
+    for (let c = first; c <= last && c < PAGE_SIZE >> CHUNK_SHIFT; c++) {
+      if (page.chunks[c >> 5]! & (1 << (c & 31))) hit = true;
+    }
+    if (!hit) return false;
+    for (const b of page.blocks) this.drop(b);
+    return true;
+  }
+
+  /** Drops every block (mode changes that alter decoding, tests). */
+  clear(): void {
+    for (const b of this.blocks.values()) b.stale = true;
+    this.blocks.clear();
+    this.pages.clear();
+  }
+
+  /** Number of cached blocks. */
+  get size(): number { return this.blocks.size; }
+
+  private drop(b: Block): void {
+    b.stale = true;
+    if (this.blocks.get(b.phys) === b) this.blocks.delete(b.phys);
+    for (const p of b.ppns) {
+      const page = this.pages.get(p);
+      if (page === undefined) continue;
+      page.blocks.delete(b);
+      if (page.blocks.size === 0) this.pages.delete(p);
+    }
+  }
+
+  private build(lo: number, hi: number, phys: number): Block {
+    const cpu = this.cpu, src = this.source, mode = cpu.codeSize;
+    src.lo = lo; src.hi = hi; src.mode = mode;
+    const insns: Insn[] = [];
+    let offset = 0;
+    const pageEnd = PAGE_SIZE - (phys & PAGE_MASK);
+    for (;;) {
+      let insn: Insn;
+      if (insns.length === 0) {
+        insn = this.decoder.decode(src, mode);
+      } else {
+        const savedLo = src.lo;
+        src.lo = (lo + offset) | 0;
+        src.hi = mode === 8 && (src.lo >>> 0) < (lo >>> 0) ? (hi + 1) | 0 : hi;
+        try {
+          insn = this.decoder.decode(src, mode);
+        } catch (e) {
+          if (e !== FAULT) throw e;
+          src.lo = savedLo;
+          break; // the fault is raised when execution reaches this instruction
+        }
+      }
+      insns.push(insn);
+      offset += insn.len;
+      if (insn.def.ends || offset >= pageEnd || insns.length >= MAX_BLOCK) break;
+    }
+    const ppn0 = Math.floor(phys / PAGE_SIZE);
+    const ppns = [ppn0];
+    if (offset > pageEnd) {
+      // The last instruction crosses into the next linear page, wherever that is mapped.
+      const nLo = (lo + pageEnd) | 0;
+      const nHi = mode === 8 && (nLo >>> 0) < (lo >>> 0) ? (hi + 1) | 0 : hi;
+      ppns.push(Math.floor(cpu.mmu.fetchPhysical(nLo, nHi) / PAGE_SIZE));
+    }
+    const block = new Block(phys, mode, insns, offset, ppns);
+    const old = this.blocks.get(phys);
+    if (old !== undefined) this.drop(old);
+    this.blocks.set(phys, block);
+    const start = phys & PAGE_MASK;
+    this.markCode(ppn0, start, Math.min(PAGE_SIZE, start + offset), block);
+    if (ppns.length > 1) this.markCode(ppns[1]!, 0, offset - pageEnd, block);
+    return block;
+  }
+
+  /** Records that bytes [from, to) of page `ppn` hold the block's code. */
+  private markCode(ppn: number, from: number, to: number, block: Block): void {
+    let page = this.pages.get(ppn);
+    if (page === undefined) {
+      page = { chunks: new Uint32Array(PAGE_SIZE >> CHUNK_SHIFT >> 5), blocks: new Set() };
+      this.pages.set(ppn, page);
+      this.cpu.mmu.protectCode(ppn);
+    }
+    page.blocks.add(block);
+    for (let c = from >> CHUNK_SHIFT; c <= (to - 1) >> CHUNK_SHIFT; c++) {
+      page.chunks[c >> 5] = page.chunks[c >> 5]! | (1 << (c & 31));
+    }
+  }
+}

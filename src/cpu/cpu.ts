@@ -1,0 +1,207 @@
+/**
+ * The processor's architectural state and the fields the instruction loop
+ * shares. Registers live in typed arrays as 32-bit halves; nothing here is
+ * allocated per instruction.
+ */
+import { BlockCache } from './blocks.js';
+import { FlagOp, materialize, type FlagState } from './flags.js';
+import { PhysicalMemory } from './memory.js';
+import { Mmu, type MmuHost } from './mmu.js';
+import { CS, FS, GS, RFLAGS_FIXED1, SS, Vector } from './regs.js';
+
+/** Thrown (as this one object) to unwind an instruction that raised an exception. */
+export const FAULT = { fault: true } as const;
+
+/** Pending-work bits: checked by the run loop at instruction boundaries. */
+export const enum Pending {
+  /** Code the current block was decoded from has been written. */
+  CODE_WRITTEN = 1,
+  /** The run must stop (halt, shutdown, a stop request). */
+  STOP = 2,
+  /** Decoding state changed (CS size, mode): the next block must be looked up anew. */
+  MODE = 4,
+}
+
+/** Segment access rights in the VMCS layout (SDM vol. 3C, 25.4.1, table 25-2). */
+export const enum SegAttr {
+  TYPE = 0xf, S = 1 << 4, DPL = 3 << 5, P = 1 << 7, AVL = 1 << 12,
+  L = 1 << 13, DB = 1 << 14, G = 1 << 15, UNUSABLE = 1 << 16,
+}
+
+/** EFER bits (SDM vol. 3A, 2.2.1). */
+export const EFER_SCE = 1 << 0, EFER_LME = 1 << 8, EFER_LMA = 1 << 10, EFER_NXE = 1 << 11;
+
+export interface CpuOptions {
+  /** Bytes of physical memory (default 64 MiB). */
+  memorySize?: number;
+  memory?: PhysicalMemory;
+}
+
+/** Why the last run stopped. */
+export type StopReason =
+  | { kind: 'budget' }
+  | { kind: 'halt' }
+  | { kind: 'exception'; vector: number; errorCode: number | null }
+  | { kind: 'stop' };
+
+export class Cpu implements FlagState, MmuHost {
+  /** General-purpose registers: low half of register n at 2n, high half at 2n + 1. */
+  readonly gpr = new Int32Array(32);
+  ripLo = 0;
+  ripHi = 0;
+
+  // Lazy flags (see flags.ts).
+  flags = RFLAGS_FIXED1;
+  lazyMask = 0;
+  lfOp: FlagOp = FlagOp.LOGIC;
+  lfSize = 4;
+  lfALo = 0; lfAHi = 0; lfBLo = 0; lfBHi = 0; lfRLo = 0; lfRHi = 0; lfCarryIn = 0;
+
+  /** Segment registers in encoding order: selector, base (lo/hi), limit, access rights. */
+  readonly segSel = new Uint16Array(6);
+  readonly segBase = new Int32Array(12);
+  readonly segLimit = new Uint32Array(6);
+  readonly segAttr = new Int32Array(6);
+
+  cr0 = 0x60000010;
+  cr2Lo = 0; cr2Hi = 0;
+  cr3Lo = 0; cr3Hi = 0;
+  cr4 = 0;
+  efer = 0;
+  cpl = 0;
+
+  /** XMM0-15, four 32-bit lanes each; MXCSR. */
+  readonly xmm = new Int32Array(64);
+  mxcsr = 0x1f80;
+
+  /** Code size for decoding (2, 4 or 8 bytes) and stack-pointer size. */
+  codeSize = 4;
+  stackSize = 4;
+
+  /** Instructions retired: the time base of the deterministic TSC. */
+  insnCount = 0;
+  tscOffset = 0;
+
+  /** Work to look at between instructions (Pending bits). */
+  pending = 0;
+  stopReason: StopReason = { kind: 'budget' };
+
+  /** The exception being raised. */
+  excVector = 0;
+  excCode = 0;
+  excHasCode = false;
+  /** The exception is a trap: RIP stays after the instruction (INT n, INT3, INTO). */
+  excTrap = false;
+  /** Segment of the memory reference being made, for #SS vs #GP on a bad address. */
+  accessSeg = 3;
+
+  /** Scratch: high half of the last 64-bit operand read; the last effective address. */
+  tHi = 0;
+  eaLo = 0;
+  eaHi = 0;
+
+  readonly memory: PhysicalMemory;
+  readonly mmu: Mmu;
+  readonly blocks: BlockCache;
+
+  constructor(options: CpuOptions = {}) {
+    this.memory = options.memory ?? new PhysicalMemory(options.memorySize ?? 64 * 1024 * 1024);
+    this.mmu = new Mmu(this.memory, this);
+    this.blocks = new BlockCache(this);
+  }
+
+  /** True in 64-bit mode (IA-32e mode with CS.L = 1). */
+  get mode64(): boolean { return this.codeSize === 8; }
+
+  /** Raises exception `vector`: unwinds the current instruction (SDM vol. 3A, 6.5). */
+  raise(vector: number, errorCode?: number): never {
+    this.excVector = vector;
+    this.excHasCode = errorCode !== undefined;
+    this.excCode = errorCode ?? 0;
+    throw FAULT;
+  }
+
+  /** Raises a trap-class event: the saved RIP is that of the next instruction. */
+  raiseTrap(vector: number): never {
+    this.excTrap = true;
+    return this.raise(vector);
+  }
+
+  /** Stops the run after this instruction. */
+  stop(reason: StopReason): void {
+    this.stopReason = reason;
+    this.pending |= Pending.STOP;
+  }
+
+  nonCanonical(): never {
+    return this.raise(this.accessSeg === SS ? Vector.SS : Vector.GP, 0);
+  }
+
+  isCodePage(ppn: number): boolean { return this.blocks.isCodePage(ppn); }
+
+  codeWritten(pa: number, length: number): void {
+    if (this.blocks.invalidate(pa, length)) this.pending |= Pending.CODE_WRITTEN;
+  }
+
+  /** RFLAGS with every lazy flag folded in. */
+  get rflags(): number { return materialize(this); }
+  set rflags(v: number) { this.flags = (v | RFLAGS_FIXED1) >>> 0; this.lazyMask = 0; }
+
+  /** Recomputes code and stack sizes after CS, SS or EFER change. */
+  updateModes(): void {
+    const cs = this.segAttr[CS]!;
+    const lma = (this.efer & EFER_LMA) !== 0;
+    const prev = this.codeSize;
+    this.codeSize = lma && (cs & SegAttr.L) ? 8 : (cs & SegAttr.DB) ? 4 : 2;
+    this.stackSize = this.codeSize === 8 ? 8 : (this.segAttr[SS]! & SegAttr.DB) ? 4 : 2;
+    if (prev !== this.codeSize) this.pending |= Pending.MODE;
+  }
+
+  /** Loads a segment register's hidden part directly (reset, loaders, tests). */
+  setSegment(seg: number, selector: number, baseLo: number, baseHi: number, limit: number, attr: number): void {
+    this.segSel[seg] = selector;
+    this.segBase[2 * seg] = baseLo;
+    this.segBase[2 * seg + 1] = baseHi;
+    this.segLimit[seg] = limit;
+    this.segAttr[seg] = attr;
+    if (seg === CS || seg === SS) this.updateModes();
+  }
+
+  /** Puts the processor in 64-bit mode with flat segments (tests and benchmarks before paging exists). */
+  enterFlat64(): void {
+    this.efer = EFER_LME | EFER_LMA | EFER_SCE;
+    this.cr0 |= 0x80000001;
+    this.cr4 |= 1 << 5;
+    const data = SegAttr.P | SegAttr.S | 0x3 | SegAttr.DB | SegAttr.G;
+    for (let s = 0; s < 6; s++) this.setSegment(s, s === CS ? 0x08 : 0x10, 0, 0, 0xffffffff, data);
+    this.setSegment(CS, 0x08, 0, 0, 0xffffffff, SegAttr.P | SegAttr.S | 0xb | SegAttr.L | SegAttr.G);
+  }
+
+  /** Puts the processor in 32-bit protected mode with flat 4 GiB segments. */
+  enterFlat32(): void {
+    this.efer = 0;
+    this.cr0 |= 1;
+    const data = SegAttr.P | SegAttr.S | 0x3 | SegAttr.DB | SegAttr.G;
+    for (let s = 0; s < 6; s++) this.setSegment(s, 0x10, 0, 0, 0xffffffff, data);
+    this.setSegment(CS, 0x08, 0, 0, 0xffffffff, SegAttr.P | SegAttr.S | 0xb | SegAttr.DB | SegAttr.G);
+  }
+
+  /** True when the segment's base takes part in linear addresses in the current mode. */
+  usesSegBase(seg: number): boolean {
+    return this.codeSize !== 8 || seg === FS || seg === GS;
+  }
+
+  /** A 64-bit register as a bigint (debugging, tests; never on the hot path). */
+  reg64(n: number): bigint {
+    return (BigInt(this.gpr[2 * n + 1]! >>> 0) << 32n) | BigInt(this.gpr[2 * n]! >>> 0);
+  }
+  setReg64(n: number, v: bigint): void {
+    this.gpr[2 * n] = Number(v & 0xffffffffn) | 0;
+    this.gpr[2 * n + 1] = Number((v >> 32n) & 0xffffffffn) | 0;
+  }
+  get rip(): bigint { return (BigInt(this.ripHi >>> 0) << 32n) | BigInt(this.ripLo >>> 0); }
+  set rip(v: bigint) {
+    this.ripLo = Number(v & 0xffffffffn) | 0;
+    this.ripHi = Number((v >> 32n) & 0xffffffffn) | 0;
+  }
+}

@@ -1,0 +1,218 @@
+/**
+ * Operand access shared by every instruction: registers of each size, effective
+ * addresses (SDM vol. 2, 2.1.5 and 2.2.1.6), ModRM operands and the stack.
+ * A 64-bit value travels as (lo, hi); reads return lo and leave hi in cpu.tHi.
+ */
+import type { Cpu } from './cpu.js';
+import { BASE_RIP, HIGH_BYTE, type Insn } from './insn.js';
+import { RSP, SS } from './regs.js';
+
+/** Value mask of a narrow operand size: 1 → 0xff, 2 → 0xffff, 4 and 8 → all bits. */
+export const SIZE_MASK = [0, 0xff, 0xffff, 0, -1, 0, 0, 0, -1] as const;
+
+/** Reads register `r` (a byte register code when size is 1). */
+export function getReg(cpu: Cpu, r: number, size: number): number {
+  const g = cpu.gpr;
+  switch (size) {
+    case 8: cpu.tHi = g[2 * r + 1]!; return g[2 * r]!;
+    case 4: cpu.tHi = 0; return g[2 * r]!;
+    case 2: cpu.tHi = 0; return g[2 * r]! & 0xffff;
+    default:
+      cpu.tHi = 0;
+      return r < HIGH_BYTE ? g[2 * r]! & 0xff : (g[2 * (r - HIGH_BYTE)]! >> 8) & 0xff;
+  }
+}
+
+/** Writes register `r`. A 32-bit write zeroes bits 63:32 (SDM vol. 1, 3.4.1.1); narrower writes merge. */
+export function setReg(cpu: Cpu, r: number, size: number, lo: number, hi: number): void {
+  const g = cpu.gpr;
+  switch (size) {
+    case 8: g[2 * r] = lo; g[2 * r + 1] = hi; return;
+    case 4: g[2 * r] = lo; g[2 * r + 1] = 0; return;
+    case 2: g[2 * r] = (g[2 * r]! & ~0xffff) | (lo & 0xffff); return;
+    default:
+      if (r < HIGH_BYTE) g[2 * r] = (g[2 * r]! & ~0xff) | (lo & 0xff);
+      else { const n = 2 * (r - HIGH_BYTE); g[n] = (g[n]! & ~0xff00) | ((lo & 0xff) << 8); }
+  }
+}
+
+/**
+ * Computes the offset of the memory operand into cpu.eaLo/eaHi:
+ * base + index * scale + displacement at the address size (LEA's result).
+ */
+export function operandOffset(cpu: Cpu, i: Insn): void {
+  const g = cpu.gpr;
+  let lo: number, hi: number;
+  if (i.adSize === 8) {
+    lo = i.disp; hi = i.disp >> 31;
+    if (i.base >= 0) {
+      const bLo = i.base === BASE_RIP ? cpu.ripLo : g[2 * i.base]!;
+      const bHi = i.base === BASE_RIP ? cpu.ripHi : g[2 * i.base + 1]!;
+      const s = (lo >>> 0) + (bLo >>> 0);
+      lo = s | 0; hi = (hi + bHi + (s > 0xffffffff ? 1 : 0)) | 0;
+    }
+    if (i.index >= 0) {
+      let xLo = g[2 * i.index]!, xHi = g[2 * i.index + 1]!;
+      if (i.scale) { xHi = (xHi << i.scale) | (xLo >>> (32 - i.scale)); xLo <<= i.scale; }
+      const s = (lo >>> 0) + (xLo >>> 0);
+      lo = s | 0; hi = (hi + xHi + (s > 0xffffffff ? 1 : 0)) | 0;
+    }
+  } else {
+    hi = 0;
+    if (i.adSize === 4) {
+      lo = i.disp;
+      if (i.base >= 0) lo = (lo + (i.base === BASE_RIP ? cpu.ripLo : g[2 * i.base]!)) | 0;
+      if (i.index >= 0) lo = (lo + (g[2 * i.index]! << i.scale)) | 0;
+    } else {
+      lo = i.disp;
+      if (i.base >= 0) lo += g[2 * i.base]!;
+      if (i.index >= 0) lo += g[2 * i.index]!;
+      lo &= 0xffff;
+    }
+  }
+  cpu.eaLo = lo; cpu.eaHi = hi;
+}
+
+/** Adds the base of segment `seg` to the offset in cpu.eaLo/eaHi (SDM vol. 3A, 3.4). */
+export function addSegmentBase(cpu: Cpu, seg: number): void {
+  const s = (cpu.eaLo >>> 0) + (cpu.segBase[2 * seg]! >>> 0);
+  cpu.eaLo = s | 0;
+  cpu.eaHi = cpu.codeSize === 8 ? (cpu.eaHi + cpu.segBase[2 * seg + 1]! + (s > 0xffffffff ? 1 : 0)) | 0 : 0;
+}
+
+/** Computes the linear address of the memory operand into cpu.eaLo/eaHi. */
+export function effectiveAddress(cpu: Cpu, i: Insn): void {
+  operandOffset(cpu, i);
+  if (i.segBase) addSegmentBase(cpu, i.seg);
+  cpu.accessSeg = i.seg;
+}
+
+/** Reads the ModRM r/m operand of `size` bytes. */
+export function readRm(cpu: Cpu, i: Insn, size: number): number {
+  if (i.isReg) return getReg(cpu, size === 1 ? i.rmB : i.rm, size);
+  effectiveAddress(cpu, i);
+  return readEa(cpu, size);
+}
+
+/** Reads `size` bytes at the last effective address. */
+export function readEa(cpu: Cpu, size: number): number {
+  const m = cpu.mmu;
+  const lo = m.read(cpu.eaLo, cpu.eaHi, size);
+  cpu.tHi = size === 8 ? m.hi : 0;
+  return lo;
+}
+
+/** Writes the ModRM r/m operand (computing its address). */
+export function writeRm(cpu: Cpu, i: Insn, size: number, lo: number, hi: number): void {
+  if (i.isReg) { setReg(cpu, size === 1 ? i.rmB : i.rm, size, lo, hi); return; }
+  effectiveAddress(cpu, i);
+  cpu.mmu.write(cpu.eaLo, cpu.eaHi, size, lo, hi);
+}
+
+/** Writes the r/m operand that readRm just read (read-modify-write: the address is reused). */
+export function writeBack(cpu: Cpu, i: Insn, size: number, lo: number, hi: number): void {
+  if (i.isReg) setReg(cpu, size === 1 ? i.rmB : i.rm, size, lo, hi);
+  else cpu.mmu.write(cpu.eaLo, cpu.eaHi, size, lo, hi);
+}
+
+/** Reads the ModRM reg operand. */
+export function readRegOp(cpu: Cpu, i: Insn, size: number): number {
+  return getReg(cpu, size === 1 ? i.regB : i.reg, size);
+}
+
+/** Writes the ModRM reg operand. */
+export function writeRegOp(cpu: Cpu, i: Insn, size: number, lo: number, hi: number): void {
+  setReg(cpu, size === 1 ? i.regB : i.reg, size, lo, hi);
+}
+
+// ---- the stack (SDM vol. 1, 6.2) ----------------------------------------------
+
+/** Linear address of SS:(RSP + delta) at the stack size, into cpu.eaLo/eaHi. */
+function stackAddress(cpu: Cpu, delta: number): void {
+  stackAddressFrom(cpu, cpu.gpr[2 * RSP]!, cpu.gpr[2 * RSP + 1]!, delta);
+}
+
+/** Linear address of SS:(base + delta) with base wrapped to the stack size. */
+function stackAddressFrom(cpu: Cpu, baseLo: number, baseHi: number, delta: number): void {
+  let lo = baseLo, hi = 0;
+  if (cpu.stackSize === 8) {
+    hi = baseHi;
+    const s = (lo >>> 0) + delta;
+    lo = s | 0;
+    hi = (hi + (s > 0xffffffff ? 1 : s < 0 ? -1 : 0)) | 0;
+  } else {
+    lo = cpu.stackSize === 4 ? (lo + delta) | 0 : (lo + delta) & 0xffff;
+    const s = (lo >>> 0) + (cpu.segBase[2 * SS]! >>> 0);
+    lo = s | 0;
+  }
+  cpu.eaLo = lo; cpu.eaHi = hi; cpu.accessSeg = SS;
+}
+
+/** Adds `delta` to the stack pointer at the stack size. */
+export function adjustRsp(cpu: Cpu, delta: number): void {
+  const g = cpu.gpr;
+  if (cpu.stackSize === 8) {
+    const s = (g[2 * RSP]! >>> 0) + delta;
+    g[2 * RSP] = s | 0;
+    g[2 * RSP + 1] = (g[2 * RSP + 1]! + (s > 0xffffffff ? 1 : s < 0 ? -1 : 0)) | 0;
+  } else if (cpu.stackSize === 4) {
+    g[2 * RSP] = (g[2 * RSP]! + delta) | 0;
+  } else {
+    g[2 * RSP] = (g[2 * RSP]! & ~0xffff) | ((g[2 * RSP]! + delta) & 0xffff);
+  }
+}
+
+/** Pushes a value of `size` bytes; nothing changes if the write faults. */
+export function push(cpu: Cpu, size: number, lo: number, hi: number): void {
+  stackAddress(cpu, -size);
+  cpu.mmu.write(cpu.eaLo, cpu.eaHi, size, lo, hi);
+  adjustRsp(cpu, -size);
+}
+
+/** Reads the value `offset` bytes above the top of the stack without popping it. */
+export function peek(cpu: Cpu, size: number, offset: number): number {
+  stackAddress(cpu, offset);
+  return readEa(cpu, size);
+}
+
+/** Reads `size` bytes at SS:(base + delta), as ENTER reads enclosing frames. */
+export function readStack(cpu: Cpu, baseLo: number, baseHi: number, delta: number, size: number): number {
+  stackAddressFrom(cpu, baseLo, baseHi, delta);
+  return readEa(cpu, size);
+}
+
+/** Pops a value of `size` bytes (hi in cpu.tHi). */
+export function pop(cpu: Cpu, size: number): number {
+  const lo = peek(cpu, size, 0);
+  adjustRsp(cpu, size);
+  return lo;
+}
+
+// ---- RIP ----------------------------------------------------------------------
+
+/**
+ * Sets RIP to the next instruction's address plus `dispLo/dispHi`, truncated to the
+ * operand size outside 64-bit operation (SDM vol. 2, JMP: "tempEIP AND 0000FFFFH").
+ */
+export function jumpRelative(cpu: Cpu, size: number, disp: number): void {
+  if (size === 8) {
+    const s = (cpu.ripLo >>> 0) + (disp >>> 0);
+    cpu.ripHi = (cpu.ripHi + (disp >> 31) + (s > 0xffffffff ? 1 : 0)) | 0;
+    cpu.ripLo = s | 0;
+  } else {
+    cpu.ripLo = size === 4 ? (cpu.ripLo + disp) | 0 : (cpu.ripLo + disp) & 0xffff;
+    cpu.ripHi = 0;
+  }
+}
+
+/** Sets RIP to an absolute target at the operand size. */
+export function jumpAbsolute(cpu: Cpu, size: number, lo: number, hi: number): void {
+  if (size === 8) {
+    const s = cpu.mmu.canonicalShift;
+    if (((hi << s) >> s) !== hi) cpu.raise(13, 0);
+    cpu.ripLo = lo; cpu.ripHi = hi;
+  } else {
+    cpu.ripLo = size === 4 ? lo : lo & 0xffff;
+    cpu.ripHi = 0;
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * Control transfer within a code segment and flag control: Jcc, JMP, CALL, RET
+ * (near), LOOP/LOOPcc/JrCXZ, SETcc, INT3/INT n/INTO/INT1, HLT, UD0/UD1/UD2,
+ * CLC/STC/CMC/CLD/STD (SDM vol. 2, each instruction's page).
+ */
+import type { Cpu } from '../cpu.js';
+import { getCF, setStatusFlags, testCondition } from '../flags.js';
+import { Im, OpMap, Sz, type Entry, type Insn, type OpDef } from '../insn.js';
+import { adjustRsp, jumpAbsolute, jumpRelative, pop, push, readRm, setReg, writeRm } from '../operands.js';
+import { CF, DF, RCX, Vector } from '../regs.js';
+import { getOF } from '../flags.js';
+
+const TWO = OpMap.TWO * 256;
+
+function jcc(cpu: Cpu, i: Insn): void {
+  if (testCondition(cpu, i.opcode & 0xf)) jumpRelative(cpu, i.opSize, i.imm);
+}
+
+function jmpRel(cpu: Cpu, i: Insn): void {
+  jumpRelative(cpu, i.opSize, i.imm);
+}
+
+function jmpIndirect(cpu: Cpu, i: Insn): void {
+  const t = readRm(cpu, i, i.opSize);
+  jumpAbsolute(cpu, i.opSize, t, cpu.tHi);
+}
+
+/** CALL rel: push the next instruction's address, then jump. */
+function callRel(cpu: Cpu, i: Insn): void {
+  push(cpu, i.opSize, cpu.ripLo, cpu.ripHi);
+  jumpRelative(cpu, i.opSize, i.imm);
+}
+
+/** CALL r/m: the target is read before the return address is pushed. */
+function callIndirect(cpu: Cpu, i: Insn): void {
+  const z = i.opSize;
+  const t = readRm(cpu, i, z), th = cpu.tHi;
+  const s = cpu.mmu.canonicalShift;
+  if (z === 8 && ((th << s) >> s) !== th) cpu.raise(Vector.GP, 0);
+  push(cpu, z, cpu.ripLo, cpu.ripHi);
+  jumpAbsolute(cpu, z, t, th);
+}
+
+/** RET / RET imm16: pop the return address, then release imm16 bytes. */
+function ret(cpu: Cpu, i: Insn): void {
+  const z = i.opSize;
+  const lo = pop(cpu, z), hi = cpu.tHi;
+  try {
+    jumpAbsolute(cpu, z, lo, hi);
+  } catch (e) {
+    adjustRsp(cpu, -z);
+    throw e;
+  }
+  if (i.imm) adjustRsp(cpu, i.imm);
+}
+
+/** The count register of LOOP and JrCXZ is CX, ECX or RCX by address size. */
+function counterIsZero(cpu: Cpu, i: Insn): boolean {
+  const g = cpu.gpr;
+  if (i.adSize === 8) return g[2 * RCX] === 0 && g[2 * RCX + 1] === 0;
+  return (i.adSize === 4 ? g[2 * RCX] : g[2 * RCX]! & 0xffff) === 0;
+}
+
+function decrementCounter(cpu: Cpu, i: Insn): void {
+  const g = cpu.gpr;
+  if (i.adSize === 8) {
+    if (g[2 * RCX] === 0) g[2 * RCX + 1] = (g[2 * RCX + 1]! - 1) | 0;
+    g[2 * RCX] = (g[2 * RCX]! - 1) | 0;
+  } else if (i.adSize === 4) {
+    setReg(cpu, RCX, 4, (g[2 * RCX]! - 1) | 0, 0);
+  } else {
+    setReg(cpu, RCX, 2, g[2 * RCX]! - 1, 0);
+  }
+}
+
+/** E0 LOOPNE, E1 LOOPE, E2 LOOP: decrement the count without touching flags, then branch. */
+function loop(cpu: Cpu, i: Insn): void {
+  decrementCounter(cpu, i);
+  if (counterIsZero(cpu, i)) return;
+  const kind = i.opcode & 3;
+  if (kind === 0 && testCondition(cpu, 4)) return;
+  if (kind === 1 && !testCondition(cpu, 4)) return;
+  jumpRelative(cpu, i.opSize, i.imm);
+}
+
+function jrcxz(cpu: Cpu, i: Insn): void {
+  if (counterIsZero(cpu, i)) jumpRelative(cpu, i.opSize, i.imm);
+}
+
+function setcc(cpu: Cpu, i: Insn): void {
+  writeRm(cpu, i, 1, testCondition(cpu, i.opcode & 0xf) ? 1 : 0, 0);
+}
+
+function int3(cpu: Cpu): void { cpu.raiseTrap(Vector.BP); }
+function int1(cpu: Cpu): void { cpu.raiseTrap(Vector.DB); }
+function intN(cpu: Cpu, i: Insn): void { cpu.raiseTrap(i.imm); }
+function into(cpu: Cpu): void { if (getOF(cpu)) cpu.raiseTrap(Vector.OF); }
+function ud(cpu: Cpu): void { cpu.raise(Vector.UD); }
+
+/** HLT: privileged; stops the processor until an event (SDM vol. 2, HLT). */
+function hlt(cpu: Cpu): void {
+  if (cpu.cpl !== 0) cpu.raise(Vector.GP, 0);
+  cpu.stop({ kind: 'halt' });
+}
+
+function flagOp(mask: number, value: number | 'toggle') {
+  return (cpu: Cpu): void => {
+    if (value === 'toggle') setStatusFlags(cpu, CF, getCF(cpu) ^ CF);
+    else cpu.flags = (cpu.rflags & ~mask) | value;
+  };
+}
+
+const def = (name: string, exec: OpDef['exec'], extra: Omit<OpDef, 'name' | 'exec'> = {}): OpDef =>
+  ({ name, exec, ...extra });
+const branch = { size: Sz.F64, ends: true } as const;
+
+const entries: Record<number, Entry> = {
+  0xe8: def('call', callRel, { ...branch, imm: Im.Jz }),
+  0xe9: def('jmp', jmpRel, { ...branch, imm: Im.Jz }),
+  0xeb: def('jmp', jmpRel, { ...branch, imm: Im.Jb }),
+  0xc2: def('ret', ret, { ...branch, imm: Im.Iw }),
+  0xc3: def('ret', ret, branch),
+  0xe0: def('loopne', loop, { ...branch, imm: Im.Jb }),
+  0xe1: def('loope', loop, { ...branch, imm: Im.Jb }),
+  0xe2: def('loop', loop, { ...branch, imm: Im.Jb }),
+  0xe3: def('jrcxz', jrcxz, { ...branch, imm: Im.Jb }),
+  0xcc: def('int3', int3, { ends: true }),
+  0xcd: def('int', intN, { imm: Im.Ub, ends: true }),
+  0xce: def('into', into, { inv64: true, ends: true }),
+  0xf1: def('int1', int1, { ends: true }),
+  0xf4: def('hlt', hlt, { ends: true }),
+  0xf5: def('cmc', flagOp(CF, 'toggle')),
+  0xf8: def('clc', flagOp(CF, 0)),
+  0xf9: def('stc', flagOp(CF, CF)),
+  0xfc: def('cld', flagOp(DF, 0)),
+  0xfd: def('std', flagOp(DF, DF)),
+  0xff: { group: [undefined, undefined,
+    def('call', callIndirect, { modrm: true, size: Sz.D64, ends: true }), undefined,
+    def('jmp', jmpIndirect, { modrm: true, size: Sz.D64, ends: true })] },
+  [TWO + 0x0b]: def('ud2', ud, { ends: true }),
+  [TWO + 0xb9]: def('ud1', ud, { modrm: true, ends: true }),
+  [TWO + 0xff]: def('ud0', ud, { modrm: true, ends: true }),
+};
+for (let cc = 0; cc < 16; cc++) {
+  entries[0x70 + cc] = def('j', jcc, { ...branch, imm: Im.Jb });
+  entries[TWO + 0x80 + cc] = def('j', jcc, { ...branch, imm: Im.Jz });
+  entries[TWO + 0x90 + cc] = def('set', setcc, { modrm: true, size: Sz.B });
+}
+
+export const CONTROL_TABLE = entries;

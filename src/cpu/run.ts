@@ -1,0 +1,78 @@
+/**
+ * The instruction loop. Executes cached blocks instruction by instruction,
+ * retiring exactly the requested number of instructions, and checks one
+ * pending-work word at each instruction boundary.
+ */
+import type { Block } from './blocks.js';
+import { FAULT, Pending, type Cpu, type StopReason } from './cpu.js';
+
+/** An internal invariant broke: the model stops with the guest state around it. */
+export class InternalError extends Error {
+  constructor(message: string, override readonly cause: unknown) { super(message); }
+}
+
+/** Advances RIP past an instruction of `len` bytes in code of `mode` bytes. */
+function advance(cpu: Cpu, mode: number, len: number): void {
+  if (mode === 8) {
+    const s = (cpu.ripLo >>> 0) + len;
+    cpu.ripLo = s | 0;
+    if (s > 0xffffffff) cpu.ripHi = (cpu.ripHi + 1) | 0;
+  } else {
+    cpu.ripLo = mode === 4 ? (cpu.ripLo + len) | 0 : (cpu.ripLo + len) & 0xffff;
+  }
+}
+
+/**
+ * Executes up to `limit` instructions of `block` from its first. RIP is the
+ * block's address on entry. Returns the number retired; an exception unwinds
+ * with RIP at the faulting instruction (after it, for a trap).
+ */
+function execBlock(cpu: Cpu, block: Block, limit: number): number {
+  const insns = block.insns, mode = block.mode;
+  const n = insns.length < limit ? insns.length : limit;
+  block.entries++;
+  let k = 0;
+  for (; k < n; k++) {
+    const i = insns[k]!;
+    const lo = cpu.ripLo, hi = cpu.ripHi;
+    advance(cpu, mode, i.len);
+    try {
+      i.exec(cpu, i);
+    } catch (e) {
+      if (e === FAULT && !cpu.excTrap) { cpu.ripLo = lo; cpu.ripHi = hi; }
+      cpu.insnCount += cpu.excTrap ? k + 1 : k;
+      throw e;
+    }
+    if (cpu.pending !== 0) { k++; break; }
+  }
+  cpu.insnCount += k;
+  return k;
+}
+
+/** Runs until `budget` more instructions have retired or something stops the run. */
+export function run(cpu: Cpu, budget: number): StopReason {
+  const end = cpu.insnCount + budget;
+  cpu.pending &= ~Pending.STOP;
+  while (cpu.insnCount < end) {
+    try {
+      cpu.excTrap = false;
+      const block = cpu.blocks.lookup();
+      execBlock(cpu, block, end - cpu.insnCount);
+    } catch (e) {
+      if (e !== FAULT) {
+        throw new InternalError(`internal error at rip=0x${cpu.rip.toString(16)}: ${String(e)}`, e);
+      }
+      cpu.stopReason = {
+        kind: 'exception', vector: cpu.excVector, errorCode: cpu.excHasCode ? cpu.excCode : null,
+      };
+      return cpu.stopReason;
+    }
+    if (cpu.pending !== 0) {
+      const p = cpu.pending;
+      cpu.pending = 0;
+      if (p & Pending.STOP) return cpu.stopReason;
+    }
+  }
+  cpu.stopReason = { kind: 'budget' };
+  return cpu.stopReason;
+}

@@ -1,0 +1,40 @@
+/**
+ * Running small code fragments on a fresh processor: for unit tests and for
+ * users' own tests of instruction semantics.
+ */
+import { Cpu, type StopReason } from './cpu.js';
+import { run } from './run.js';
+import { RSP } from './regs.js';
+
+export const CODE_ADDRESS = 0x1000;
+export const STACK_TOP = 0x80000;
+export const DATA_ADDRESS = 0x10000;
+
+export interface FragmentOptions {
+  /** Code size: 64 (flat 64-bit mode, the default), 32 (flat protected mode). */
+  mode?: 64 | 32;
+  /** Instructions to run at most (default 10,000). */
+  budget?: number;
+  /** Prepares registers and memory before the run. */
+  setup?: (cpu: Cpu) => void;
+}
+
+export interface FragmentResult { cpu: Cpu; stop: StopReason }
+
+/**
+ * Loads `code` at CODE_ADDRESS followed by HLT, points RSP at STACK_TOP and runs
+ * it until it halts, raises an exception or exhausts the budget.
+ */
+export function runFragment(code: ArrayLike<number>, options: FragmentOptions = {}): FragmentResult {
+  const cpu = new Cpu({ memorySize: 16 * 1024 * 1024 });
+  if ((options.mode ?? 64) === 64) cpu.enterFlat64(); else cpu.enterFlat32();
+  const bytes = new Uint8Array(code.length + 1);
+  bytes.set(Array.from(code));
+  bytes[code.length] = 0xf4;
+  cpu.memory.load(CODE_ADDRESS, bytes);
+  cpu.ripLo = CODE_ADDRESS;
+  cpu.gpr[2 * RSP] = STACK_TOP;
+  options.setup?.(cpu);
+  const stop = run(cpu, options.budget ?? 10_000);
+  return { cpu, stop };
+}

@@ -7,6 +7,7 @@
 import { FAULT, type Cpu } from './cpu.js';
 import { Decoder, type ByteSource } from './decoder.js';
 import type { Insn } from './insn.js';
+import type { CompiledBlock } from './jit/compile.js';
 import { PAGE_MASK, PAGE_SIZE } from './memory.js';
 import { CS } from './regs.js';
 import { OPCODE_TABLE } from './optable.js';
@@ -20,6 +21,15 @@ export class Block {
   entries = 0;
   /** Set when a write has made the block stale. */
   stale = false;
+  /** The compiled form, once the block is hot; null before, or when it cannot be compiled. */
+  compiled: CompiledBlock | null = null;
+  /** The block that ran after this one last time, at RIP (nextLo, nextHi), valid for MMU epoch nextEpoch. */
+  next: Block | null = null;
+  nextLo = 0;
+  nextHi = 0;
+  nextEpoch = -1;
+  /** Offset of each instruction from the block's first byte. */
+  readonly offsets: Int32Array;
   constructor(
     readonly phys: number,
     /** Code size it was decoded for: 2, 4 or 8. */
@@ -29,7 +39,11 @@ export class Block {
     readonly length: number,
     /** Physical pages its bytes lie on (two when the last instruction crosses a page). */
     readonly ppns: readonly number[],
-  ) {}
+  ) {
+    this.offsets = new Int32Array(insns.length);
+    let o = 0;
+    insns.forEach((i, k) => { this.offsets[k] = o; o += i.len; });
+  }
 }
 
 interface CodePage {
@@ -62,8 +76,32 @@ export class BlockCache {
     this.source = new FetchSource(cpu);
   }
 
-  /** The block at the current CS:RIP, decoded now if needed. Raises the fetch's fault. */
+  /** The block last returned by lookup(). */
+  private last: Block | null = null;
+
+  /**
+   * The block at the current CS:RIP, decoded now if needed. Raises the fetch's
+   * fault. The block that followed the previous one last time is tried first.
+   */
   lookup(): Block {
+    const cpu = this.cpu, prev = this.last;
+    if (prev !== null) {
+      const n = prev.next;
+      if (n !== null && prev.nextLo === cpu.ripLo && prev.nextHi === cpu.ripHi &&
+          prev.nextEpoch === cpu.mmu.epoch && !n.stale && n.mode === cpu.codeSize) {
+        this.last = n;
+        return n;
+      }
+    }
+    const b = this.find();
+    if (prev !== null) {
+      prev.next = b; prev.nextLo = cpu.ripLo; prev.nextHi = cpu.ripHi; prev.nextEpoch = cpu.mmu.epoch;
+    }
+    this.last = b;
+    return b;
+  }
+
+  private find(): Block {
     const cpu = this.cpu;
     let lo = cpu.ripLo, hi = cpu.ripHi;
     if (cpu.codeSize !== 8) {

@@ -92,6 +92,11 @@ export class Cpu implements FlagState, MmuHost {
   excHasCode = false;
   /** The exception is a trap: RIP stays after the instruction (INT n, INT3, INTO). */
   excTrap = false;
+  /**
+   * Index in its block of the instruction executing: insnCount counts whole
+   * blocks, so insnCount + blockIndex instructions have retired before it.
+   */
+  blockIndex = 0;
   /** Segment of the memory reference being made, for #SS vs #GP on a bad address. */
   accessSeg = 3;
 
@@ -109,6 +114,9 @@ export class Cpu implements FlagState, MmuHost {
     this.mmu = new Mmu(this.memory, this);
     this.blocks = new BlockCache(this);
   }
+
+  /** Instructions retired before the one executing (the time base of the TSC). */
+  get retired(): number { return this.insnCount + this.blockIndex; }
 
   /** True in 64-bit mode (IA-32e mode with CS.L = 1). */
   get mode64(): boolean { return this.codeSize === 8; }
@@ -164,6 +172,7 @@ export class Cpu implements FlagState, MmuHost {
     this.segBase[2 * seg + 1] = baseHi;
     this.segLimit[seg] = limit;
     this.segAttr[seg] = attr;
+    if (seg === CS) this.mmu.epoch++; // CS base takes part in code addresses
     if (seg === CS || seg === SS) this.updateModes();
   }
 

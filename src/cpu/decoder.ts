@@ -30,13 +30,17 @@ const RM16_INDEX = [6, 7, 6, 7, -1, -1, -1, -1];
 class TooLong { }
 const TOO_LONG_SIGNAL = new TooLong();
 
+/** Set by select(): the definition was chosen by its mandatory prefix. */
+let selectedByPrefix = false;
+
 /** Resolves a group, prefix or mod selection down to one definition. */
 function select(e: Entry | undefined, modrm: number, mandatory: number): OpDef | undefined {
+  selectedByPrefix = false;
   for (;;) {
     if (e === undefined) return undefined;
     if ('exec' in e) return e;
     if ('group' in e) e = (e as Group).group[(modrm >> 3) & 7];
-    else if ('prefixed' in e) e = (e as Prefixed).prefixed[mandatory];
+    else if ('prefixed' in e) { e = (e as Prefixed).prefixed[mandatory]; selectedByPrefix = true; }
     else if ('rm' in e) e = (modrm >> 6) === 3 ? (e as ByRm).rm[modrm & 7] : undefined;
     else e = (modrm >> 6) === 3 ? (e as ByMod).reg : (e as ByMod).mem;
   }
@@ -147,8 +151,9 @@ export class Decoder {
     insn.vvvv = vvvv;
     insn.vexL = vexL;
 
-    // Operand size (SDM vol. 2, 2.2.1.2, table 2-4) and address size.
-    const sizePrefix = p66 && (mandatory !== 1 || vex);
+    // Operand size (SDM vol. 2, 2.2.1.2, table 2-4) and address size. A 66h that
+    // selected the form as its mandatory prefix does not also change the size.
+    const sizePrefix = p66 && !(selectedByPrefix && mandatory === 1);
     const v = mode === 8 ? (rex & 8 ? 8 : sizePrefix ? 2 : 4) : (mode === 4) !== sizePrefix ? 4 : 2;
     switch (def.size ?? Sz.V) {
       case Sz.V: insn.opSize = v; break;

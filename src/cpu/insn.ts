@@ -4,6 +4,7 @@
  * compiler both work from the fields below.
  */
 import type { Cpu } from './cpu.js';
+import type { Emitter } from './jit/emitter.js';
 
 export type Exec = (cpu: Cpu, i: Insn) => void;
 
@@ -71,6 +72,11 @@ export interface OpDef {
   readonly regOnly?: boolean;
   /** Control may leave the straight line after it, or decoding of what follows may change. */
   readonly ends?: boolean;
+  /**
+   * Emits the instruction as JavaScript for the block compiler; returns false
+   * when this instance has no template (the compiled block then calls `exec`).
+   */
+  readonly compile?: (e: Emitter, i: Insn) => boolean;
 }
 
 /** An opcode whose meaning depends on ModRM.reg (a group, SDM vol. 2, table A-6). */

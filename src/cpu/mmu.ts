@@ -59,9 +59,13 @@ export class Mmu {
 
   constructor(readonly memory: PhysicalMemory, private readonly host: MmuHost) {}
 
+  /** Counts flushes: anything that remembers a translation (block chaining) compares it. */
+  epoch = 0;
+
   /** Drops every cached translation. */
   flush(): void {
     this.tagR.fill(NaN); this.tagW.fill(NaN); this.tagX.fill(NaN);
+    this.epoch++;
   }
 
   /** Drops write entries that map physical page `ppn` (it now holds code). */
@@ -164,6 +168,13 @@ export class Mmu {
       case 4: this.write32(lo, hi, vLo); return;
       default: this.write64(lo, hi, vLo, vHi);
     }
+  }
+
+  /** Raises the fault a write of `size` bytes would raise; cheap when the write TLB already maps it. */
+  checkWrite(lo: number, hi: number, size: number): void {
+    const off = lo & PAGE_MASK, idx = (lo >>> 12) & TLB_MASK;
+    if (off + size <= PAGE_SIZE && this.tagW[idx] === vpnOf(lo, hi)) return;
+    this.probeWrite(lo, hi, size);
   }
 
   /** Raises the fault that a write of `size` bytes at (lo, hi) would raise, writing nothing. */

@@ -94,6 +94,20 @@ export function readRm(cpu: Cpu, i: Insn, size: number): number {
   return readEa(cpu, size);
 }
 
+/**
+ * Reads the r/m operand of a read-modify-write instruction. A memory operand is
+ * checked for writing first, so the instruction faults before it changes any
+ * state, flags included (a fault leaves the processor as before the instruction).
+ */
+export function readRmw(cpu: Cpu, i: Insn, size: number): number {
+  if (i.isReg) return getReg(cpu, size === 1 ? i.rmB : i.rm, size);
+  effectiveAddress(cpu, i);
+  const lo = readEa(cpu, size), hi = cpu.tHi;
+  cpu.mmu.checkWrite(cpu.eaLo, cpu.eaHi, size);
+  cpu.tHi = hi;
+  return lo;
+}
+
 /** Reads `size` bytes at the last effective address. */
 export function readEa(cpu: Cpu, size: number): number {
   const m = cpu.mmu;

@@ -5,6 +5,10 @@
  */
 import type { Block } from './blocks.js';
 import { FAULT, Pending, type Cpu, type StopReason } from './cpu.js';
+import { compileBlock } from './jit/compile.js';
+
+/** A block is compiled when it has been entered this many times. */
+const COMPILE_AFTER = 32;
 
 /** An internal invariant broke: the model stops with the guest state around it. */
 export class InternalError extends Error {
@@ -30,20 +34,49 @@ function advance(cpu: Cpu, mode: number, len: number): void {
 function execBlock(cpu: Cpu, block: Block, limit: number): number {
   const insns = block.insns, mode = block.mode;
   const n = insns.length < limit ? insns.length : limit;
-  block.entries++;
+  if (++block.entries === COMPILE_AFTER) block.compiled = compileBlock(block);
+  // Compiled code computes RIPs inside the block without a carry into bits 63:32.
+  if (block.compiled !== null && n === insns.length &&
+      (mode !== 8 || (cpu.ripLo >>> 0) + block.length <= 0xffffffff)) {
+    return execCompiled(cpu, block);
+  }
   let k = 0;
   for (; k < n; k++) {
     const i = insns[k]!;
     const lo = cpu.ripLo, hi = cpu.ripHi;
+    cpu.blockIndex = k;
     advance(cpu, mode, i.len);
     try {
       i.exec(cpu, i);
     } catch (e) {
       if (e === FAULT && !cpu.excTrap) { cpu.ripLo = lo; cpu.ripHi = hi; }
       cpu.insnCount += cpu.excTrap ? k + 1 : k;
+      cpu.blockIndex = 0;
       throw e;
     }
     if (cpu.pending !== 0) { k++; break; }
+  }
+  cpu.insnCount += k;
+  cpu.blockIndex = 0;
+  return k;
+}
+
+function execCompiled(cpu: Cpu, block: Block): number {
+  const lo = cpu.ripLo, hi = cpu.ripHi;
+  let k: number;
+  try {
+    k = block.compiled!(cpu);
+    cpu.blockIndex = 0;
+  } catch (e) {
+    if (e === FAULT) {
+      const j = cpu.blockIndex;
+      const off = block.offsets[j]! + (cpu.excTrap ? block.insns[j]!.len : 0);
+      cpu.ripLo = block.mode === 2 ? (lo + off) & 0xffff : (lo + off) | 0;
+      cpu.ripHi = hi;
+      cpu.insnCount += cpu.excTrap ? j + 1 : j;
+      cpu.blockIndex = 0;
+    }
+    throw e;
   }
   cpu.insnCount += k;
   return k;

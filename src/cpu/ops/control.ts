@@ -6,11 +6,21 @@
 import type { Cpu } from '../cpu.js';
 import { getCF, setStatusFlags, testCondition } from '../flags.js';
 import { Im, OpMap, Sz, type Entry, type Insn, type OpDef } from '../insn.js';
+import type { Emitter } from '../jit/emitter.js';
 import { adjustRsp, jumpAbsolute, jumpRelative, pop, push, readRm, setReg, writeRm } from '../operands.js';
 import { CF, DF, RCX, Vector } from '../regs.js';
 import { getOF } from '../flags.js';
 
 const TWO = OpMap.TWO * 256;
+
+/** Compiled Jcc / JMP rel: RIP becomes the next instruction, then the branch is taken or not. */
+function compileJump(conditional: boolean) {
+  return (e: Emitter, i: Insn): boolean => {
+    const taken = conditional ? e.condition(i.opcode & 0xf) : 'true';
+    e.emit(`${e.ripStatement(e.nextOffset)} if (${taken}) jumpRelative(cpu, ${i.opSize}, ${i.imm});`);
+    return true;
+  };
+}
 
 function jcc(cpu: Cpu, i: Insn): void {
   if (testCondition(cpu, i.opcode & 0xf)) jumpRelative(cpu, i.opSize, i.imm);
@@ -116,8 +126,8 @@ const branch = { size: Sz.F64, ends: true } as const;
 
 const entries: Record<number, Entry> = {
   0xe8: def('call', callRel, { ...branch, imm: Im.Jz }),
-  0xe9: def('jmp', jmpRel, { ...branch, imm: Im.Jz }),
-  0xeb: def('jmp', jmpRel, { ...branch, imm: Im.Jb }),
+  0xe9: def('jmp', jmpRel, { ...branch, imm: Im.Jz, compile: compileJump(false) }),
+  0xeb: def('jmp', jmpRel, { ...branch, imm: Im.Jb, compile: compileJump(false) }),
   0xc2: def('ret', ret, { ...branch, imm: Im.Iw }),
   0xc3: def('ret', ret, branch),
   0xe0: def('loopne', loop, { ...branch, imm: Im.Jb }),
@@ -142,8 +152,8 @@ const entries: Record<number, Entry> = {
   [TWO + 0xff]: def('ud0', ud, { modrm: true, ends: true }),
 };
 for (let cc = 0; cc < 16; cc++) {
-  entries[0x70 + cc] = def('j', jcc, { ...branch, imm: Im.Jb });
-  entries[TWO + 0x80 + cc] = def('j', jcc, { ...branch, imm: Im.Jz });
+  entries[0x70 + cc] = def('j', jcc, { ...branch, imm: Im.Jb, compile: compileJump(true) });
+  entries[TWO + 0x80 + cc] = def('j', jcc, { ...branch, imm: Im.Jz, compile: compileJump(true) });
   entries[TWO + 0x90 + cc] = def('set', setcc, { modrm: true, size: Sz.B });
 }
 

@@ -6,14 +6,38 @@
 import type { Cpu } from '../cpu.js';
 import { materialize, setStatusFlags, testCondition } from '../flags.js';
 import { Im, OpMap, Sz, type Entry, type Insn, type OpDef } from '../insn.js';
+import type { Emitter, Pair } from '../jit/emitter.js';
 import {
-  addSegmentBase, getReg, operandOffset, readEa, readRegOp, readRm, setReg, SIZE_MASK,
+  addSegmentBase, getReg, operandOffset, readEa, readRegOp, readRm, readRmw, setReg, SIZE_MASK,
   writeBack, writeRegOp, writeRm,
 } from '../operands.js';
 import { AF, CF, PF, RAX, RDX, SF, Vector, ZF } from '../regs.js';
 import { alu, AluOp } from './alu.js';
 
 const TWO = OpMap.TWO * 256;
+
+/** Compiled MOV: `shape` names destination and source (E = r/m, G = reg, I = imm, R = opcode register). */
+function compileMov(shape: 'EG' | 'GE' | 'EI' | 'RI') {
+  return (e: Emitter, i: Insn): boolean => {
+    if (!i.isReg && i.adSize === 2) return false;
+    const z = i.opSize;
+    let v: Pair;
+    if (shape === 'EG') v = e.readReg(e.regOf(i, z), z);
+    else if (shape === 'GE') v = i.isReg ? e.readReg(e.rmOf(i, z), z) : e.readMem(e.address(i), z);
+    else v = e.imm(i, z);
+    if (shape === 'GE' || shape === 'RI') e.writeReg(e.regOf(i, z), z, v);
+    else if (i.isReg) e.writeReg(e.rmOf(i, z), z, v);
+    else e.writeMem(e.address(i), z, v);
+    return true;
+  };
+}
+
+function compileLea(e: Emitter, i: Insn): boolean {
+  if (i.adSize === 2) return false;
+  const a = e.address(i, false);
+  e.writeReg(i.reg, i.opSize, { lo: i.opSize === 2 ? `(${a.lo} & 0xffff)` : a.lo, hi: a.hi });
+  return true;
+}
 
 function movEG(cpu: Cpu, i: Insn): void {
   const z = i.opSize;
@@ -75,7 +99,7 @@ function extend(from: number, signed: boolean) {
 
 function xchgEG(cpu: Cpu, i: Insn): void {
   const z = i.opSize;
-  const a = readRm(cpu, i, z), ah = cpu.tHi;
+  const a = readRmw(cpu, i, z), ah = cpu.tHi;
   const b = readRegOp(cpu, i, z), bh = cpu.tHi;
   writeBack(cpu, i, z, b, bh);
   writeRegOp(cpu, i, z, a, ah);
@@ -133,7 +157,7 @@ function cwd(cpu: Cpu, i: Insn): void {
  */
 function cmpxchg(cpu: Cpu, i: Insn): void {
   const z = i.opSize;
-  const d = readRm(cpu, i, z), dh = cpu.tHi;
+  const d = readRmw(cpu, i, z), dh = cpu.tHi;
   const a = getReg(cpu, RAX, z), ah = cpu.tHi;
   alu(cpu, AluOp.CMP, z, a, ah, d, dh);
   if (d === a && (z !== 8 || dh === ah)) {
@@ -186,7 +210,7 @@ function cmpxchgWide(cpu: Cpu, i: Insn): void {
 /** XADD: temp ← src + dest; src ← dest; dest ← temp. */
 function xadd(cpu: Cpu, i: Insn): void {
   const z = i.opSize;
-  const d = readRm(cpu, i, z), dh = cpu.tHi;
+  const d = readRmw(cpu, i, z), dh = cpu.tHi;
   const s = readRegOp(cpu, i, z), sh = cpu.tHi;
   const r = alu(cpu, AluOp.ADD, z, d, dh, s, sh), rh = cpu.tHi;
   writeBack(cpu, i, z, r, rh);
@@ -207,11 +231,11 @@ const def = (name: string, exec: OpDef['exec'], extra: Omit<OpDef, 'name' | 'exe
   ({ name, exec, ...extra });
 
 const entries: Record<number, Entry> = {
-  0x88: def('mov', movEG, { modrm: true, size: Sz.B }),
-  0x89: def('mov', movEG, { modrm: true }),
-  0x8a: def('mov', movGE, { modrm: true, size: Sz.B }),
-  0x8b: def('mov', movGE, { modrm: true }),
-  0x8d: def('lea', lea, { modrm: true, memOnly: true }),
+  0x88: def('mov', movEG, { modrm: true, size: Sz.B, compile: compileMov('EG') }),
+  0x89: def('mov', movEG, { modrm: true, compile: compileMov('EG') }),
+  0x8a: def('mov', movGE, { modrm: true, size: Sz.B, compile: compileMov('GE') }),
+  0x8b: def('mov', movGE, { modrm: true, compile: compileMov('GE') }),
+  0x8d: def('lea', lea, { modrm: true, memOnly: true, compile: compileLea }),
   0x86: def('xchg', xchgEG, { modrm: true, size: Sz.B, lock: true }),
   0x87: def('xchg', xchgEG, { modrm: true, lock: true }),
   0x98: def('cbw', cbw),
@@ -222,8 +246,8 @@ const entries: Record<number, Entry> = {
   0xa1: def('mov', movAO, { imm: Im.Ob }),
   0xa2: def('mov', movOA, { size: Sz.B, imm: Im.Ob }),
   0xa3: def('mov', movOA, { imm: Im.Ob }),
-  0xc6: { group: [def('mov', movEI, { modrm: true, size: Sz.B, imm: Im.Ib })] },
-  0xc7: { group: [def('mov', movEI, { modrm: true, imm: Im.Iz })] },
+  0xc6: { group: [def('mov', movEI, { modrm: true, size: Sz.B, imm: Im.Ib, compile: compileMov('EI') })] },
+  0xc7: { group: [def('mov', movEI, { modrm: true, imm: Im.Iz, compile: compileMov('EI') })] },
   0x63: def('movsxd', extend(4, true), { modrm: true, only64: true }),
   [TWO + 0xb6]: def('movzx', extend(1, false), { modrm: true }),
   [TWO + 0xb7]: def('movzx', extend(2, false), { modrm: true }),
@@ -238,8 +262,8 @@ const entries: Record<number, Entry> = {
   [TWO + 0x0d]: def('nop', nop, { modrm: true }),
 };
 for (let r = 0; r < 8; r++) {
-  entries[0xb0 + r] = def('mov', movRI, { size: Sz.B, imm: Im.Ib });
-  entries[0xb8 + r] = def('mov', movRI, { imm: Im.Iv });
+  entries[0xb0 + r] = def('mov', movRI, { size: Sz.B, imm: Im.Ib, compile: compileMov('RI') });
+  entries[0xb8 + r] = def('mov', movRI, { imm: Im.Iv, compile: compileMov('RI') });
   entries[0x90 + r] = def(r === 0 ? 'nop' : 'xchg', xchgAX);
 }
 for (let cc = 0; cc < 16; cc++) entries[TWO + 0x40 + cc] = def('cmov', cmov, { modrm: true });

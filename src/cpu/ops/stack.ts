@@ -4,10 +4,35 @@
  */
 import type { Cpu } from '../cpu.js';
 import { Im, Sz, type Entry, type Insn, type OpDef } from '../insn.js';
+import type { Emitter } from '../jit/emitter.js';
 import { adjustRsp, getReg, peek, pop, push, readRm, readStack, setReg, writeRm } from '../operands.js';
 import {
   AC, AF, CF, DF, ID, IF, IOPL, NT, OF, PF, RBP, RF, RSP, SF, TF, VM, ZF,
 } from '../regs.js';
+
+/** Compiled PUSH r / POP r in 64-bit mode, where the stack is flat and 64 bits wide. */
+function compilePushPop(isPush: boolean) {
+  return (e: Emitter, i: Insn): boolean => {
+    if (e.mode !== 8) return false;
+    const z = i.opSize;
+    const sp = e.readReg(RSP, 8);
+    if (isPush) {
+      const v = e.readReg(i.reg, z);
+      const s = e.let(`(${sp.lo} >>> 0) - ${z}`);
+      const a = { lo: e.let(`${s} | 0`), hi: e.let(`(${sp.hi} + (${s} < 0 ? -1 : 0)) | 0`) };
+      e.emit('cpu.accessSeg = 2;');
+      e.writeMem(a, z, v);
+      e.writeReg(RSP, 8, a);
+    } else {
+      e.emit('cpu.accessSeg = 2;');
+      const v = e.readMem(sp, z);
+      const s = e.let(`(${sp.lo} >>> 0) + ${z}`);
+      e.writeReg(RSP, 8, { lo: e.let(`${s} | 0`), hi: e.let(`(${sp.hi} + (${s} > 0xffffffff ? 1 : 0)) | 0`) });
+      e.writeReg(i.reg, z, v);
+    }
+    return true;
+  };
+}
 
 function pushReg(cpu: Cpu, i: Insn): void {
   const v = getReg(cpu, i.reg, i.opSize);
@@ -133,8 +158,8 @@ const entries: Record<number, Entry> = {
     def('push', pushRm, { modrm: true, size: Sz.D64 })] },
 };
 for (let r = 0; r < 8; r++) {
-  entries[0x50 + r] = def('push', pushReg, { size: Sz.D64 });
-  entries[0x58 + r] = def('pop', popReg, { size: Sz.D64 });
+  entries[0x50 + r] = def('push', pushReg, { size: Sz.D64, compile: compilePushPop(true) });
+  entries[0x58 + r] = def('pop', popReg, { size: Sz.D64, compile: compilePushPop(false) });
 }
 
 export const STACK_TABLE = entries;

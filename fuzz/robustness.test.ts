@@ -1,0 +1,118 @@
+/**
+ * DESIGN, "Errors": no guest byte sequence makes the model throw a JavaScript
+ * error at its user or hang the host process; an instruction budget bounds every run.
+ *
+ * Random code (and random registers) run in flat 64-bit and 32-bit protected mode:
+ * `run` must return a StopReason of kind 'halt', 'exception' or 'budget' without
+ * throwing, and retire at most the budget (exactly the budget when it stops for
+ * it). A second property gives the guest 64 KiB of RAM and places the code at its
+ * end, so execution runs off into unbacked memory (reads all ones, writes
+ * dropped: memory.ts). HVSIM_FUZZ_RUNS multiplies the number of cases.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { Cpu } from '../src/cpu/cpu.js';
+import { run } from '../src/cpu/run.js';
+import { CODE_ADDRESS, STACK_TOP } from '../src/cpu/testing.js';
+import { CF, DF, OF, PF, RSP, SF, ZF } from '../src/cpu/regs.js';
+
+const SCALE = Math.max(1, Math.floor(Number(process.env.HVSIM_FUZZ_RUNS) || 1));
+const BUDGET = 2000;
+const SEED = 0x0b0c5;
+
+/** Register values that reach edge cases: zero, small, sign boundaries, all ones, non-canonical. */
+const arbReg = fc.oneof(
+  fc.constantFrom(0n, 1n, 0x7fn, 0x80n, 0xffffn, 0x7fffffffn, 0x80000000n, 0xffffffffn,
+    0x7fffffffffffffffn, 0x8000000000000000n, 0xffffffffffffffffn, 0x0000800000000000n),
+  fc.bigInt({ min: 0n, max: 0xffffn }),
+  fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+);
+
+interface Case {
+  code: Uint8Array;
+  /** null: all registers zero (RSP at the stack); else 16 values, RSP among them. */
+  regs: bigint[] | null;
+  flags: number;
+}
+
+const arbCase = (maxLength: number): fc.Arbitrary<Case> => fc.record({
+  code: fc.uint8Array({ minLength: 1, maxLength }),
+  regs: fc.option(fc.array(arbReg, { minLength: 16, maxLength: 16 }), { nil: null }),
+  flags: fc.constantFrom(0, CF, ZF, CF | ZF | SF | OF | PF, DF, DF | CF),
+});
+
+interface Outcome { kind: string; insns: number; vector: number }
+
+/**
+ * Runs one case. Any JavaScript error escaping `run`, a stop kind other than
+ * halt/exception/budget, or a count over the budget is a failure.
+ */
+function runCase(c: Case, mode: 64 | 32, memorySize: number, codeAt: number, stackTop: number): Outcome {
+  const cpu = new Cpu({ memorySize });
+  if (mode === 64) cpu.enterFlat64(); else cpu.enterFlat32();
+  cpu.memory.load(codeAt, c.code);
+  cpu.ripLo = codeAt;
+  if (c.regs !== null) {
+    for (let r = 0; r < 16; r++) cpu.setReg64(r, mode === 64 ? c.regs[r]! : c.regs[r]! & 0xffffffffn);
+  } else {
+    cpu.gpr[2 * RSP] = stackTop;
+  }
+  cpu.rflags = c.flags;
+  const stop = run(cpu, BUDGET); // throws only on a model defect: fails the property
+  expect(['halt', 'exception', 'budget']).toContain(stop.kind);
+  expect(cpu.insnCount).toBeLessThanOrEqual(BUDGET);
+  let vector = -1;
+  if (stop.kind === 'budget') expect(cpu.insnCount).toBe(BUDGET);
+  if (stop.kind === 'exception') {
+    vector = stop.vector;
+    expect(Number.isInteger(stop.vector) && stop.vector >= 0 && stop.vector < 32).toBe(true);
+    expect(stop.errorCode === null || Number.isInteger(stop.errorCode)).toBe(true);
+  }
+  return { kind: stop.kind, insns: cpu.insnCount, vector };
+}
+
+/** Counts of stop kinds and exception vectors, printed once as information. */
+function summarize(title: string, outcomes: Outcome[]): string {
+  const kinds = new Map<string, number>();
+  for (const o of outcomes) {
+    const k = o.kind === 'exception' ? `#${o.vector}` : o.kind;
+    kinds.set(k, (kinds.get(k) ?? 0) + 1);
+  }
+  const insns = outcomes.reduce((s, o) => s + o.insns, 0);
+  return `${title}: ${outcomes.length} runs, ${insns} instructions; ` +
+    [...kinds.entries()].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(', ');
+}
+
+describe('robustness: random guest code never throws or runs past the budget (DESIGN, Errors)', () => {
+  for (const mode of [64, 32] as const) {
+    it(`${mode}-bit: random bytes at ${CODE_ADDRESS.toString(16)}h in 16 MiB, the rest zero`, () => {
+      const outcomes: Outcome[] = [];
+      fc.assert(fc.property(arbCase(300), (c) => {
+        outcomes.push(runCase(c, mode, 16 * 1024 * 1024, CODE_ADDRESS, STACK_TOP));
+      }), { seed: SEED + mode, numRuns: 1000 * SCALE });
+      console.log(summarize(`robustness ${mode}-bit, 16 MiB`, outcomes));
+      expect(outcomes.length).toBeGreaterThanOrEqual(1000 * SCALE);
+    });
+
+    it(`${mode}-bit: code at the end of 64 KiB runs off into unbacked memory`, () => {
+      const size = 64 * 1024;
+      const outcomes: Outcome[] = [];
+      fc.assert(fc.property(arbCase(64), (c) => {
+        outcomes.push(runCase(c, mode, size, size - c.code.length, 0x8000));
+      }), { seed: SEED + 1 + mode, numRuns: 500 * SCALE });
+      console.log(summarize(`robustness ${mode}-bit, 64 KiB`, outcomes));
+      expect(outcomes.length).toBeGreaterThanOrEqual(500 * SCALE);
+    });
+  }
+
+  it('a fixed case: bytes past the end of RAM read as FFh, FF FF is #UD (SDM vol. 2, table A-6: FF /7)', () => {
+    // nop at the last byte of 64 KiB, then the fetch continues into unbacked memory.
+    const out = runCase({ code: Uint8Array.from([0x90]), regs: null, flags: 0 }, 64, 64 * 1024, 64 * 1024 - 1, 0x8000);
+    expect(out).toEqual({ kind: 'exception', insns: 1, vector: 6 });
+  });
+
+  it('a fixed case: an endless loop stops at the budget (SDM vol. 2, JMP)', () => {
+    const out = runCase({ code: Uint8Array.from([0xeb, 0xfe]), regs: null, flags: 0 }, 32, 1024 * 1024, CODE_ADDRESS, 0x8000);
+    expect(out).toEqual({ kind: 'budget', insns: BUDGET, vector: -1 });
+  });
+});

@@ -1,0 +1,50 @@
+/**
+ * The block compiler: turns a hot block into one JavaScript function. Each
+ * instruction with a template (OpDef.compile) becomes inline code; any other
+ * becomes a direct call of its interpreter handler. The generated text holds
+ * only numbers and the model's identifiers.
+ *
+ * Contract with the run loop (run.ts): the function runs the whole block from
+ * its first instruction with RIP at the block's address, returns the number of
+ * instructions retired, and leaves RIP at the next instruction to run. When an
+ * instruction raises, cpu.blockIndex names it and the flags are exact.
+ */
+import type { Block } from '../blocks.js';
+import type { Cpu } from '../cpu.js';
+import { getCF, testCondition } from '../flags.js';
+import { jumpRelative } from '../operands.js';
+import { Emitter } from './emitter.js';
+
+export type CompiledBlock = (cpu: Cpu) => number;
+
+/** Compiles `block`, or returns null where the interpreter must run it (16-bit code). */
+export function compileBlock(block: Block): CompiledBlock | null {
+  if (block.mode === 2) return null;
+  const e = new Emitter(block.mode);
+  const insns = block.insns;
+  let offset = 0;
+  for (let k = 0; k < insns.length; k++) {
+    const i = insns[k]!;
+    e.index = k;
+    e.startOffset = offset;
+    e.nextOffset = offset + i.len;
+    const inline = i.def.compile !== undefined && i.def.compile(e, i);
+    if (!inline) {
+      e.flush();
+      e.emit(`${e.ripStatement(e.nextOffset)} cpu.blockIndex = ${k}; h${k}(cpu, i${k});`);
+      if (k < insns.length - 1) e.emit(`if (cpu.pending !== 0) return ${k + 1};`);
+    } else if (k === insns.length - 1 && !i.def.ends) {
+      e.emit(e.ripStatement(e.nextOffset));
+    }
+    offset = e.nextOffset;
+  }
+  e.flush();
+  e.emit(`return ${insns.length};`);
+
+  const bind = insns.map((_, k) => `const h${k} = H[${k}], i${k} = I[${k}];`).join('\n');
+  const text = `${bind}\nreturn function block(cpu) {\n` +
+    `const g = cpu.gpr, m = cpu.mmu, rl = cpu.ripLo, rh = cpu.ripHi;\n${e.source()}\n};`;
+  const factory = new Function('H', 'I', 'getCF', 'testCondition', 'jumpRelative', text) as (
+    ...args: unknown[]) => CompiledBlock;
+  return factory(insns.map((i) => i.exec), insns, getCF, testCondition, jumpRelative);
+}

@@ -1,0 +1,263 @@
+/**
+ * The block compiler's code emitter. Templates (OpDef.compile) describe an
+ * instruction through this interface; the emitter produces JavaScript text made
+ * only of numbers and the model's own identifiers, never guest bytes.
+ *
+ * Flags: the emitter keeps the last flag-setting instruction's operands in
+ * locals ("pending producer") and stores the lazy record into the processor
+ * only when something may read it: a condition it cannot derive, a helper
+ * call, an access that may fault, or the end of the block. A producer whose
+ * flags the next producer overwrites is never stored.
+ */
+import { FlagOp } from '../flags.js';
+import { HIGH_BYTE, type Insn } from '../insn.js';
+import { CF, STATUS_FLAGS } from '../regs.js';
+
+/** A 64-bit value as two JavaScript expressions (locals or constants). */
+export interface Pair { lo: string; hi: string }
+
+interface Producer {
+  op: FlagOp;
+  size: number;
+  a: Pair; b: Pair; r: Pair;
+  carryIn: string;
+}
+
+const MASK = ['', '0xff', '0xffff', '', '-1', '', '', '', '-1'];
+
+export class Emitter {
+  private readonly out: string[] = [];
+  private tmp = 0;
+  private pending: Producer | null = null;
+  /** Index of the instruction being emitted, and the offsets of its end and start. */
+  index = 0;
+  nextOffset = 0;
+  startOffset = 0;
+  /** The block's code size (4 or 8). */
+  readonly mode: number;
+
+  constructor(mode: number) { this.mode = mode; }
+
+  /** Appends a statement. */
+  emit(line: string): void { this.out.push(line); }
+
+  /** A fresh local name. */
+  local(prefix = 't'): string { return `${prefix}${this.tmp++}`; }
+
+  /** Declares a local holding `expr` and returns its name. */
+  let(expr: string, prefix = 't'): string {
+    const n = this.local(prefix);
+    this.out.push(`const ${n} = ${expr};`);
+    return n;
+  }
+
+  source(): string { return this.out.join('\n'); }
+
+  // ---- registers ------------------------------------------------------------
+
+  /** Reads register `r` (a byte register code when size is 1) into locals. */
+  readReg(r: number, size: number): Pair {
+    switch (size) {
+      case 8: return { lo: this.let(`g[${2 * r}]`), hi: this.let(`g[${2 * r + 1}]`) };
+      case 4: return { lo: this.let(`g[${2 * r}]`), hi: '0' };
+      case 2: return { lo: this.let(`g[${2 * r}] & 0xffff`), hi: '0' };
+      default:
+        return r < HIGH_BYTE
+          ? { lo: this.let(`g[${2 * r}] & 0xff`), hi: '0' }
+          : { lo: this.let(`(g[${2 * (r - HIGH_BYTE)}] >> 8) & 0xff`), hi: '0' };
+    }
+  }
+
+  /** Writes register `r` with the merge/zero-extension rules of operands.ts setReg. */
+  writeReg(r: number, size: number, v: Pair): void {
+    switch (size) {
+      case 8: this.emit(`g[${2 * r}] = ${v.lo}; g[${2 * r + 1}] = ${v.hi};`); return;
+      case 4: this.emit(`g[${2 * r}] = ${v.lo}; g[${2 * r + 1}] = 0;`); return;
+      case 2: this.emit(`g[${2 * r}] = (g[${2 * r}] & ~0xffff) | (${v.lo} & 0xffff);`); return;
+      default:
+        if (r < HIGH_BYTE) this.emit(`g[${2 * r}] = (g[${2 * r}] & ~0xff) | (${v.lo} & 0xff);`);
+        else {
+          const n = 2 * (r - HIGH_BYTE);
+          this.emit(`g[${n}] = (g[${n}] & ~0xff00) | ((${v.lo} & 0xff) << 8);`);
+        }
+    }
+  }
+
+  /** The ModRM reg operand's register code at `size`. */
+  regOf(i: Insn, size: number): number { return size === 1 ? i.regB : i.reg; }
+  /** The ModRM r/m operand's register code at `size` (when i.isReg). */
+  rmOf(i: Insn, size: number): number { return size === 1 ? i.rmB : i.rm; }
+
+  /** An immediate of the instruction as a pair. */
+  imm(i: Insn, size: number): Pair {
+    return { lo: String(i.imm), hi: size === 8 ? String(i.immHi) : '0' };
+  }
+
+  // ---- memory ---------------------------------------------------------------
+
+  /**
+   * Emits the linear address of i's memory operand, as operands.ts
+   * effectiveAddress computes it; returns the locals holding it.
+   */
+  address(i: Insn, withSegment = true): Pair {
+    const lo = this.local('ea'), hi = this.local('eh');
+    this.emit(`let ${lo} = ${i.disp}, ${hi} = ${i.adSize === 8 ? i.disp >> 31 : 0};`);
+    const add64 = (xLo: string, xHi: string): void => {
+      const s = this.local('s');
+      this.emit(`const ${s} = (${lo} >>> 0) + (${xLo} >>> 0); ${lo} = ${s} | 0; ${hi} = (${hi} + ${xHi} + (${s} > 0xffffffff ? 1 : 0)) | 0;`);
+    };
+    const base = i.base === 16 ? null : i.base;
+    if (i.adSize === 8) {
+      if (i.base === 16) add64(`((rl + ${this.nextOffset}) | 0)`, 'rh');
+      else if (base !== null && base >= 0) add64(`g[${2 * base}]`, `g[${2 * base + 1}]`);
+      if (i.index >= 0) {
+        if (i.scale === 0) add64(`g[${2 * i.index}]`, `g[${2 * i.index + 1}]`);
+        else add64(`(g[${2 * i.index}] << ${i.scale})`,
+          `((g[${2 * i.index + 1}] << ${i.scale}) | (g[${2 * i.index}] >>> ${32 - i.scale}))`);
+      }
+    } else if (i.adSize === 4) {
+      if (i.base === 16) this.emit(`${lo} = (${lo} + ((rl + ${this.nextOffset}) | 0)) | 0;`);
+      else if (base !== null && base >= 0) this.emit(`${lo} = (${lo} + g[${2 * base}]) | 0;`);
+      if (i.index >= 0) this.emit(`${lo} = (${lo} + (g[${2 * i.index}] << ${i.scale})) | 0;`);
+    } else {
+      return { lo: '', hi: '' }; // 16-bit addressing is left to the interpreter
+    }
+    if (!withSegment) return { lo, hi };
+    if (i.segBase) {
+      const s = this.local('s');
+      this.emit(`const ${s} = (${lo} >>> 0) + (cpu.segBase[${2 * i.seg}] >>> 0); ${lo} = ${s} | 0;`);
+      this.emit(this.mode === 8
+        ? `${hi} = (${hi} + cpu.segBase[${2 * i.seg + 1}] + (${s} > 0xffffffff ? 1 : 0)) | 0;`
+        : `${hi} = 0;`);
+    }
+    this.emit(`cpu.accessSeg = ${i.seg};`);
+    return { lo, hi };
+  }
+
+  /** Reads `size` bytes at `a` (may fault). */
+  readMem(a: Pair, size: number): Pair {
+    this.mayFault();
+    switch (size) {
+      case 8: {
+        const lo = this.let(`m.read64(${a.lo}, ${a.hi})`);
+        return { lo, hi: this.let('m.hi') };
+      }
+      case 4: return { lo: this.let(`m.read32(${a.lo}, ${a.hi})`), hi: '0' };
+      case 2: return { lo: this.let(`m.read16(${a.lo}, ${a.hi})`), hi: '0' };
+      default: return { lo: this.let(`m.read8(${a.lo}, ${a.hi})`), hi: '0' };
+    }
+  }
+
+  /** Writes `size` bytes at `a` (may fault; may invalidate code, which ends the block). */
+  writeMem(a: Pair, size: number, v: Pair): void {
+    this.mayFault();
+    switch (size) {
+      case 8: this.emit(`m.write64(${a.lo}, ${a.hi}, ${v.lo}, ${v.hi});`); break;
+      case 4: this.emit(`m.write32(${a.lo}, ${a.hi}, ${v.lo});`); break;
+      case 2: this.emit(`m.write16(${a.lo}, ${a.hi}, ${v.lo});`); break;
+      default: this.emit(`m.write8(${a.lo}, ${a.hi}, ${v.lo});`);
+    }
+    this.emit(`if (cpu.pending !== 0) { ${this.ripStatement(this.nextOffset)} return ${this.index + 1}; }`);
+  }
+
+  /** Before something that may raise: flags must be exact and the run loop must know where we are. */
+  mayFault(): void {
+    this.flush();
+    this.emit(`cpu.blockIndex = ${this.index};`);
+  }
+
+  /** Sets RIP to block start + offset (no carry: the run loop checks that the block does not wrap). */
+  ripStatement(offset: number): string {
+    return this.mode === 8 ? `cpu.ripLo = (rl + ${offset}) | 0; cpu.ripHi = rh;` : `cpu.ripLo = (rl + ${offset}) | 0;`;
+  }
+
+  // ---- flags ----------------------------------------------------------------
+
+  /** Records a flag-setting result (ADD, ADC, SUB, SBB, LOGIC, INC, DEC). */
+  produce(op: FlagOp, size: number, a: Pair, b: Pair, r: Pair, carryIn = '0'): void {
+    if (op === FlagOp.INC || op === FlagOp.DEC) {
+      // CF survives INC/DEC: settle it in cpu.flags, where the lazy record will read it.
+      this.emit(`cpu.flags = (cpu.flags & ~${CF}) | ${this.carry()};`);
+    }
+    this.pending = { op, size, a, b, r, carryIn };
+  }
+
+  /** Stores the pending producer's lazy record into the processor. */
+  flush(): void {
+    const p = this.pending;
+    if (p === null) return;
+    this.pending = null;
+    const mask = p.op === FlagOp.INC || p.op === FlagOp.DEC ? STATUS_FLAGS & ~CF : STATUS_FLAGS;
+    this.emit(`cpu.lazyMask = ${mask}; cpu.lfOp = ${p.op}; cpu.lfSize = ${p.size};` +
+      ` cpu.lfALo = ${p.a.lo}; cpu.lfAHi = ${p.a.hi}; cpu.lfBLo = ${p.b.lo}; cpu.lfBHi = ${p.b.hi};` +
+      ` cpu.lfRLo = ${p.r.lo}; cpu.lfRHi = ${p.r.hi}; cpu.lfCarryIn = ${p.carryIn};`);
+  }
+
+  /** CF as 0 or 1. */
+  carry(): string {
+    const p = this.pending;
+    if (p === null) return '(getCF(cpu) & 1)';
+    switch (p.op) {
+      case FlagOp.LOGIC: return '0';
+      case FlagOp.ADD: return `(${this.below(p.size, p.r, p.a)} ? 1 : 0)`;
+      case FlagOp.SUB: return `(${this.below(p.size, p.a, p.b)} ? 1 : 0)`;
+      default: this.flush(); return '(getCF(cpu) & 1)';
+    }
+  }
+
+  /** An expression true when condition `cc` (tttn) holds. */
+  condition(cc: number): string {
+    const p = this.pending;
+    const neg = (cc & 1) !== 0;
+    let e: string | null = null;
+    if (p !== null) {
+      const zero = p.size === 8 ? `(${p.r.lo} | ${p.r.hi}) === 0` : `${p.r.lo} === 0`;
+      const sign = this.signBit(p.size, p.r);
+      const sub = p.op === FlagOp.SUB, logic = p.op === FlagOp.LOGIC;
+      switch (cc >> 1) {
+        case 2: e = zero; break;
+        case 4: e = `${sign} !== 0`; break;
+        case 0: if (logic) e = 'false'; break;
+        case 1: if (sub) e = this.below(p.size, p.a, p.b); else if (logic) e = 'false'; break;
+        case 3: if (sub) e = `(${this.below(p.size, p.a, p.b)} || ${zero})`; else if (logic) e = zero; break;
+        case 6: if (sub) e = this.less(p.size, p.a, p.b); else if (logic) e = `${sign} !== 0`; break;
+        case 7: if (sub) e = `(${this.less(p.size, p.a, p.b)} || ${zero})`;
+          else if (logic) e = `(${zero} || ${sign} !== 0)`; break;
+      }
+    }
+    if (e === null) {
+      this.flush();
+      return `testCondition(cpu, ${cc})`;
+    }
+    return neg ? `!(${e})` : `(${e})`;
+  }
+
+  private signBit(size: number, v: Pair): string {
+    switch (size) {
+      case 1: return `(${v.lo} & 0x80)`;
+      case 2: return `(${v.lo} & 0x8000)`;
+      case 4: return `(${v.lo} >>> 31)`;
+      default: return `(${v.hi} >>> 31)`;
+    }
+  }
+
+  /** Unsigned x < y at `size` (narrow values are masked). */
+  private below(size: number, x: Pair, y: Pair): string {
+    return size === 8
+      ? `((${x.hi} >>> 0) < (${y.hi} >>> 0) || (${x.hi} === ${y.hi} && (${x.lo} >>> 0) < (${y.lo} >>> 0)))`
+      : `((${x.lo} >>> 0) < (${y.lo} >>> 0))`;
+  }
+
+  /** Signed x < y at `size`. */
+  private less(size: number, x: Pair, y: Pair): string {
+    switch (size) {
+      case 1: return `(((${x.lo} << 24) >> 24) < ((${y.lo} << 24) >> 24))`;
+      case 2: return `(((${x.lo} << 16) >> 16) < ((${y.lo} << 16) >> 16))`;
+      case 4: return `(${x.lo} < ${y.lo})`;
+      default: return `(${x.hi} < ${y.hi} || (${x.hi} === ${y.hi} && (${x.lo} >>> 0) < (${y.lo} >>> 0)))`;
+    }
+  }
+
+  /** The mask of a narrow size as source text. */
+  mask(size: number): string { return MASK[size]!; }
+}

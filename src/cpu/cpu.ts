@@ -22,7 +22,7 @@ export const enum Pending {
   MODE = 4,
 }
 
-/** Segment access rights in the VMCS layout (SDM vol. 3C, 25.4.1, table 25-2). */
+/** Segment access rights in the VMCS layout (SDM vol. 3C, 25.4.1 "Guest Register State", table 25-2). */
 export const enum SegAttr {
   TYPE = 0xf, S = 1 << 4, DPL = 3 << 5, P = 1 << 7, AVL = 1 << 12,
   L = 1 << 13, DB = 1 << 14, G = 1 << 15, UNUSABLE = 1 << 16,
@@ -77,6 +77,9 @@ export class Cpu implements FlagState, MmuHost {
   /** Code size for decoding (2, 4 or 8 bytes) and stack-pointer size. */
   codeSize = 4;
   stackSize = 4;
+
+  /** A block is compiled to JavaScript once entered this many times (Infinity: interpret only). */
+  compileThreshold = 32;
 
   /** Instructions retired: the time base of the deterministic TSC. */
   insnCount = 0;

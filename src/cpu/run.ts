@@ -7,8 +7,6 @@ import type { Block } from './blocks.js';
 import { FAULT, Pending, type Cpu, type StopReason } from './cpu.js';
 import { compileBlock } from './jit/compile.js';
 
-/** A block is compiled when it has been entered this many times. */
-const COMPILE_AFTER = 32;
 
 /** An internal invariant broke: the model stops with the guest state around it. */
 export class InternalError extends Error {
@@ -34,7 +32,7 @@ function advance(cpu: Cpu, mode: number, len: number): void {
 function execBlock(cpu: Cpu, block: Block, limit: number): number {
   const insns = block.insns, mode = block.mode;
   const n = insns.length < limit ? insns.length : limit;
-  if (++block.entries === COMPILE_AFTER) block.compiled = compileBlock(block);
+  if (++block.entries === cpu.compileThreshold) block.compiled = compileBlock(block);
   // Compiled code computes RIPs inside the block without a carry into bits 63:32.
   if (block.compiled !== null && n === insns.length &&
       (mode !== 8 || (cpu.ripLo >>> 0) + block.length <= 0xffffffff)) {

@@ -1,0 +1,65 @@
+import { describe, expect, it } from 'vitest';
+import { Cpu } from './cpu.js';
+import { run } from './run.js';
+import { runFragment, CODE_ADDRESS } from './testing.js';
+import { RAX, RCX } from './regs.js';
+
+/**
+ * Self-modifying code: a write to bytes that were decoded takes effect for the
+ * next instruction fetched from them, even inside the block being executed
+ * (SDM vol. 3A, 11.6 "Self-Modifying Code").
+ */
+describe('decoded-code cache and self-modifying code', () => {
+  it('a store into the next instruction of the same block is seen by that instruction', () => {
+    // mov byte [rip + 1], 0x2a ; patches the imm8 of the following "mov al, 0"
+    // mov al, 0
+    const code = [0xc6, 0x05, 0x01, 0x00, 0x00, 0x00, 0x2a, 0xb0, 0x00];
+    const { cpu, stop } = runFragment(code);
+    expect(stop.kind).toBe('halt');
+    expect(cpu.gpr[2 * RAX]! & 0xff).toBe(0x2a);
+  });
+
+  it('a compiled loop that rewrites its own immediate runs as the interpreter does', () => {
+    // mov ecx, 100
+    // L: add eax, 0x01        ; 83 c0 ib at 0x1005: its imm8 at 0x1007 is the patched byte
+    //    inc byte [rip - 7]   ; fe 05 disp32 at 0x1008, next 0x100e: 0x100e - 7 = 0x1007
+    //    dec ecx
+    //    jnz L                ; rel8 -13
+    const body = [0x83, 0xc0, 0x01, 0xfe, 0x05, 0xf9, 0xff, 0xff, 0xff, 0xff, 0xc9, 0x75, 0xf3];
+    const code = [0xb9, 100, 0, 0, 0, ...body];
+    const interpreted = runFragment(code, { setup: (c) => { c.compileThreshold = Infinity; } });
+    const compiled = runFragment(code, { setup: (c) => { c.compileThreshold = 2; } });
+    // The imm8 goes 1, 2, ..., 100: EAX = 5050.
+    expect(interpreted.cpu.gpr[2 * RAX]).toBe(5050);
+    expect(compiled.cpu.gpr[2 * RAX]).toBe(5050);
+    expect(compiled.cpu.insnCount).toBe(interpreted.cpu.insnCount);
+  });
+
+  it('a store to data beside the code, outside its 64-byte chunks, keeps the decoded blocks', () => {
+    // mov ecx, 1000; L: mov [rip + 0x200], ecx; dec ecx; jnz L  — the data lies in the same page.
+    const code = [0xb9, 0xe8, 0x03, 0, 0, 0x89, 0x0d, 0x00, 0x02, 0, 0, 0xff, 0xc9, 0x75, 0xf6];
+    const { cpu, stop } = runFragment(code, { setup: (c) => { c.compileThreshold = 2; } });
+    expect(stop.kind).toBe('halt');
+    expect(cpu.memory.dump(CODE_ADDRESS + 11 + 0x200, 4)).toEqual(Uint8Array.of(1, 0, 0, 0));
+    expect(cpu.gpr[2 * RCX]).toBe(0);
+    // Two blocks (entry and loop) plus HLT's: nothing was dropped and rebuilt per iteration.
+    expect(cpu.blocks.size).toBe(3);
+  });
+
+  it('an instruction straddling a page boundary is invalidated by a write to its second page', () => {
+    const cpu = new Cpu({ memorySize: 1 << 20 });
+    cpu.enterFlat64();
+    // At 0x1ffb: mov eax, imm32 (b8 + 4 bytes) ends at 0x2000; its last imm byte is at 0x1fff.
+    // Put "mov eax, 0x11223344" at 0x1ffd so that bytes 0x2000.. hold the imm's high part, then HLT.
+    const at = 0x1ffd;
+    cpu.memory.load(at, Uint8Array.of(0xb8, 0x44, 0x33, 0x22, 0x11, 0xf4));
+    cpu.ripLo = at;
+    expect(run(cpu, 100).kind).toBe('halt');
+    expect(cpu.gpr[2 * RAX]).toBe(0x11223344);
+    // Rewrite the high imm byte on the second page through the processor's own store path.
+    cpu.mmu.write8(0x2001, 0, 0x77);
+    cpu.ripLo = at;
+    expect(run(cpu, 100).kind).toBe('halt');
+    expect(cpu.gpr[2 * RAX]).toBe(0x77223344);
+  });
+});

@@ -87,7 +87,7 @@ const jcc = fc.integer({ min: 0, max: 15 }).map((cc) => [0x70 + cc, 0x01, 0x90])
 const setcc = fc.record({ cc: fc.integer({ min: 0, max: 15 }), d: reg }).map(({ cc, d }) => [...rex(false, 0, d), 0x0f, 0x90 + cc, 0xc0 | (d & 7)]);
 const cmov = fc.record({ cc: fc.integer({ min: 0, max: 15 }), d: reg, s: anyReg, w: fc.boolean() })
   .map(({ cc, d, s, w }) => [...rex(w, d, s), 0x0f, 0x40 + cc, modrmReg(d, s)]);
-const flagOps = fc.constantFrom([0xf8], [0xf9], [0xf5]); // clc, stc, cmc
+const flagOps = fc.constantFrom(0xf8, 0xf9, 0xf5).map((b) => [b]); // clc, stc, cmc
 
 /** A flag producer straight before a conditional branch: the compiler derives the condition from it. */
 const testAndBranch = fc.tuple(fc.oneof(aluRegReg, aluImm, incDec), jcc).map(([a, b]) => [...a, ...b]);

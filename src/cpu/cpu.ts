@@ -31,6 +31,15 @@ export const enum SegAttr {
 /** EFER bits (SDM vol. 3A, 2.2.1). */
 export const EFER_SCE = 1 << 0, EFER_LME = 1 << 8, EFER_LMA = 1 << 10, EFER_NXE = 1 << 11;
 
+/** The processor's I/O address space: ports 0-0xFFFF (SDM vol. 1, 19.2). */
+export interface PortIo {
+  read(port: number, size: 1 | 2 | 4): number;
+  write(port: number, size: 1 | 2 | 4, value: number): void;
+}
+
+/** Nothing attached: reads float high, writes are dropped. */
+export const NO_PORTS: PortIo = { read: (_p, size) => (size === 4 ? -1 : (1 << (8 * size)) - 1), write: () => {} };
+
 export interface CpuOptions {
   /** Bytes of physical memory (default 64 MiB). */
   memorySize?: number;
@@ -57,11 +66,21 @@ export class Cpu implements FlagState, MmuHost {
   lfSize = 4;
   lfALo = 0; lfAHi = 0; lfBLo = 0; lfBHi = 0; lfRLo = 0; lfRHi = 0; lfCarryIn = 0;
 
-  /** Segment registers in encoding order: selector, base (lo/hi), limit, access rights. */
-  readonly segSel = new Uint16Array(6);
-  readonly segBase = new Int32Array(12);
-  readonly segLimit = new Uint32Array(6);
-  readonly segAttr = new Int32Array(6);
+  /**
+   * Segment registers in encoding order, then LDTR (6) and TR (7): selector,
+   * base (lo/hi), limit, access rights in the VMCS layout.
+   */
+  readonly segSel = new Uint16Array(8);
+  readonly segBase = new Int32Array(16);
+  readonly segLimit = new Uint32Array(8);
+  readonly segAttr = new Int32Array(8);
+  /** GDTR and IDTR: base (lo/hi) and 16-bit limit (SDM vol. 3A, 2.4). */
+  gdtrLo = 0; gdtrHi = 0; gdtrLimit = 0xffff;
+  idtrLo = 0; idtrHi = 0; idtrLimit = 0xffff;
+  /** DR0-DR3 (lo/hi at 2n, 2n+1), DR6, DR7 (SDM vol. 3B, 18.2). */
+  readonly dr = new Int32Array(8);
+  dr6 = 0xffff0ff0 | 0;
+  dr7 = 0x400;
 
   cr0 = 0x60000010;
   cr2Lo = 0; cr2Hi = 0;
@@ -109,6 +128,8 @@ export class Cpu implements FlagState, MmuHost {
   eaHi = 0;
 
   readonly memory: PhysicalMemory;
+  /** The I/O ports (the platform attaches its devices here). */
+  io: PortIo = NO_PORTS;
   readonly mmu: Mmu;
   readonly blocks: BlockCache;
 

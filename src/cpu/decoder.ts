@@ -30,7 +30,11 @@ const RM16_INDEX = [6, 7, 6, 7, -1, -1, -1, -1];
 class TooLong { }
 const TOO_LONG_SIGNAL = new TooLong();
 
-/** Set by select(): the definition was chosen by its mandatory prefix. */
+/**
+ * Set by select(): a mandatory prefix chose the definition. A 66 slot holding
+ * the same entry as the no-prefix slot means 66h is an operand-size prefix
+ * there (BSF, MOVBE), not a mandatory one.
+ */
 let selectedByPrefix = false;
 
 /** Resolves a group, prefix or mod selection down to one definition. */
@@ -40,7 +44,11 @@ function select(e: Entry | undefined, modrm: number, mandatory: number): OpDef |
     if (e === undefined) return undefined;
     if ('exec' in e) return e;
     if ('group' in e) e = (e as Group).group[(modrm >> 3) & 7];
-    else if ('prefixed' in e) { e = (e as Prefixed).prefixed[mandatory]; selectedByPrefix = true; }
+    else if ('prefixed' in e) {
+      const slots = (e as Prefixed).prefixed;
+      e = slots[mandatory];
+      selectedByPrefix = mandatory !== 1 || e !== slots[0];
+    }
     else if ('rm' in e) e = (modrm >> 6) === 3 ? (e as ByRm).rm[modrm & 7] : undefined;
     else e = (modrm >> 6) === 3 ? (e as ByMod).reg : (e as ByMod).mem;
   }
@@ -82,10 +90,11 @@ export class Decoder {
       else if (b === 0x67) p67 = true;
       else if (b === 0xf0) lock = true;
       else if (b === 0xf2 || b === 0xf3) rep = b;
-      else if (b === 0x26) seg = ES;
-      else if (b === 0x2e) seg = CS;
-      else if (b === 0x36) seg = SS;
-      else if (b === 0x3e) seg = DS;
+      // ES, CS, SS and DS overrides are ignored in 64-bit mode (SDM vol. 2, 2.1.1).
+      else if (b === 0x26) { if (mode !== 8) seg = ES; }
+      else if (b === 0x2e) { if (mode !== 8) seg = CS; }
+      else if (b === 0x36) { if (mode !== 8) seg = SS; }
+      else if (b === 0x3e) { if (mode !== 8) seg = DS; }
       else if (b === 0x64) seg = FS;
       else if (b === 0x65) seg = GS;
       else if (mode === 8 && (b & 0xf0) === 0x40) { rex = b; b = next(); if ((b & 0xf0) === 0x40) continue; break; }
@@ -139,6 +148,7 @@ export class Decoder {
 
     if ((def.inv64 && mode === 8) || (def.only64 && mode !== 8)) return this.undefined(k, mode);
     if (vex && vexL !== 0 && !def.name.startsWith('v')) return this.undefined(k, mode);
+    if (vex && def.vvvvUnused && vvvv !== 0) return this.undefined(k, mode);
 
     const insn = new Insn(def);
     insn.mode = mode;

@@ -70,6 +70,8 @@ export interface OpDef {
   readonly memOnly?: boolean;
   /** ModRM must name a register: #UD when mod != 11b. */
   readonly regOnly?: boolean;
+  /** A VEX form without a VEX.vvvv operand: vvvv must be 1111b, else #UD (SDM vol. 2, 2.3.6). */
+  readonly vvvvUnused?: boolean;
   /** Control may leave the straight line after it, or decoding of what follows may change. */
   readonly ends?: boolean;
   /**

@@ -16,6 +16,8 @@ import { BITS_TABLE } from './ops/bits.js';
 import { STRING_TABLE } from './ops/string.js';
 import { SSE_TABLE } from './ops/sse.js';
 import { SYSTEM_TABLE } from './ops/system.js';
+import { CONTROL_REGISTER_TABLE } from './ops/control-registers.js';
+import { IO_TABLE } from './ops/io.js';
 
 type Slots = readonly (Entry | undefined)[];
 
@@ -60,5 +62,5 @@ export function buildTable(parts: readonly Readonly<Record<number, Entry>>[]): O
 
 export const OPCODE_TABLE: OpTable = buildTable([
   ALU_TABLE, MOVE_TABLE, CONTROL_TABLE, STACK_TABLE, SHIFT_TABLE, MULDIV_TABLE,
-  BITS_TABLE, STRING_TABLE, SSE_TABLE, SYSTEM_TABLE,
+  BITS_TABLE, STRING_TABLE, SSE_TABLE, SYSTEM_TABLE, CONTROL_REGISTER_TABLE, IO_TABLE,
 ]);

@@ -4,7 +4,9 @@ export const R8 = 8, R9 = 9, R10 = 10, R11 = 11, R12 = 12, R13 = 13, R14 = 14, R
 
 /** Segment registers in encoding order (SDM vol. 2, 3.1.1.3, table 3-1 "Sreg"). */
 export const ES = 0, CS = 1, SS = 2, DS = 3, FS = 4, GS = 5;
-export const SEG_NAMES = ['es', 'cs', 'ss', 'ds', 'fs', 'gs'] as const;
+/** LDTR and TR share the segment arrays (selector, base, limit, access rights), as in the VMCS. */
+export const LDTR = 6, TR = 7;
+export const SEG_NAMES = ['es', 'cs', 'ss', 'ds', 'fs', 'gs', 'ldtr', 'tr'] as const;
 
 export const GPR_NAMES = [
   'rax', 'rcx', 'rdx', 'rbx', 'rsp', 'rbp', 'rsi', 'rdi',

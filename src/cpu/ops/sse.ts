@@ -538,8 +538,9 @@ export const SSE_TABLE: Record<number, Entry> = {
   },
   [TWO + 0x7f]: { prefixed: [undefined, store128('movdqa', true), store128('movdqu', false)] },
   [TWO + 0xae]: {
-    group: [undefined, undefined, { mem: { name: 'ldmxcsr', modrm: true, exec: ldmxcsr } },
-      { mem: { name: 'stmxcsr', modrm: true, exec: stmxcsr } }],
+    // NP 0F AE /2 and /3: a mandatory-prefix position holds only the no-prefix form.
+    group: [undefined, undefined, { mem: { prefixed: [{ name: 'ldmxcsr', modrm: true, exec: ldmxcsr }] } },
+      { mem: { prefixed: [{ name: 'stmxcsr', modrm: true, exec: stmxcsr }] } }],
   },
   [TWO + 0xc3]: { prefixed: [{ name: 'movnti', modrm: true, memOnly: true, size: Sz.Y, exec: movnti }] },
   [TWO + 0xc4]: p66({ name: 'pinsrw', modrm: true, imm: Im.Ub, exec: pinsrw }),

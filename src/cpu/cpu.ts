@@ -7,6 +7,8 @@ import { BlockCache } from './blocks.js';
 import { FlagOp, materialize, type FlagState } from './flags.js';
 import { PhysicalMemory } from './memory.js';
 import { Mmu, type MmuHost } from './mmu.js';
+import { MsrFile } from './msr.js';
+import { SKYLAKE, type CpuProfile } from './profile.js';
 import { CS, FS, GS, RFLAGS_FIXED1, SS, Vector } from './regs.js';
 
 /** Thrown (as this one object) to unwind an instruction that raised an exception. */
@@ -44,6 +46,8 @@ export interface CpuOptions {
   /** Bytes of physical memory (default 64 MiB). */
   memorySize?: number;
   memory?: PhysicalMemory;
+  /** The processor modelled (default: skylake). */
+  profile?: CpuProfile;
 }
 
 /** Why the last run stopped. */
@@ -128,6 +132,9 @@ export class Cpu implements FlagState, MmuHost {
   eaHi = 0;
 
   readonly memory: PhysicalMemory;
+  readonly profile: CpuProfile;
+  /** MSR state owned by no other unit. */
+  readonly msrs = new MsrFile();
   /** The I/O ports (the platform attaches its devices here). */
   io: PortIo = NO_PORTS;
   readonly mmu: Mmu;
@@ -135,6 +142,7 @@ export class Cpu implements FlagState, MmuHost {
 
   constructor(options: CpuOptions = {}) {
     this.memory = options.memory ?? new PhysicalMemory(options.memorySize ?? 64 * 1024 * 1024);
+    this.profile = options.profile ?? SKYLAKE;
     this.mmu = new Mmu(this.memory, this);
     this.blocks = new BlockCache(this);
   }

@@ -55,6 +55,7 @@ function opcodeName(opcode: number): string {
 const ALIASES: Record<string, readonly string[]> = {
   nop: ['nop', 'pause', 'xchg'], // 90 is NOP, F3 90 PAUSE, REX.B 90 XCHG r8, rAX (SDM vol. 2, NOP, PAUSE, XCHG)
   cbw: ['cbw', 'cwde', 'cdqe'],
+  iret: ['iret', 'iretd', 'iretq'],
   cwd: ['cwd', 'cdq', 'cqo'],
   pushf: ['pushf', 'pushfd', 'pushfq'],
   popf: ['popf', 'popfd', 'popfq'],
@@ -67,7 +68,7 @@ const ALIASES: Record<string, readonly string[]> = {
 /** hvsim names of condition-code families: the condition is the opcode's low four bits. */
 const CC_FAMILIES = new Set(['j', 'set', 'cmov']);
 /** Register-or-memory operand narrower than the operand size (SDM vol. 2, MOVZX, MOVSX, MOVSXD). */
-const RM_SIZE_DIFFERS = new Set(['movzx', 'movsx', 'movsxd']);
+const RM_SIZE_DIFFERS = new Set(['movzx', 'movsx', 'movsxd', 'lar', 'lsl', 'arpl']);
 
 /** The hint-NOP space: 0F 0D and 0F 18-1F (SDM vol. 2, NOP, PREFETCHh, table A-3 note). */
 function isHintNop(opcode: number): boolean {

@@ -32,7 +32,7 @@ options:
   --version         the version
 
 exit status: 0 halted, 3 instruction budget exhausted, 4 unhandled exception,
-2 bad usage or a bad image.`;
+5 triple fault (shutdown), 2 bad usage or a bad image.`;
 
 /** Parses a size such as 4096, 0x1000, 64K, 64M or 1G. */
 export function parseSize(text: string, what: string): number {

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Cpu } from '../cpu/cpu.js';
 import { GPR_NAMES, VECTOR_NAMES } from '../cpu/regs.js';
 import { run } from '../cpu/run.js';
-import { ImageError, loadFlat } from '../platform/flat.js';
+import { ImageError, loadFlat } from '../platform/loaders/index.js';
 import { parseArgs, UsageError, USAGE, type RunOptions } from './args.js';
 
 const VERSION = '0.1.0';
@@ -24,7 +24,7 @@ export function bundledGuest(name: string): string {
 export type Print = (line: string) => void;
 
 /** Exit statuses (documented in --help and the README). */
-const EXIT = { halt: 0, usage: 2, budget: 3, exception: 4 } as const;
+const EXIT = { halt: 0, usage: 2, budget: 3, exception: 4, shutdown: 5 } as const;
 
 function hex(v: bigint): string { return `0x${v.toString(16)}`; }
 
@@ -59,7 +59,8 @@ function runCommand(o: RunOptions, out: Print): number {
   else if (stop.kind === 'exception') {
     what = `stopped: unhandled exception ${VECTOR_NAMES[stop.vector] ?? `vector ${stop.vector}`}` +
       (stop.errorCode !== null ? ` (error code 0x${stop.errorCode.toString(16)})` : '');
-  } else what = 'stopped';
+  } else if (stop.kind === 'shutdown') what = 'shutdown: triple fault';
+  else what = 'stopped';
   out(`hvsim: ${path} on the bare processor (${o.mode}-bit mode, loaded at 0x${o.load.toString(16)})`);
   out(`${what} at rip=${hex(cpu.rip)} after ${cpu.insnCount.toLocaleString('en-US')} instructions`);
   for (let k = 0; k < 16; k += 4) {

@@ -55,6 +55,7 @@ export type StopReason =
   | { kind: 'budget' }
   | { kind: 'halt' }
   | { kind: 'exception'; vector: number; errorCode: number | null }
+  | { kind: 'shutdown' }
   | { kind: 'stop' };
 
 export class Cpu implements FlagState, MmuHost {
@@ -108,6 +109,12 @@ export class Cpu implements FlagState, MmuHost {
   insnCount = 0;
   tscOffset = 0;
 
+  /**
+   * Interrupts (and debug traps) are blocked until this many instructions have
+   * retired: the shadow after STI, MOV SS and POP SS (SDM vol. 3A, 6.8.3).
+   */
+  interruptShadowEnd = -1;
+
   /** Work to look at between instructions (Pending bits). */
   pending = 0;
   stopReason: StopReason = { kind: 'budget' };
@@ -118,6 +125,10 @@ export class Cpu implements FlagState, MmuHost {
   excHasCode = false;
   /** The exception is a trap: RIP stays after the instruction (INT n, INT3, INTO). */
   excTrap = false;
+  /** How the event arose (interrupts.ts EventKind): software INT n/INT3/INTO are checked against gate DPL. */
+  excKind = 0;
+  /** Deliver exceptions through the IVT/IDT (false: an exception stops the run, for tests of single instructions). */
+  deliverExceptions = false;
   /**
    * Index in its block of the instruction executing: insnCount counts whole
    * blocks, so insnCount + blockIndex instructions have retired before it.
@@ -155,16 +166,21 @@ export class Cpu implements FlagState, MmuHost {
 
   /** Raises exception `vector`: unwinds the current instruction (SDM vol. 3A, 6.5). */
   raise(vector: number, errorCode?: number): never {
+    this.excKind = 0;
     this.excVector = vector;
     this.excHasCode = errorCode !== undefined;
     this.excCode = errorCode ?? 0;
     throw FAULT;
   }
 
-  /** Raises a trap-class event: the saved RIP is that of the next instruction. */
-  raiseTrap(vector: number): never {
+  /** Raises a software interrupt or exception (INT n = 1, INT3/INTO = 2, INT1 = 3): RIP stays after it. */
+  raiseTrap(vector: number, kind = 2): never {
     this.excTrap = true;
-    return this.raise(vector);
+    this.excVector = vector;
+    this.excHasCode = false;
+    this.excCode = 0;
+    this.excKind = kind;
+    throw FAULT;
   }
 
   /** Stops the run after this instruction. */

@@ -9,7 +9,7 @@
 import { Vector } from './regs.js';
 import {
   BASE_RIP, HIGH_BYTE, Im, Insn, OpMap, Sz,
-  type ByMod, type ByRm, type Entry, type Group, type OpDef, type OpTable, type Prefixed,
+  type ByMod, type ByMode, type ByRm, type Entry, type Group, type OpDef, type OpTable, type Prefixed,
 } from './insn.js';
 import { CS, DS, ES, FS, GS, SS } from './regs.js';
 
@@ -38,11 +38,12 @@ const TOO_LONG_SIGNAL = new TooLong();
 let selectedByPrefix = false;
 
 /** Resolves a group, prefix or mod selection down to one definition. */
-function select(e: Entry | undefined, modrm: number, mandatory: number): OpDef | undefined {
+function select(e: Entry | undefined, modrm: number, mandatory: number, mode: number): OpDef | undefined {
   selectedByPrefix = false;
   for (;;) {
     if (e === undefined) return undefined;
     if ('exec' in e) return e;
+    if ('long64' in e || 'legacy' in e) { e = mode === 8 ? (e as ByMode).long64 : (e as ByMode).legacy; continue; }
     if ('group' in e) e = (e as Group).group[(modrm >> 3) & 7];
     else if ('prefixed' in e) {
       const slots = (e as Prefixed).prefixed;
@@ -55,7 +56,11 @@ function select(e: Entry | undefined, modrm: number, mandatory: number): OpDef |
 }
 
 /** True when the entry needs ModRM before it can be resolved or executed. */
-function needsModrm(e: Entry): boolean {
+function needsModrm(e: Entry, mode: number): boolean {
+  if ('long64' in e || 'legacy' in e) {
+    const m = mode === 8 ? (e as ByMode).long64 : (e as ByMode).legacy;
+    return m !== undefined && needsModrm(m, mode);
+  }
   return !('exec' in e) || e.modrm === true;
 }
 
@@ -141,9 +146,9 @@ export class Decoder {
     if (entry === undefined) return this.undefined(k, mode);
 
     let modrm = 0;
-    const hasModrm = needsModrm(entry);
+    const hasModrm = needsModrm(entry, mode);
     if (hasModrm) modrm = next();
-    const def = select(entry, modrm, mandatory);
+    const def = select(entry, modrm, mandatory, mode);
     if (def === undefined) return this.undefined(k, mode);
 
     if ((def.inv64 && mode === 8) || (def.only64 && mode !== 8)) return this.undefined(k, mode);

@@ -89,7 +89,9 @@ export interface Prefixed { readonly prefixed: readonly [Entry?, Entry?, Entry?,
 export interface ByMod { readonly mem?: Entry; readonly reg?: Entry }
 /** Register forms selected by ModRM.rm (0F 01 /r with mod = 11b). */
 export interface ByRm { readonly rm: readonly (Entry | undefined)[] }
-export type Entry = OpDef | Group | Prefixed | ByMod | ByRm;
+/** An opcode that means different instructions in 64-bit mode and outside it (63: MOVSXD, ARPL). */
+export interface ByMode { readonly long64?: Entry; readonly legacy?: Entry }
+export type Entry = OpDef | Group | Prefixed | ByMod | ByRm | ByMode;
 
 /** Opcode maps; a table key is map * 256 + opcode byte. */
 export const enum OpMap { ONE = 0, TWO = 1, THREE_38 = 2, THREE_3A = 3, VEX_0F = 4, VEX_0F38 = 5, VEX_0F3A = 6 }

@@ -5,7 +5,7 @@
  * prefix selections that several modules share are merged slot by slot, and a
  * slot claimed twice is an error at load time.
  */
-import type { Entry, OpTable } from './insn.js';
+import type { ByMod, ByMode, Entry, OpTable } from './insn.js';
 import { ALU_TABLE } from './ops/alu.js';
 import { MOVE_TABLE } from './ops/move.js';
 import { CONTROL_TABLE } from './ops/control.js';
@@ -18,6 +18,7 @@ import { SSE_TABLE } from './ops/sse.js';
 import { SYSTEM_TABLE } from './ops/system.js';
 import { CONTROL_REGISTER_TABLE } from './ops/control-registers.js';
 import { IO_TABLE } from './ops/io.js';
+import { SEGMENT_TABLE } from './ops/segment.js';
 
 type Slots = readonly (Entry | undefined)[];
 
@@ -37,12 +38,20 @@ export function merge(a: Entry, b: Entry, where: string): Entry {
     return { prefixed: [s[0], s[1], s[2], s[3]] };
   }
   if ('rm' in a && 'rm' in b) return { rm: mergeSlots(a.rm, b.rm, where) };
-  if (!('exec' in a) && !('exec' in b) && !('group' in a) && !('group' in b) &&
+  const modeA = 'long64' in a || 'legacy' in a, modeB = 'long64' in b || 'legacy' in b;
+  if (modeA && modeB) {
+    const [x, y] = [a as ByMode, b as ByMode];
+    if ((x.long64 && y.long64) || (x.legacy && y.legacy)) throw new Error(`opcode table: ${where} is defined twice`);
+    return { long64: x.long64 ?? y.long64, legacy: x.legacy ?? y.legacy };
+  }
+  if (!modeA && !modeB && !('exec' in a) && !('exec' in b) && !('group' in a) && !('group' in b) &&
       !('prefixed' in a) && !('prefixed' in b) && !('rm' in a) && !('rm' in b)) {
-    if (a.mem !== undefined && b.mem !== undefined || a.reg !== undefined && b.reg !== undefined) {
+    if ((a as ByMod).mem !== undefined && (b as ByMod).mem !== undefined ||
+        (a as ByMod).reg !== undefined && (b as ByMod).reg !== undefined) {
       throw new Error(`opcode table: ${where} is defined twice`);
     }
-    return { mem: a.mem ?? b.mem, reg: a.reg ?? b.reg };
+    const [x, y] = [a as ByMod, b as ByMod];
+    return { mem: x.mem ?? y.mem, reg: x.reg ?? y.reg };
   }
   throw new Error(`opcode table: ${where} is defined twice`);
 }
@@ -62,5 +71,5 @@ export function buildTable(parts: readonly Readonly<Record<number, Entry>>[]): O
 
 export const OPCODE_TABLE: OpTable = buildTable([
   ALU_TABLE, MOVE_TABLE, CONTROL_TABLE, STACK_TABLE, SHIFT_TABLE, MULDIV_TABLE,
-  BITS_TABLE, STRING_TABLE, SSE_TABLE, SYSTEM_TABLE, CONTROL_REGISTER_TABLE, IO_TABLE,
+  BITS_TABLE, STRING_TABLE, SSE_TABLE, SYSTEM_TABLE, CONTROL_REGISTER_TABLE, IO_TABLE, SEGMENT_TABLE,
 ]);

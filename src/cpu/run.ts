@@ -5,6 +5,7 @@
  */
 import type { Block } from './blocks.js';
 import { FAULT, Pending, type Cpu, type StopReason } from './cpu.js';
+import { deliverException } from './interrupts.js';
 import { compileBlock } from './jit/compile.js';
 
 
@@ -93,10 +94,13 @@ export function run(cpu: Cpu, budget: number): StopReason {
       if (e !== FAULT) {
         throw new InternalError(`internal error at rip=0x${cpu.rip.toString(16)}: ${String(e)}`, e);
       }
-      cpu.stopReason = {
-        kind: 'exception', vector: cpu.excVector, errorCode: cpu.excHasCode ? cpu.excCode : null,
-      };
-      return cpu.stopReason;
+      if (!cpu.deliverExceptions) {
+        cpu.stopReason = {
+          kind: 'exception', vector: cpu.excVector, errorCode: cpu.excHasCode ? cpu.excCode : null,
+        };
+        return cpu.stopReason;
+      }
+      deliverException(cpu);
     }
     if (cpu.pending !== 0) {
       const p = cpu.pending;

@@ -101,10 +101,11 @@ function setcc(cpu: Cpu, i: Insn): void {
   writeRm(cpu, i, 1, testCondition(cpu, i.opcode & 0xf) ? 1 : 0, 0);
 }
 
-function int3(cpu: Cpu): void { cpu.raiseTrap(Vector.BP); }
-function int1(cpu: Cpu): void { cpu.raiseTrap(Vector.DB); }
-function intN(cpu: Cpu, i: Insn): void { cpu.raiseTrap(i.imm); }
-function into(cpu: Cpu): void { if (getOF(cpu)) cpu.raiseTrap(Vector.OF); }
+// Event kinds of interrupts.ts: 1 INT n, 2 INT3/INTO, 3 INT1 (their gate checks differ).
+function int3(cpu: Cpu): void { cpu.raiseTrap(Vector.BP, 2); }
+function int1(cpu: Cpu): void { cpu.raiseTrap(Vector.DB, 3); }
+function intN(cpu: Cpu, i: Insn): void { cpu.raiseTrap(i.imm, 1); }
+function into(cpu: Cpu): void { if (getOF(cpu)) cpu.raiseTrap(Vector.OF, 2); }
 function ud(cpu: Cpu): void { cpu.raise(Vector.UD); }
 
 /** HLT: privileged; stops the processor until an event (SDM vol. 2, HLT). */

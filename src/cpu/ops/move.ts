@@ -248,7 +248,7 @@ const entries: Record<number, Entry> = {
   0xa3: def('mov', movOA, { imm: Im.Ob }),
   0xc6: { group: [def('mov', movEI, { modrm: true, size: Sz.B, imm: Im.Ib, compile: compileMov('EI') })] },
   0xc7: { group: [def('mov', movEI, { modrm: true, imm: Im.Iz, compile: compileMov('EI') })] },
-  0x63: def('movsxd', extend(4, true), { modrm: true, only64: true }),
+  0x63: { long64: def('movsxd', extend(4, true), { modrm: true }) },
   [TWO + 0xb6]: def('movzx', extend(1, false), { modrm: true }),
   [TWO + 0xb7]: def('movzx', extend(2, false), { modrm: true }),
   [TWO + 0xbe]: def('movsx', extend(1, true), { modrm: true }),

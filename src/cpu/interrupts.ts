@@ -1,0 +1,245 @@
+/**
+ * Delivery of exceptions and interrupts through the IVT (real-address mode) or
+ * the IDT (protected and IA-32e mode), SDM vol. 3A chapter 6 ("Interrupt and
+ * Exception Handling") and vol. 2 "INT n/INTO/INT3/INT1" Operation; and the
+ * double-fault rules of 6.15 (table 6-5) ending in shutdown on a triple fault.
+ */
+import { FAULT, SegAttr, type Cpu } from './cpu.js';
+import { materialize } from './flags.js';
+import { push } from './operands.js';
+import { AC, CS, IF, NT, RF, RSP, SS, TF, VM, Vector } from './regs.js';
+import {
+  attrOf, desc, dplOf, isCode, isConforming, loadCodeSegment, loadNull, loadStackSegment, longMode,
+  readDescriptor, readTss32Stack, readTss64, tssValue,
+} from './segments.js';
+
+/** What raised the event: decides the EXT bit, gate-DPL checks and the saved RIP. */
+export const enum EventKind {
+  /** A fault or abort raised by an instruction or the processor: EXT = 1. */
+  EXCEPTION = 0,
+  /** INT n: the gate's DPL is checked against CPL; EXT = 0. */
+  SOFTWARE_INTERRUPT,
+  /** INT3 and INTO: like INT n. */
+  SOFTWARE_EXCEPTION,
+  /** INT1 (ICEBP): no DPL check, EXT = 1 (SDM vol. 2, INT1). */
+  PRIVILEGED_SOFTWARE_EXCEPTION,
+  /** An external interrupt (INTR) or NMI: EXT = 1. */
+  EXTERNAL,
+}
+
+/** Exceptions that push an error code (SDM vol. 3A, 6.13, table 6-1). */
+export function hasErrorCode(vector: number): boolean {
+  return vector === 8 || (vector >= 10 && vector <= 14) || vector === 17 || vector === 21;
+}
+
+const enum FaultClass { BENIGN, CONTRIBUTORY, PAGE_FAULT, DOUBLE_FAULT }
+
+/** SDM vol. 3A, 6.15, table 6-4. */
+function classOf(vector: number): FaultClass {
+  if (vector === 14) return FaultClass.PAGE_FAULT;
+  if (vector === 8) return FaultClass.DOUBLE_FAULT;
+  if (vector === 0 || (vector >= 10 && vector <= 13)) return FaultClass.CONTRIBUTORY;
+  return FaultClass.BENIGN;
+}
+
+/** State a failed delivery restores before the next fault is delivered. */
+const saved = {
+  rspLo: 0, rspHi: 0, flags: 0, cpl: 0,
+  csSel: 0, csBaseLo: 0, csBaseHi: 0, csLimit: 0, csAttr: 0,
+  ssSel: 0, ssBaseLo: 0, ssBaseHi: 0, ssLimit: 0, ssAttr: 0,
+};
+
+function save(cpu: Cpu): void {
+  saved.rspLo = cpu.gpr[2 * RSP]!; saved.rspHi = cpu.gpr[2 * RSP + 1]!;
+  saved.flags = materialize(cpu); saved.cpl = cpu.cpl;
+  saved.csSel = cpu.segSel[CS]!; saved.csBaseLo = cpu.segBase[2 * CS]!; saved.csBaseHi = cpu.segBase[2 * CS + 1]!;
+  saved.csLimit = cpu.segLimit[CS]!; saved.csAttr = cpu.segAttr[CS]!;
+  saved.ssSel = cpu.segSel[SS]!; saved.ssBaseLo = cpu.segBase[2 * SS]!; saved.ssBaseHi = cpu.segBase[2 * SS + 1]!;
+  saved.ssLimit = cpu.segLimit[SS]!; saved.ssAttr = cpu.segAttr[SS]!;
+}
+
+function restore(cpu: Cpu): void {
+  cpu.gpr[2 * RSP] = saved.rspLo; cpu.gpr[2 * RSP + 1] = saved.rspHi;
+  cpu.rflags = saved.flags; cpu.cpl = saved.cpl;
+  cpu.setSegment(CS, saved.csSel, saved.csBaseLo, saved.csBaseHi, saved.csLimit, saved.csAttr);
+  cpu.setSegment(SS, saved.ssSel, saved.ssBaseLo, saved.ssBaseHi, saved.ssLimit, saved.ssAttr);
+}
+
+/**
+ * Delivers the exception the processor just raised (cpu.excVector, excCode),
+ * applying the double-fault rules when delivery itself faults. RIP is the
+ * saved return address (the faulting instruction, or the next one for traps).
+ */
+export function deliverException(cpu: Cpu): void {
+  const kind = cpu.excKind;
+  let vector = cpu.excVector;
+  let code = cpu.excHasCode ? cpu.excCode : -1;
+  let previous = -1;
+  for (;;) {
+    save(cpu);
+    try {
+      deliver(cpu, vector, previous < 0 ? kind : EventKind.EXCEPTION, code);
+      return;
+    } catch (e) {
+      if (e !== FAULT) throw e;
+      restore(cpu);
+      const first = previous < 0 ? vector : previous;
+      const second = cpu.excVector;
+      const c1 = classOf(vector), c2 = classOf(second);
+      if (c1 === FaultClass.DOUBLE_FAULT && c2 !== FaultClass.BENIGN) {
+        cpu.stop({ kind: 'shutdown' }); // triple fault (SDM vol. 3A, 6.15, "Interrupt 8")
+        return;
+      }
+      if ((c1 === FaultClass.CONTRIBUTORY && c2 === FaultClass.CONTRIBUTORY) ||
+          (c1 === FaultClass.PAGE_FAULT && c2 !== FaultClass.BENIGN)) {
+        previous = first;
+        vector = Vector.DF;
+        code = 0;
+      } else {
+        previous = vector;
+        vector = second;
+        code = cpu.excHasCode ? cpu.excCode : -1;
+      }
+    }
+  }
+}
+
+/**
+ * Delivers event `vector` through the IVT or IDT; `code` is the error code to
+ * push, or -1. Raises (unwinding with no visible state change besides what
+ * restore() puts back) when the delivery faults.
+ */
+export function deliver(cpu: Cpu, vector: number, kind: EventKind, code: number): void {
+  const ext = kind === EventKind.EXCEPTION || kind === EventKind.EXTERNAL ||
+    kind === EventKind.PRIVILEGED_SOFTWARE_EXCEPTION ? 1 : 0;
+  if (!(cpu.cr0 & 1)) { deliverReal(cpu, vector); return; }
+  if (cpu.flags & VM) cpu.raise(Vector.GP, 0); // virtual-8086 mode is not modelled beyond this refusal
+  if (longMode(cpu)) deliverLong(cpu, vector, kind, code, ext);
+  else deliverProtected(cpu, vector, kind, code, ext);
+}
+
+/** Real-address mode: IVT entry of 4 bytes; push FLAGS, CS, IP (SDM vol. 3A, 20.1.4). */
+function deliverReal(cpu: Cpu, vector: number): void {
+  if (vector * 4 + 3 > cpu.idtrLimit) cpu.raise(Vector.GP, 0);
+  const entry = (cpu.idtrLo + vector * 4) | 0;
+  const ip = cpu.mmu.read16(entry, 0), cs = cpu.mmu.read16((entry + 2) | 0, 0);
+  const flags = materialize(cpu);
+  push(cpu, 2, flags, 0);
+  push(cpu, 2, cpu.segSel[CS]!, 0);
+  push(cpu, 2, cpu.ripLo, 0);
+  cpu.rflags = flags & ~(IF | TF | AC | RF);
+  cpu.setSegment(CS, cs, cs << 4, 0, cpu.segLimit[CS]!, cpu.segAttr[CS]!);
+  cpu.ripLo = ip; cpu.ripHi = 0;
+}
+
+/** Raises the fault for a bad gate: #GP/#NP(vector × gate size + 2 + EXT). */
+function gateError(vector: number, gateSize: number, ext: number): number {
+  return vector * gateSize + 2 + ext;
+}
+
+/** Reads the IDT gate of `vector` (8 or 16 bytes) into desc. */
+function readGate(cpu: Cpu, vector: number, size: number, ext: number): void {
+  if (vector * size + size - 1 > cpu.idtrLimit) cpu.raise(Vector.GP, gateError(vector, size, ext));
+  const s = (cpu.idtrLo >>> 0) + vector * size;
+  const lo = s | 0, hi = longMode(cpu) ? (cpu.idtrHi + (s > 0xffffffff ? 1 : 0)) | 0 : 0;
+  const m = cpu.mmu;
+  desc.lo = m.read32(lo, hi);
+  desc.hi = m.read32((lo + 4) | 0, hi);
+  desc.hi2 = size === 16 ? m.read32((lo + 8) | 0, hi) : 0;
+}
+
+/** Checks the gate's present bit and, for software events, its DPL (SDM vol. 3A, 6.12.1.1). */
+function checkGate(cpu: Cpu, vector: number, kind: EventKind, size: number, ext: number): void {
+  const attr = attrOf(desc.hi);
+  const software = kind === EventKind.SOFTWARE_INTERRUPT || kind === EventKind.SOFTWARE_EXCEPTION;
+  if (software && dplOf(attr) < cpu.cpl) cpu.raise(Vector.GP, gateError(vector, size, 0));
+  if (!(attr & SegAttr.P)) cpu.raise(Vector.NP, gateError(vector, size, ext));
+}
+
+/**
+ * Reads the target code segment of the gate in desc; returns the new CPL:
+ * the segment's DPL for a non-conforming segment, else CPL (SDM vol. 3A, 6.12.1).
+ */
+function targetCode(cpu: Cpu, selector: number, ext: number): number {
+  if ((selector & 0xfffc) === 0) cpu.raise(Vector.GP, ext);
+  readDescriptor(cpu, selector, 8, Vector.GP);
+  const attr = attrOf(desc.hi);
+  const err = (selector & 0xfffc) | ext;
+  if (!isCode(attr) || dplOf(attr) > cpu.cpl) cpu.raise(Vector.GP, err);
+  if (!(attr & SegAttr.P)) cpu.raise(Vector.NP, err);
+  return isConforming(attr) ? cpu.cpl : dplOf(attr);
+}
+
+function deliverProtected(cpu: Cpu, vector: number, kind: EventKind, code: number, ext: number): void {
+  readGate(cpu, vector, 8, ext);
+  const type = attrOf(desc.hi) & 0x1f;
+  // Interrupt and trap gates, 16- and 32-bit; task gates need task switching, which is not modelled.
+  if (type !== 0x06 && type !== 0x07 && type !== 0x0e && type !== 0x0f) cpu.raise(Vector.GP, gateError(vector, 8, ext));
+  checkGate(cpu, vector, kind, 8, ext);
+  const gateLo = desc.lo, gateHi = desc.hi;
+  const selector = gateLo >>> 16;
+  const offset = (gateHi & 0xffff0000) | (gateLo & 0xffff);
+  const size = type & 8 ? 4 : 2;
+  const newCpl = targetCode(cpu, selector, ext);
+  const codeLo = desc.lo, codeHi = desc.hi;
+  const flags = materialize(cpu);
+  const oldSs = cpu.segSel[SS]!, oldEsp = cpu.gpr[2 * RSP]!;
+  if (newCpl < cpu.cpl) {
+    readTss32Stack(cpu, newCpl);
+    const esp = tssValue.lo, ss = tssValue.hi;
+    loadStackSegment(cpu, ss, newCpl);
+    cpu.gpr[2 * RSP] = cpu.stackSize === 4 ? esp : (cpu.gpr[2 * RSP]! & ~0xffff) | (esp & 0xffff);
+    push(cpu, size, oldSs, 0);
+    push(cpu, size, oldEsp, 0);
+  }
+  push(cpu, size, flags, 0);
+  push(cpu, size, cpu.segSel[CS]!, 0);
+  push(cpu, size, cpu.ripLo, 0);
+  if (code >= 0) push(cpu, size, code, 0);
+  desc.lo = codeLo; desc.hi = codeHi;
+  loadCodeSegment(cpu, selector, newCpl);
+  cpu.ripLo = size === 4 ? offset : offset & 0xffff;
+  cpu.ripHi = 0;
+  cpu.rflags = flags & ~(TF | NT | VM | RF | ((type & 1) === 0 ? IF : 0));
+}
+
+function deliverLong(cpu: Cpu, vector: number, kind: EventKind, code: number, ext: number): void {
+  readGate(cpu, vector, 16, ext);
+  const type = attrOf(desc.hi) & 0x1f;
+  if (type !== 0x0e && type !== 0x0f) cpu.raise(Vector.GP, gateError(vector, 16, ext));
+  checkGate(cpu, vector, kind, 16, ext);
+  const gateLo = desc.lo, gateHi = desc.hi, offsetHi = desc.hi2;
+  const selector = gateLo >>> 16;
+  const offsetLo = (gateHi & 0xffff0000) | (gateLo & 0xffff);
+  const ist = gateHi & 7;
+  const newCpl = targetCode(cpu, selector, ext);
+  const attr = attrOf(desc.hi);
+  // The handler must be 64-bit code: L = 1, D = 0 (SDM vol. 3A, 6.14.1).
+  if (!(attr & SegAttr.L) || (attr & SegAttr.DB)) cpu.raise(Vector.GP, (selector & 0xfffc) | ext);
+  const codeLo = desc.lo, codeHi = desc.hi;
+  const flags = materialize(cpu);
+  const oldSs = cpu.segSel[SS]!, oldRspLo = cpu.gpr[2 * RSP]!, oldRspHi = cpu.gpr[2 * RSP + 1]!;
+  const cplChanges = newCpl < cpu.cpl;
+  if (ist !== 0 || cplChanges) {
+    readTss64(cpu, ist !== 0 ? 0x24 + 8 * (ist - 1) : 4 + 8 * newCpl);
+    const s = cpu.mmu.canonicalShift;
+    if (((tssValue.hi << s) >> s) !== tssValue.hi) cpu.raise(Vector.SS, ext);
+    cpu.gpr[2 * RSP] = tssValue.lo; cpu.gpr[2 * RSP + 1] = tssValue.hi;
+  }
+  if (cplChanges) {
+    loadNull(cpu, SS, newCpl); // a null SS with RPL = new CPL (SDM vol. 3A, 6.14.4)
+    cpu.segAttr[SS] = SegAttr.UNUSABLE | (newCpl << 5);
+  }
+  cpu.gpr[2 * RSP] &= ~15; // the stack is aligned to 16 bytes (6.14.2)
+  cpu.stackSize = 8;
+  push(cpu, 8, oldSs, 0);
+  push(cpu, 8, oldRspLo, oldRspHi);
+  push(cpu, 8, flags, 0);
+  push(cpu, 8, cpu.segSel[CS]!, 0);
+  push(cpu, 8, cpu.ripLo, cpu.ripHi);
+  if (code >= 0) push(cpu, 8, code, 0);
+  desc.lo = codeLo; desc.hi = codeHi;
+  loadCodeSegment(cpu, selector, newCpl);
+  cpu.ripLo = offsetLo; cpu.ripHi = offsetHi;
+  cpu.rflags = flags & ~(TF | NT | RF | ((type & 1) === 0 ? IF : 0));
+}

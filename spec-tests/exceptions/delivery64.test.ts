@@ -1,0 +1,131 @@
+/**
+ * Exception and interrupt delivery in IA-32e mode: SDM vol. 3A 6.14 "Exception
+ * and Interrupt Handling in 64-bit Mode", 6.15 "Exception and Interrupt
+ * Reference" (error codes, fault vs trap RIP), 6.15 table 6-5 (double faults).
+ */
+import { describe, expect, it } from 'vitest';
+import { run } from '../../src/cpu/run.js';
+import { CS, IF, RSP, SS } from '../../src/cpu/regs.js';
+import { CODE, gate64, load, longModeMachine, read64, SEL, STACK, TSS, write32 } from '../machine.js';
+
+const HANDLER = 0x3000, DF_HANDLER = 0x3800;
+const HLT = 0xf4;
+
+describe('SDM 6.14 (64-bit mode): delivery through a 16-byte IDT gate', () => {
+  it('#DE is a fault: the handler sees the faulting RIP, CS, RFLAGS, RSP and SS on an aligned stack (6.14.2)', () => {
+    const cpu = longModeMachine();
+    gate64(cpu, 0, HANDLER);
+    load(cpu, HANDLER, [HLT]);
+    load(cpu, CODE, [0xf7, 0xf1]); // div ecx
+    cpu.gpr[2 * 4] = STACK - 8; // misaligned: the processor aligns to 16 before pushing
+    cpu.rflags = 0x202;
+    const stop = run(cpu, 10);
+    expect(stop.kind).toBe('halt');
+    expect(cpu.rip).toBe(BigInt(HANDLER + 1));
+    const rsp = cpu.gpr[2 * RSP]! >>> 0;
+    expect(rsp).toBe(STACK - 16 - 40);
+    expect(read64(cpu, rsp)).toBe(BigInt(CODE));        // RIP of the faulting DIV
+    expect(read64(cpu, rsp + 8)).toBe(BigInt(SEL.CODE64));
+    expect(read64(cpu, rsp + 16)).toBe(0x202n);         // RFLAGS with IF
+    expect(read64(cpu, rsp + 24)).toBe(BigInt(STACK - 8));
+    expect(read64(cpu, rsp + 32)).toBe(BigInt(SEL.DATA));
+    expect(cpu.rflags & IF).toBe(0);                    // an interrupt gate clears IF
+  });
+
+  it('#GP pushes its error code; a trap gate leaves IF set (6.12.1.3, 6.13)', () => {
+    const cpu = longModeMachine();
+    gate64(cpu, 13, HANDLER, { type: 0xf });
+    load(cpu, HANDLER, [HLT]);
+    // mov ax, 0x40; mov ds, ax — selector 0x40 lies beyond the GDT limit: #GP(0x40)
+    load(cpu, CODE, [0x66, 0xb8, 0x40, 0x00, 0x8e, 0xd8]);
+    cpu.rflags = 0x202;
+    run(cpu, 10);
+    const rsp = cpu.gpr[2 * RSP]! >>> 0;
+    expect(read64(cpu, rsp)).toBe(0x40n);
+    expect(read64(cpu, rsp + 8)).toBe(BigInt(CODE + 4));
+    expect(cpu.rflags & IF).toBe(IF);
+  });
+
+  it('INT3 is a trap: the saved RIP follows the instruction (6.5)', () => {
+    const cpu = longModeMachine();
+    gate64(cpu, 3, HANDLER, { dpl: 3 });
+    load(cpu, HANDLER, [HLT]);
+    load(cpu, CODE, [0x90, 0xcc]);
+    run(cpu, 10);
+    expect(read64(cpu, cpu.gpr[2 * RSP]! >>> 0)).toBe(BigInt(CODE + 2));
+    expect(cpu.insnCount).toBe(3);
+  });
+
+  it('IRETQ returns to the interrupted code (vol. 2, IRET)', () => {
+    const cpu = longModeMachine();
+    gate64(cpu, 0x80, HANDLER);
+    load(cpu, HANDLER, [0x48, 0xff, 0xc3, 0x48, 0xcf]); // inc rbx; iretq
+    load(cpu, CODE, [0xcd, 0x80, 0x48, 0xff, 0xc3, HLT]); // int 0x80; inc rbx; hlt
+    const stop = run(cpu, 20);
+    expect(stop.kind).toBe('halt');
+    expect(cpu.reg64(3)).toBe(2n);
+    expect(cpu.gpr[2 * RSP]! >>> 0).toBe(STACK);
+    expect(cpu.segSel[CS]).toBe(SEL.CODE64);
+  });
+
+  it('a gate with IST = 1 switches to TSS.IST1 (6.14.5)', () => {
+    const cpu = longModeMachine();
+    gate64(cpu, 2, HANDLER, { ist: 1 });
+    load(cpu, HANDLER, [HLT]);
+    write32(cpu, TSS + 0x24, 0x8800); // IST1
+    load(cpu, CODE, [0xcd, 0x02]);
+    run(cpu, 10);
+    expect(cpu.gpr[2 * RSP]! >>> 0).toBe(0x8800 - 40);
+  });
+
+  it('INT n from CPL 3 through a DPL-0 gate raises #GP(vector × 16 + 2) (6.12.1.1)', () => {
+    const cpu = longModeMachine();
+    gate64(cpu, 0x80, HANDLER, { dpl: 0 });
+    gate64(cpu, 13, 0x3400);
+    load(cpu, 0x3400, [HLT]);
+    write32(cpu, TSS + 4, 0x8000); // RSP0
+    cpu.cpl = 3;
+    cpu.setSegment(CS, SEL.CODE64_USER, 0, 0, 0xffffffff, cpu.segAttr[CS]! | (3 << 5));
+    cpu.setSegment(SS, SEL.DATA_USER, 0, 0, 0xffffffff, cpu.segAttr[SS]! | (3 << 5));
+    load(cpu, CODE, [0xcd, 0x80]);
+    run(cpu, 10);
+    expect(cpu.rip).toBe(0x3401n);
+    expect(cpu.cpl).toBe(0);
+    const rsp = cpu.gpr[2 * RSP]! >>> 0;
+    expect(rsp).toBe(0x8000 - 48);                         // RSP0, with error code
+    expect(read64(cpu, rsp)).toBe(BigInt(0x80 * 16 + 2));  // error code: IDT, not EXT
+    expect(read64(cpu, rsp + 16)).toBe(BigInt(SEL.CODE64_USER));
+    expect(read64(cpu, rsp + 40)).toBe(BigInt(SEL.DATA_USER));
+    expect(cpu.segSel[SS]).toBe(0);                        // a null SS with RPL 0 (6.14.4)
+  });
+
+  it('a contributory fault while delivering a contributory fault becomes #DF (table 6-5)', () => {
+    const cpu = longModeMachine();
+    gate64(cpu, 0, HANDLER, { present: false });  // #DE's gate is not present: #NP, contributory
+    gate64(cpu, 8, DF_HANDLER);
+    load(cpu, DF_HANDLER, [HLT]);
+    load(cpu, CODE, [0xf7, 0xf1]);
+    run(cpu, 10);
+    expect(cpu.rip).toBe(BigInt(DF_HANDLER + 1));
+    expect(read64(cpu, cpu.gpr[2 * RSP]! >>> 0)).toBe(0n); // #DF's error code is 0
+  });
+
+  it('a fault while delivering #DF shuts the processor down (triple fault)', () => {
+    const cpu = longModeMachine();
+    cpu.idtrLimit = 0; // every gate lies outside the IDT
+    load(cpu, CODE, [0xf7, 0xf1]);
+    expect(run(cpu, 10)).toEqual({ kind: 'shutdown' });
+  });
+
+  it('a benign exception during delivery is delivered serially, not as #DF (table 6-5)', () => {
+    const cpu = longModeMachine();
+    // INT3 (benign) through a gate that is not present: #NP, delivered through vector 11.
+    gate64(cpu, 3, HANDLER, { present: false, dpl: 3 });
+    gate64(cpu, 11, DF_HANDLER);
+    load(cpu, DF_HANDLER, [HLT]);
+    load(cpu, CODE, [0xcc]);
+    run(cpu, 10);
+    expect(cpu.rip).toBe(BigInt(DF_HANDLER + 1));
+    expect(read64(cpu, cpu.gpr[2 * RSP]! >>> 0)).toBe(BigInt(3 * 16 + 2)); // #NP(vector 3, IDT)
+  });
+});

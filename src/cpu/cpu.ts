@@ -7,9 +7,12 @@ import { BlockCache } from './blocks.js';
 import { FlagOp, materialize, type FlagState } from './flags.js';
 import { PhysicalMemory } from './memory.js';
 import { Mmu, type MmuHost } from './mmu.js';
+import { Paging } from './paging.js';
 import { MsrFile } from './msr.js';
 import { SKYLAKE, type CpuProfile } from './profile.js';
-import { CS, FS, GS, RFLAGS_FIXED1, SS, Vector } from './regs.js';
+import { CS, EFER_LMA, EFER_LME, EFER_SCE, FS, GS, RFLAGS_FIXED1, SegAttr, SS, Vector } from './regs.js';
+
+export { SegAttr, EFER_SCE, EFER_LME, EFER_LMA, EFER_NXE } from './regs.js';
 
 /** Thrown (as this one object) to unwind an instruction that raised an exception. */
 export const FAULT = { fault: true } as const;
@@ -24,14 +27,6 @@ export const enum Pending {
   MODE = 4,
 }
 
-/** Segment access rights in the VMCS layout (SDM vol. 3C, 25.4.1 "Guest Register State", table 25-2). */
-export const enum SegAttr {
-  TYPE = 0xf, S = 1 << 4, DPL = 3 << 5, P = 1 << 7, AVL = 1 << 12,
-  L = 1 << 13, DB = 1 << 14, G = 1 << 15, UNUSABLE = 1 << 16,
-}
-
-/** EFER bits (SDM vol. 3A, 2.2.1). */
-export const EFER_SCE = 1 << 0, EFER_LME = 1 << 8, EFER_LMA = 1 << 10, EFER_NXE = 1 << 11;
 
 /** The processor's I/O address space: ports 0-0xFFFF (SDM vol. 1, 19.2). */
 export interface PortIo {
@@ -87,12 +82,27 @@ export class Cpu implements FlagState, MmuHost {
   dr6 = 0xffff0ff0 | 0;
   dr7 = 0x400;
 
+  /**
+   * Control registers and EFER (SDM vol. 3A, 2.5, 2.2.1). Code that stores them
+   * directly, rather than through MOV to CR (ops/control-registers.ts), calls
+   * mmu.flush() afterwards so that paging takes them up.
+   */
   cr0 = 0x60000010;
   cr2Lo = 0; cr2Hi = 0;
   cr3Lo = 0; cr3Hi = 0;
   cr4 = 0;
   efer = 0;
-  cpl = 0;
+  /** PAE paging's PDPTE0-3 registers (lo/hi at 2n, 2n + 1), loaded by MOV to CR (SDM vol. 3A, 4.4.1). */
+  readonly pdpte = new Int32Array(8);
+  /** The task-priority register, whose bits 7:4 CR8 reads and writes (SDM vol. 3A, 10.8.6.1). */
+  tpr = 0;
+  private cplValue = 0;
+  /** Current privilege level; at CPL 3 memory accesses are user-mode accesses (SDM vol. 3A, 4.6.1). */
+  get cpl(): number { return this.cplValue; }
+  set cpl(v: number) {
+    this.cplValue = v;
+    this.mmu.setCpl3(v === 3);
+  }
 
   /** XMM0-15, four 32-bit lanes each; MXCSR. */
   readonly xmm = new Int32Array(64);
@@ -149,12 +159,16 @@ export class Cpu implements FlagState, MmuHost {
   /** The I/O ports (the platform attaches its devices here). */
   io: PortIo = NO_PORTS;
   readonly mmu: Mmu;
+  /** Page walks and the TLB (paging.ts): the MMU's translator. */
+  readonly paging: Paging;
   readonly blocks: BlockCache;
 
   constructor(options: CpuOptions = {}) {
     this.memory = options.memory ?? new PhysicalMemory(options.memorySize ?? 64 * 1024 * 1024);
     this.profile = options.profile ?? SKYLAKE;
     this.mmu = new Mmu(this.memory, this);
+    this.paging = new Paging(this);
+    this.mmu.translator = this.paging;
     this.blocks = new BlockCache(this);
   }
 
@@ -224,11 +238,18 @@ export class Cpu implements FlagState, MmuHost {
     if (seg === CS || seg === SS) this.updateModes();
   }
 
-  /** Puts the processor in 64-bit mode with flat segments (tests and benchmarks before paging exists). */
+  /**
+   * Puts the processor in 64-bit mode with flat segments (tests and benchmarks).
+   * There are no page tables in memory: the MMU maps linear = physical (a model
+   * convenience, see Paging.identity) until MOV to CR3, a change of paging mode,
+   * or mmu.flush() after the caller has stored its own CR3.
+   */
   enterFlat64(): void {
     this.efer = EFER_LME | EFER_LMA | EFER_SCE;
     this.cr0 |= 0x80000001;
     this.cr4 |= 1 << 5;
+    this.mmu.flush();
+    this.paging.identity = true;
     const data = SegAttr.P | SegAttr.S | 0x3 | SegAttr.DB | SegAttr.G;
     for (let s = 0; s < 6; s++) this.setSegment(s, s === CS ? 0x08 : 0x10, 0, 0, 0xffffffff, data);
     this.setSegment(CS, 0x08, 0, 0, 0xffffffff, SegAttr.P | SegAttr.S | 0xb | SegAttr.L | SegAttr.G);
@@ -237,7 +258,8 @@ export class Cpu implements FlagState, MmuHost {
   /** Puts the processor in 32-bit protected mode with flat 4 GiB segments. */
   enterFlat32(): void {
     this.efer = 0;
-    this.cr0 |= 1;
+    this.cr0 = (this.cr0 | 1) & 0x7fffffff; // PE = 1, PG = 0: linear = physical
+    this.mmu.flush();
     const data = SegAttr.P | SegAttr.S | 0x3 | SegAttr.DB | SegAttr.G;
     for (let s = 0; s < 6; s++) this.setSegment(s, 0x10, 0, 0, 0xffffffff, data);
     this.setSegment(CS, 0x08, 0, 0, 0xffffffff, SegAttr.P | SegAttr.S | 0xb | SegAttr.DB | SegAttr.G);

@@ -4,7 +4,8 @@
  * Exception Handling") and vol. 2 "INT n/INTO/INT3/INT1" Operation; and the
  * double-fault rules of 6.15 (table 6-5) ending in shutdown on a triple fault.
  */
-import { FAULT, SegAttr, type Cpu } from './cpu.js';
+import { FAULT, type Cpu } from './cpu.js';
+import { SegAttr } from './regs.js';
 import { materialize } from './flags.js';
 import { push } from './operands.js';
 import { AC, CS, IF, NT, RF, RSP, SS, TF, VM, Vector } from './regs.js';

@@ -5,7 +5,7 @@
  * prefix selections that several modules share are merged slot by slot, and a
  * slot claimed twice is an error at load time.
  */
-import type { ByMod, ByMode, Entry, OpTable } from './insn.js';
+import type { ByMod, ByMode, ByRm, Entry, Group, OpTable, Prefixed } from './insn.js';
 import { ALU_TABLE } from './ops/alu.js';
 import { MOVE_TABLE } from './ops/move.js';
 import { CONTROL_TABLE } from './ops/control.js';
@@ -19,6 +19,8 @@ import { SYSTEM_TABLE } from './ops/system.js';
 import { CONTROL_REGISTER_TABLE } from './ops/control-registers.js';
 import { IO_TABLE } from './ops/io.js';
 import { SEGMENT_TABLE } from './ops/segment.js';
+import { FASTCALL_TABLE } from './ops/fastcall.js';
+import { FPU_TABLE } from './ops/fpu.js';
 
 type Slots = readonly (Entry | undefined)[];
 
@@ -30,30 +32,38 @@ function mergeSlots(a: Slots, b: Slots, where: string): (Entry | undefined)[] {
   return out;
 }
 
-/** Combines two entries for one opcode; throws when both define the same slot. */
+/** The kind of a table entry. */
+function kindOf(e: Entry): 'def' | 'group' | 'prefixed' | 'rm' | 'mode' | 'mod' {
+  if ('exec' in e) return 'def';
+  if ('group' in e) return 'group';
+  if ('prefixed' in e) return 'prefixed';
+  if ('rm' in e) return 'rm';
+  if ('long64' in e || 'legacy' in e) return 'mode';
+  return 'mod';
+}
+
+/** Combines two entries for one opcode slot by slot; throws when both define the same slot. */
 export function merge(a: Entry, b: Entry, where: string): Entry {
-  if ('group' in a && 'group' in b) return { group: mergeSlots(a.group, b.group, where) };
-  if ('prefixed' in a && 'prefixed' in b) {
-    const s = mergeSlots(a.prefixed, b.prefixed, where);
-    return { prefixed: [s[0], s[1], s[2], s[3]] };
-  }
-  if ('rm' in a && 'rm' in b) return { rm: mergeSlots(a.rm, b.rm, where) };
-  const modeA = 'long64' in a || 'legacy' in a, modeB = 'long64' in b || 'legacy' in b;
-  if (modeA && modeB) {
-    const [x, y] = [a as ByMode, b as ByMode];
-    if ((x.long64 && y.long64) || (x.legacy && y.legacy)) throw new Error(`opcode table: ${where} is defined twice`);
-    return { long64: x.long64 ?? y.long64, legacy: x.legacy ?? y.legacy };
-  }
-  if (!modeA && !modeB && !('exec' in a) && !('exec' in b) && !('group' in a) && !('group' in b) &&
-      !('prefixed' in a) && !('prefixed' in b) && !('rm' in a) && !('rm' in b)) {
-    if ((a as ByMod).mem !== undefined && (b as ByMod).mem !== undefined ||
-        (a as ByMod).reg !== undefined && (b as ByMod).reg !== undefined) {
-      throw new Error(`opcode table: ${where} is defined twice`);
+  const kind = kindOf(a);
+  if (kind !== kindOf(b) || kind === 'def') throw new Error(`opcode table: ${where} is defined twice`);
+  const both = (p: Entry | undefined, q: Entry | undefined, half: string): Entry | undefined =>
+    p === undefined ? q : q === undefined ? p : merge(p, q, `${where}.${half}`);
+  switch (kind) {
+    case 'group': return { group: mergeSlots((a as Group).group, (b as Group).group, where) };
+    case 'rm': return { rm: mergeSlots((a as ByRm).rm, (b as ByRm).rm, where) };
+    case 'prefixed': {
+      const s = mergeSlots((a as Prefixed).prefixed, (b as Prefixed).prefixed, where);
+      return { prefixed: [s[0], s[1], s[2], s[3]] };
     }
-    const [x, y] = [a as ByMod, b as ByMod];
-    return { mem: x.mem ?? y.mem, reg: x.reg ?? y.reg };
+    case 'mode': {
+      const [x, y] = [a as ByMode, b as ByMode];
+      return { long64: both(x.long64, y.long64, 'long64'), legacy: both(x.legacy, y.legacy, 'legacy') };
+    }
+    default: {
+      const [x, y] = [a as ByMod, b as ByMod];
+      return { mem: both(x.mem, y.mem, 'mem'), reg: both(x.reg, y.reg, 'reg') };
+    }
   }
-  throw new Error(`opcode table: ${where} is defined twice`);
 }
 
 /** Builds a table from module tables; exported for tests of the merge. */
@@ -72,4 +82,5 @@ export function buildTable(parts: readonly Readonly<Record<number, Entry>>[]): O
 export const OPCODE_TABLE: OpTable = buildTable([
   ALU_TABLE, MOVE_TABLE, CONTROL_TABLE, STACK_TABLE, SHIFT_TABLE, MULDIV_TABLE,
   BITS_TABLE, STRING_TABLE, SSE_TABLE, SYSTEM_TABLE, CONTROL_REGISTER_TABLE, IO_TABLE, SEGMENT_TABLE,
+  FPU_TABLE, FASTCALL_TABLE,
 ]);

@@ -34,3 +34,12 @@ export const VECTOR_NAMES: Record<number, string> = {
   8: '#DF', 10: '#TS', 11: '#NP', 12: '#SS', 13: '#GP', 14: '#PF', 16: '#MF', 17: '#AC',
   18: '#MC', 19: '#XM', 20: '#VE', 21: '#CP',
 };
+
+/** Segment access rights in the VMCS layout (SDM vol. 3C, 25.4.1 "Guest Register State", table 25-2). */
+export const enum SegAttr {
+  TYPE = 0xf, S = 1 << 4, DPL = 3 << 5, P = 1 << 7, AVL = 1 << 12,
+  L = 1 << 13, DB = 1 << 14, G = 1 << 15, UNUSABLE = 1 << 16,
+}
+
+/** EFER bits (SDM vol. 3A, 2.2.1). */
+export const EFER_SCE = 1 << 0, EFER_LME = 1 << 8, EFER_LMA = 1 << 10, EFER_NXE = 1 << 11;

@@ -4,7 +4,8 @@
  * Mode Memory Management") and chapter 5 ("Protection"), and the pseudo-code of
  * MOV/POP Sreg, LDS/LES/LFS/LGS/LSS, JMP/CALL/RET far and IRET in vol. 2.
  */
-import { SegAttr, EFER_LMA, type Cpu } from './cpu.js';
+import type { Cpu } from './cpu.js';
+import { EFER_LMA, SegAttr } from './regs.js';
 import { CS, LDTR, SS, TR, VM, Vector } from './regs.js';
 
 /** The descriptor last read by readDescriptor: its two dwords (and the third of a 16-byte one). */

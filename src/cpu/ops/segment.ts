@@ -4,7 +4,8 @@
  * LLDT/LTR/SLDT/STR, LAR/LSL/VERR/VERW, ARPL, CLI/STI (SDM vol. 2, each
  * instruction's Operation section; vol. 3A chapters 3 and 5).
  */
-import { SegAttr, type Cpu } from '../cpu.js';
+import type { Cpu } from '../cpu.js';
+import { SegAttr } from '../regs.js';
 import { setStatusFlags } from '../flags.js';
 import { Im, OpMap, Sz, type Entry, type Insn, type OpDef } from '../insn.js';
 import { adjustRsp, effectiveAddress, getReg, peek, push, readRm, setReg, writeRm } from '../operands.js';

@@ -4,11 +4,12 @@ export default defineConfig({
   entry: {
     index: 'src/index.ts',
     'cli/main': 'src/cli/main.ts',
+    'fuzz/index': 'fuzz/index.ts',
     'bench/run': 'bench/run.ts',
   },
   format: ['esm'],
   target: 'node20',
-  dts: { entry: { index: 'src/index.ts' } },
+  dts: { entry: { index: 'src/index.ts', 'fuzz/index': 'fuzz/index.ts' } },
   clean: true,
   sourcemap: true,
   splitting: true,

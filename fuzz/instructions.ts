@@ -15,7 +15,7 @@
  */
 import fc from 'fast-check';
 import { OPCODE_TABLE } from '../src/cpu/optable.js';
-import { Im, OpMap, Sz, type Entry, type OpDef, type OpTable } from '../src/cpu/insn.js';
+import { Im, OpMap, Sz, type ByMod, type ByMode, type Entry, type OpDef, type OpTable } from '../src/cpu/insn.js';
 
 /** Code size the instructions are generated for. */
 export type Mode = 64 | 32;
@@ -144,8 +144,11 @@ interface WalkContext {
   reg: number | null;
   rm: number | null;
   prefixSlot: number | null;
-  /** The prefix selection has no 66 entry (66 then only changes the operand size). */
-  slot66Free: boolean;
+  /**
+   * The prefix selection holds the same entry for no prefix and for 66: there 66h
+   * is an operand-size prefix, not a mandatory one (BSF, MOVBE; see decoder.ts).
+   */
+  size66: boolean;
   mod: ModConstraint;
   selected: boolean;
 }
@@ -182,15 +185,14 @@ function collect(table: OpTable, mode: Mode): InstructionForm[] {
         const modrm = ctx.selected || def.modrm === true;
         let mod: ModConstraint | undefined = ctx.mod;
         if (def.memOnly) mod = modJoin(mod, 'mem');
-        if (def.regOnly) mod = modJoin(mod, 'reg');
+        if (def.regOnly && mod !== undefined) mod = modJoin(mod, 'reg');
         if (mod === undefined) return; // a memory-only definition under a register selection: not encodable
         const vex = map >= OpMap.VEX_0F;
         const size = def.size ?? Sz.V;
         // SDM vol. 2, table A-6: near CALL/JMP through group 5 are f64 like the relative branches;
         // Intel ignores 66h on them and AMD shortens them, so 66h is never generated there.
         const nearBranch = size === Sz.F64 || (map === OpMap.ONE && opcode === 0xff && (ctx.reg === 2 || ctx.reg === 4));
-        const sizePrefix = !vex && (size === Sz.V || size === Sz.D64) && !nearBranch &&
-          (ctx.prefixSlot === null || ctx.prefixSlot >= 2 || (ctx.prefixSlot === 0 && ctx.slot66Free));
+        const sizePrefix = !vex && (size === Sz.V || size === Sz.D64 || size === Sz.Z) && !nearBranch && (ctx.prefixSlot === null || ctx.size66);
         out.push({
           name: def.name, def, map, opcode, modrm, reg: ctx.reg, rm: ctx.rm,
           prefix: ctx.prefixSlot === null ? (vex ? 0 : null) : PREFIX_OF_SLOT[ctx.prefixSlot]!,
@@ -200,16 +202,23 @@ function collect(table: OpTable, mode: Mode): InstructionForm[] {
       } else if ('group' in e) {
         e.group.forEach((g, slot) => walk(g, { ...ctx, reg: slot, selected: true }));
       } else if ('prefixed' in e) {
-        const slot66Free = e.prefixed[1] === undefined;
-        e.prefixed.forEach((p, slot) => walk(p, { ...ctx, prefixSlot: slot, slot66Free, selected: true }));
+        const size66 = e.prefixed[1] !== undefined && e.prefixed[1] === e.prefixed[0];
+        e.prefixed.forEach((p, slot) => {
+          // A prefix selects without ModRM (EMMS); groups, mod and rm selections imply it.
+          if (!(size66 && slot === 1)) walk(p, { ...ctx, prefixSlot: slot, size66 });
+        });
+      } else if ('long64' in e || 'legacy' in e) {
+        const m = e as ByMode; // an opcode that means another instruction outside 64-bit mode
+        walk(mode === 64 ? m.long64 : m.legacy, ctx);
       } else if ('rm' in e) {
         e.rm.forEach((r, slot) => walk(r, { ...ctx, rm: slot, mod: 'reg', selected: true }));
       } else {
-        walk(e.mem, { ...ctx, mod: 'mem', selected: true });
-        walk(e.reg, { ...ctx, mod: 'reg', selected: true });
+        const m = e as ByMod;
+        walk(m.mem, { ...ctx, mod: 'mem', selected: true });
+        walk(m.reg, { ...ctx, mod: 'reg', selected: true });
       }
     };
-    walk(table.get(key), { reg: null, rm: null, prefixSlot: null, slot66Free: true, mod: 'any', selected: false });
+    walk(table.get(key), { reg: null, rm: null, prefixSlot: null, size66: false, mod: 'any', selected: false });
   }
   return out;
 }
@@ -265,22 +274,23 @@ interface Choices {
   seg: number; p66: number; p67: number; lock: number; rep: number; repPick: boolean;
   rex: number; rexBits: number;
   vexW: boolean; vexL: number; vvvv: number; vvvvOnes: number; vex2: boolean;
-  mod: number; reg: number; rm: number; scale: number; index: number; base: number;
+  mod: number; reg: number; rm: number; alias: number; scale: number; index: number; base: number;
   disp8: number; disp32: number; dispSmall: number;
   imm: bigint; imm2: bigint; target: number; window: number;
 }
 
-const percent = fc.integer({ min: 0, max: 99 });
+/** Unbiased: fast-check otherwise favours small integers, which would inflate every prefix probability. */
+const percent = fc.noBias(fc.integer({ min: 0, max: 99 }));
 const u3 = fc.integer({ min: 0, max: 7 });
 const disp32Arb = fc.oneof(
   fc.integer({ min: -0x80000000, max: 0x7fffffff }),
   fc.constantFrom(0, 1, -1, 0x7f, 0x80, -0x80, -0x81, 0x7fffffff, -0x80000000),
 );
 const choicesArb: fc.Arbitrary<Choices> = fc.record({
-  seg: fc.integer({ min: 0, max: 99 }), p66: percent, p67: percent, lock: percent, rep: percent, repPick: fc.boolean(),
+  seg: percent, p66: percent, p67: percent, lock: percent, rep: percent, repPick: fc.boolean(),
   rex: percent, rexBits: fc.integer({ min: 0, max: 15 }),
   vexW: fc.boolean(), vexL: percent, vvvv: fc.integer({ min: 0, max: 15 }), vvvvOnes: percent, vex2: fc.boolean(),
-  mod: fc.integer({ min: 0, max: 3 }), reg: u3, rm: u3, scale: fc.integer({ min: 0, max: 3 }), index: u3, base: u3,
+  mod: fc.noBias(fc.integer({ min: 0, max: 3 })), reg: u3, rm: u3, alias: percent, scale: fc.integer({ min: 0, max: 3 }), index: u3, base: u3,
   disp8: fc.integer({ min: -128, max: 127 }), disp32: disp32Arb, dispSmall: fc.integer({ min: -1024, max: 1024 }),
   imm: edgeBiasedInteger(64), imm2: edgeBiasedInteger(8), target: fc.nat({ max: 0xffff }), window: fc.nat({ max: 0xffff }),
 });
@@ -317,6 +327,7 @@ function operandSize(form: InstructionForm, mode: Mode, sizePrefix: boolean, w: 
     case Sz.D64: return mode === 64 ? (sizePrefix && !w ? 2 : 8) : v;
     case Sz.F64: return mode === 64 ? 8 : v;
     case Sz.Y: return mode === 64 && w ? 8 : 4;
+    case Sz.Z: return v === 8 ? 4 : v;
     default: return v;
   }
 }
@@ -362,14 +373,18 @@ function encode(form: InstructionForm, mode: Mode, o: EncodeOptions, c: Choices)
     let rex = 0;
     let vexInfo: InstructionLayout['vex'] = null;
     let w = false;
-    const reg = form.reg ?? c.reg, rm = form.rm ?? c.rm;
+    // Now and then the same register as both operands (XADD, XCHG and CMPXCHG have cases of their own there).
+    const alias = mod === 3 && form.reg === null && form.rm === null && c.alias < 25;
+    const reg = form.reg ?? c.reg, rm = form.rm ?? (alias ? reg : c.rm);
+    const rexBits = alias ? (c.rexBits & ~1) | ((c.rexBits >> 2) & 1) : c.rexBits;
     if (form.vex) {
       // VEX (SDM vol. 2, 2.3.5): R/X/B/vvvv inverted; outside 64-bit mode R and X must read 1
       // (else C4/C5 is LES/LDS) and vvvv[3] is 0.
-      const bits = m64 ? c.rexBits & 7 : 0;
+      const bits = m64 ? rexBits & 7 : 0;
       w = c.vexW;
       const l = !def.name.startsWith('v') && c.vexL < 10 ? 1 : 0;
-      let vvvv = c.vvvvOnes < 25 ? 0 : c.vvvv;
+      // A form without a vvvv operand needs 1111b (else #UD, SDM vol. 2, 2.3.6): mostly given, sometimes not.
+      let vvvv = c.vvvvOnes < (def.vvvvUnused ? 90 : 25) ? 0 : c.vvvv;
       if (!m64) vvvv &= 7;
       const pp = form.prefix === 0x66 ? 1 : form.prefix === 0xf3 ? 2 : form.prefix === 0xf2 ? 3 : 0;
       const mmmmm = form.map - OpMap.VEX_0F + 1;
@@ -382,7 +397,7 @@ function encode(form: InstructionForm, mode: Mode, o: EncodeOptions, c: Choices)
       rex = m64 ? 0x40 | (w ? 8 : 0) | bits : 0;
       vexInfo = { w, l, vvvv, pp };
     } else {
-      if (m64 && c.rex < 60) rex = 0x40 | c.rexBits;
+      if (m64 && c.rex < 60) rex = 0x40 | rexBits;
       w = (rex & 8) !== 0;
       if (rex) out.push(rex);
       if (form.map === OpMap.TWO) out.push(0x0f);
@@ -490,7 +505,10 @@ function encode(form: InstructionForm, mode: Mode, o: EncodeOptions, c: Choices)
  * Random legal encodings of one form in `mode`: optional 66h where it changes
  * the operand size, 67h, rare ES/CS/SS/DS segment prefixes, LOCK on memory
  * forms that allow it, REP/REPNE on string instructions, REX with random
- * W/R/X/B in 64-bit mode (or VEX with random W/R/X/B/vvvv), ModRM with register
+ * W/R/X/B in 64-bit mode (or VEX with random W/R/X/B/vvvv; VEX.L = 1 now and
+ * then on forms whose mnemonic does not start with `v`, where it must raise
+ * #UD, and VEX.vvvv = 1111b a quarter of the time, nine times in ten on forms
+ * without a vvvv operand), ModRM with register
  * and memory operands, SIB with index and scale, disp8/disp32, RIP-relative
  * operands, and immediates biased toward boundary values. Never longer than 15
  * bytes. Pass `options` to aim branches and absolute addresses at memory you control.

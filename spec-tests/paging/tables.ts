@@ -220,3 +220,18 @@ export function le(v: number | bigint, bytes: number): number[] {
   for (let k = 0; k < bytes; k++) out.push(Number((b >> BigInt(8 * k)) & 0xffn));
   return out;
 }
+
+/**
+ * A processor in flat 32-bit protected mode with paging on through CR3 = `cr3`
+ * and CR4 = `cr4` (32-bit paging, or PAE paging with CR4.PAE), taken up as a
+ * loader would (the PDPTEs are read from memory by mmu.flush()).
+ */
+export function legacyCpu(build: (cpu: Cpu) => number, cr4 = 0): Cpu {
+  const cpu = new Cpu({ memorySize: 16 * 1024 * 1024 });
+  cpu.enterFlat32();
+  cpu.cr3Lo = build(cpu);
+  cpu.cr4 = cr4;
+  cpu.cr0 |= CR0_PG;
+  cpu.mmu.flush();
+  return cpu;
+}

@@ -7,7 +7,12 @@ export interface RunOptions {
   image: string | null;
   bare: boolean;
   load: number;
-  mode: 64 | 32;
+  /** Start mode of a flat binary. */
+  mode: 'real' | '32' | '64';
+  /** Image format: detected from its contents unless given. */
+  format: 'auto' | 'multiboot' | 'elf' | 'flat';
+  /** Multiboot command line. */
+  cmdline: string;
   memory: number;
   maxInsns: number;
   stats: boolean;
@@ -17,22 +22,27 @@ export type Command = RunOptions | { command: 'help' } | { command: 'version' };
 
 export const USAGE = `usage: hvsim run [IMAGE] [options]
 
-Runs IMAGE (a flat binary) on the x86-64 processor model. With no IMAGE, runs
-the bundled default guest (guests/sieve.bin).
+Runs IMAGE on a PC built around the x86-64 processor model: a Multiboot kernel
+(ELF32, ELF64 or a.out kludge), a plain ELF, or a flat binary. The guest's COM1
+output goes to stdout. With no IMAGE, runs the bundled default guest
+(guests/boot64.bin: protected mode to long mode, an exception, timer interrupts).
 
 options:
   --bare            run on the bare processor (until the hypervisor exists, every run is bare)
-  --load ADDR       physical load and start address (default 0x1000)
-  --mode 64|32      start in 64-bit mode or 32-bit protected mode (default 64)
+  --format F        auto, multiboot, elf or flat (default auto)
+  --load ADDR       flat binaries: physical load and start address (default 0x1000)
+  --mode M          flat binaries: start in real, 32 (protected) or 64 (long) mode (default 64)
+  --cmdline TEXT    Multiboot command line
   --memory SIZE     physical memory, e.g. 64M or 1G (default 64M)
   --max-insns N     stop after N instructions (default 10000000000)
-  --stats           print instructions retired and MIPS
-  --json            print the result as one JSON object
+  --stats           print instructions retired and MIPS on stderr
+  --json            print the result as one JSON object on stdout (serial output is not printed)
   -h, --help        this text
   --version         the version
 
-exit status: 0 halted, 3 instruction budget exhausted, 4 unhandled exception,
-5 triple fault (shutdown), 2 bad usage or a bad image.`;
+exit status: the guest's debug-exit status ((v << 1) | 1 for a write of v to
+port 0xF4); 0 when it halts with interrupts off; 3 instruction budget
+exhausted; 5 triple fault (shutdown); 2 bad usage or a bad image.`;
 
 /** Parses a size such as 4096, 0x1000, 64K, 64M or 1G. */
 export function parseSize(text: string, what: string): number {
@@ -49,7 +59,8 @@ export function parseArgs(argv: readonly string[]): Command {
   if (argv[0] === '--version') return { command: 'version' };
   if (argv[0] !== 'run') throw new UsageError(`unknown command '${argv[0]}' (try 'hvsim --help')`);
   const o: RunOptions = {
-    command: 'run', image: null, bare: false, load: 0x1000, mode: 64, memory: 64 * 1024 * 1024,
+    command: 'run', image: null, bare: false, load: 0x1000, mode: '64', format: 'auto', cmdline: '',
+    memory: 64 * 1024 * 1024,
     maxInsns: 1e10, stats: false, json: false,
   };
   const value = (k: number, name: string): string => {
@@ -76,10 +87,19 @@ export function parseArgs(argv: readonly string[]): Command {
         o.maxInsns = Number(v);
         break;
       }
+      case '--format': {
+        const v = value(k++, a);
+        if (v !== 'auto' && v !== 'multiboot' && v !== 'elf' && v !== 'flat') {
+          throw new UsageError(`--format must be auto, multiboot, elf or flat, not '${v}'`);
+        }
+        o.format = v;
+        break;
+      }
+      case '--cmdline': o.cmdline = value(k++, a); break;
       case '--mode': {
         const v = value(k++, a);
-        if (v !== '64' && v !== '32') throw new UsageError(`--mode must be 64 or 32, not '${v}'`);
-        o.mode = Number(v) as 64 | 32;
+        if (v !== '64' && v !== '32' && v !== 'real') throw new UsageError(`--mode must be real, 32 or 64, not '${v}'`);
+        o.mode = v;
         break;
       }
       default:

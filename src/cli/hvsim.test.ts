@@ -3,17 +3,26 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseArgs, parseSize, UsageError } from './args.js';
-import { main } from './hvsim.js';
+import { bundledGuest, main } from './hvsim.js';
 
-function capture(argv: string[]): { status: number; out: string[]; err: string[] } {
-  const out: string[] = [], err: string[] = [];
-  const status = main(argv, (l) => out.push(l), (l) => err.push(l));
-  return { status, out, err };
+function capture(argv: string[]): { status: number; out: string[]; err: string[]; serial: string } {
+  const out: string[] = [], err: string[] = [], serial: number[] = [];
+  const status = main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), serial: (b) => serial.push(b) });
+  return { status, out, err, serial: Buffer.from(serial).toString('latin1') };
 }
 
 describe('hvsim run', () => {
-  it('runs the bundled default guest to its halt: 148933 primes below 2,000,000', () => {
-    const r = capture(['run', '--json']);
+  it('runs the bundled default guest: Multiboot, long mode, #DE, timer interrupts, debug-exit status 1', () => {
+    const r = capture(['run']);
+    expect(r.err).toEqual([]);
+    expect(r.status).toBe(1);
+    expect(r.serial).toBe([
+      'hvsim guest: protected mode', 'hvsim guest: long mode', 'hvsim guest: #DE handled',
+      'hvsim guest: resumed after #DE', 'hvsim guest: 3 timer interrupts', ''].join('\n'));
+  });
+
+  it('runs the sieve as a flat 64-bit image: 148933 primes below 2,000,000, halted with IF = 0 (status 0)', () => {
+    const r = capture(['run', bundledGuest('sieve.bin'), '--format', 'flat', '--mode', '64', '--json']);
     expect(r.err).toEqual([]);
     expect(r.status).toBe(0);
     const result = JSON.parse(r.out[0]!);
@@ -28,17 +37,16 @@ describe('hvsim run', () => {
     writeFileSync(image, Uint8Array.of(0xeb, 0xfe)); // jmp $
     const r = capture(['run', image, '--max-insns', '1000']);
     expect(r.status).toBe(3);
-    expect(r.out.join('\n')).toContain('instruction budget exhausted');
-    expect(r.out.join('\n')).toContain('after 1,000 instructions');
+    expect(r.err.join('\n')).toContain('instruction budget exhausted after 1,000 instructions');
   });
 
-  it('reports an unhandled exception with status 4', () => {
+  it('reports a triple fault with status 5: #UD with no IDT (SDM vol. 3A, 6.15)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'hvsim-'));
     const image = join(dir, 'ud.bin');
-    writeFileSync(image, Uint8Array.of(0x0f, 0x0b)); // ud2
+    writeFileSync(image, Uint8Array.of(0x0f, 0x0b)); // ud2; the loader leaves the IDT limit 0
     const r = capture(['run', image]);
-    expect(r.status).toBe(4);
-    expect(r.out.join('\n')).toContain('unhandled exception #UD');
+    expect(r.status).toBe(5);
+    expect(r.err.join('\n')).toContain('shutdown: triple fault');
   });
 
   it('rejects a missing image with one line and status 2', () => {
@@ -72,12 +80,12 @@ describe('command-line parsing', () => {
 
   it('names the problem with bad options', () => {
     expect(() => parseArgs(['run', '--frobnicate'])).toThrow("unknown option '--frobnicate'");
-    expect(() => parseArgs(['run', '--mode', '16'])).toThrow("--mode must be 64 or 32, not '16'");
+    expect(() => parseArgs(['run', '--mode', '16'])).toThrow("--mode must be real, 32 or 64, not '16'");
     expect(() => parseArgs(['run', '--max-insns'])).toThrow('--max-insns needs a value');
     expect(() => parseArgs(['run', 'a.bin', 'b.bin'])).toThrow('more than one image');
     expect(() => parseArgs(['fly'])).toThrow("unknown command 'fly'");
     const r = capture(['run', '--memory', '5000']);
-    expect(r).toEqual({ status: 2, out: [], err: ['hvsim: --memory must be a multiple of 4K'] });
+    expect(r).toEqual({ status: 2, out: [], err: ['hvsim: --memory must be a multiple of 4K'], serial: '' });
   });
 
   it('answers --help and --version', () => {

@@ -2,10 +2,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Cpu } from '../cpu/cpu.js';
 import { GPR_NAMES, VECTOR_NAMES } from '../cpu/regs.js';
-import { run } from '../cpu/run.js';
-import { ImageError, loadFlat } from '../platform/loaders/index.js';
+import { ImageError, loadImage } from '../platform/loaders/index.js';
+import { PcMachine } from '../platform/machine.js';
 import { parseArgs, UsageError, USAGE, type RunOptions } from './args.js';
 
 const VERSION = '0.1.0';
@@ -26,6 +25,7 @@ export type Print = (line: string) => void;
 /** Exit statuses (documented in --help and the README). */
 const EXIT = { halt: 0, usage: 2, budget: 3, exception: 4, shutdown: 5 } as const;
 
+
 function hex(v: bigint): string { return `0x${v.toString(16)}`; }
 
 function readImage(path: string): Uint8Array {
@@ -37,48 +37,46 @@ function readImage(path: string): Uint8Array {
   }
 }
 
-function runCommand(o: RunOptions, out: Print): number {
-  const path = o.image ?? bundledGuest('sieve.bin');
+/** Where the command writes: result lines, diagnostics, and the guest's serial bytes. */
+export interface Output { out: Print; err: Print; serial: (byte: number) => void }
+
+function runCommand(o: RunOptions, io: Output): number {
+  const path = o.image ?? bundledGuest('boot64.bin');
   const image = readImage(path);
-  const cpu = new Cpu({ memorySize: o.memory });
-  loadFlat(cpu, image, o.load, o.mode);
+  const machine = new PcMachine({ memorySize: o.memory, serialOut: o.json ? undefined : io.serial });
+  const cpu = machine.cpu;
+  const loaded = loadImage(cpu, image, {
+    format: o.format, load: o.load, mode: o.mode, cmdline: o.cmdline || undefined,
+  });
   const t0 = performance.now();
-  const stop = run(cpu, o.maxInsns);
+  const stop = machine.run(o.maxInsns);
   const seconds = (performance.now() - t0) / 1000;
   const mips = cpu.insnCount / seconds / 1e6;
-  const status = EXIT[stop.kind === 'stop' ? 'halt' : stop.kind];
-  const regs = Object.fromEntries(GPR_NAMES.map((n, k) => [n, hex(cpu.reg64(k))]));
+  const status = stop.kind === 'exit' ? stop.status : EXIT[stop.kind];
   if (o.json) {
-    out(JSON.stringify({ image: path, stop, rip: hex(cpu.rip), instructions: cpu.insnCount,
-      seconds: Number(seconds.toFixed(3)), mips: Number(mips.toFixed(1)), registers: regs }));
+    const regs = Object.fromEntries(GPR_NAMES.map((n, k) => [n, hex(cpu.reg64(k))]));
+    io.out(JSON.stringify({ image: path, format: loaded.format, stop, status, rip: hex(cpu.rip),
+      instructions: cpu.insnCount, seconds: Number(seconds.toFixed(3)), mips: Number(mips.toFixed(1)), registers: regs }));
     return status;
   }
-  let what: string;
-  if (stop.kind === 'halt') what = 'halted';
-  else if (stop.kind === 'budget') what = 'stopped: instruction budget exhausted';
+  if (stop.kind === 'budget') io.err(`hvsim: stopped: instruction budget exhausted after ${cpu.insnCount.toLocaleString('en-US')} instructions at rip=${hex(cpu.rip)}`);
+  else if (stop.kind === 'shutdown') io.err(`hvsim: shutdown: triple fault at rip=${hex(cpu.rip)}`);
   else if (stop.kind === 'exception') {
-    what = `stopped: unhandled exception ${VECTOR_NAMES[stop.vector] ?? `vector ${stop.vector}`}` +
-      (stop.errorCode !== null ? ` (error code 0x${stop.errorCode.toString(16)})` : '');
-  } else if (stop.kind === 'shutdown') what = 'shutdown: triple fault';
-  else what = 'stopped';
-  out(`hvsim: ${path} on the bare processor (${o.mode}-bit mode, loaded at 0x${o.load.toString(16)})`);
-  out(`${what} at rip=${hex(cpu.rip)} after ${cpu.insnCount.toLocaleString('en-US')} instructions`);
-  for (let k = 0; k < 16; k += 4) {
-    out(GPR_NAMES.slice(k, k + 4).map((n, j) => `${n.padStart(3)}=${hex(cpu.reg64(k + j)).padStart(18)}`).join('  '));
+    io.err(`hvsim: unhandled exception ${VECTOR_NAMES[stop.vector] ?? `vector ${stop.vector}`} at rip=${hex(cpu.rip)}`);
   }
-  if (o.stats) out(`${cpu.insnCount} instructions in ${seconds.toFixed(3)} s: ${mips.toFixed(1)} MIPS`);
+  if (o.stats) io.err(`hvsim: ${cpu.insnCount} instructions in ${seconds.toFixed(3)} s: ${mips.toFixed(1)} MIPS`);
   return status;
 }
 
-export function main(argv: readonly string[], out: Print, err: Print): number {
+export function main(argv: readonly string[], io: Output): number {
   try {
     const cmd = parseArgs(argv);
-    if (cmd.command === 'help') { out(USAGE); return 0; }
-    if (cmd.command === 'version') { out(VERSION); return 0; }
-    return runCommand(cmd, out);
+    if (cmd.command === 'help') { io.out(USAGE); return 0; }
+    if (cmd.command === 'version') { io.out(VERSION); return 0; }
+    return runCommand(cmd, io);
   } catch (e) {
     if (e instanceof UsageError || e instanceof ImageError) {
-      err(`hvsim: ${e.message}`);
+      io.err(`hvsim: ${e.message}`);
       return EXIT.usage;
     }
     throw e;

@@ -2,4 +2,14 @@
 /** Entry point of the `hvsim` command. */
 import { main } from './hvsim.js';
 
-process.exitCode = main(process.argv.slice(2), (line) => console.log(line), (line) => console.error(line));
+// Serial bytes are collected and written in chunks: one write per byte would be slow.
+const serial: number[] = [];
+const flush = (): void => {
+  if (serial.length > 0) process.stdout.write(Buffer.from(serial.splice(0)));
+};
+process.exitCode = main(process.argv.slice(2), {
+  out: (line) => { flush(); console.log(line); },
+  err: (line) => { flush(); console.error(line); },
+  serial: (byte) => { serial.push(byte); if (byte === 10 || serial.length >= 4096) flush(); },
+});
+flush();

@@ -59,6 +59,7 @@ describe('decoded-code cache and self-modifying code', () => {
     // Rewrite the high imm byte on the second page through the processor's own store path.
     cpu.mmu.write8(0x2001, 0, 0x77);
     cpu.ripLo = at;
+    cpu.halted = false; // leave the HLT state, as an interrupt would
     expect(run(cpu, 100).kind).toBe('halt');
     expect(cpu.gpr[2 * RAX]).toBe(0x77223344);
   });

@@ -23,6 +23,8 @@ export const enum Pending {
   CODE_WRITTEN = 1,
   /** The run must stop (halt, shutdown, a stop request). */
   STOP = 2,
+  /** An interrupt controller raised its output: look for a deliverable interrupt. */
+  INTERRUPT = 8,
   /** Decoding state changed (CS size, mode): the next block must be looked up anew. */
   MODE = 4,
 }
@@ -32,6 +34,14 @@ export const enum Pending {
 export interface PortIo {
   read(port: number, size: 1 | 2 | 4): number;
   write(port: number, size: 1 | 2 | 4, value: number): void;
+}
+
+/** Where external interrupts come from (the PIC's INTR line, the local APIC). */
+export interface InterruptSource {
+  /** True when an interrupt waits to be acknowledged. */
+  hasInterrupt(): boolean;
+  /** The interrupt-acknowledge cycle: returns the vector. */
+  acknowledge(): number;
 }
 
 /** Nothing attached: reads float high, writes are dropped. */
@@ -156,6 +166,12 @@ export class Cpu implements FlagState, MmuHost {
   readonly profile: CpuProfile;
   /** MSR state owned by no other unit. */
   readonly msrs = new MsrFile();
+  /** External interrupts (null: none attached). */
+  interrupts: InterruptSource | null = null;
+  /** In the HLT state: no instructions run until an interrupt (SDM vol. 2, HLT). */
+  halted = false;
+  /** The time base in ns (1 instruction = 1 ns); the platform adds time skipped while halted. */
+  now: () => number = () => this.retired;
   /** The I/O ports (the platform attaches its devices here). */
   io: PortIo = NO_PORTS;
   readonly mmu: Mmu;
@@ -195,6 +211,11 @@ export class Cpu implements FlagState, MmuHost {
     this.excCode = 0;
     this.excKind = kind;
     throw FAULT;
+  }
+
+  /** An interrupt controller's output changed: the run loop looks at it after this instruction. */
+  signalInterrupt(): void {
+    this.pending |= Pending.INTERRUPT;
   }
 
   /** Stops the run after this instruction. */

@@ -56,10 +56,15 @@ function select(e: Entry | undefined, modrm: number, mandatory: number, mode: nu
 }
 
 /** True when the entry needs ModRM before it can be resolved or executed. */
-function needsModrm(e: Entry, mode: number): boolean {
+function needsModrm(e: Entry, mode: number, mandatory: number): boolean {
   if ('long64' in e || 'legacy' in e) {
     const m = mode === 8 ? (e as ByMode).long64 : (e as ByMode).legacy;
-    return m !== undefined && needsModrm(m, mode);
+    return m !== undefined && needsModrm(m, mode, mandatory);
+  }
+  // A prefix selection needs ModRM only if the form it selects does (EMMS has none).
+  if ('prefixed' in e) {
+    const m = (e as Prefixed).prefixed[mandatory];
+    return m !== undefined && needsModrm(m, mode, mandatory);
   }
   return !('exec' in e) || e.modrm === true;
 }
@@ -146,7 +151,7 @@ export class Decoder {
     if (entry === undefined) return this.undefined(k, mode);
 
     let modrm = 0;
-    const hasModrm = needsModrm(entry, mode);
+    const hasModrm = needsModrm(entry, mode, mandatory);
     if (hasModrm) modrm = next();
     const def = select(entry, modrm, mandatory, mode);
     if (def === undefined) return this.undefined(k, mode);
@@ -179,12 +184,13 @@ export class Decoder {
       case Sz.D64: insn.opSize = mode === 8 ? (sizePrefix && !(rex & 8) ? 2 : 8) : v; break;
       case Sz.F64: insn.opSize = mode === 8 ? 8 : v; break;
       case Sz.Y: insn.opSize = mode === 8 && (rex & 8) ? 8 : 4; break;
+      case Sz.Z: insn.opSize = v === 8 ? 4 : v; break;
     }
     insn.adSize = mode === 8 ? (p67 ? 4 : 8) : (mode === 4) !== p67 ? 4 : 2;
 
     // Registers named by the opcode or ModRM.
     if (hasModrm) {
-      const mod = modrm >> 6, rm = modrm & 7;
+      const mod = def.modIgnored ? 3 : modrm >> 6, rm = modrm & 7;
       insn.reg = ((modrm >> 3) & 7) | ((rex & 4) << 1);
       if (mod === 3) {
         insn.isReg = true;

@@ -26,6 +26,8 @@ export const enum Sz {
   F64,
   /** 32, or 64 with REX.W (MOVD/MOVQ, BMI, CRC32 destination). */
   Y,
+  /** 16 or 32 by operand size; REX.W does not make it 64 (port I/O). */
+  Z,
 }
 
 /** Immediate and displacement operands that follow ModRM. */
@@ -70,6 +72,8 @@ export interface OpDef {
   readonly memOnly?: boolean;
   /** ModRM must name a register: #UD when mod != 11b. */
   readonly regOnly?: boolean;
+  /** ModRM.mod is ignored: r/m always names a register, with no displacement (MOV CR/DR). */
+  readonly modIgnored?: boolean;
   /** A VEX form without a VEX.vvvv operand: vvvv must be 1111b, else #UD (SDM vol. 2, 2.3.6). */
   readonly vvvvUnused?: boolean;
   /** Control may leave the straight line after it, or decoding of what follows may change. */

@@ -72,9 +72,18 @@ function restore(cpu: Cpu): void {
  * saved return address (the faulting instruction, or the next one for traps).
  */
 export function deliverException(cpu: Cpu): void {
-  const kind = cpu.excKind;
-  let vector = cpu.excVector;
-  let code = cpu.excHasCode ? cpu.excCode : -1;
+  deliverEvent(cpu, cpu.excVector, cpu.excKind, cpu.excHasCode ? cpu.excCode : -1);
+}
+
+/** Delivers an external interrupt (the vector the controller acknowledged). */
+export function deliverInterrupt(cpu: Cpu, vector: number): void {
+  cpu.halted = false;
+  deliverEvent(cpu, vector, EventKind.EXTERNAL, -1);
+}
+
+/** Delivers an event; a fault during delivery follows the double-fault rules (table 6-5). */
+function deliverEvent(cpu: Cpu, first: number, kind: EventKind, firstCode: number): void {
+  let vector = first, code = firstCode;
   let previous = -1;
   for (;;) {
     save(cpu);
@@ -84,7 +93,6 @@ export function deliverException(cpu: Cpu): void {
     } catch (e) {
       if (e !== FAULT) throw e;
       restore(cpu);
-      const first = previous < 0 ? vector : previous;
       const second = cpu.excVector;
       const c1 = classOf(vector), c2 = classOf(second);
       if (c1 === FaultClass.DOUBLE_FAULT && c2 !== FaultClass.BENIGN) {
@@ -93,7 +101,7 @@ export function deliverException(cpu: Cpu): void {
       }
       if ((c1 === FaultClass.CONTRIBUTORY && c2 === FaultClass.CONTRIBUTORY) ||
           (c1 === FaultClass.PAGE_FAULT && c2 !== FaultClass.BENIGN)) {
-        previous = first;
+        previous = previous < 0 ? vector : previous;
         vector = Vector.DF;
         code = 0;
       } else {

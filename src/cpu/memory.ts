@@ -7,10 +7,23 @@ export const PAGE_SHIFT = 12;
 export const PAGE_SIZE = 1 << PAGE_SHIFT;
 export const PAGE_MASK = PAGE_SIZE - 1;
 
+/**
+ * A device decoding a range of physical addresses (memory-mapped I/O). The
+ * range may move (the local APIC's base is an MSR): `contains` is asked on
+ * every access that is not to RAM.
+ */
+export interface MmioRegion {
+  contains(pa: number): boolean;
+  /** An access of 1, 2 or 4 bytes at physical address `pa`. */
+  read(pa: number, size: 1 | 2 | 4): number;
+  write(pa: number, size: 1 | 2 | 4, value: number): void;
+}
+
 export class PhysicalMemory {
   /** Bytes of RAM; a multiple of the page size. */
   readonly size: number;
   private readonly pages: (DataView | undefined)[] = [];
+  private readonly mmio: MmioRegion[] = [];
 
   constructor(size: number) {
     if (!Number.isSafeInteger(size) || size <= 0 || size % PAGE_SIZE !== 0) {
@@ -24,9 +37,35 @@ export class PhysicalMemory {
     const p = this.pages[ppn];
     if (p !== undefined) return p;
     if (ppn < 0 || ppn * PAGE_SIZE >= this.size) return null;
+    if (this.mmioAt(ppn * PAGE_SIZE) !== null) return null; // a device shadows the RAM here
     const view = new DataView(new ArrayBuffer(PAGE_SIZE));
     this.pages[ppn] = view;
     return view;
+  }
+
+  /** Adds a memory-mapped device; its pages are never RAM. */
+  mapMmio(region: MmioRegion): void {
+    this.mmio.push(region);
+  }
+
+  private mmioAt(pa: number): MmioRegion | null {
+    for (const r of this.mmio) if (r.contains(pa)) return r;
+    return null;
+  }
+
+  /**
+   * An access that missed RAM: a device if one decodes the address, else the
+   * bus floats (reads all ones, writes vanish). 8-byte accesses go as two dwords.
+   */
+  readUnbacked(pa: number, size: number): number {
+    const r = this.mmioAt(pa);
+    if (r === null) return size === 1 ? 0xff : size === 2 ? 0xffff : -1;
+    return r.read(pa, (size > 4 ? 4 : size) as 1 | 2 | 4);
+  }
+
+  writeUnbacked(pa: number, size: number, value: number): void {
+    const r = this.mmioAt(pa);
+    if (r !== null) r.write(pa, (size > 4 ? 4 : size) as 1 | 2 | 4, value);
   }
 
   /** True when the page has been touched (for snapshots and statistics). */
@@ -36,12 +75,13 @@ export class PhysicalMemory {
 
   read8(pa: number): number {
     const p = this.page(Math.floor(pa / PAGE_SIZE));
-    return p === null ? 0xff : p.getUint8(pa & PAGE_MASK);
+    return p === null ? this.readUnbacked(pa, 1) & 0xff : p.getUint8(pa & PAGE_MASK);
   }
 
   write8(pa: number, v: number): void {
     const p = this.page(Math.floor(pa / PAGE_SIZE));
     if (p !== null) p.setUint8(pa & PAGE_MASK, v);
+    else this.writeUnbacked(pa, 1, v);
   }
 
   /** Copies bytes into physical memory (image loading, tests). */

@@ -1,12 +1,22 @@
 /**
- * Linear memory access: a direct-mapped software TLB in front of a translation
- * hook (identity until paging is enabled) and physical memory.
+ * Linear memory access: a direct-mapped software TLB in front of a translator
+ * (paging.ts; the identity until paging is enabled) and physical memory.
  *
  * The fast path compares one tag and reads through the page's DataView. A tag is
  * the 52-bit linear page number held as a double; a non-canonical address is
  * never entered, so a hit implies the address passed the canonical check
  * (SDM vol. 1, 3.3.7.1). Write entries are never made for pages that hold
  * decoded code, so every write to code takes the slow path and invalidates it.
+ *
+ * Privilege: there are two sets of entries, one for supervisor-mode and one for
+ * user-mode accesses (SDM vol. 3A, 4.6.1); the set in use follows CPL and
+ * implicit supervisor-mode accesses, so the fast path never compares a
+ * privilege. An entry records a decision ("this access of this kind and
+ * privilege is allowed"), and the translator enters one only when that decision
+ * holds until the next flush: a write entry only once the page's dirty flag is
+ * set, and no supervisor data entry for a user page under SMAP (whose answer
+ * depends on RFLAGS.AC). Everything that changes such a decision (CR0.WP, CR3,
+ * CR4) flushes these entries; the architectural TLB behind them is paging.ts's.
  */
 import { PAGE_MASK, PAGE_SIZE, PhysicalMemory } from './memory.js';
 
@@ -15,6 +25,8 @@ export const enum Access { READ = 0, WRITE = 1, EXEC = 2 }
 /** Maps a linear page to a physical page number, or raises the fault through the processor. */
 export interface Translator {
   translate(linLo: number, linHi: number, access: Access): number;
+  /** Drops what the translator caches and takes up the current control registers. */
+  flush?(): void;
 }
 
 /** What the MMU needs of the processor. */
@@ -41,36 +53,136 @@ function vpnOf(lo: number, hi: number): number {
   return hi * 0x100000 + (lo >>> 12);
 }
 
+/** The fast entries of one privilege: per access kind, a tag and the page it maps. */
+class EntrySet {
+  readonly tagR = new Float64Array(TLB_SIZE).fill(NaN);
+  readonly tagW = new Float64Array(TLB_SIZE).fill(NaN);
+  readonly tagX = new Float64Array(TLB_SIZE).fill(NaN);
+  readonly pageR: (DataView | null)[] = new Array<DataView | null>(TLB_SIZE).fill(null);
+  readonly pageW: (DataView | null)[] = new Array<DataView | null>(TLB_SIZE).fill(null);
+  readonly pageX: (DataView | null)[] = new Array<DataView | null>(TLB_SIZE).fill(null);
+  readonly ppnX = new Float64Array(TLB_SIZE);
+  readonly ppnW = new Float64Array(TLB_SIZE);
+
+  clear(): void { this.tagR.fill(NaN); this.tagW.fill(NaN); this.tagX.fill(NaN); }
+
+  drop(idx: number): void { this.tagR[idx] = NaN; this.tagW[idx] = NaN; this.tagX[idx] = NaN; }
+}
+
 export class Mmu {
   /** High half of the last 64-bit read. */
   hi = 0;
   translator: Translator = identityTranslator;
   /** 16 for 48-bit linear addresses, 7 for 57-bit (CR4.LA57). */
   canonicalShift = 16;
+  /** Counts flushes: anything that remembers a translation (block chaining) compares it. */
+  epoch = 0;
+  /**
+   * Set before each translation; a translator clears it when its answer must
+   * not be entered in the fast TLB (it depends on state the fast path does not see).
+   */
+  cacheable = true;
+  /** The accesses being made are user-mode accesses (SDM vol. 3A, 4.6.1): CPL 3, not implicit. */
+  user = false;
+  private cpl3 = false;
+  private implicit = false;
 
-  private readonly tagR = new Float64Array(TLB_SIZE).fill(NaN);
-  private readonly tagW = new Float64Array(TLB_SIZE).fill(NaN);
-  private readonly tagX = new Float64Array(TLB_SIZE).fill(NaN);
-  private readonly pageR: (DataView | null)[] = new Array(TLB_SIZE).fill(null);
-  private readonly pageW: (DataView | null)[] = new Array(TLB_SIZE).fill(null);
-  private readonly pageX: (DataView | null)[] = new Array(TLB_SIZE).fill(null);
-  private readonly ppnX = new Float64Array(TLB_SIZE);
-  private readonly ppnW = new Float64Array(TLB_SIZE);
+  private readonly supervisorSet = new EntrySet();
+  private readonly userSet = new EntrySet();
+  // The set in use, copied into fields so that the fast path reads them directly.
+  private tagR = this.supervisorSet.tagR;
+  private tagW = this.supervisorSet.tagW;
+  private tagX = this.supervisorSet.tagX;
+  private pageR = this.supervisorSet.pageR;
+  private pageW = this.supervisorSet.pageW;
+  private pageX = this.supervisorSet.pageX;
+  private ppnX = this.supervisorSet.ppnX;
+  private ppnW = this.supervisorSet.ppnW;
 
   constructor(readonly memory: PhysicalMemory, private readonly host: MmuHost) {}
 
-  /** Counts flushes: anything that remembers a translation (block chaining) compares it. */
-  epoch = 0;
+  // ---- privilege -----------------------------------------------------------
 
-  /** Drops every cached translation. */
+  /** CPL changed: at CPL 3 accesses are user-mode accesses (SDM vol. 3A, 4.6.1). */
+  setCpl3(on: boolean): void {
+    this.cpl3 = on;
+    this.selectSet();
+  }
+
+  /**
+   * While on, accesses are implicit supervisor-mode accesses (SDM vol. 3A, 4.6.1):
+   * what the processor itself reads or writes in the GDT, LDT, IDT and TSS, at
+   * any CPL. Turn it off again in a `finally`; readImplicit/writeImplicit do.
+   */
+  setImplicitSupervisor(on: boolean): void {
+    this.implicit = on;
+    this.selectSet();
+  }
+
+  /** Reads `size` bytes as an implicit supervisor-mode access (high half of 8 in `this.hi`). */
+  readImplicit(lo: number, hi: number, size: number): number {
+    const was = this.implicit;
+    this.setImplicitSupervisor(true);
+    try { return this.read(lo, hi, size); } finally { this.setImplicitSupervisor(was); }
+  }
+
+  /** Writes `size` bytes as an implicit supervisor-mode access. */
+  writeImplicit(lo: number, hi: number, size: number, vLo: number, vHi: number): void {
+    const was = this.implicit;
+    this.setImplicitSupervisor(true);
+    try { this.write(lo, hi, size, vLo, vHi); } finally { this.setImplicitSupervisor(was); }
+  }
+
+  private selectSet(): void {
+    this.user = this.cpl3 && !this.implicit;
+    const s = this.user ? this.userSet : this.supervisorSet;
+    this.tagR = s.tagR; this.tagW = s.tagW; this.tagX = s.tagX;
+    this.pageR = s.pageR; this.pageW = s.pageW; this.pageX = s.pageX;
+    this.ppnX = s.ppnX; this.ppnW = s.ppnW;
+  }
+
+  // ---- invalidation ----------------------------------------------------------
+
+  /**
+   * Drops every cached translation, the translator's included, and makes it take
+   * up the control registers anew: for code that loads CR0, CR3, CR4 or EFER
+   * directly (reset, loaders, VM entry and exit).
+   */
   flush(): void {
-    this.tagR.fill(NaN); this.tagW.fill(NaN); this.tagX.fill(NaN);
+    this.flushFast();
+    this.translator.flush?.();
+  }
+
+  /** Drops the fast entries of both privileges (the translator's cache stays). */
+  flushFast(): void {
+    this.supervisorSet.clear();
+    this.userSet.clear();
+    this.epoch++;
+  }
+
+  /** Drops the fast entries for the linear page holding address bits 31:0 `lo` (any high half). */
+  dropPage(lo: number): void {
+    const idx = (lo >>> 12) & TLB_MASK;
+    this.supervisorSet.drop(idx);
+    this.userSet.drop(idx);
     this.epoch++;
   }
 
   /** Drops write entries that map physical page `ppn` (it now holds code). */
   protectCode(ppn: number): void {
-    for (let i = 0; i < TLB_SIZE; i++) if (this.ppnW[i] === ppn) this.tagW[i] = NaN;
+    for (const s of [this.supervisorSet, this.userSet]) {
+      for (let i = 0; i < TLB_SIZE; i++) if (s.ppnW[i] === ppn) s.tagW[i] = NaN;
+    }
+  }
+
+  /**
+   * The physical page number for an access of kind `access` at (lo, hi), with its
+   * faults (canonical check, paging); enters nothing in the fast TLB.
+   */
+  translate(lo: number, hi: number, access: Access): number {
+    const s = this.canonicalShift;
+    if (((hi << s) >> s) !== hi) this.host.nonCanonical();
+    return this.translator.translate(lo, hi, access);
   }
 
   // ---- reads -------------------------------------------------------------
@@ -125,8 +237,8 @@ export class Mmu {
   /** Physical address of an instruction fetch at (lo, hi); raises the fetch's fault. */
   fetchPhysical(lo: number, hi: number): number {
     const idx = (lo >>> 12) & TLB_MASK;
-    if (this.tagX[idx] !== vpnOf(lo, hi)) this.resolve(lo, hi, Access.EXEC);
-    return this.ppnX[idx]! * PAGE_SIZE + (lo & PAGE_MASK);
+    const ppn = this.tagX[idx] === vpnOf(lo, hi) ? this.ppnX[idx]! : this.resolve(lo, hi, Access.EXEC);
+    return ppn * PAGE_SIZE + (lo & PAGE_MASK);
   }
 
   // ---- writes ------------------------------------------------------------
@@ -177,7 +289,10 @@ export class Mmu {
     this.probeWrite(lo, hi, size);
   }
 
-  /** Raises the fault that a write of `size` bytes at (lo, hi) would raise, writing nothing. */
+  /**
+   * Raises the fault that a write of `size` bytes at (lo, hi) would raise,
+   * writing no data (paging may set accessed and dirty flags, as a write would).
+   */
   probeWrite(lo: number, hi: number, size: number): void {
     this.resolve(lo, hi, Access.WRITE);
     const endLo = (lo + size - 1) | 0;
@@ -187,13 +302,13 @@ export class Mmu {
   // ---- slow paths ----------------------------------------------------------
 
   /**
-   * Translates the page of (lo, hi) and fills the TLB entry for `access`.
-   * Returns the physical page number; the page itself may be unbacked.
+   * Translates the page of (lo, hi) and fills the TLB entry for `access` when
+   * the translator allows. Returns the physical page number; the page itself may be unbacked.
    */
   private resolve(lo: number, hi: number, access: Access): number {
-    const s = this.canonicalShift;
-    if (((hi << s) >> s) !== hi) this.host.nonCanonical();
-    const ppn = this.translator.translate(lo, hi, access);
+    this.cacheable = true;
+    const ppn = this.translate(lo, hi, access);
+    if (!this.cacheable) return ppn;
     const page = this.memory.page(ppn);
     const idx = (lo >>> 12) & TLB_MASK, vpn = vpnOf(lo, hi);
     if (page === null) return ppn;
@@ -211,6 +326,12 @@ export class Mmu {
     if (off + size > PAGE_SIZE) {
       const nLo = (lo - off + PAGE_SIZE) | 0;
       ppn1 = this.resolve(nLo, nLo === 0 ? (hi + 1) | 0 : hi, access);
+    } else if (this.memory.page(ppn0) === null) {
+      // Memory-mapped I/O: the device sees one access of the full size (two dwords for 8 bytes).
+      const pa = ppn0 * PAGE_SIZE + off;
+      const vLo = this.memory.readUnbacked(pa, size);
+      this.hi = size === 8 ? this.memory.readUnbacked(pa + 4, 4) : 0;
+      return vLo;
     }
     let vLo = 0, vHi = 0;
     for (let k = 0; k < size; k++) {
@@ -230,6 +351,11 @@ export class Mmu {
     if (off + size > PAGE_SIZE) {
       const nLo = (lo - off + PAGE_SIZE) | 0;
       ppn1 = this.resolve(nLo, nLo === 0 ? (hi + 1) | 0 : hi, Access.WRITE);
+    } else if (this.memory.page(ppn0) === null) {
+      const pa = ppn0 * PAGE_SIZE + off;
+      this.memory.writeUnbacked(pa, size, vLo);
+      if (size === 8) this.memory.writeUnbacked(pa + 4, 4, vHi);
+      return;
     }
     for (let k = 0; k < size; k++) {
       const o = off + k;

@@ -5,7 +5,8 @@
  */
 import type { Block } from './blocks.js';
 import { FAULT, Pending, type Cpu, type StopReason } from './cpu.js';
-import { deliverException } from './interrupts.js';
+import { deliverException, deliverInterrupt } from './interrupts.js';
+import { IF } from './regs.js';
 import { compileBlock } from './jit/compile.js';
 
 
@@ -81,6 +82,19 @@ function execCompiled(cpu: Cpu, block: Block): number {
   return k;
 }
 
+/**
+ * Takes a waiting external interrupt at this instruction boundary if RFLAGS.IF
+ * allows it and no STI/MOV SS shadow blocks it (SDM vol. 3A, 6.8.1, 6.8.3).
+ * Returns how many instructions may run before looking again.
+ */
+function acceptInterrupt(cpu: Cpu, limit: number): number {
+  const source = cpu.interrupts;
+  if (source === null || (cpu.flags & IF) === 0 || !source.hasInterrupt()) return limit;
+  if (cpu.insnCount < cpu.interruptShadowEnd) return Math.min(limit, cpu.interruptShadowEnd - cpu.insnCount);
+  deliverInterrupt(cpu, source.acknowledge());
+  return limit;
+}
+
 /** Runs until `budget` more instructions have retired or something stops the run. */
 export function run(cpu: Cpu, budget: number): StopReason {
   const end = cpu.insnCount + budget;
@@ -88,8 +102,10 @@ export function run(cpu: Cpu, budget: number): StopReason {
   while (cpu.insnCount < end) {
     try {
       cpu.excTrap = false;
+      const limit = acceptInterrupt(cpu, end - cpu.insnCount);
+      if (cpu.halted) { cpu.stopReason = { kind: 'halt' }; return cpu.stopReason; }
       const block = cpu.blocks.lookup();
-      execBlock(cpu, block, end - cpu.insnCount);
+      execBlock(cpu, block, limit);
     } catch (e) {
       if (e !== FAULT) {
         throw new InternalError(`internal error at rip=0x${cpu.rip.toString(16)}: ${String(e)}`, e);

@@ -108,9 +108,10 @@ function intN(cpu: Cpu, i: Insn): void { cpu.raiseTrap(i.imm, 1); }
 function into(cpu: Cpu): void { if (getOF(cpu)) cpu.raiseTrap(Vector.OF, 2); }
 function ud(cpu: Cpu): void { cpu.raise(Vector.UD); }
 
-/** HLT: privileged; stops the processor until an event (SDM vol. 2, HLT). */
+/** HLT: privileged; the processor waits for an interrupt, NMI or reset (SDM vol. 2, HLT). */
 function hlt(cpu: Cpu): void {
   if (cpu.cpl !== 0) cpu.raise(Vector.GP, 0);
+  cpu.halted = true;
   cpu.stop({ kind: 'halt' });
 }
 

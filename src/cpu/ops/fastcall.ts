@@ -113,7 +113,7 @@ export const FASTCALL_TABLE: Record<number, Entry> = {
   [TWO + 0x34]: def('sysenter', sysenter, { ends: true }),
   [TWO + 0x35]: def('sysexit', sysexit, { ends: true }),
   [TWO + 0x01]: { group: [undefined, undefined, undefined, undefined, undefined, undefined, undefined,
-    { reg: { rm: [def('swapgs', swapgs)] } }] },
+    { reg: { rm: [def('swapgs', swapgs, { only64: true })] } }] },
   [TWO + 0xae]: { group: [base('rdfsbase', FS, false), base('rdgsbase', GS, false),
     base('wrfsbase', FS, true), base('wrgsbase', GS, true)] },
 };

@@ -153,7 +153,9 @@ function cwd(cpu: Cpu, i: Insn): void {
 
 /**
  * CMPXCHG: compare rAX with the destination; equal: destination ← source,
- * else rAX ← destination. The destination is written in both cases.
+ * else rAX ← destination. On failure a memory destination is written back with
+ * its own value (the locked cycle always writes); a register destination is not
+ * written, so its bits 63:32 survive a 32-bit compare, as on hardware.
  */
 function cmpxchg(cpu: Cpu, i: Insn): void {
   const z = i.opSize;
@@ -164,7 +166,7 @@ function cmpxchg(cpu: Cpu, i: Insn): void {
     const s = readRegOp(cpu, i, z);
     writeBack(cpu, i, z, s, cpu.tHi);
   } else {
-    writeBack(cpu, i, z, d, dh);
+    if (!i.isReg) writeBack(cpu, i, z, d, dh);
     setReg(cpu, RAX, z, d, dh);
   }
 }
@@ -207,14 +209,14 @@ function cmpxchgWide(cpu: Cpu, i: Insn): void {
   }
 }
 
-/** XADD: temp ← src + dest; src ← dest; dest ← temp. */
+/** XADD: temp ← src + dest; src ← dest; dest ← temp: the destination is written last (one register as both gets the sum). */
 function xadd(cpu: Cpu, i: Insn): void {
   const z = i.opSize;
   const d = readRmw(cpu, i, z), dh = cpu.tHi;
   const s = readRegOp(cpu, i, z), sh = cpu.tHi;
   const r = alu(cpu, AluOp.ADD, z, d, dh, s, sh), rh = cpu.tHi;
-  writeBack(cpu, i, z, r, rh);
   writeRegOp(cpu, i, z, d, dh);
+  writeBack(cpu, i, z, r, rh);
 }
 
 /** LAHF: AH ← SF:ZF:0:AF:0:PF:1:CF. SAHF: the reverse (SDM vol. 2, LAHF, SAHF). */

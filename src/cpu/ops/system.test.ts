@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { runFragment } from '../testing.js';
+import type { Cpu } from '../cpu.js';
 import { RAX, RCX, RDX, RSI } from '../regs.js';
 
 const RDTSC = [0x0f, 0x31];
@@ -38,14 +39,17 @@ describe('RDTSC/RDTSCP (SDM vol. 2, RDTSC, RDTSCP; TSC = instructions retired + 
     expect(cpu.reg64(RDX)).toBe(0xffff_ffffn);
   });
 
-  it('rdtscp reads the TSC and loads ECX with IA32_TSC_AUX (0 until MSRs exist)', () => {
+  it('rdtscp reads the TSC and loads ECX with IA32_TSC_AUX[31:0], clearing bits 63:32 of RCX', () => {
     const { cpu, stop } = runFragment(RDTSCP, {
-      setup: (c) => { c.insnCount = 1000; c.setReg64(RAX, GARBAGE); c.setReg64(RCX, GARBAGE); c.setReg64(RDX, GARBAGE); },
+      setup: (c) => {
+        c.insnCount = 1000; c.msrs.tscAux = 0x8000_0007 | 0;
+        c.setReg64(RAX, GARBAGE); c.setReg64(RCX, GARBAGE); c.setReg64(RDX, GARBAGE);
+      },
     });
     expect(stop.kind).toBe('halt');
     expect(cpu.reg64(RAX)).toBe(1000n);
     expect(cpu.reg64(RDX)).toBe(0n);
-    expect(cpu.reg64(RCX)).toBe(0n);
+    expect(cpu.reg64(RCX)).toBe(0x8000_0007n);
   });
 
   it('rdtsc works in 32-bit mode', () => {
@@ -85,5 +89,79 @@ describe('RDTSC inside a block counts the instructions before it exactly', () =>
     expect(stop.kind).toBe('halt');
     expect(cpu.gpr[RAX]).toBe(1 + 6 * 99 + 3);
     expect(cpu.insnCount).toBe(1 + 6 * 100 + 1);
+  });
+});
+
+const XGETBV = [0x0f, 0x01, 0xd0], XSETBV = [0x0f, 0x01, 0xd1];
+const OSXSAVE = 1 << 18;
+const GP0 = { kind: 'exception', vector: 13, errorCode: 0 };
+const UD = { kind: 'exception', vector: 6, errorCode: null };
+
+function xcr(code: number[], ecx: bigint, value: bigint, more?: (c: Cpu) => void) {
+  return runFragment(code, {
+    setup: (c) => {
+      c.cr4 |= OSXSAVE;
+      c.setReg64(RCX, ecx); c.setReg64(RAX, GARBAGE & ~0xffff_ffffn | (value & 0xffff_ffffn)); c.setReg64(RDX, value >> 32n);
+      more?.(c);
+    },
+  });
+}
+
+describe('XGETBV/XSETBV (SDM vol. 2, XGETBV, XSETBV; vol. 1, 13.3)', () => {
+  it('XCR0 resets to 1 (x87); XSETBV 3 enables SSE state; XGETBV reads it into EDX:EAX', () => {
+    expect(xcr(XGETBV, 0n, 0n).cpu.reg64(RAX)).toBe(1n);
+    const { cpu, stop } = xcr([...XSETBV, ...XGETBV], 0n, 3n);
+    expect(stop.kind).toBe('halt');
+    expect(cpu.msrs.xcr0).toBe(3);
+    expect([cpu.reg64(RAX), cpu.reg64(RDX)]).toEqual([3n, 0n]);
+  });
+
+  it('both raise #UD while CR4.OSXSAVE = 0, and with a 66, F2 or F3 prefix (NP 0F 01 D0/D1)', () => {
+    for (const code of [XGETBV, XSETBV]) {
+      expect(xcr(code, 0n, 1n, (c) => { c.cr4 &= ~OSXSAVE; }).stop).toEqual(UD);
+      for (const p of [0x66, 0xf2, 0xf3]) expect(xcr([p, ...code], 0n, 1n).stop).toEqual(UD);
+    }
+  });
+
+  it('XSETBV raises #GP(0) at CPL > 0, for ECX != 0, XCR0[0] = 0, unsupported bits, and XCR0[2:1] = 10b', () => {
+    expect(xcr(XSETBV, 0n, 3n, (c) => { c.cpl = 3; }).stop).toEqual(GP0);
+    expect(xcr(XSETBV, 1n, 1n).stop).toEqual(GP0);
+    for (const v of [0n, 2n, 5n, 7n, 0x1_0000_0001n, 0x8000_0001n]) {
+      const r = xcr(XSETBV, 0n, v);
+      expect(r.stop, v.toString(16)).toEqual(GP0);
+      expect(r.cpu.msrs.xcr0).toBe(1);
+    }
+  });
+
+  it('XGETBV works at any CPL; ECX = 1 reads XCR0 AND XINUSE; other ECX values raise #GP(0)', () => {
+    // At CPL 3 the HLT behind it would fault: stop after the XGETBV.
+    const user = runFragment(XGETBV, { budget: 1, setup: (c) => { c.cr4 |= OSXSAVE; c.cpl = 3; c.setReg64(RCX, 0n); } });
+    expect(user.stop.kind).toBe('budget');
+    expect(user.cpu.reg64(RAX)).toBe(1n);
+    // XINUSE: x87 differs from its initial state (FCW 0040H after power-up); XMM all 0.
+    const r = xcr(XGETBV, 1n, 0n, (c) => { c.msrs.xcr0 = 3; });
+    expect(r.cpu.reg64(RAX)).toBe(1n);
+    const sse = xcr(XGETBV, 1n, 0n, (c) => { c.msrs.xcr0 = 3; c.xmm[63] = 1; c.msrs.x87.initialize(); });
+    expect(sse.cpu.reg64(RAX)).toBe(2n);
+    expect(xcr(XGETBV, 2n, 0n).stop).toEqual(GP0);
+    expect(xcr(XGETBV, 0x1_0000_0000n, 0n).cpu.reg64(RAX)).toBe(1n); // RCX bits 63:32 are ignored
+  });
+});
+
+describe('RDPMC (SDM vol. 2, RDPMC)', () => {
+  const RDPMC = [0x0f, 0x33];
+  it('reads the selected counter into EDX:EAX; CPL > 0 needs CR4.PCE', () => {
+    const setup = (c: Cpu): void => { c.msrs.pmc[2] = 0x1234; c.msrs.pmc[3] = 0x56; c.setReg64(RCX, 1n); };
+    const { cpu } = runFragment(RDPMC, { setup });
+    expect([cpu.reg64(RAX), cpu.reg64(RDX)]).toEqual([0x1234n, 0x56n]);
+    expect(runFragment(RDPMC, { setup: (c) => { setup(c); c.cpl = 3; } }).stop).toEqual(GP0);
+    const user = runFragment(RDPMC, { budget: 1, setup: (c) => { setup(c); c.cpl = 3; c.cr4 |= 1 << 8; } });
+    expect(user.stop.kind).toBe('budget');
+    expect(user.cpu.reg64(RAX)).toBe(0x1234n);
+  });
+
+  it('ECX[30] selects a fixed counter', () => {
+    const { cpu } = runFragment(RDPMC, { setup: (c) => { c.msrs.fixedCtr[4] = 99; c.setReg64(RCX, 0x4000_0002n); } });
+    expect(cpu.reg64(RAX)).toBe(99n);
   });
 });

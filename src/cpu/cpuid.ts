@@ -1,0 +1,334 @@
+/**
+ * CPUID (SDM vol. 2, CPUID, table 3-8 "Information Returned by CPUID
+ * Instruction"): the leaves of the processor's profile, limited to what the
+ * model implements.
+ *
+ * A feature is announced when the profile lists it, the features it depends
+ * on are announced, its probe instruction decodes (it is in the opcode table)
+ * and the MSR it names has a handler attached (another unit implements it).
+ * The result is computed once per processor and again after a handler is
+ * attached. Some bits follow the processor's state when CPUID executes:
+ * OSXSAVE (CR4.OSXSAVE), APIC (IA32_APIC_BASE[11]), SYSCALL (64-bit mode only
+ * on Intel), NX (IA32_MISC_ENABLE XD Bit Disable), HTT (more than one logical
+ * processor in the package); HYPERVISOR is always 0.
+ *
+ * Leaves beyond the highest basic or extended leaf return the highest basic
+ * leaf's data, as Intel processors do (SDM vol. 2, CPUID: "If a value entered
+ * for CPUID.EAX is higher than the maximum input value for basic or extended
+ * function ... the data for the highest basic information leaf is returned").
+ * Leaves 15H and 16H (TSC/crystal ratio, frequencies) return 0, "not
+ * enumerated": the model's time base is instructions, and what they last in
+ * seconds is the platform's choice.
+ */
+import type { Cpu } from './cpu.js';
+import { TOO_LONG, UNDEFINED } from './decoder.js';
+import type { CpuFeature } from './profile.js';
+
+/** Registers of a leaf. */
+const EAX = 0, EBX = 1, ECX = 2, EDX = 3;
+/** Feature words: the leaves that hold feature bits. */
+const L1 = 0, L6 = 1, L7 = 2, LD1 = 3, E1 = 4, E7 = 5;
+const WORDS = 6;
+
+interface FeatureBit {
+  readonly word: number;
+  readonly reg: number;
+  readonly bit: number;
+  /** An instruction of the feature (64-bit code) that must be in the opcode table. */
+  readonly probe?: readonly number[];
+  /** An MSR of another unit that must have a handler attached. */
+  readonly msr?: number;
+  readonly requires?: CpuFeature;
+}
+
+const f = (word: number, reg: number, bit: number, more: Omit<FeatureBit, 'word' | 'reg' | 'bit'> = {}): FeatureBit =>
+  ({ word, reg, bit, ...more });
+
+/** Where each feature is announced (SDM vol. 2, CPUID, tables 3-10, 3-11 and the leaf 7, 0DH, 80000001H entries). */
+export const FEATURES: Readonly<Record<CpuFeature, FeatureBit>> = {
+  fpu: f(L1, EDX, 0, { probe: [0xdb, 0xe3] }), // FNINIT
+  vme: f(L1, EDX, 1),
+  de: f(L1, EDX, 2),
+  pse: f(L1, EDX, 3),
+  tsc: f(L1, EDX, 4, { probe: [0x0f, 0x31] }),
+  msr: f(L1, EDX, 5, { probe: [0x0f, 0x32] }),
+  pae: f(L1, EDX, 6),
+  mce: f(L1, EDX, 7),
+  cx8: f(L1, EDX, 8, { probe: [0x0f, 0xc7, 0x08] }),
+  apic: f(L1, EDX, 9, { msr: 0x1b }),
+  sep: f(L1, EDX, 11, { probe: [0x0f, 0x34] }),
+  mtrr: f(L1, EDX, 12),
+  pge: f(L1, EDX, 13),
+  mca: f(L1, EDX, 14, { requires: 'mce' }),
+  cmov: f(L1, EDX, 15, { probe: [0x0f, 0x40, 0xc0] }),
+  pat: f(L1, EDX, 16),
+  pse36: f(L1, EDX, 17),
+  clflush: f(L1, EDX, 19, { probe: [0x0f, 0xae, 0x38] }),
+  mmx: f(L1, EDX, 23, { probe: [0x0f, 0x6f, 0xc0] }), // MOVQ mm, mm
+  fxsr: f(L1, EDX, 24, { probe: [0x0f, 0xae, 0x00] }),
+  sse: f(L1, EDX, 25, { probe: [0x0f, 0x28, 0xc0] }), // MOVAPS
+  sse2: f(L1, EDX, 26, { probe: [0x66, 0x0f, 0x6f, 0xc0], requires: 'sse' }), // MOVDQA
+  ss: f(L1, EDX, 27),
+  pni: f(L1, ECX, 0, { probe: [0xf2, 0x0f, 0x12, 0xc0] }), // MOVDDUP
+  pclmulqdq: f(L1, ECX, 1, { probe: [0x66, 0x0f, 0x3a, 0x44, 0xc0, 0x00] }),
+  monitor: f(L1, ECX, 3, { probe: [0x0f, 0x01, 0xc8] }),
+  vmx: f(L1, ECX, 5, { probe: [0xf3, 0x0f, 0xc7, 0x30] }), // VMXON m64
+  smx: f(L1, ECX, 6, { probe: [0x0f, 0x37] }), // GETSEC
+  est: f(L1, ECX, 7, { msr: 0x199 }), // IA32_PERF_CTL
+  ssse3: f(L1, ECX, 9, { probe: [0x66, 0x0f, 0x38, 0x00, 0xc0] }), // PSHUFB
+  fma: f(L1, ECX, 12, { probe: [0xc4, 0xe2, 0xf9, 0x98, 0xc0] }), // VFMADD132PD
+  cx16: f(L1, ECX, 13, { probe: [0x48, 0x0f, 0xc7, 0x08] }),
+  pdcm: f(L1, ECX, 15, { msr: 0x345 }), // IA32_PERF_CAPABILITIES
+  pcid: f(L1, ECX, 17),
+  sse4_1: f(L1, ECX, 19, { probe: [0x66, 0x0f, 0x38, 0x17, 0xc0] }), // PTEST
+  sse4_2: f(L1, ECX, 20, { probe: [0xf2, 0x0f, 0x38, 0xf0, 0xc0] }), // CRC32
+  x2apic: f(L1, ECX, 21, { msr: 0x802, requires: 'apic' }), // the x2APIC ID register
+  movbe: f(L1, ECX, 22, { probe: [0x0f, 0x38, 0xf0, 0x00] }),
+  popcnt: f(L1, ECX, 23, { probe: [0xf3, 0x0f, 0xb8, 0xc0] }),
+  tsc_deadline_timer: f(L1, ECX, 24, { msr: 0x6e0, requires: 'apic' }),
+  aes: f(L1, ECX, 25, { probe: [0x66, 0x0f, 0x38, 0xdc, 0xc0] }),
+  xsave: f(L1, ECX, 26, { probe: [0x0f, 0xae, 0x20] }),
+  avx: f(L1, ECX, 28, { probe: [0xc5, 0xfc, 0x28, 0xc0], requires: 'xsave' }), // VMOVAPS ymm
+  f16c: f(L1, ECX, 29, { probe: [0xc4, 0xe2, 0x79, 0x13, 0xc0] }),
+  rdrand: f(L1, ECX, 30, { probe: [0x0f, 0xc7, 0xf0] }),
+  arat: f(L6, EAX, 2),
+  fsgsbase: f(L7, EBX, 0, { probe: [0xf3, 0x0f, 0xae, 0xc0] }), // RDFSBASE
+  tsc_adjust: f(L7, EBX, 1),
+  bmi1: f(L7, EBX, 3, { probe: [0xc4, 0xe2, 0x78, 0xf2, 0xc0] }), // ANDN
+  avx2: f(L7, EBX, 5, { probe: [0xc5, 0xfd, 0xfe, 0xc0], requires: 'avx' }), // VPADDD ymm
+  fdp_excptn_only: f(L7, EBX, 6),
+  smep: f(L7, EBX, 7),
+  bmi2: f(L7, EBX, 8, { probe: [0xc4, 0xe2, 0x78, 0xf5, 0xc0] }), // BZHI
+  erms: f(L7, EBX, 9, { probe: [0xf3, 0xa4] }),
+  invpcid: f(L7, EBX, 10, { probe: [0x66, 0x0f, 0x38, 0x82, 0x00] }),
+  zero_fcs_fds: f(L7, EBX, 13),
+  rdseed: f(L7, EBX, 18, { probe: [0x0f, 0xc7, 0xf8] }),
+  adx: f(L7, EBX, 19, { probe: [0x66, 0x0f, 0x38, 0xf6, 0xc0] }),
+  smap: f(L7, EBX, 20, { probe: [0x0f, 0x01, 0xcb] }), // STAC
+  clflushopt: f(L7, EBX, 23, { probe: [0x66, 0x0f, 0xae, 0x38] }),
+  umip: f(L7, ECX, 2),
+  rdpid: f(L7, ECX, 22, { probe: [0xf3, 0x0f, 0xc7, 0xf8] }),
+  md_clear: f(L7, EDX, 10),
+  spec_ctrl: f(L7, EDX, 26),
+  intel_stibp: f(L7, EDX, 27),
+  flush_l1d: f(L7, EDX, 28),
+  arch_capabilities: f(L7, EDX, 29),
+  ssbd: f(L7, EDX, 31),
+  xsaveopt: f(LD1, EAX, 0, { probe: [0x0f, 0xae, 0x30], requires: 'xsave' }),
+  xsavec: f(LD1, EAX, 1, { probe: [0x0f, 0xc7, 0x20], requires: 'xsave' }),
+  xgetbv1: f(LD1, EAX, 2, { probe: [0x0f, 0x01, 0xd0], requires: 'xsave' }),
+  xsaves: f(LD1, EAX, 3, { probe: [0x0f, 0xc7, 0x28], requires: 'xsave' }),
+  lahf_lm: f(E1, ECX, 0, { probe: [0x9f] }),
+  abm: f(E1, ECX, 5, { probe: [0xf3, 0x0f, 0xbd, 0xc0] }), // LZCNT
+  '3dnowprefetch': f(E1, ECX, 8, { probe: [0x0f, 0x0d, 0x08] }), // PREFETCHW
+  syscall: f(E1, EDX, 11, { probe: [0x0f, 0x05] }),
+  nx: f(E1, EDX, 20),
+  pdpe1gb: f(E1, EDX, 26),
+  rdtscp: f(E1, EDX, 27, { probe: [0x0f, 0x01, 0xf9] }),
+  lm: f(E1, EDX, 29),
+  invariant_tsc: f(E7, EDX, 8),
+};
+
+/** True when the opcode table decodes `bytes` as one instruction of exactly that length. */
+function decodes(cpu: Cpu, bytes: readonly number[]): boolean {
+  const insn = cpu.blocks.decoder.decode({ byte: (k) => bytes[k] ?? 0x90 }, 8);
+  return insn.def !== UNDEFINED && insn.def !== TOO_LONG && insn.len === bytes.length;
+}
+
+interface Announced { readonly version: number; readonly words: Int32Array }
+const announcedByCpu = new WeakMap<Cpu, Announced>();
+
+function computeWords(cpu: Cpu): Int32Array {
+  const listed = new Set(cpu.profile.features);
+  const ok = new Map<CpuFeature, boolean>();
+  const available = (name: CpuFeature): boolean => {
+    let v = ok.get(name);
+    if (v !== undefined) return v;
+    const b = FEATURES[name];
+    v = listed.has(name) && (b.requires === undefined || available(b.requires)) &&
+      (b.probe === undefined || decodes(cpu, b.probe)) &&
+      (b.msr === undefined || cpu.msrs.handlerOf(b.msr) !== undefined);
+    ok.set(name, v);
+    return v;
+  };
+  const words = new Int32Array(4 * WORDS);
+  for (const name of listed) {
+    const b = FEATURES[name];
+    if (available(name)) words[4 * b.word + b.reg] |= 1 << b.bit;
+  }
+  return words;
+}
+
+/** The statically announced feature words of `cpu` (4 registers per word). */
+function announced(cpu: Cpu): Int32Array {
+  let a = announcedByCpu.get(cpu);
+  if (a === undefined || a.version !== cpu.msrs.handlerVersion) {
+    a = { version: cpu.msrs.handlerVersion, words: computeWords(cpu) };
+    announcedByCpu.set(cpu, a);
+  }
+  return a.words;
+}
+
+/**
+ * True when CPUID announces `feature` on this processor (its static part:
+ * the bits that follow CR4, IA32_APIC_BASE or the mode are not consulted).
+ */
+export function hasFeature(cpu: Cpu, feature: CpuFeature): boolean {
+  const b = FEATURES[feature];
+  return ((announced(cpu)[4 * b.word + b.reg]! >>> b.bit) & 1) === 1;
+}
+
+/** Supported XCR0 bits (CPUID.(EAX=0DH,ECX=0):EAX): x87 and SSE. */
+export const XCR0_SUPPORTED = 3;
+/** Bytes of an XSAVE area holding x87 and SSE state: the legacy region and the header (SDM vol. 1, 13.4). */
+export const XSAVE_AREA_SIZE = 576;
+
+const CR4_OSXSAVE = 1 << 18;
+/** CPUID.01H:ECX.XSAVE and CPUID.01H:EDX.APIC. */
+const FEATURE_BIT_XSAVE = 1 << 26, FEATURE_BIT_APIC = 1 << 9;
+const MISC_LIMIT_CPUID = 1 << 22, MISC_HI_XD_DISABLE = 1 << 2;
+const APIC_BASE_EN = 1 << 11;
+
+/** Smallest power of two >= n (n >= 1). */
+function pow2(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+/** Four characters of `s` from `at` as a little-endian dword (NUL past the end). */
+function dword(s: string, at: number): number {
+  let v = 0;
+  for (let k = 3; k >= 0; k--) v = (v << 8) | (at + k < s.length ? s.charCodeAt(at + k) & 0xff : 0);
+  return v;
+}
+
+/** Associativity code of CPUID.80000006H:ECX[15:12] (SDM vol. 2, CPUID, leaf 80000006H). */
+function l2AssociativityCode(ways: number): number {
+  switch (ways) {
+    case 1: return 1;
+    case 2: return 2;
+    case 4: return 4;
+    case 8: return 6;
+    case 16: return 8;
+    case 32: return 0xa;
+    default: return 7; // "see CPUID leaf 04H, sub-leaf 2"
+  }
+}
+
+/**
+ * Writes what CPUID returns for EAX = leaf, ECX = subleaf into out[0..3]
+ * (EAX, EBX, ECX, EDX). Has no side effects; the CPUID instruction itself also
+ * loads IA32_BIOS_SIGN_ID for leaf 1.
+ */
+export function cpuid(cpu: Cpu, leaf: number, subleaf: number, out: Int32Array): void {
+  const p = cpu.profile, m = cpu.msrs;
+  leaf >>>= 0; subleaf >>>= 0;
+  out[0] = 0; out[1] = 0; out[2] = 0; out[3] = 0;
+  // IA32_MISC_ENABLE[22] limits CPUID.00H:EAX to 2 (SDM vol. 4, 1A0H).
+  const maxBasic = (m.miscEnableLo & MISC_LIMIT_CPUID) !== 0 && p.maxBasicLeaf > 2 ? 2 : p.maxBasicLeaf;
+  if (leaf >= 0x80000000 ? leaf > p.maxExtendedLeaf : leaf > maxBasic) leaf = maxBasic;
+  const w = announced(cpu);
+  switch (leaf) {
+    case 0:
+      out[EAX] = maxBasic;
+      out[EBX] = dword(p.vendor, 0); out[EDX] = dword(p.vendor, 4); out[ECX] = dword(p.vendor, 8);
+      return;
+    case 1: {
+      const n = m.packageCpus;
+      out[EAX] = p.signature;
+      // Brand index 0, CLFLUSH line size in 8-byte units, addressable logical processor IDs, initial APIC ID.
+      out[EBX] = (8 << 8) | (Math.min(pow2(n), 0xff) << 16) | ((m.apicId & 0xff) << 24);
+      let ecx = w[4 * L1 + ECX]!, edx = w[4 * L1 + EDX]!;
+      if ((ecx & FEATURE_BIT_XSAVE) !== 0 && (cpu.cr4 & CR4_OSXSAVE) !== 0) ecx |= 1 << 27;
+      if ((edx & FEATURE_BIT_APIC) !== 0) {
+        // CPUID.01H:EDX.APIC reads 0 while IA32_APIC_BASE[11] (global enable) is 0.
+        const h = m.handlerOf(0x1b)!;
+        if (!h.rdmsr(0x1b) || (h.msrLo & APIC_BASE_EN) === 0) edx &= ~FEATURE_BIT_APIC;
+      }
+      if (n > 1) edx |= 1 << 28; // HTT
+      out[ECX] = ecx; out[EDX] = edx;
+      return;
+    }
+    case 2:
+      // One iteration; descriptor FFH: "use CPUID leaf 04H for cache parameters".
+      out[EAX] = 0x0000ff01;
+      return;
+    case 4: {
+      const c = p.caches[subleaf];
+      if (c === undefined) return; // type 0: no more caches
+      const ids = pow2(m.packageCpus);
+      out[EAX] = c.type | (c.level << 5) | (1 << 8) | (((c.shared ? ids : 1) - 1) << 14) | ((Math.min(ids, 64) - 1) << 26);
+      out[EBX] = (c.lineSize - 1) | ((c.ways - 1) << 22);
+      out[ECX] = c.sets - 1;
+      out[EDX] = (c.inclusive ? 2 : 0) | (c.complexIndexing ? 4 : 0);
+      return;
+    }
+    case 6:
+      out[EAX] = w[4 * L6 + EAX]!;
+      return;
+    case 7:
+      if (subleaf === 0) { out[EBX] = w[4 * L7 + EBX]!; out[ECX] = w[4 * L7 + ECX]!; out[EDX] = w[4 * L7 + EDX]!; }
+      return;
+    case 0xa: {
+      const pm = p.perfMon;
+      if (pm === null) return;
+      out[EAX] = pm.version | (pm.counters << 8) | (pm.counterWidth << 16) | (7 << 24);
+      out[EBX] = 0; // all seven architectural events available
+      out[EDX] = pm.fixedCounters | (pm.fixedWidth << 5);
+      return;
+    }
+    case 0xb: case 0x1f: {
+      // One thread per core; every logical processor of the package is a core.
+      out[EDX] = m.apicId;
+      if (subleaf === 0) { out[EAX] = 0; out[EBX] = 1; out[ECX] = (1 << 8) | 0; }
+      else if (subleaf === 1) {
+        out[EAX] = Math.log2(pow2(m.packageCpus)); out[EBX] = m.packageCpus; out[ECX] = (2 << 8) | 1;
+      } else out[ECX] = subleaf & 0xff;
+      return;
+    }
+    case 0xd:
+      if ((w[4 * L1 + ECX]! & FEATURE_BIT_XSAVE) === 0) return;
+      if (subleaf === 0) {
+        out[EAX] = XCR0_SUPPORTED;
+        out[EBX] = XSAVE_AREA_SIZE; // for the components XCR0 enables: all are in the legacy region
+        out[ECX] = XSAVE_AREA_SIZE;
+      } else if (subleaf === 1) {
+        out[EAX] = w[4 * LD1 + EAX]!;
+        out[EBX] = XSAVE_AREA_SIZE;
+      }
+      return;
+    case 0x80000000:
+      out[EAX] = p.maxExtendedLeaf;
+      return;
+    case 0x80000001: {
+      let edx = w[4 * E1 + EDX]!;
+      // Intel reports SYSCALL only to 64-bit code (SDM vol. 2, CPUID: "available in 64-bit mode").
+      if (!cpu.mode64) edx &= ~(1 << 11);
+      if ((m.miscEnableHi & MISC_HI_XD_DISABLE) !== 0) edx &= ~(1 << 20);
+      out[ECX] = w[4 * E1 + ECX]!;
+      out[EDX] = edx;
+      return;
+    }
+    case 0x80000002: case 0x80000003: case 0x80000004: {
+      const at = 16 * (leaf - 0x80000002);
+      for (let r = 0; r < 4; r++) out[r] = dword(p.brand, at + 4 * r);
+      return;
+    }
+    case 0x80000006:
+      // L2: line size, associativity code, size in KiB.
+      for (let k = 0; k < p.caches.length; k++) {
+        const c = p.caches[k]!;
+        if (c.level === 2) out[ECX] = c.lineSize | (l2AssociativityCode(c.ways) << 12) | ((c.ways * c.sets * c.lineSize / 1024) << 16);
+      }
+      return;
+    case 0x80000007:
+      out[EDX] = w[4 * E7 + EDX]!;
+      return;
+    case 0x80000008:
+      out[EAX] = p.physicalAddressBits | (p.linearAddressBits << 8);
+      return;
+    default:
+      return; // reserved or not announced: zeros
+  }
+}

@@ -1,0 +1,390 @@
+/**
+ * Paging (SDM vol. 3A, chapter 4): the walks of 32-bit, PAE, 4-level and
+ * 5-level paging, access rights (4.6), page-fault error codes (4.7), accessed
+ * and dirty flags (4.8), and the TLB with PCIDs and global pages (4.10).
+ *
+ * The TLB here holds translations as the SDM describes them: the physical page,
+ * the combined access rights, the dirty flag, whether the page is global, the
+ * PCID and the page size. It is direct-mapped, so it evicts whenever two pages
+ * collide, which 4.10.2 allows; a large page is cached as 4-KiB fragments
+ * (4.10.2.3), each invalidated with the whole page. Translations are used until
+ * invalidated: a guest that changes a paging-structure entry without INVLPG, MOV
+ * to CR3 or INVPCID keeps the old translation while it stays cached. The MMU's
+ * fast entries (mmu.ts) are decisions derived from these; whatever drops
+ * entries here drops those too.
+ */
+import type { Cpu } from './cpu.js';
+import { PAGE_MASK, PAGE_SIZE } from './memory.js';
+import { Access, type Translator } from './mmu.js';
+import { AC, EFER_LMA, EFER_LME, EFER_NXE, Vector } from './regs.js';
+
+/**
+ * Physical-address width, CPUID.80000008H:EAX[7:0] (SDM vol. 3A, 4.1.4): 39 bits,
+ * as on many client parts (Skylake). Address bits at or above it in CR3 and in
+ * paging-structure entries are reserved.
+ */
+export const MAXPHYADDR = 39;
+
+/** Control-register bits paging uses (SDM vol. 3A, 2.5). */
+export const CR0_PE = 1 << 0, CR0_WP = 1 << 16, CR0_NW = 1 << 29, CR0_CD = 1 << 30, CR0_PG = 1 << 31;
+export const CR4_PSE = 1 << 4, CR4_PAE = 1 << 5, CR4_PGE = 1 << 7, CR4_LA57 = 1 << 12;
+export const CR4_PCIDE = 1 << 17, CR4_SMEP = 1 << 20, CR4_SMAP = 1 << 21;
+
+/** Page-fault error code (SDM vol. 3A, 4.7, figure 4-12). */
+export const PF_P = 1, PF_W = 2, PF_U = 4, PF_RSVD = 8, PF_I = 16;
+
+/** Paging-structure entry bits (SDM vol. 3A, 4.3-4.5). */
+const P = 1, A = 1 << 5, D = 1 << 6, PS = 1 << 7, G = 1 << 8;
+
+/** Bits of a physical address above bit 31 that MAXPHYADDR allows. */
+const ADDR_HI = (1 << (MAXPHYADDR - 32)) - 1;
+/** 4-level/5-level entries: bits 51:MAXPHYADDR reserved (4.5, tables 4-14 to 4-20). */
+const RSVD_HI_IA32E = ((1 << 20) - 1) & ~ADDR_HI;
+/** PAE page-directory and page-table entries: bits 62:MAXPHYADDR reserved (4.4.2, tables 4-9 to 4-11). */
+const RSVD_HI_PAE = 0x7fffffff & ~ADDR_HI;
+/** PAE PDPTE: bits 2:1, 8:5 and 63:MAXPHYADDR reserved (4.4.1, table 4-8). */
+const PDPTE_RSVD_LO = 0x1e6, PDPTE_RSVD_HI = ~ADDR_HI;
+/** 4-MiB PDE (PSE-36): bits 21:(M-19) reserved, with M = min(MAXPHYADDR, 40) (4.3, table 4-4). */
+const PSE36_BITS = Math.min(MAXPHYADDR, 40) - 32;
+const PSE36_RSVD = (1 << 22) - (1 << (PSE36_BITS + 13));
+/** Large-page entries: bits 29:13 (1 GiB) or 20:13 (2 MiB) of the frame address are reserved. */
+const RSVD_1G = 0x3fffe000, RSVD_2M = 0x1fe000;
+/** CR3 bits 63:MAXPHYADDR are reserved in IA-32e mode (SDM vol. 2, MOV CR). */
+export const CR3_RSVD_HI = ~ADDR_HI;
+
+export const enum PagingMode { NONE, BITS32, PAE, LEVEL4, LEVEL5 }
+
+/** The paging mode the control registers select (SDM vol. 3A, 4.1.1, table 4-1). */
+export function pagingMode(cpu: Cpu): PagingMode {
+  if ((cpu.cr0 & CR0_PG) === 0) return PagingMode.NONE;
+  if ((cpu.cr4 & CR4_PAE) === 0) return PagingMode.BITS32;
+  if ((cpu.efer & EFER_LME) === 0) return PagingMode.PAE;
+  return cpu.cr4 & CR4_LA57 ? PagingMode.LEVEL5 : PagingMode.LEVEL4;
+}
+
+/** The current PCID: CR3[11:0] when CR4.PCIDE = 1, else 000H (4.10.1). */
+export function currentPcid(cpu: Cpu): number {
+  return cpu.cr4 & CR4_PCIDE ? cpu.cr3Lo & 0xfff : 0;
+}
+
+// TLB entry information: combined rights, flags, and the page size as (log2 - 12) in bits 15:8.
+const T_W = 1, T_U = 2, T_XD = 4, T_D = 8, T_G = 16;
+const TLB_BITS = 11, TLB_SIZE = 1 << TLB_BITS, TLB_MASK = TLB_SIZE - 1;
+
+/**
+ * The TLB slot of a non-global entry: the page number's low bits mixed with the
+ * PCID, so that address spaces switched with MOV to CR3 keep their entries
+ * (4.10.1). Global entries, usable under any PCID, live in the PCID-0 slot.
+ */
+function slot(lo: number, pcid: number): number {
+  return ((lo >>> 12) ^ Math.imul(pcid, 0x9e5)) & TLB_MASK;
+}
+
+export class Paging implements Translator {
+  /**
+   * The flat map that enterFlat64 sets up without page tables in memory (a model
+   * convenience): linear = physical until MOV to CR3, a change of paging mode,
+   * or mmu.flush().
+   */
+  identity = false;
+
+  private readonly tag = new Float64Array(TLB_SIZE).fill(NaN);
+  private readonly pcid = new Int32Array(TLB_SIZE);
+  private readonly frame = new Float64Array(TLB_SIZE);
+  private readonly info = new Int32Array(TLB_SIZE);
+  /** Fragments of large pages may be cached (INVLPG must then look beyond one entry). */
+  private large = false;
+  /** Physical addresses of the entries the walk in progress used. */
+  private readonly used = new Float64Array(5);
+  private usedCount = 0;
+  private readonly scratch = new Int32Array(8);
+
+  constructor(private readonly cpu: Cpu) {}
+
+  // ---- translation ---------------------------------------------------------
+
+  translate(lo: number, hi: number, access: Access): number {
+    const cpu = this.cpu;
+    if (this.identity) return hi * 0x100000 + (lo >>> 12);
+    const mode = pagingMode(cpu);
+    // Without paging, linear addresses are physical; outside IA-32e mode they are 32 bits (4.1.1).
+    if (mode === PagingMode.NONE) return lo >>> 12;
+    if (mode < PagingMode.LEVEL4) hi = 0;
+    const vpn = hi * 0x100000 + (lo >>> 12), pcid = currentPcid(cpu);
+    const idx = this.find(lo, vpn, pcid);
+    if (idx >= 0) {
+      const info = this.info[idx]!;
+      // Rights come from the cached entry: after a guest relaxes them without
+      // invalidating, this is the "spurious" fault of 4.10.4.3, which invalidates (4.10.4.1).
+      if (!this.allows(info, access)) this.fault(lo, hi, access, PF_P, mode);
+      // A write through an entry whose dirty flag is clear walks again to set it (4.8).
+      if (access !== Access.WRITE || (info & T_D) !== 0) {
+        this.noteCacheable(info, access);
+        return this.frame[idx]!;
+      }
+    }
+    return this.walk(lo, hi, access, mode, vpn, pcid);
+  }
+
+  /** The slot of a usable entry for page `vpn` under `pcid`, or -1; global entries serve every PCID (4.10.2.4). */
+  private find(lo: number, vpn: number, pcid: number): number {
+    const own = slot(lo, pcid);
+    if (this.tag[own] === vpn && this.pcid[own] === pcid && (this.info[own]! & T_G) === 0) return own;
+    const global = slot(lo, 0);
+    return this.tag[global] === vpn && (this.info[global]! & T_G) !== 0 ? global : -1;
+  }
+
+  /** Walks the paging structures for (lo, hi), checks the access, sets A/D and caches the translation. */
+  private walk(lo: number, hi: number, access: Access, mode: PagingMode, vpn: number, pcid: number): number {
+    const cpu = this.cpu;
+    const nxe = (cpu.efer & EFER_NXE) !== 0;
+    let rights = T_W | T_U, xd = 0, frame = 0, shift = 12, leafAt = 0, leaf = 0;
+    this.usedCount = 0;
+
+    if (mode === PagingMode.BITS32) {
+      // 32-bit paging (4.3): no reserved bits except in a 4-MiB PDE.
+      const pdeAt = ((cpu.cr3Lo & ~PAGE_MASK) >>> 0) + (lo >>> 22) * 4;
+      const pde = this.read32(pdeAt);
+      if ((pde & P) === 0) this.fault(lo, hi, access, 0, mode);
+      if ((pde & PS) !== 0 && (cpu.cr4 & CR4_PSE) !== 0) {
+        if ((pde & PSE36_RSVD) !== 0) this.fault(lo, hi, access, PF_P | PF_RSVD, mode);
+        rights &= pde >> 1;
+        shift = 22;
+        // Bits 31:22 of the address, and bits (M-1):32 from PDE bits (M-20):13 (PSE-36).
+        frame = ((pde >>> 22) << 10) + ((pde >>> 13) & ((1 << PSE36_BITS) - 1)) * 0x100000 + ((lo >>> 12) & 0x3ff);
+        leafAt = pdeAt; leaf = pde;
+        this.used[this.usedCount++] = pdeAt;
+      } else {
+        this.used[this.usedCount++] = pdeAt;
+        const pteAt = ((pde & ~PAGE_MASK) >>> 0) + ((lo >>> 12) & 0x3ff) * 4;
+        const pte = this.read32(pteAt);
+        if ((pte & P) === 0) this.fault(lo, hi, access, 0, mode);
+        rights &= (pde >> 1) & (pte >> 1);
+        frame = pte >>> 12;
+        leafAt = pteAt; leaf = pte;
+        this.used[this.usedCount++] = pteAt;
+      }
+    } else {
+      // PAE (4.4.2) starts at the PDPTE registers; 4-level and 5-level (4.5) at CR3.
+      let level: number, table: number, rsvdHi: number;
+      if (mode === PagingMode.PAE) {
+        const k = lo >>> 30, pLo = cpu.pdpte[2 * k]!, pHi = cpu.pdpte[2 * k + 1]!;
+        if ((pLo & P) === 0) this.fault(lo, hi, access, 0, mode);
+        level = 2;
+        table = (pHi & ADDR_HI) * 2 ** 32 + ((pLo & ~PAGE_MASK) >>> 0);
+        rsvdHi = RSVD_HI_PAE;
+      } else {
+        level = mode === PagingMode.LEVEL5 ? 5 : 4;
+        table = (cpu.cr3Hi & ADDR_HI) * 2 ** 32 + ((cpu.cr3Lo & ~PAGE_MASK) >>> 0);
+        rsvdHi = RSVD_HI_IA32E;
+      }
+      // Bit 63 is XD with EFER.NXE = 1, reserved otherwise.
+      if (!nxe) rsvdHi |= 1 << 31;
+      for (;; level--) {
+        shift = 3 + 9 * level; // 12, 21, 30, 39, 48 for levels 1-5
+        const index = shift < 30 ? (lo >>> shift) & 511
+          : shift === 30 ? ((lo >>> 30) | (hi << 2)) & 511 : (hi >>> (shift - 32)) & 511;
+        const at = table + index * 8;
+        const eLo = this.read32(at), eHi = this.read32(at + 4);
+        if ((eLo & P) === 0) this.fault(lo, hi, access, 0, mode);
+        const isLeaf = level === 1 || (level <= 3 && (eLo & PS) !== 0);
+        // PS is reserved in PML4Es and PML5Es; large-page frames have reserved low bits.
+        const rsvdLo = level >= 4 ? PS : !isLeaf || level === 1 ? 0 : level === 3 ? RSVD_1G : RSVD_2M;
+        if ((eHi & rsvdHi) !== 0 || (eLo & rsvdLo) !== 0) this.fault(lo, hi, access, PF_P | PF_RSVD, mode);
+        rights &= eLo >> 1;
+        if (eHi < 0) xd = T_XD;
+        this.used[this.usedCount++] = at;
+        if (isLeaf) {
+          const sizeMask = (1 << (shift - 12)) - 1;
+          frame = (eHi & ADDR_HI) * 0x100000 + (((eLo >>> 12) & ~sizeMask) >>> 0) + ((lo >>> 12) & sizeMask);
+          leafAt = at; leaf = eLo;
+          break;
+        }
+        table = (eHi & ADDR_HI) * 2 ** 32 + ((eLo & ~PAGE_MASK) >>> 0);
+      }
+    }
+
+    let info = (rights & (T_W | T_U)) | xd | ((shift - 12) << 8);
+    if ((leaf & G) !== 0 && (cpu.cr4 & CR4_PGE) !== 0) info |= T_G;
+    if ((leaf & D) !== 0) info |= T_D;
+    if (!this.allows(info, access)) this.fault(lo, hi, access, PF_P, mode);
+    // 4.8: the access succeeds, so every entry used gets its accessed flag, and a
+    // write sets the dirty flag in the entry that maps the page.
+    for (let k = 0; k < this.usedCount; k++) this.setBits(this.used[k]!, A);
+    if (access === Access.WRITE) { this.setBits(leafAt, D); info |= T_D; }
+    const idx = slot(lo, (info & T_G) !== 0 ? 0 : pcid);
+    this.tag[idx] = vpn;
+    this.pcid[idx] = pcid;
+    this.frame[idx] = frame;
+    this.info[idx] = info;
+    if (shift > 12) this.large = true;
+    this.noteCacheable(info, access);
+    return frame;
+  }
+
+  /** Whether rights `info` allow the access (SDM vol. 3A, 4.6.1). */
+  private allows(info: number, access: Access): boolean {
+    const cpu = this.cpu;
+    if (cpu.mmu.user) {
+      if ((info & T_U) === 0) return false;
+      if (access === Access.WRITE) return (info & T_W) !== 0;
+      return access !== Access.EXEC || (info & T_XD) === 0;
+    }
+    if (access === Access.EXEC) {
+      // SMEP: no supervisor-mode fetches from user-mode addresses.
+      return (info & T_XD) === 0 && ((info & T_U) === 0 || (cpu.cr4 & CR4_SMEP) === 0);
+    }
+    // SMAP: supervisor-mode data accesses to user-mode addresses need CPL < 3 and
+    // RFLAGS.AC = 1; an implicit access at CPL 3 never has them.
+    if ((info & T_U) !== 0 && (cpu.cr4 & CR4_SMAP) !== 0 && (cpu.cpl === 3 || (cpu.flags & AC) === 0)) return false;
+    // CR0.WP = 0 lets supervisor-mode writes through read-only translations.
+    return access !== Access.WRITE || (info & T_W) !== 0 || (cpu.cr0 & CR0_WP) === 0;
+  }
+
+  /** A supervisor data access to a user page under SMAP depends on RFLAGS.AC: keep it out of the fast TLB. */
+  private noteCacheable(info: number, access: Access): void {
+    const mmu = this.cpu.mmu;
+    if (!mmu.user && access !== Access.EXEC && (info & T_U) !== 0 && (this.cpu.cr4 & CR4_SMAP) !== 0) {
+      mmu.cacheable = false;
+    }
+  }
+
+  /** Raises #PF for (lo, hi) with error-code bits `code` plus those that describe the access (4.7). */
+  private fault(lo: number, hi: number, access: Access, code: number, mode: PagingMode): never {
+    const cpu = this.cpu;
+    if (access === Access.WRITE) code |= PF_W;
+    if (cpu.mmu.user) code |= PF_U;
+    // I/D: an instruction fetch with SMEP, or with PAE/IA-32e paging and EFER.NXE.
+    if (access === Access.EXEC &&
+        ((cpu.cr4 & CR4_SMEP) !== 0 || ((cpu.cr4 & CR4_PAE) !== 0 && (cpu.efer & EFER_NXE) !== 0))) code |= PF_I;
+    this.dropForFault(lo, hi);
+    cpu.cr2Lo = lo;
+    cpu.cr2Hi = mode >= PagingMode.LEVEL4 ? hi : 0;
+    return cpu.raise(Vector.PF, code);
+  }
+
+  /**
+   * A page fault invalidates the TLB entries for the faulting page (4.10.4.1):
+   * the cached entry, with every fragment when it is part of a large page.
+   */
+  private dropForFault(lo: number, hi: number): void {
+    const pcid = currentPcid(this.cpu), idx = this.find(lo, hi * 0x100000 + (lo >>> 12), pcid);
+    if (idx >= 0 && (this.info[idx]! >> 8) !== 0) { this.dropPage(lo, hi, pcid, true); return; }
+    if (idx >= 0) this.tag[idx] = NaN;
+    this.cpu.mmu.dropPage(lo);
+  }
+
+  private read32(pa: number): number {
+    const page = this.cpu.memory.page(Math.floor(pa / PAGE_SIZE));
+    return page === null ? -1 : page.getInt32(pa & PAGE_MASK, true);
+  }
+
+  private setBits(pa: number, bits: number): void {
+    const page = this.cpu.memory.page(Math.floor(pa / PAGE_SIZE));
+    if (page === null) return;
+    const v = page.getInt32(pa & PAGE_MASK, true);
+    if ((v & bits) !== bits) page.setInt32(pa & PAGE_MASK, v | bits, true);
+  }
+
+  // ---- PDPTE registers -----------------------------------------------------
+
+  /**
+   * Loads PDPTE0-3 from the 32-byte table at CR3[31:5] (SDM vol. 3A, 4.4.1).
+   * With `check`, a present entry with a reserved bit set loads nothing and
+   * returns false: the MOV to CR that loads them raises #GP(0).
+   */
+  loadPdptes(cr3Lo: number, check = true): boolean {
+    const base = (cr3Lo & ~0x1f) >>> 0, s = this.scratch;
+    for (let k = 0; k < 4; k++) {
+      const lo = this.read32(base + 8 * k), hi = this.read32(base + 8 * k + 4);
+      if (check && (lo & P) !== 0 && ((lo & PDPTE_RSVD_LO) !== 0 || (hi & PDPTE_RSVD_HI) !== 0)) return false;
+      s[2 * k] = lo; s[2 * k + 1] = hi;
+    }
+    this.cpu.pdpte.set(s);
+    return true;
+  }
+
+  // ---- invalidation (SDM vol. 3A, 4.10.4) ----------------------------------
+
+  /** Translator hook of mmu.flush(): everything goes, and the control registers are taken up anew. */
+  flush(): void {
+    this.dropEntries(-1, true);
+    this.identity = false;
+    if (pagingMode(this.cpu) === PagingMode.PAE) this.loadPdptes(this.cpu.cr3Lo, false);
+    this.updateWidth();
+  }
+
+  /** Linear-address width: 57 bits with CR4.LA57 in IA-32e mode (SDM vol. 3A, 4.5.1). */
+  updateWidth(): void {
+    const cpu = this.cpu;
+    cpu.mmu.canonicalShift = (cpu.cr4 & CR4_LA57) !== 0 && (cpu.efer & EFER_LMA) !== 0 ? 7 : 16;
+  }
+
+  /** Drops every entry of every PCID, global ones included. */
+  flushAll(): void {
+    this.dropEntries(-1, true);
+  }
+
+  /** MOV to CR3 (4.10.4.1): drops the new PCID's non-global entries unless `noFlush`. */
+  cr3Loaded(noFlush: boolean): void {
+    this.identity = false;
+    if (!noFlush) this.dropEntries(currentPcid(this.cpu), false);
+    // The fast entries belong to the previous PCID.
+    this.cpu.mmu.flushFast();
+  }
+
+  /** INVLPG: the page's entries for the current PCID, and global ones for any PCID (4.10.4.1). */
+  invlpg(lo: number, hi: number): void {
+    this.dropPage(lo, hi, currentPcid(this.cpu), true);
+  }
+
+  /**
+   * INVPCID (SDM vol. 2, INVPCID): type 0, the non-global entries of `pcid` for
+   * the page of (lo, hi); 1, all non-global entries of `pcid`; 2, all entries;
+   * 3, all non-global entries.
+   */
+  invpcid(type: number, pcid: number, lo: number, hi: number): void {
+    switch (type) {
+      case 0: this.dropPage(lo, hi, pcid, false); break;
+      case 1: this.dropEntries(pcid, false); break;
+      case 2: this.dropEntries(-1, true); break;
+      default: this.dropEntries(-1, false);
+    }
+  }
+
+  /** Drops non-global entries of `pcid` (-1: of every PCID), and global ones when `globals`. */
+  private dropEntries(pcid: number, globals: boolean): void {
+    const tag = this.tag;
+    if (pcid < 0 && globals) {
+      tag.fill(NaN);
+      this.large = false;
+    } else {
+      for (let k = 0; k < TLB_SIZE; k++) if (this.owned(k, pcid, globals)) tag[k] = NaN;
+    }
+    this.cpu.mmu.flushFast();
+  }
+
+  /**
+   * Drops the entries for the page holding linear address (lo, hi): those of
+   * `pcid`, and global ones when `globals`. Every cached fragment of a large
+   * page goes with it (4.10.2.3).
+   */
+  private dropPage(lo: number, hi: number, pcid: number, globals: boolean): void {
+    if (pagingMode(this.cpu) < PagingMode.LEVEL4) hi = 0;
+    const vpn = hi * 0x100000 + (lo >>> 12), tag = this.tag, info = this.info;
+    const own = slot(lo, pcid), global = slot(lo, 0);
+    if (tag[own] === vpn && this.owned(own, pcid, globals)) tag[own] = NaN;
+    if (tag[global] === vpn && this.owned(global, pcid, globals)) tag[global] = NaN;
+    if (!this.large) { this.cpu.mmu.dropPage(lo); return; }
+    for (let k = 0; k < TLB_SIZE; k++) {
+      const size = 2 ** ((info[k]! >> 8) & 0xff);
+      if (size > 1 && Math.floor(tag[k]! / size) === Math.floor(vpn / size) && this.owned(k, pcid, globals)) tag[k] = NaN;
+    }
+    this.cpu.mmu.flushFast();
+  }
+
+  /** Entry k is a global one and `globals`, or a non-global one of `pcid` (-1: any). */
+  private owned(k: number, pcid: number, globals: boolean): boolean {
+    return (this.info[k]! & T_G) !== 0 ? globals : pcid < 0 || this.pcid[k] === pcid;
+  }
+}

@@ -56,7 +56,7 @@ export function gate64(cpu: Cpu, vector: number, handler: number, opts: { type?:
 
 /** A processor in 64-bit mode on flatGdt(), CS/SS/DS loaded from it, IDT at IDT, TR on the TSS. */
 export function longModeMachine(): Cpu {
-  const cpu = new Cpu({ memorySize: 1 << 20 });
+  const cpu = new Cpu({ memorySize: 4 << 20 });
   cpu.enterFlat64();
   cpu.deliverExceptions = true;
   flatGdt(cpu);

@@ -129,3 +129,37 @@ describe('SDM 6.14 (64-bit mode): delivery through a 16-byte IDT gate', () => {
     expect(read64(cpu, cpu.gpr[2 * RSP]! >>> 0)).toBe(BigInt(3 * 16 + 2)); // #NP(vector 3, IDT)
   });
 });
+
+describe('SDM 4.6: the processor reads the IDT, GDT and TSS as implicit supervisor accesses', () => {
+  it('INT 0x80 from CPL 3 is delivered although the tables, the kernel stack and the handler are on supervisor pages', () => {
+    const cpu = longModeMachine();
+    // 4-level paging: the first 2 MiB supervisor-only (U = 0), the next 2 MiB user (U = 1).
+    const PML4 = 0x20000, PDPT = 0x21000, PD = 0x22000;
+    write32(cpu, PML4, PDPT | 0x7);
+    write32(cpu, PDPT, PD | 0x7);
+    write32(cpu, PD, 0x000000 | 0x83);      // present, writable, 2 MiB, supervisor
+    write32(cpu, PD + 8, 0x200000 | 0x87);  // present, writable, 2 MiB, user
+    cpu.cr3Lo = PML4;
+    cpu.cr4 |= 1 << 5;
+    cpu.cr0 |= 0x80000001;
+    cpu.mmu.flush();
+    gate64(cpu, 0x80, HANDLER, { dpl: 3 });
+    load(cpu, HANDLER, [HLT]);
+    write32(cpu, TSS + 4, 0x8000); // RSP0
+    const USER = 0x200000;
+    load(cpu, USER, [0xcd, 0x80]);
+    cpu.ripLo = USER;
+    cpu.gpr[2 * RSP] = USER + 0x1000;
+    cpu.cpl = 3;
+    cpu.setSegment(CS, SEL.CODE64_USER, 0, 0, 0xffffffff, cpu.segAttr[CS]! | (3 << 5));
+    cpu.setSegment(SS, SEL.DATA_USER, 0, 0, 0xffffffff, cpu.segAttr[SS]! | (3 << 5));
+    expect(run(cpu, 10).kind).toBe('halt');
+    expect(cpu.rip).toBe(BigInt(HANDLER + 1));
+    expect(cpu.cpl).toBe(0);
+    const rsp = cpu.gpr[2 * RSP]! >>> 0;
+    expect(rsp).toBe(0x8000 - 40);
+    expect(read64(cpu, rsp)).toBe(BigInt(USER + 2));
+    expect(read64(cpu, rsp + 8)).toBe(BigInt(SEL.CODE64_USER));
+    expect(read64(cpu, rsp + 24)).toBe(BigInt(USER + 0x1000));
+  });
+});

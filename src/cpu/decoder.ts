@@ -185,6 +185,7 @@ export class Decoder {
       case Sz.F64: insn.opSize = mode === 8 ? 8 : v; break;
       case Sz.Y: insn.opSize = mode === 8 && (rex & 8) ? 8 : 4; break;
       case Sz.Z: insn.opSize = v === 8 ? 4 : v; break;
+      case Sz.NATURAL: insn.opSize = mode === 8 ? 8 : 4; break;
     }
     insn.adSize = mode === 8 ? (p67 ? 4 : 8) : (mode === 4) !== p67 ? 4 : 2;
 
@@ -230,6 +231,7 @@ export class Decoder {
         }
         insn.seg = seg >= 0 ? seg : defaultSeg;
       }
+      if (def.validRegs !== undefined && !((def.validRegs >> insn.reg) & 1)) return this.undefined(k, mode);
       if (def.memOnly && mod === 3) return this.undefined(k, mode);
       if (def.regOnly && mod !== 3) return this.undefined(k, mode);
     } else {

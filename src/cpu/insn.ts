@@ -28,6 +28,8 @@ export const enum Sz {
   Y,
   /** 16 or 32 by operand size; REX.W does not make it 64 (port I/O). */
   Z,
+  /** Natural width: 64 bits in 64-bit mode, 32 elsewhere, whatever the prefixes (MOV CR/DR, INVPCID). */
+  NATURAL,
 }
 
 /** Immediate and displacement operands that follow ModRM. */
@@ -74,6 +76,8 @@ export interface OpDef {
   readonly regOnly?: boolean;
   /** ModRM.mod is ignored: r/m always names a register, with no displacement (MOV CR/DR). */
   readonly modIgnored?: boolean;
+  /** The ModRM.reg values (with REX.R) that name a register: bit n for register n; others #UD. */
+  readonly validRegs?: number;
   /** A VEX form without a VEX.vvvv operand: vvvv must be 1111b, else #UD (SDM vol. 2, 2.3.6). */
   readonly vvvvUnused?: boolean;
   /** Control may leave the straight line after it, or decoding of what follows may change. */

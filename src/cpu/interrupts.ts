@@ -152,9 +152,10 @@ function readGate(cpu: Cpu, vector: number, size: number, ext: number): void {
   const s = (cpu.idtrLo >>> 0) + vector * size;
   const lo = s | 0, hi = longMode(cpu) ? (cpu.idtrHi + (s > 0xffffffff ? 1 : 0)) | 0 : 0;
   const m = cpu.mmu;
-  desc.lo = m.read32(lo, hi);
-  desc.hi = m.read32((lo + 4) | 0, hi);
-  desc.hi2 = size === 16 ? m.read32((lo + 8) | 0, hi) : 0;
+  // IDT reads are implicit supervisor accesses (SDM vol. 3A, 4.6).
+  desc.lo = m.readImplicit(lo, hi, 4);
+  desc.hi = m.readImplicit((lo + 4) | 0, hi, 4);
+  desc.hi2 = size === 16 ? m.readImplicit((lo + 8) | 0, hi, 4) : 0;
 }
 
 /** Checks the gate's present bit and, for software events, its DPL (SDM vol. 3A, 6.12.1.1). */
@@ -192,8 +193,11 @@ function deliverProtected(cpu: Cpu, vector: number, kind: EventKind, code: numbe
   const newCpl = targetCode(cpu, selector, ext);
   const codeLo = desc.lo, codeHi = desc.hi;
   const flags = materialize(cpu);
-  const oldSs = cpu.segSel[SS]!, oldEsp = cpu.gpr[2 * RSP]!;
-  if (newCpl < cpu.cpl) {
+  const oldSs = cpu.segSel[SS]!, oldEsp = cpu.gpr[2 * RSP]!, oldCs = cpu.segSel[CS]!;
+  // The handler's stack is written at its privilege level (restore() undoes this on a fault).
+  const toInner = newCpl < cpu.cpl;
+  cpu.cpl = newCpl;
+  if (toInner) {
     readTss32Stack(cpu, newCpl);
     const esp = tssValue.lo, ss = tssValue.hi;
     loadStackSegment(cpu, ss, newCpl);
@@ -202,7 +206,7 @@ function deliverProtected(cpu: Cpu, vector: number, kind: EventKind, code: numbe
     push(cpu, size, oldEsp, 0);
   }
   push(cpu, size, flags, 0);
-  push(cpu, size, cpu.segSel[CS]!, 0);
+  push(cpu, size, oldCs, 0);
   push(cpu, size, cpu.ripLo, 0);
   if (code >= 0) push(cpu, size, code, 0);
   desc.lo = codeLo; desc.hi = codeHi;
@@ -228,7 +232,9 @@ function deliverLong(cpu: Cpu, vector: number, kind: EventKind, code: number, ex
   const codeLo = desc.lo, codeHi = desc.hi;
   const flags = materialize(cpu);
   const oldSs = cpu.segSel[SS]!, oldRspLo = cpu.gpr[2 * RSP]!, oldRspHi = cpu.gpr[2 * RSP + 1]!;
+  const oldCs = cpu.segSel[CS]!;
   const cplChanges = newCpl < cpu.cpl;
+  cpu.cpl = newCpl; // the handler's stack is written at its privilege level
   if (ist !== 0 || cplChanges) {
     readTss64(cpu, ist !== 0 ? 0x24 + 8 * (ist - 1) : 4 + 8 * newCpl);
     const s = cpu.mmu.canonicalShift;
@@ -244,7 +250,7 @@ function deliverLong(cpu: Cpu, vector: number, kind: EventKind, code: number, ex
   push(cpu, 8, oldSs, 0);
   push(cpu, 8, oldRspLo, oldRspHi);
   push(cpu, 8, flags, 0);
-  push(cpu, 8, cpu.segSel[CS]!, 0);
+  push(cpu, 8, oldCs, 0);
   push(cpu, 8, cpu.ripLo, cpu.ripHi);
   if (code >= 0) push(cpu, 8, code, 0);
   desc.lo = codeLo; desc.hi = codeHi;

@@ -230,3 +230,17 @@ export function jumpAbsolute(cpu: Cpu, size: number, lo: number, hi: number): vo
     cpu.ripHi = 0;
   }
 }
+
+/**
+ * Points RIP back at the instruction so that it executes again: a repeated
+ * string or I/O instruction that has not finished (16/32-bit IP wraps).
+ */
+export function repeatInstruction(cpu: Cpu, i: Insn): void {
+  if (i.mode === 8) {
+    const s = (cpu.ripLo >>> 0) - i.len;
+    cpu.ripLo = s | 0;
+    if (s < 0) cpu.ripHi = (cpu.ripHi - 1) | 0;
+  } else {
+    cpu.ripLo = i.mode === 4 ? (cpu.ripLo - i.len) | 0 : (cpu.ripLo - i.len) & 0xffff;
+  }
+}

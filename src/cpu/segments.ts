@@ -61,9 +61,10 @@ function descriptorAddress(cpu: Cpu, selector: number, size: number): boolean {
 export function readDescriptor(cpu: Cpu, selector: number, size = 8, vector: number = Vector.GP): void {
   if (!descriptorAddress(cpu, selector, size)) cpu.raise(vector, selector & 0xfffc);
   const m = cpu.mmu, lo = at.lo, hi = at.hi;
-  desc.lo = m.read32(lo, hi);
-  desc.hi = m.read32((lo + 4) | 0, hi);
-  desc.hi2 = size === 16 ? m.read32((lo + 8) | 0, hi) : 0;
+  // Descriptor-table reads are implicit supervisor accesses (SDM vol. 3A, 4.6).
+  desc.lo = m.readImplicit(lo, hi, 4);
+  desc.hi = m.readImplicit((lo + 4) | 0, hi, 4);
+  desc.hi2 = size === 16 ? m.readImplicit((lo + 8) | 0, hi, 4) : 0;
 }
 
 /** Sets the accessed bit of the descriptor last read, in memory, if it is clear. */
@@ -71,7 +72,7 @@ function markAccessed(cpu: Cpu, selector: number): void {
   if (desc.hi & (1 << 8)) return;
   descriptorAddress(cpu, selector, 8);
   desc.hi |= 1 << 8;
-  cpu.mmu.write32((at.lo + 4) | 0, at.hi, desc.hi);
+  cpu.mmu.writeImplicit((at.lo + 4) | 0, at.hi, 4, desc.hi, 0);
 }
 
 /** Loads the hidden part from the descriptor in `desc`. */
@@ -162,7 +163,7 @@ export function readTss64(cpu: Cpu, offset: number): void {
   if (offset + 7 > cpu.segLimit[TR]!) cpu.raise(Vector.TS, cpu.segSel[TR]! & 0xfffc);
   const s = (cpu.segBase[2 * TR]! >>> 0) + offset;
   const lo = s | 0, hi = (cpu.segBase[2 * TR + 1]! + (s > 0xffffffff ? 1 : 0)) | 0;
-  tssValue.lo = cpu.mmu.read64(lo, hi);
+  tssValue.lo = cpu.mmu.readImplicit(lo, hi, 8);
   tssValue.hi = cpu.mmu.hi;
 }
 
@@ -171,8 +172,8 @@ export function readTss32Stack(cpu: Cpu, n: number): void {
   const off = 4 + 8 * n;
   if (off + 5 > cpu.segLimit[TR]!) cpu.raise(Vector.TS, cpu.segSel[TR]! & 0xfffc);
   const base = cpu.segBase[2 * TR]!;
-  tssValue.lo = cpu.mmu.read32((base + off) | 0, 0);
-  tssValue.hi = cpu.mmu.read16((base + off + 4) | 0, 0);
+  tssValue.lo = cpu.mmu.readImplicit((base + off) | 0, 0, 4);
+  tssValue.hi = cpu.mmu.readImplicit((base + off + 4) | 0, 0, 2);
 }
 
 /**

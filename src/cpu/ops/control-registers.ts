@@ -115,23 +115,15 @@ function writeCr8(cpu: Cpu, lo: number, hi: number): void {
 }
 
 /**
- * The CR of a MOV CR: ModRM.reg with REX.R. CR1, CR5-CR7 and CR9-CR15 are #UD;
- * #UD comes before the privilege check (SDM vol. 3A, 6.9, classes 7 and 8).
+ * The CR of a MOV CR: ModRM.reg with REX.R. CR1, CR5-CR7 and CR9-CR15 are #UD
+ * (the table leaves ModRM.reg 1, 5, 6, 7 undefined; REX.R with 2-4 is caught
+ * here), and #UD comes before the privilege check (SDM vol. 3A, 6.9, classes 7 and 8).
  */
 function crNumber(cpu: Cpu, i: Insn): number {
   const n = i.reg;
   if (n === 1 || (n > 4 && n !== 8)) cpu.raise(Vector.UD);
   if (cpu.cpl !== 0) gp(cpu);
   return n;
-}
-
-/**
- * The general-purpose register of a MOV CR: ModRM.rm. The SDM ignores ModRM.mod
- * here; the decoder does not yet, so a mod != 11b encoding arrives as a memory
- * form whose base register is the one meant (mod = 00b, rm not 100b or 101b).
- */
-function gprOf(i: Insn): number {
-  return i.isReg ? i.rm : i.base & 15;
 }
 
 /** Operand size of MOV CR: 64 bits in 64-bit mode regardless of REX.W, else 32 (SDM vol. 2, MOV CR). */
@@ -148,13 +140,13 @@ function movFromCr(cpu: Cpu, i: Insn): void {
     case 4: lo = cpu.cr4; break;
     default: lo = (cpu.tpr >> 4) & 0xf;
   }
-  setReg(cpu, gprOf(i), crSize(i), lo, hi);
+  setReg(cpu, i.rm, crSize(i), lo, hi);
 }
 
 /** MOV CRn, r (0F 22). */
 function movToCr(cpu: Cpu, i: Insn): void {
   const n = crNumber(cpu, i), size = crSize(i);
-  const lo = getReg(cpu, gprOf(i), size), hi = cpu.tHi;
+  const lo = getReg(cpu, i.rm, size), hi = cpu.tHi;
   switch (n) {
     case 0: writeCr0(cpu, lo, hi); break;
     case 2: cpu.cr2Lo = lo; cpu.cr2Hi = hi; break;
@@ -184,7 +176,7 @@ function lmsw(cpu: Cpu, i: Insn): void {
  * CR0's, as Intel processors do (SDM vol. 2, SMSW).
  */
 function smsw(cpu: Cpu, i: Insn): void {
-  writeRm(cpu, i, i.isReg ? i.opSize : 2, cpu.cr0, 0);
+  writeRm(cpu, i, i.opSize, cpu.cr0, 0);
 }
 
 /** INVLPG m (SDM vol. 2, INVLPG): a non-canonical address in 64-bit mode makes it a no-op. */
@@ -225,19 +217,29 @@ const def = (name: string, exec: OpDef['exec'], extra: Omit<OpDef, 'name' | 'exe
 /** Instructions after these may be fetched through other translations or in another mode. */
 const serializing = { ends: true } as const;
 
+/**
+ * MOV CR: ModRM.reg (with REX.R) names CR0, CR2, CR3, CR4 or CR8, any other is
+ * #UD; ModRM.mod is ignored and r/m is a general register of natural width
+ * (SDM vol. 2, MOV—Move to/from Control Registers).
+ */
+const crOp = { modrm: true, modIgnored: true, size: Sz.NATURAL, validRegs: 0b1_0001_1101 } as const;
+
 export const CONTROL_REGISTER_TABLE: Record<number, Entry> = {
-  [TWO + 0x20]: def('mov', movFromCr, { modrm: true }),
-  [TWO + 0x22]: def('mov', movToCr, { modrm: true, ...serializing }),
+  [TWO + 0x20]: def('mov', movFromCr, crOp),
+  [TWO + 0x22]: def('mov', movToCr, { ...crOp, ...serializing }),
   [TWO + 0x06]: def('clts', clts, serializing),
   // Group 7 (0F 01): /4 SMSW, /6 LMSW, /7 INVLPG (memory form; the register forms are others').
   [TWO + 0x01]: {
     group: [undefined, undefined, undefined, undefined,
-      def('smsw', smsw, { modrm: true }),
+      { mem: def('smsw', smsw, { modrm: true, size: Sz.W }), reg: def('smsw', smsw, { modrm: true }) },
       undefined,
-      def('lmsw', lmsw, { modrm: true, size: Sz.W, ...serializing }),
+      // LMSW reads 16 bits of either form; the register form is sized as iced-x86 shows it.
+      { mem: def('lmsw', lmsw, { modrm: true, size: Sz.W, ...serializing }), reg: def('lmsw', lmsw, { modrm: true, ...serializing }) },
       { mem: def('invlpg', invlpg, { modrm: true, ...serializing }) }],
   },
+  // The type register is 64 bits in 64-bit mode, 32 elsewhere; invpcid() reads it so.
   [THREE_38 + 0x82]: {
-    prefixed: [undefined, def('invpcid', invpcid, { modrm: true, memOnly: true, ...serializing }), undefined, undefined],
+    prefixed: [undefined, def('invpcid', invpcid, { modrm: true, memOnly: true, size: Sz.NATURAL, ...serializing }),
+      undefined, undefined],
   },
 };

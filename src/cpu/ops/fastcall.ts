@@ -105,7 +105,7 @@ function segmentBase(seg: number, write: boolean) {
 const def = (name: string, exec: OpDef['exec'], extra: Omit<OpDef, 'name' | 'exec'> = {}): OpDef =>
   ({ name, exec, ...extra });
 const base = (name: string, seg: number, write: boolean): Entry =>
-  ({ reg: { prefixed: [undefined, undefined, def(name, segmentBase(seg, write), { modrm: true, size: Sz.Y })] } });
+  ({ reg: { prefixed: [undefined, undefined, def(name, segmentBase(seg, write), { modrm: true, size: Sz.Y, only64: true })] } });
 
 export const FASTCALL_TABLE: Record<number, Entry> = {
   [TWO + 0x05]: def('syscall', syscall, { ends: true }),

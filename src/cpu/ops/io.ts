@@ -5,7 +5,7 @@
  */
 import type { Cpu } from '../cpu.js';
 import { Im, Sz, type Entry, type Insn, type OpDef } from '../insn.js';
-import { addSegmentBase, getReg, setReg } from '../operands.js';
+import { addSegmentBase, getReg, repeatInstruction, setReg } from '../operands.js';
 import { DF, ES, IOPL, RCX, RDI, RDX, RSI, TR, VM, Vector } from '../regs.js';
 
 /**
@@ -20,10 +20,11 @@ export function checkIoPermission(cpu: Cpu, port: number, size: number): void {
   const limit = cpu.segLimit[TR]!, baseLo = cpu.segBase[2 * TR]!, baseHi = cpu.segBase[2 * TR + 1]!;
   const tssType = cpu.segAttr[TR]! & 0xf;
   if ((tssType !== 0x9 && tssType !== 0xb) || limit < 0x67) cpu.raise(Vector.GP, 0);
-  const mapBase = cpu.mmu.read16((baseLo + 0x66) | 0, baseHi);
+  // The TSS reads are implicit supervisor accesses (SDM vol. 3A, 4.6).
+  const mapBase = cpu.mmu.readImplicit((baseLo + 0x66) | 0, baseHi, 2);
   const byte = mapBase + (port >>> 3);
   if (byte + 1 > limit) cpu.raise(Vector.GP, 0);
-  const bits = cpu.mmu.read16((baseLo + byte) | 0, baseHi);
+  const bits = cpu.mmu.readImplicit((baseLo + byte) | 0, baseHi, 2);
   if ((bits >>> (port & 7)) & ((1 << size) - 1)) cpu.raise(Vector.GP, 0);
 }
 
@@ -89,21 +90,11 @@ function stringIo(isIn: boolean) {
     }
     if (i.rep) {
       step(cpu, RCX, ad, -1);
-      if (!counterZero(cpu, ad)) rewind(cpu, i);
+      if (!counterZero(cpu, ad)) repeatInstruction(cpu, i);
     }
   };
 }
 
-/** Points RIP back at the instruction (it runs again). */
-function rewind(cpu: Cpu, i: Insn): void {
-  if (i.mode === 8) {
-    const s = (cpu.ripLo >>> 0) - i.len;
-    cpu.ripLo = s | 0;
-    if (s < 0) cpu.ripHi = (cpu.ripHi - 1) | 0;
-  } else {
-    cpu.ripLo = i.mode === 4 ? (cpu.ripLo - i.len) | 0 : (cpu.ripLo - i.len) & 0xffff;
-  }
-}
 
 const def = (name: string, exec: OpDef['exec'], extra: Omit<OpDef, 'name' | 'exec'> = {}): OpDef =>
   ({ name, exec, ...extra });

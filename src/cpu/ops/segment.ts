@@ -145,6 +145,22 @@ function callFarIndirect(cpu: Cpu, i: Insn): void {
 }
 
 /**
+ * The checks on the code segment a far RET or IRET returns to (SDM vol. 2, RET
+ * and IRET "Operation"): not null, RPL >= CPL, code, DPL = RPL (conforming:
+ * DPL <= RPL), present. Leaves the descriptor in `desc`; returns its access rights.
+ */
+function checkReturnTarget(cpu: Cpu, sel: number): number {
+  const rpl = sel & 3, err = sel & 0xfffc;
+  if (err === 0) cpu.raise(Vector.GP, 0);
+  if (rpl < cpu.cpl) cpu.raise(Vector.GP, err);
+  readDescriptor(cpu, sel);
+  const attr = attrOf(desc.hi);
+  if (!isCode(attr) || (isConforming(attr) ? dplOf(attr) > rpl : dplOf(attr) !== rpl)) cpu.raise(Vector.GP, err);
+  if (!(attr & SegAttr.P)) cpu.raise(Vector.NP, err);
+  return attr;
+}
+
+/**
  * RET far (CB, CA imm16): pops the offset and CS; returning to an outer level
  * also pops SS:rSP (SDM vol. 2, RET "Operation", protected mode).
  */
@@ -159,12 +175,7 @@ function retFar(cpu: Cpu, i: Insn): void {
     return;
   }
   const rpl = sel & 3;
-  if ((sel & 0xfffc) === 0) cpu.raise(Vector.GP, 0);
-  if (rpl < cpu.cpl) cpu.raise(Vector.GP, sel & 0xfffc);
-  readDescriptor(cpu, sel);
-  const attr = attrOf(desc.hi);
-  if (!isCode(attr) || (isConforming(attr) ? dplOf(attr) > rpl : dplOf(attr) !== rpl)) cpu.raise(Vector.GP, sel & 0xfffc);
-  if (!(attr & SegAttr.P)) cpu.raise(Vector.NP, sel & 0xfffc);
+  checkReturnTarget(cpu, sel);
   const codeLo = desc.lo, codeHi = desc.hi;
   if (rpl === cpu.cpl) {
     adjustRsp(cpu, 2 * z + i.imm);
@@ -220,12 +231,7 @@ function iret(cpu: Cpu, i: Insn): void {
   const rpl = sel & 3, lm = longMode(cpu);
   // Returning to virtual-8086 mode is refused cleanly.
   if (!lm && z === 4 && cpu.cpl === 0 && (flags & VM)) cpu.raise(Vector.GP, 0);
-  if ((sel & 0xfffc) === 0) cpu.raise(Vector.GP, 0);
-  if (rpl < cpu.cpl) cpu.raise(Vector.GP, sel & 0xfffc);
-  readDescriptor(cpu, sel);
-  const attr = attrOf(desc.hi);
-  if (!isCode(attr) || (isConforming(attr) ? dplOf(attr) > rpl : dplOf(attr) !== rpl)) cpu.raise(Vector.GP, sel & 0xfffc);
-  if (!(attr & SegAttr.P)) cpu.raise(Vector.NP, sel & 0xfffc);
+  const attr = checkReturnTarget(cpu, sel);
   const codeLo = desc.lo, codeHi = desc.hi;
   const oldCpl = cpu.cpl;
   // In 64-bit mode IRET always pops SS:RSP; elsewhere only when returning outward.
@@ -317,7 +323,7 @@ function ltr(cpu: Cpu, i: Insn): void {
   if (!(attr & SegAttr.P)) cpu.raise(Vector.NP, sel & 0xfffc);
   // Mark busy in the descriptor: type bit 1.
   const s = (cpu.gdtrLo >>> 0) + (sel & 0xfff8) + 4;
-  cpu.mmu.write32(s | 0, lm ? (cpu.gdtrHi + (s > 0xffffffff ? 1 : 0)) | 0 : 0, desc.hi | (1 << 9));
+  cpu.mmu.writeImplicit(s | 0, lm ? (cpu.gdtrHi + (s > 0xffffffff ? 1 : 0)) | 0 : 0, 4, desc.hi | (1 << 9), 0);
   cpu.setSegment(TR, sel, baseOf(desc.lo, desc.hi), lm ? desc.hi2 : 0, limitOf(desc.lo, desc.hi), attr | 2);
 }
 

@@ -14,7 +14,7 @@ import { getZF } from '../flags.js';
 import { Sz, type Entry, type Insn, type OpDef } from '../insn.js';
 import { PAGE_MASK, PAGE_SIZE } from '../memory.js';
 import { Access } from '../mmu.js';
-import { addSegmentBase, getReg, setReg } from '../operands.js';
+import { addSegmentBase, getReg, repeatInstruction, setReg } from '../operands.js';
 import { DF, ES, RAX, RBX, RCX, RDI, RSI } from '../regs.js';
 import { alu, AluOp } from './alu.js';
 
@@ -136,7 +136,7 @@ function bytesToWrap(lo: number, hi: number, ad: number): number {
  * must go through the MMU, which invalidates the code).
  */
 function fastPage(cpu: Cpu, access: Access): number {
-  const ppn = cpu.mmu.translator.translate(cpu.eaLo, cpu.eaHi, access);
+  const ppn = cpu.mmu.translate(cpu.eaLo, cpu.eaHi, access);
   if (cpu.memory.page(ppn) === null || (access === Access.WRITE && cpu.isCodePage(ppn))) return -1;
   return ppn;
 }
@@ -202,17 +202,6 @@ function fastRun(cpu: Cpu, i: Insn, kind: Kind, z: number, max: number): number 
   return n;
 }
 
-/** Points RIP back at the instruction so that it executes again (16/32-bit IP wraps). */
-function rewind(cpu: Cpu, i: Insn): void {
-  if (i.mode === 8) {
-    const s = (cpu.ripLo >>> 0) - i.len;
-    cpu.ripLo = s | 0;
-    if (s < 0) cpu.ripHi = (cpu.ripHi - 1) | 0;
-  } else {
-    cpu.ripLo = i.mode === 4 ? (cpu.ripLo - i.len) | 0 : (cpu.ripLo - i.len) & 0xffff;
-  }
-}
-
 /** MOVS/CMPS/STOS/LODS/SCAS, with or without a repeat prefix. */
 function stringOp(kind: Kind) {
   const src = usesSrc(kind), dst = usesDst(kind);
@@ -248,7 +237,7 @@ function stringOp(kind: Kind) {
         // REPE stops on ZF = 0, REPNE on ZF = 1, tested after the count. F2/F3 on MOVS, STOS
         // and LODS both repeat on the count alone, as Intel processors do (the SDM names only F3).
         if (compares && (getZF(cpu) !== 0) !== (i.rep === 0xf3)) return;
-        if (done >= CHUNK) { rewind(cpu, i); return; }
+        if (done >= CHUNK) { repeatInstruction(cpu, i); return; }
       }
     } finally {
       // Also on a fault: the registers describe the iterations completed before it.

@@ -57,6 +57,8 @@ const ALIASES: Record<string, readonly string[]> = {
   cbw: ['cbw', 'cwde', 'cdqe'],
   iret: ['iret', 'iretd', 'iretq'],
   sysret: ['sysret', 'sysretd', 'sysretq'],
+  // F3 0F 09 is WBNOINVD on parts that have it; Skylake ignores the prefix and runs WBINVD.
+  wbinvd: ['wbinvd', 'wbnoinvd'],
   fxsave: ['fxsave', 'fxsave64'],
   fxrstor: ['fxrstor', 'fxrstor64'],
   xsave: ['xsave', 'xsave64'],

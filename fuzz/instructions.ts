@@ -328,6 +328,7 @@ function operandSize(form: InstructionForm, mode: Mode, sizePrefix: boolean, w: 
     case Sz.F64: return mode === 64 ? 8 : v;
     case Sz.Y: return mode === 64 && w ? 8 : 4;
     case Sz.Z: return v === 8 ? 4 : v;
+    case Sz.NATURAL: return mode === 64 ? 8 : 4;
     default: return v;
   }
 }
@@ -349,7 +350,8 @@ function immSize(kind: Im, opSize: number, addressSize: number): number {
 function encode(form: InstructionForm, mode: Mode, o: EncodeOptions, c: Choices): GeneratedInstruction {
   const m64 = mode === 64;
   const def = form.def;
-  const mod = !form.modrm ? 3 : form.rm !== null || form.mod === 'reg' ? 3 : form.mod === 'mem' ? c.mod % 3 : c.mod;
+  // MOV CR/DR ignore ModRM.mod (always registers): generated as mod = 11b.
+  const mod = !form.modrm || def.modIgnored ? 3 : form.rm !== null || form.mod === 'reg' ? 3 : form.mod === 'mem' ? c.mod % 3 : c.mod;
   const isMem = form.modrm && mod !== 3;
   // Optional prefixes; dropped again (segment first) if the instruction would exceed 15 bytes.
   let seg = c.seg < 5 ? SEGMENT_PREFIXES[c.seg & 3]! : 0;
@@ -375,8 +377,13 @@ function encode(form: InstructionForm, mode: Mode, o: EncodeOptions, c: Choices)
     let w = false;
     // Now and then the same register as both operands (XADD, XCHG and CMPXCHG have cases of their own there).
     const alias = mod === 3 && form.reg === null && form.rm === null && c.alias < 25;
-    const reg = form.reg ?? c.reg, rm = form.rm ?? (alias ? reg : c.rm);
-    const rexBits = alias ? (c.rexBits & ~1) | ((c.rexBits >> 2) & 1) : c.rexBits;
+    // A form that names only some registers in ModRM.reg (validRegs, with REX.R) gets one of them.
+    const valid = def.validRegs === undefined ? null
+      : [...Array(m64 ? 16 : 8).keys()].filter((n) => (def.validRegs! >> n) & 1);
+    const fullReg = valid === null ? null : valid[c.reg % valid.length]!;
+    const reg = form.reg ?? (fullReg !== null ? fullReg & 7 : c.reg), rm = form.rm ?? (alias ? reg : c.rm);
+    let rexBits = alias ? (c.rexBits & ~1) | ((c.rexBits >> 2) & 1) : c.rexBits;
+    if (fullReg !== null) rexBits = (rexBits & ~4) | ((fullReg >> 3) << 2);
     if (form.vex) {
       // VEX (SDM vol. 2, 2.3.5): R/X/B/vvvv inverted; outside 64-bit mode R and X must read 1
       // (else C4/C5 is LES/LDS) and vvvv[3] is 0.
@@ -397,7 +404,7 @@ function encode(form: InstructionForm, mode: Mode, o: EncodeOptions, c: Choices)
       rex = m64 ? 0x40 | (w ? 8 : 0) | bits : 0;
       vexInfo = { w, l, vvvv, pp };
     } else {
-      if (m64 && c.rex < 60) rex = 0x40 | rexBits;
+      if (m64 && (c.rex < 60 || (fullReg !== null && fullReg > 7))) rex = 0x40 | rexBits;
       w = (rex & 8) !== 0;
       if (rex) out.push(rex);
       if (form.map === OpMap.TWO) out.push(0x0f);

@@ -163,3 +163,27 @@ describe('SDM 4.6: the processor reads the IDT, GDT and TSS as implicit supervis
     expect(read64(cpu, rsp + 24)).toBe(BigInt(USER + 0x1000));
   });
 });
+
+describe('SDM 6.7.1: NMI handling', () => {
+  it('an NMI is taken with IF = 0, blocks the next NMI until IRET, then the second is taken', () => {
+    const cpu = longModeMachine();
+    let pending = 1;
+    cpu.interrupts = {
+      hasInterrupt: () => false, acknowledge: () => -1,
+      hasNmi: () => pending > 0, takeNmi: () => { pending--; },
+    };
+    gate64(cpu, 2, HANDLER);
+    // handler: inc rbx; (a second NMI arrives now, blocked); nop; iretq
+    load(cpu, HANDLER, [0x48, 0xff, 0xc3, 0x90, 0x48, 0xcf]);
+    load(cpu, CODE, [0x90, 0x90, 0x90, HLT]);
+    cpu.rflags = 0x2; // IF = 0: NMIs are not maskable
+    run(cpu, 2);      // delivers the NMI, runs "inc rbx" and "nop" inside the handler
+    expect(cpu.reg64(3)).toBe(1n);
+    expect(cpu.nmiBlocked).toBe(true);
+    pending = 1;      // a second NMI while the first is being handled
+    run(cpu, 1);      // IRETQ: the second NMI must wait for it
+    expect(cpu.nmiBlocked).toBe(false);
+    run(cpu, 1);      // now the second NMI is delivered and its handler's first instruction runs
+    expect(cpu.reg64(3)).toBe(2n);
+  });
+});

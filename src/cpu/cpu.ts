@@ -42,6 +42,10 @@ export interface InterruptSource {
   hasInterrupt(): boolean;
   /** The interrupt-acknowledge cycle: returns the vector. */
   acknowledge(): number;
+  /** True when an NMI waits (optional: sources without NMI leave it out). */
+  hasNmi?(): boolean;
+  /** Takes the waiting NMI. */
+  takeNmi?(): void;
 }
 
 /** Nothing attached: reads float high, writes are dropped. */
@@ -170,6 +174,8 @@ export class Cpu implements FlagState, MmuHost {
   interrupts: InterruptSource | null = null;
   /** In the HLT state: no instructions run until an interrupt (SDM vol. 2, HLT). */
   halted = false;
+  /** NMIs are blocked from the delivery of one until the next IRET (SDM vol. 3A, 6.7.1). */
+  nmiBlocked = false;
   /** The time base in ns (1 instruction = 1 ns); the platform adds time skipped while halted. */
   now: () => number = () => this.retired;
   /** The I/O ports (the platform attaches its devices here). */

@@ -20,6 +20,7 @@ import { CONTROL_REGISTER_TABLE } from './ops/control-registers.js';
 import { IO_TABLE } from './ops/io.js';
 import { SEGMENT_TABLE } from './ops/segment.js';
 import { FASTCALL_TABLE } from './ops/fastcall.js';
+import { DEBUG_REGISTER_TABLE } from './ops/debug-registers.js';
 import { FPU_TABLE } from './ops/fpu.js';
 
 type Slots = readonly (Entry | undefined)[];
@@ -82,5 +83,5 @@ export function buildTable(parts: readonly Readonly<Record<number, Entry>>[]): O
 export const OPCODE_TABLE: OpTable = buildTable([
   ALU_TABLE, MOVE_TABLE, CONTROL_TABLE, STACK_TABLE, SHIFT_TABLE, MULDIV_TABLE,
   BITS_TABLE, STRING_TABLE, SSE_TABLE, SYSTEM_TABLE, CONTROL_REGISTER_TABLE, IO_TABLE, SEGMENT_TABLE,
-  FPU_TABLE, FASTCALL_TABLE,
+  FPU_TABLE, FASTCALL_TABLE, DEBUG_REGISTER_TABLE,
 ]);

@@ -6,7 +6,7 @@
 import type { Block } from './blocks.js';
 import { FAULT, Pending, type Cpu, type StopReason } from './cpu.js';
 import { deliverException, deliverInterrupt } from './interrupts.js';
-import { IF } from './regs.js';
+import { IF, Vector } from './regs.js';
 import { compileBlock } from './jit/compile.js';
 
 
@@ -89,9 +89,18 @@ function execCompiled(cpu: Cpu, block: Block): number {
  */
 function acceptInterrupt(cpu: Cpu, limit: number): number {
   const source = cpu.interrupts;
-  if (source === null || (cpu.flags & IF) === 0 || !source.hasInterrupt()) return limit;
+  if (source === null) return limit;
+  const nmi = !cpu.nmiBlocked && source.hasNmi !== undefined && source.hasNmi();
+  if (!nmi && ((cpu.flags & IF) === 0 || !source.hasInterrupt())) return limit;
   if (cpu.insnCount < cpu.interruptShadowEnd) return Math.min(limit, cpu.interruptShadowEnd - cpu.insnCount);
-  deliverInterrupt(cpu, source.acknowledge());
+  if (nmi) {
+    // An NMI comes before a maskable interrupt and blocks further NMIs until IRET (6.7.1, 6.9).
+    source.takeNmi!();
+    cpu.nmiBlocked = true;
+    deliverInterrupt(cpu, Vector.NMI);
+  } else {
+    deliverInterrupt(cpu, source.acknowledge());
+  }
   return limit;
 }
 

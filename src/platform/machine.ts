@@ -80,6 +80,8 @@ export class PcMachine {
         if (apic.hasExtInt) { apic.acknowledgeExtInt(); return pic.acknowledge(); }
         return apic.acknowledge();
       },
+      hasNmi: () => apic.hasNmi,
+      takeNmi: () => { apic.takeNmi(); },
     };
   }
 

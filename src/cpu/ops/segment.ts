@@ -210,8 +210,13 @@ function iretFlags(cpu: Cpu, value: number, z: number, cpl: number): void {
   cpu.rflags = (cpu.rflags & ~mask) | (value & mask);
 }
 
-/** IRET/IRETD/IRETQ (CF). */
+/** IRET/IRETD/IRETQ (CF). Ends the blocking of NMIs (SDM vol. 3A, 6.7.1). */
 function iret(cpu: Cpu, i: Insn): void {
+  iretFrame(cpu, i);
+  cpu.nmiBlocked = false;
+}
+
+function iretFrame(cpu: Cpu, i: Insn): void {
   const z = i.opSize;
   const ipLo = peek(cpu, z, 0), ipHi = cpu.tHi;
   const sel = peek(cpu, z, z) & 0xffff;

@@ -1,0 +1,68 @@
+/**
+ * MOV to and from the debug registers (SDM vol. 2, "MOV—Move to/from Debug
+ * Registers"; vol. 3B, 18.2 "Debug Registers"), and INVD/WBINVD, which have
+ * nothing to do on a model without caches beyond their privilege check.
+ */
+import type { Cpu } from '../cpu.js';
+import { OpMap, Sz, type Entry, type Insn, type OpDef } from '../insn.js';
+import { getReg, setReg } from '../operands.js';
+import { VM, Vector } from '../regs.js';
+
+const TWO = OpMap.TWO * 256;
+const CR4_DE = 1 << 3;
+/** DR7.GD (general detect) and DR6.BD (18.2.3, 18.2.4). */
+const DR7_GD = 1 << 13, DR6_BD = 1 << 13;
+/** DR6: B0-B3, BD, BS, BT are defined; bits 4-11 and 16-31 read 1, bit 12 reads 0 (no RTM). */
+const DR6_DEFINED = 0xe00f, DR6_FIXED1 = 0xffff0ff0 | 0;
+/** DR7: bit 10 reads 1; bits 11, 12, 14 and 15 read 0. */
+const DR7_DEFINED = 0xffff23ff | 0, DR7_FIXED1 = 0x400;
+
+/** The checks before either direction, in the SDM's order; returns the register number (DR4/5 → DR6/7). */
+function debugRegister(cpu: Cpu, i: Insn): number {
+  if ((cpu.flags & VM) !== 0 || cpu.cpl !== 0) cpu.raise(Vector.GP, 0);
+  let n = i.reg;
+  if (n === 4 || n === 5) {
+    if (cpu.cr4 & CR4_DE) cpu.raise(Vector.UD);
+    n += 2;
+  }
+  if (cpu.dr7 & DR7_GD) {
+    // General detect: a fault, with DR6.BD set and GD cleared for the handler.
+    cpu.dr6 |= DR6_BD;
+    cpu.dr7 &= ~DR7_GD;
+    cpu.raise(Vector.DB);
+  }
+  return n;
+}
+
+function movFromDr(cpu: Cpu, i: Insn): void {
+  const n = debugRegister(cpu, i);
+  const lo = n < 4 ? cpu.dr[2 * n]! : n === 6 ? cpu.dr6 : cpu.dr7;
+  const hi = n < 4 ? cpu.dr[2 * n + 1]! : 0;
+  setReg(cpu, i.rm, i.opSize, lo, hi);
+}
+
+function movToDr(cpu: Cpu, i: Insn): void {
+  const n = debugRegister(cpu, i);
+  const lo = getReg(cpu, i.rm, i.opSize), hi = i.opSize === 8 ? cpu.tHi : 0;
+  if (n < 4) { cpu.dr[2 * n] = lo; cpu.dr[2 * n + 1] = hi; return; }
+  if (hi !== 0) cpu.raise(Vector.GP, 0); // bits 63:32 of DR6 and DR7 are reserved
+  if (n === 6) cpu.dr6 = (lo & DR6_DEFINED) | DR6_FIXED1;
+  else cpu.dr7 = (lo & DR7_DEFINED) | DR7_FIXED1;
+}
+
+/** INVD/WBINVD: privileged (#GP(0) above CPL 0); the model keeps no caches. */
+function cacheInvalidate(cpu: Cpu): void {
+  if ((cpu.cr0 & 1) && cpu.cpl !== 0) cpu.raise(Vector.GP, 0);
+}
+
+const def = (name: string, exec: OpDef['exec'], extra: Omit<OpDef, 'name' | 'exec'> = {}): OpDef =>
+  ({ name, exec, ...extra });
+/** r/m is a general register of natural width whatever ModRM.mod says; DR8-DR15 do not exist (#UD). */
+const drOp = { modrm: true, modIgnored: true, size: Sz.NATURAL, validRegs: 0xff } as const;
+
+export const DEBUG_REGISTER_TABLE: Record<number, Entry> = {
+  [TWO + 0x21]: def('mov', movFromDr, drOp),
+  [TWO + 0x23]: def('mov', movToDr, { ...drOp, ends: true }),
+  [TWO + 0x08]: def('invd', cacheInvalidate),
+  [TWO + 0x09]: def('wbinvd', cacheInvalidate),
+};

@@ -12,10 +12,10 @@ function capture(argv: string[]): { status: number; out: string[]; err: string[]
 }
 
 describe('hvsim run', () => {
-  it('runs the bundled default guest: Multiboot, long mode, #DE, timer interrupts, debug-exit status 1', () => {
+  it('runs the bundled default guest: Multiboot, long mode, #DE, timer interrupts, halt with IF = 0 (status 0)', () => {
     const r = capture(['run']);
     expect(r.err).toEqual([]);
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(0);
     expect(r.serial).toBe([
       'hvsim guest: protected mode', 'hvsim guest: long mode', 'hvsim guest: #DE handled',
       'hvsim guest: resumed after #DE', 'hvsim guest: 3 timer interrupts', ''].join('\n'));
@@ -29,6 +29,15 @@ describe('hvsim run', () => {
     expect(result.stop).toEqual({ kind: 'halt' });
     expect(BigInt(result.registers.rax)).toBe(148933n);
     expect(BigInt(result.registers.rdx)).toBe(142913828922n);
+  });
+
+  it('exits with the debug-exit status (v << 1) | 1 when the guest writes v to port 0xF4', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hvsim-'));
+    const image = join(dir, 'exit.bin');
+    writeFileSync(image, Uint8Array.of(0xb0, 0x10, 0xe6, 0xf4, 0xf4)); // mov al, 0x10; out 0xf4, al; hlt
+    const r = capture(['run', image, '--format', 'flat', '--mode', '32']);
+    expect(r.status).toBe(0x21);
+    expect(r.err).toEqual([]);
   });
 
   it('runs a flat image and reports an exhausted budget with status 3', () => {

@@ -187,3 +187,30 @@ describe('SDM 6.7.1: NMI handling', () => {
     expect(cpu.reg64(3)).toBe(2n);
   });
 });
+
+describe('SDM vol. 3B, 18.3.1.4: single-step trap', () => {
+  it('with RFLAGS.TF set, #DB follows the first instruction, with DR6.BS set and RIP after it', () => {
+    const cpu = longModeMachine();
+    gate64(cpu, 1, HANDLER);
+    load(cpu, HANDLER, [HLT]);
+    load(cpu, CODE, [0x48, 0xff, 0xc3, 0x48, 0xff, 0xc3, HLT]); // inc rbx; inc rbx
+    cpu.rflags = 0x102; // TF
+    run(cpu, 10);
+    expect(cpu.reg64(3)).toBe(1n);                             // only the first INC ran
+    expect(cpu.rip).toBe(BigInt(HANDLER + 1));
+    expect(read64(cpu, cpu.gpr[2 * RSP]! >>> 0)).toBe(BigInt(CODE + 3));
+    expect(cpu.dr6 & (1 << 14)).toBe(1 << 14);
+    expect(cpu.rflags & 0x100).toBe(0);                        // the handler runs with TF clear
+  });
+
+  it('the instruction that sets TF is not followed by a trap (TF is sampled at its start)', () => {
+    const cpu = longModeMachine();
+    gate64(cpu, 1, HANDLER);
+    load(cpu, HANDLER, [HLT]);
+    // pushfq; or qword [rsp], 0x100; popfq (sets TF); inc rbx (then #DB)
+    load(cpu, CODE, [0x9c, 0x48, 0x81, 0x0c, 0x24, 0x00, 0x01, 0x00, 0x00, 0x9d, 0x48, 0xff, 0xc3, 0x48, 0xff, 0xc3]);
+    run(cpu, 20);
+    expect(cpu.reg64(3)).toBe(1n);
+    expect(read64(cpu, cpu.gpr[2 * RSP]! >>> 0)).toBe(BigInt(CODE + 13));
+  });
+});

@@ -6,7 +6,10 @@
 import type { Block } from './blocks.js';
 import { FAULT, Pending, type Cpu, type StopReason } from './cpu.js';
 import { deliverException, deliverInterrupt } from './interrupts.js';
-import { IF, Vector } from './regs.js';
+import { IF, TF, Vector } from './regs.js';
+
+/** DR6.BS: the #DB came from single-stepping (SDM vol. 3B, 18.2.3). */
+const DR6_BS = 1 << 14;
 import { compileBlock } from './jit/compile.js';
 
 
@@ -111,10 +114,17 @@ export function run(cpu: Cpu, budget: number): StopReason {
   while (cpu.insnCount < end) {
     try {
       cpu.excTrap = false;
-      const limit = acceptInterrupt(cpu, end - cpu.insnCount);
+      let limit = acceptInterrupt(cpu, end - cpu.insnCount);
       if (cpu.halted) { cpu.stopReason = { kind: 'halt' }; return cpu.stopReason; }
+      // RFLAGS.TF at the start of an instruction: a #DB trap after it (SDM vol. 3B, 18.3.1.4).
+      const singleStep = (cpu.flags & TF) !== 0 && cpu.insnCount >= cpu.interruptShadowEnd;
+      if (singleStep) limit = 1;
       const block = cpu.blocks.lookup();
       execBlock(cpu, block, limit);
+      if (singleStep) {
+        cpu.dr6 |= DR6_BS;
+        cpu.raiseTrap(Vector.DB, 0);
+      }
     } catch (e) {
       if (e !== FAULT) {
         throw new InternalError(`internal error at rip=0x${cpu.rip.toString(16)}: ${String(e)}`, e);

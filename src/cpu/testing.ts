@@ -15,7 +15,13 @@ export interface FragmentOptions {
   mode?: 64 | 32;
   /** Instructions to run at most (default 10,000). */
   budget?: number;
-  /** Prepares registers and memory before the run. */
+  /** Initial register values by register number (taken modulo 2^64). */
+  regs?: Readonly<Record<number, bigint>>;
+  /** Initial RFLAGS. */
+  rflags?: number;
+  /** Bytes loaded at DATA_ADDRESS. */
+  data?: ArrayLike<number>;
+  /** Prepares anything else before the run (after regs, rflags and data). */
   setup?: (cpu: Cpu) => void;
 }
 
@@ -34,6 +40,9 @@ export function runFragment(code: ArrayLike<number>, options: FragmentOptions = 
   cpu.memory.load(CODE_ADDRESS, bytes);
   cpu.ripLo = CODE_ADDRESS;
   cpu.gpr[2 * RSP] = STACK_TOP;
+  for (const [r, v] of Object.entries(options.regs ?? {})) cpu.setReg64(Number(r), BigInt.asUintN(64, v));
+  if (options.rflags !== undefined) cpu.rflags = options.rflags;
+  if (options.data !== undefined) cpu.memory.load(DATA_ADDRESS, Uint8Array.from(options.data));
   options.setup?.(cpu);
   const stop = run(cpu, options.budget ?? 10_000);
   return { cpu, stop };

@@ -1,37 +1,12 @@
 import { describe, expect, it } from 'vitest';
+import { exec, STATUS, table } from './rows.testkit.js';
 import { DATA_ADDRESS, runFragment } from '../testing.js';
 import { AF, CF, OF, PF, RAX, RBX, RCX, RDX, SF, ZF } from '../regs.js';
 
-const STATUS = CF | PF | AF | ZF | SF | OF;
-const M64 = (1n << 64n) - 1n;
-const u64 = (v: bigint): bigint => v & M64;
 const D = BigInt(DATA_ADDRESS);
 const UD = { kind: 'exception', vector: 6, errorCode: null };
 
-function exec(code: number[], regs: Record<number, bigint>, flags = 0, mem?: number[], mode: 64 | 32 = 64) {
-  return runFragment(code, {
-    mode,
-    setup: (c) => {
-      for (const [r, v] of Object.entries(regs)) c.setReg64(Number(r), u64(v));
-      c.rflags = flags;
-      if (mem) c.memory.load(DATA_ADDRESS, Uint8Array.from(mem));
-    },
-  });
-}
 
-/** [title, code, registers in, flags in, registers out, status flags out] */
-type Row = [string, number[], Record<number, bigint>, number, Record<number, bigint>, number];
-
-function table(rows: Row[]): void {
-  for (const [title, code, regs, fin, out, fout] of rows) {
-    it(title, () => {
-      const { cpu, stop } = exec(code, regs, fin);
-      expect(stop.kind).toBe('halt');
-      for (const [r, v] of Object.entries(out)) expect(cpu.reg64(Number(r)).toString(16)).toBe(u64(v).toString(16));
-      expect(cpu.rflags & STATUS).toBe(fout);
-    });
-  }
-}
 
 /** Memory at DATA_ADDRESS after running `code` with `mem` loaded there. */
 function memAfter(code: number[], regs: Record<number, bigint>, mem: number[], flags = 0) {

@@ -1,35 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { CODE_ADDRESS, DATA_ADDRESS, runFragment } from '../testing.js';
+import { exec, STATUS, table } from './rows.testkit.js';
+import { CODE_ADDRESS, DATA_ADDRESS } from '../testing.js';
 import { AF, CF, OF, PF, RAX, RBX, RCX, RDX, SF, ZF } from '../regs.js';
 
-const STATUS = CF | PF | AF | ZF | SF | OF;
 const M64 = (1n << 64n) - 1n;
 const u64 = (v: bigint): bigint => v & M64;
 const s64 = (v: bigint): bigint => BigInt.asIntN(64, v);
 
-function exec(code: readonly number[], regs: Record<number, bigint>, flags = 0, mem?: number[]) {
-  return runFragment(code, {
-    setup: (c) => {
-      for (const [r, v] of Object.entries(regs)) c.setReg64(Number(r), u64(v));
-      c.rflags = flags;
-      if (mem) c.memory.load(DATA_ADDRESS, Uint8Array.from(mem));
-    },
-  });
-}
 
-/** [title, code, registers in, flags in, registers out, status flags out] */
-type Row = [string, number[], Record<number, bigint>, number, Record<number, bigint>, number];
-
-function table(rows: Row[]): void {
-  for (const [title, code, regs, fin, out, fout] of rows) {
-    it(title, () => {
-      const { cpu, stop } = exec(code, regs, fin);
-      expect(stop.kind).toBe('halt');
-      for (const [r, v] of Object.entries(out)) expect(cpu.reg64(Number(r)).toString(16)).toBe(u64(v).toString(16));
-      expect(cpu.rflags & STATUS).toBe(fout);
-    });
-  }
-}
 
 const OTHERS = SF | ZF | AF | PF;
 

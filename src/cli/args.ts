@@ -42,7 +42,8 @@ options:
 
 exit status: the guest's debug-exit status ((v << 1) | 1 for a write of v to
 port 0xF4); 0 when it halts with interrupts off; 3 instruction budget
-exhausted; 5 triple fault (shutdown); 2 bad usage or a bad image.`;
+exhausted; 5 triple fault (shutdown); 2 bad usage or a bad image; 70 an
+internal error of the model (reported with the guest's state).`;
 
 /** Parses a size such as 4096, 0x1000, 64K, 64M or 1G. */
 export function parseSize(text: string, what: string): number {

@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GPR_NAMES, VECTOR_NAMES } from '../cpu/regs.js';
+import { InternalError } from '../cpu/run.js';
 import { ImageError, loadImage } from '../platform/loaders/index.js';
 import { PcMachine } from '../platform/machine.js';
 import { parseArgs, UsageError, USAGE, type RunOptions } from './args.js';
@@ -23,7 +24,7 @@ export function bundledGuest(name: string): string {
 export type Print = (line: string) => void;
 
 /** Exit statuses (documented in --help and the README). */
-const EXIT = { halt: 0, usage: 2, budget: 3, exception: 4, shutdown: 5 } as const;
+const EXIT = { halt: 0, usage: 2, budget: 3, exception: 4, shutdown: 5, internal: 70 } as const;
 
 
 function hex(v: bigint): string { return `0x${v.toString(16)}`; }
@@ -78,6 +79,12 @@ export function main(argv: readonly string[], io: Output): number {
     if (e instanceof UsageError || e instanceof ImageError) {
       io.err(`hvsim: ${e.message}`);
       return EXIT.usage;
+    }
+    if (e instanceof InternalError) {
+      // A bug of the model, not of the guest: say where, with the state around it.
+      io.err(`hvsim: ${e.message}`);
+      io.err(`hvsim: ${e.state}`);
+      return EXIT.internal;
     }
     throw e;
   }

@@ -64,3 +64,20 @@ describe('decoded-code cache and self-modifying code', () => {
     expect(cpu.gpr[2 * RAX]).toBe(0x77223344);
   });
 });
+
+describe('internal errors (DESIGN: Errors)', () => {
+  it('a broken invariant stops the run with the guest RIP and state, not a bare exception', async () => {
+    const { InternalError } = await import('./run.js');
+    const cpu = new Cpu({ memorySize: 1 << 20 });
+    cpu.enterFlat64();
+    cpu.memory.load(0x1000, Uint8Array.of(0x90, 0xf4));
+    cpu.ripLo = 0x1000;
+    cpu.interrupts = { hasInterrupt: () => { throw new Error('broken controller'); }, acknowledge: () => 0 };
+    cpu.rflags = 0x202;
+    let caught: unknown;
+    try { run(cpu, 10); } catch (e) { caught = e; }
+    expect(caught).toBeInstanceOf(InternalError);
+    expect((caught as Error).message).toBe('internal error at rip=0x1000: Error: broken controller');
+    expect((caught as InstanceType<typeof InternalError>).state).toMatch(/^rax=0 rcx=0 .* insns=0$/);
+  });
+});

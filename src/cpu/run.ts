@@ -6,7 +6,7 @@
 import type { Block } from './blocks.js';
 import { FAULT, Pending, type Cpu, type StopReason } from './cpu.js';
 import { deliverException, deliverInterrupt } from './interrupts.js';
-import { IF, TF, Vector } from './regs.js';
+import { GPR_NAMES, IF, TF, Vector } from './regs.js';
 
 /** DR6.BS: the #DB came from single-stepping (SDM vol. 3B, 18.2.3). */
 const DR6_BS = 1 << 14;
@@ -15,7 +15,14 @@ import { compileBlock } from './jit/compile.js';
 
 /** An internal invariant broke: the model stops with the guest state around it. */
 export class InternalError extends Error {
-  constructor(message: string, override readonly cause: unknown) { super(message); }
+  constructor(message: string, override readonly cause: unknown, readonly state: string) { super(message); }
+}
+
+/** The registers, for an internal error's report. */
+function describeState(cpu: Cpu): string {
+  const regs = GPR_NAMES.map((n, k) => `${n}=${cpu.reg64(k).toString(16)}`).join(' ');
+  return `${regs} rflags=${(cpu.rflags >>> 0).toString(16)} cs=${cpu.segSel[1]!.toString(16)} cpl=${cpu.cpl} ` +
+    `cr0=${(cpu.cr0 >>> 0).toString(16)} cr3=${(cpu.cr3Lo >>> 0).toString(16)} cr4=${(cpu.cr4 >>> 0).toString(16)} insns=${cpu.insnCount}`;
 }
 
 /** Advances RIP past an instruction of `len` bytes in code of `mode` bytes. */
@@ -127,7 +134,7 @@ export function run(cpu: Cpu, budget: number): StopReason {
       }
     } catch (e) {
       if (e !== FAULT) {
-        throw new InternalError(`internal error at rip=0x${cpu.rip.toString(16)}: ${String(e)}`, e);
+        throw new InternalError(`internal error at rip=0x${cpu.rip.toString(16)}: ${String(e)}`, e, describeState(cpu));
       }
       if (!cpu.deliverExceptions) {
         cpu.stopReason = {

@@ -95,6 +95,10 @@ export class Cpu implements FlagState, MmuHost {
   readonly dr = new Int32Array(8);
   dr6 = 0xffff0ff0 | 0;
   dr7 = 0x400;
+  /** Enabled instruction breakpoints (bit n: DRn), from DR7 (SDM vol. 3B, 18.2.4). */
+  breakOnExecute = 0;
+  /** Data breakpoints hit by the instruction executing (bit n: DRn): a #DB trap follows it. */
+  dataBreakHits = 0;
 
   /**
    * Control registers and EFER (SDM vol. 3A, 2.5, 2.2.1). Code that stores them

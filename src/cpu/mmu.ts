@@ -39,6 +39,11 @@ export interface MmuHost {
   codeWritten(pa: number, length: number): void;
 }
 
+/** Data breakpoints: told of every read and write while set (the MMU then keeps no data TLB entries). */
+export interface DataWatch {
+  access(lo: number, hi: number, size: number, write: boolean): void;
+}
+
 export const identityTranslator: Translator = {
   translate: (linLo, linHi) => linHi * 0x100000 + (linLo >>> 12),
 };
@@ -75,6 +80,9 @@ export class Mmu {
   translator: Translator = identityTranslator;
   /** 16 for 48-bit linear addresses, 7 for 57-bit (CR4.LA57). */
   canonicalShift = 16;
+  /** Set while data breakpoints are enabled: every data access takes the slow path and is reported. */
+  watch: DataWatch | null = null;
+
   /** Counts flushes: anything that remembers a translation (block chaining) compares it. */
   epoch = 0;
   /**
@@ -308,7 +316,7 @@ export class Mmu {
   private resolve(lo: number, hi: number, access: Access): number {
     this.cacheable = true;
     const ppn = this.translate(lo, hi, access);
-    if (!this.cacheable) return ppn;
+    if (!this.cacheable || (this.watch !== null && access !== Access.EXEC)) return ppn;
     const page = this.memory.page(ppn);
     const idx = (lo >>> 12) & TLB_MASK, vpn = vpnOf(lo, hi);
     if (page === null) return ppn;
@@ -321,6 +329,7 @@ export class Mmu {
   /** A read that missed the TLB, crosses a page, or touches unbacked memory. */
   private readSlow(lo: number, hi: number, size: number, access: Access): number {
     const ppn0 = this.resolve(lo, hi, access);
+    if (this.watch !== null && access === Access.READ) this.watch.access(lo, hi, size, false);
     const off = lo & PAGE_MASK;
     let ppn1 = ppn0;
     if (off + size > PAGE_SIZE) {
@@ -346,6 +355,7 @@ export class Mmu {
   /** A write that missed the TLB, crosses a page, or lands on code or unbacked memory. */
   private writeSlow(lo: number, hi: number, size: number, vLo: number, vHi: number): void {
     const ppn0 = this.resolve(lo, hi, Access.WRITE);
+    if (this.watch !== null) this.watch.access(lo, hi, size, true);
     const off = lo & PAGE_MASK;
     let ppn1 = ppn0;
     if (off + size > PAGE_SIZE) {

@@ -6,7 +6,7 @@
 import type { Block } from './blocks.js';
 import { FAULT, Pending, type Cpu, type StopReason } from './cpu.js';
 import { deliverException, deliverInterrupt } from './interrupts.js';
-import { GPR_NAMES, IF, TF, Vector } from './regs.js';
+import { GPR_NAMES, IF, RF, TF, Vector } from './regs.js';
 
 /** DR6.BS: the #DB came from single-stepping (SDM vol. 3B, 18.2.3). */
 const DR6_BS = 1 << 14;
@@ -114,6 +114,23 @@ function acceptInterrupt(cpu: Cpu, limit: number): number {
   return limit;
 }
 
+/**
+ * An instruction breakpoint is a fault: #DB before the instruction at a DRn
+ * address with R/W = 00, unless RFLAGS.RF is set (SDM vol. 3B, 18.3.1.1).
+ */
+function checkInstructionBreakpoints(cpu: Cpu): void {
+  if (cpu.flags & RF) return;
+  let lo = cpu.ripLo, hi = cpu.ripHi;
+  if (cpu.codeSize !== 8) { lo = (lo + cpu.segBase[2]!) | 0; hi = 0; }
+  let hits = 0;
+  for (let n = 0; n < 4; n++) {
+    if ((cpu.breakOnExecute >> n) & 1 && cpu.dr[2 * n] === lo && cpu.dr[2 * n + 1] === hi) hits |= 1 << n;
+  }
+  if (hits === 0) return;
+  cpu.dr6 |= hits;
+  cpu.raise(Vector.DB);
+}
+
 /** Runs until `budget` more instructions have retired or something stops the run. */
 export function run(cpu: Cpu, budget: number): StopReason {
   const end = cpu.insnCount + budget;
@@ -126,8 +143,20 @@ export function run(cpu: Cpu, budget: number): StopReason {
       // RFLAGS.TF at the start of an instruction: a #DB trap after it (SDM vol. 3B, 18.3.1.4).
       const singleStep = (cpu.flags & TF) !== 0 && cpu.insnCount >= cpu.interruptShadowEnd;
       if (singleStep) limit = 1;
+      if (cpu.breakOnExecute !== 0) {
+        limit = 1;
+        checkInstructionBreakpoints(cpu);
+      }
       const block = cpu.blocks.lookup();
       execBlock(cpu, block, limit);
+      // RF suppresses instruction breakpoints for one instruction (18.3.1.1).
+      if (cpu.flags & RF) cpu.flags &= ~RF;
+      if (cpu.dataBreakHits !== 0) {
+        // Data breakpoints are traps: #DB after the instruction that touched the data (18.3.1.2).
+        cpu.dr6 |= cpu.dataBreakHits;
+        cpu.dataBreakHits = 0;
+        cpu.raiseTrap(Vector.DB, 0);
+      }
       if (singleStep) {
         cpu.dr6 |= DR6_BS;
         cpu.raiseTrap(Vector.DB, 0);

@@ -44,10 +44,49 @@ function movFromDr(cpu: Cpu, i: Insn): void {
 function movToDr(cpu: Cpu, i: Insn): void {
   const n = debugRegister(cpu, i);
   const lo = getReg(cpu, i.rm, i.opSize), hi = i.opSize === 8 ? cpu.tHi : 0;
-  if (n < 4) { cpu.dr[2 * n] = lo; cpu.dr[2 * n + 1] = hi; return; }
-  if (hi !== 0) cpu.raise(Vector.GP, 0); // bits 63:32 of DR6 and DR7 are reserved
-  if (n === 6) cpu.dr6 = (lo & DR6_DEFINED) | DR6_FIXED1;
+  if (n < 4) { cpu.dr[2 * n] = lo; cpu.dr[2 * n + 1] = hi; }
+  else if (hi !== 0) cpu.raise(Vector.GP, 0); // bits 63:32 of DR6 and DR7 are reserved
+  else if (n === 6) cpu.dr6 = (lo & DR6_DEFINED) | DR6_FIXED1;
   else cpu.dr7 = (lo & DR7_DEFINED) | DR7_FIXED1;
+  updateBreakpoints(cpu);
+}
+
+/** DR7 field of breakpoint n: enabled (L or G), R/W and LEN (SDM vol. 3B, 18.2.4). */
+const enabled = (dr7: number, n: number): boolean => ((dr7 >> (2 * n)) & 3) !== 0;
+const rwOf = (dr7: number, n: number): number => (dr7 >>> (16 + 4 * n)) & 3;
+/** LEN 00, 01, 11, 10 cover 1, 2, 4 and 8 bytes. */
+const LENGTH = [1, 2, 8, 4];
+
+/**
+ * Recomputes which breakpoints are live after a write to DR0-DR3 or DR7:
+ * instruction breakpoints (R/W = 00) for the run loop, data breakpoints
+ * (R/W = 01 writes, 11 reads or writes) through the MMU's watch. I/O
+ * breakpoints (R/W = 10 with CR4.DE) are not modelled.
+ */
+export function updateBreakpoints(cpu: Cpu): void {
+  const dr7 = cpu.dr7;
+  let exec = 0, data = 0;
+  for (let n = 0; n < 4; n++) {
+    if (!enabled(dr7, n)) continue;
+    const rw = rwOf(dr7, n);
+    if (rw === 0) exec |= 1 << n;
+    else if (rw === 1 || rw === 3) data |= 1 << n;
+  }
+  cpu.breakOnExecute = exec;
+  const watch = data === 0 ? null : {
+    access(lo: number, hi: number, size: number, write: boolean): void {
+      for (let n = 0; n < 4; n++) {
+        if (!((data >> n) & 1) || (!write && rwOf(cpu.dr7, n) === 1)) continue;
+        const len = LENGTH[(cpu.dr7 >>> (18 + 4 * n)) & 3]!;
+        const start = (cpu.dr[2 * n]! & ~(len - 1)) >>> 0;
+        if (cpu.dr[2 * n + 1] !== hi) continue;
+        const a = lo >>> 0;
+        if (a < start + len && start < a + size) { cpu.dataBreakHits |= 1 << n; cpu.signalInterrupt(); }
+      }
+    },
+  };
+  if ((watch === null) !== (cpu.mmu.watch === null)) cpu.mmu.flushFast();
+  cpu.mmu.watch = watch;
 }
 
 /** INVD/WBINVD: privileged (#GP(0) above CPL 0); the model keeps no caches. */

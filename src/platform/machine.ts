@@ -53,30 +53,56 @@ export class PcMachine {
       onExit: (status) => { this.exitStatus = status; cpu.stop({ kind: 'stop' }); },
     });
     const clock = this.ports.clock;
-    cpu.io = this.ports.bus;
     cpu.now = () => clock.ns();
 
+    // The run loop asks for interrupts at every block boundary; the APIC's answer can
+    // only change after it signals, the PIC raises INTR, or the guest writes an APIC
+    // register or takes a vector. Until then the last "nothing" stands.
+    let changed = true;
+    const touch = (): void => { changed = true; cpu.signalInterrupt(); };
     const bus = new ApicBus();
     this.apic = new LocalApic({
-      id: 0, bsp: true, now: () => clock.ns(), bus, maxPhysAddr: MAXPHYADDR, onEvent: () => cpu.signalInterrupt(),
+      id: 0, bsp: true, now: () => clock.ns(), bus, maxPhysAddr: MAXPHYADDR, onEvent: touch,
     });
     this.ioapic = new IoApic(bus, 1);
     const apic = this.apic, pic = this.ports.pic;
-    cpu.msrs.attach(MSR_IA32_APIC_BASE, MSR_IA32_APIC_BASE, apic);
-    cpu.msrs.attach(MSR_IA32_TSC_DEADLINE, MSR_IA32_TSC_DEADLINE, apic);
-    cpu.msrs.attach(X2APIC_MSR_FIRST, X2APIC_MSR_LAST, apic);
-    cpu.memory.mapMmio(mmio(() => apic.mmioBase, APIC_PAGE, apic));
+    const apicMsrs = {
+      get msrLo() { return apic.msrLo; },
+      get msrHi() { return apic.msrHi; },
+      rdmsr: (msr: number) => apic.rdmsr(msr),
+      wrmsr: (msr: number, lo: number, hi: number) => { touch(); return apic.wrmsr(msr, lo, hi); },
+    };
+    cpu.msrs.attach(MSR_IA32_APIC_BASE, MSR_IA32_APIC_BASE, apicMsrs);
+    cpu.msrs.attach(MSR_IA32_TSC_DEADLINE, MSR_IA32_TSC_DEADLINE, apicMsrs);
+    cpu.msrs.attach(X2APIC_MSR_FIRST, X2APIC_MSR_LAST, apicMsrs);
+    cpu.memory.mapMmio(mmio(() => apic.mmioBase, APIC_PAGE, {
+      read: (offset, n) => apic.read(offset, n),
+      write: (offset, n, v) => { touch(); apic.write(offset, n, v); },
+    }));
     cpu.memory.mapMmio(mmio(() => IOAPIC_DEFAULT_BASE, APIC_PAGE, this.ioapic));
 
     // The 8259A's INTR reaches the processor through LINT0, programmed as firmware
     // leaves it: virtual-wire mode, LINT0 = ExtINT, LINT1 = NMI (MP spec 3.6.2.2).
-    pic.onIntr = (level) => { apic.setLint(0, level); cpu.signalInterrupt(); };
+    pic.onIntr = (level) => { apic.setLint(0, level); touch(); };
+    // A port access may change what the 8259A would deliver (an EOI, a new mask) without
+    // moving its INTR line: every access counts as a change.
+    const ports = this.ports.bus;
+    cpu.io = {
+      read: (port, size) => { const v = ports.read(port, size); touch(); return v; },
+      write: (port, size, value) => { ports.write(port, size, value); touch(); },
+    };
     apic.write(APIC_SVR, 4, 0x1ff);
     apic.write(APIC_LVT_LINT0, 4, LVT_EXTINT);
     apic.write(APIC_LVT_LINT1, 4, LVT_NMI);
     cpu.interrupts = {
-      hasInterrupt: () => apic.hasExtInt || apic.pendingVector() >= 0,
+      hasInterrupt: () => {
+        if (!changed) return false;
+        const any = apic.hasExtInt || apic.pendingVector() >= 0;
+        changed = any;
+        return any;
+      },
       acknowledge: () => {
+        changed = true;
         if (apic.hasExtInt) { apic.acknowledgeExtInt(); return pic.acknowledge(); }
         return apic.acknowledge();
       },
@@ -93,7 +119,7 @@ export class PcMachine {
   /** Fires every device event that is due. */
   private runDue(): void {
     this.ports.clock.runDue();
-    if (this.apic.nextDeadline() <= this.ports.clock.ns()) this.apic.tick();
+    if (this.apic.nextDeadline() <= this.ports.clock.ns()) { this.apic.tick(); this.cpu.signalInterrupt(); }
   }
 
   /** Runs until the guest exits, halts for good, shuts down, or `budget` instructions have retired. */

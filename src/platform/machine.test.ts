@@ -1,0 +1,49 @@
+import { describe, expect, it } from 'vitest';
+import { PcMachine } from './machine.js';
+import { loadImage } from './loaders/index.js';
+
+/**
+ * The machine's interrupt path: an interrupt that becomes deliverable through a
+ * port write that does not move the 8259A's INTR line (an EOI uncovering a
+ * waiting lower-priority request) is still taken (SDM vol. 3A, 6.8.1; 8259A
+ * datasheet, priority resolution).
+ */
+describe('PcMachine interrupt delivery', () => {
+  it('IRQ 0 and IRQ 1 both wait; after the EOI of IRQ 0 the handler of IRQ 1 runs', () => {
+    const m = new PcMachine({ memorySize: 4 << 20 });
+    const cpu = m.cpu;
+    // 32-bit flat protected mode; the IDT is built below.
+    const code: number[] = [
+      // 8259A: ICW1-4 for the master, vectors 0x20.., IRQ 0 and 1 unmasked.
+      0xb0, 0x11, 0xe6, 0x20, 0xb0, 0x20, 0xe6, 0x21, 0xb0, 0x04, 0xe6, 0x21, 0xb0, 0x01, 0xe6, 0x21,
+      0xb0, 0xfc, 0xe6, 0x21,
+      0xfb,             // sti
+      0xf4,             // hlt: IRQ 0's handler, then IRQ 1's, run from here
+      0xfa, 0xf4,       // cli; hlt
+    ];
+    loadImage(cpu, Uint8Array.from(code), { format: 'flat', load: 0x1000, mode: '32' });
+    cpu.gpr[2 * 4] = 0x8000;
+    // IDT at 0x2000 with 32-bit interrupt gates for vectors 0x20 and 0x21.
+    const gate = (vector: number, handler: number): void => {
+      const at = 0x2000 + vector * 8;
+      cpu.memory.load(at, Uint8Array.of(handler & 0xff, handler >> 8, cpu.segSel[1]!, 0, 0, 0x8e, 0, 0));
+    };
+    gate(0x20, 0x3000);
+    gate(0x21, 0x3100);
+    cpu.idtrLo = 0x2000; cpu.idtrLimit = 0x21 * 8 + 7;
+    // Handler 0x20: inc ebx; mov al, 0x20; out 0x20, al (EOI); iret. Handler 0x21: inc esi; EOI; iret.
+    cpu.memory.load(0x3000, Uint8Array.of(0x43, 0xb0, 0x20, 0xe6, 0x20, 0xcf));
+    cpu.memory.load(0x3100, Uint8Array.of(0x46, 0xb0, 0x20, 0xe6, 0x20, 0xcf));
+    // Run to the HLT (ICW1 resets the edge detection, so the lines are raised after it).
+    expect(m.run(12)).toEqual({ kind: 'halt' });
+    expect(cpu.halted).toBe(true);
+    // Both lines rise while the processor halts and stay up (an 8259A request must last
+    // until its acknowledge, else it reads as spurious IRQ 7): IRQ 1 waits behind IRQ 0.
+    m.ports.pic.setIrq(0, true);
+    m.ports.pic.setIrq(1, true);
+    const stop = m.run(10_000);
+    expect(stop).toEqual({ kind: 'halt' });
+    expect(cpu.gpr[2 * 3]).toBe(1); // IRQ 0 once
+    expect(cpu.gpr[2 * 6]).toBe(1); // IRQ 1 once, after IRQ 0's EOI
+  });
+});

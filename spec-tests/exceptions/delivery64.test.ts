@@ -214,3 +214,16 @@ describe('SDM vol. 3B, 18.3.1.4: single-step trap', () => {
     expect(read64(cpu, cpu.gpr[2 * RSP]! >>> 0)).toBe(BigInt(CODE + 13));
   });
 });
+
+describe('DESIGN: an instruction budget bounds every run', () => {
+  it('a #UD handler that is itself UD2 loops on events, yet the run ends at the budget', () => {
+    const cpu = longModeMachine();
+    // IST1 resets RSP on every delivery, so the loop never runs out of stack: it is endless.
+    gate64(cpu, 6, HANDLER, { ist: 1 });
+    write32(cpu, TSS + 0x24, 0x8800);
+    load(cpu, HANDLER, [0x0f, 0x0b]);
+    load(cpu, CODE, [0x0f, 0x0b]);
+    expect(run(cpu, 1000)).toEqual({ kind: 'budget' });
+    expect(cpu.insnCount).toBe(0);
+  });
+});

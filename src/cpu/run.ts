@@ -135,7 +135,12 @@ function checkInstructionBreakpoints(cpu: Cpu): void {
 export function run(cpu: Cpu, budget: number): StopReason {
   const end = cpu.insnCount + budget;
   cpu.pending &= ~Pending.STOP;
+  // Events delivered without an instruction retiring (a handler that faults on its
+  // first instruction loops forever on hardware) count against the budget too.
+  let stalled = 0;
   while (cpu.insnCount < end) {
+    if (stalled > budget) break;
+    const before = cpu.insnCount;
     try {
       cpu.excTrap = false;
       let limit = acceptInterrupt(cpu, end - cpu.insnCount);
@@ -173,6 +178,7 @@ export function run(cpu: Cpu, budget: number): StopReason {
       }
       deliverException(cpu);
     }
+    stalled = cpu.insnCount === before ? stalled + 1 : 0;
     if (cpu.pending !== 0) {
       const p = cpu.pending;
       cpu.pending = 0;

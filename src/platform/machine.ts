@@ -128,8 +128,11 @@ export class PcMachine {
     const end = cpu.insnCount + budget;
     while (cpu.insnCount < end) {
       const slice = Math.max(1, Math.min(end - cpu.insnCount, this.nextDeadline() - clock.ns()));
+      const before = cpu.insnCount;
       const stop = run(cpu, slice);
       this.runDue();
+      // The budget ran out on events that retire no instruction (an exception loop).
+      if (stop.kind === 'budget' && cpu.insnCount === before) return stop;
       if (this.exitStatus !== null) return { kind: 'exit', status: this.exitStatus };
       if (stop.kind === 'shutdown' || stop.kind === 'exception') return stop;
       if (stop.kind === 'halt') {

@@ -126,3 +126,31 @@ describe('robustness: random guest code never throws or runs past the budget (DE
     expect(out).toEqual({ kind: 'budget', insns: BUDGET, vector: -1 });
   });
 });
+
+describe('robustness with exceptions delivered through random tables (DESIGN: Errors)', () => {
+  it('random code over a random IDT and GDT ends in halt, shutdown or budget, never a throw or a hang', () => {
+    const kinds = new Map<string, number>();
+    fc.assert(fc.property(
+      fc.uint8Array({ minLength: 1, maxLength: 128 }),
+      fc.uint8Array({ minLength: 4096, maxLength: 4096 }),
+      fc.uint8Array({ minLength: 64, maxLength: 64 }),
+      fc.boolean(),
+      (code, idt, gdt, longMode) => {
+        const cpu = new Cpu({ memorySize: 1 << 20 });
+        if (longMode) cpu.enterFlat64(); else cpu.enterFlat32();
+        cpu.deliverExceptions = true;
+        cpu.memory.load(0x20000, idt);
+        cpu.memory.load(0x30000, gdt);
+        cpu.idtrLo = 0x20000; cpu.idtrLimit = 4095;
+        cpu.gdtrLo = 0x30000; cpu.gdtrLimit = 63;
+        cpu.memory.load(CODE_ADDRESS, code);
+        cpu.ripLo = CODE_ADDRESS;
+        cpu.gpr[2 * RSP] = STACK_TOP;
+        const stop = run(cpu, BUDGET);
+        kinds.set(stop.kind, (kinds.get(stop.kind) ?? 0) + 1);
+        expect(['halt', 'shutdown', 'budget']).toContain(stop.kind);
+        expect(cpu.insnCount).toBeLessThanOrEqual(BUDGET);
+      }), { numRuns: 400 * SCALE, seed: SEED });
+    expect(kinds.size).toBeGreaterThan(1);
+  });
+});

@@ -8,8 +8,8 @@ import type { Cpu } from './cpu.js';
 import { EFER_LMA, SegAttr } from './regs.js';
 import { CS, LDTR, SS, TR, VM, Vector } from './regs.js';
 
-/** The descriptor last read by readDescriptor: its two dwords (and the third of a 16-byte one). */
-export const desc = { lo: 0, hi: 0, hi2: 0 };
+/** The descriptor last read by readDescriptor: its two dwords (and the third and fourth of a 16-byte one). */
+export const desc = { lo: 0, hi: 0, hi2: 0, hi3: 0 };
 
 /** Access rights (VMCS layout) of a descriptor's high dword. */
 export function attrOf(hi: number): number { return (hi >>> 8) & 0xf0ff; }
@@ -65,6 +65,7 @@ export function readDescriptor(cpu: Cpu, selector: number, size = 8, vector: num
   desc.lo = m.readImplicit(lo, hi, 4);
   desc.hi = m.readImplicit((lo + 4) | 0, hi, 4);
   desc.hi2 = size === 16 ? m.readImplicit((lo + 8) | 0, hi, 4) : 0;
+  desc.hi3 = size === 16 ? m.readImplicit((lo + 12) | 0, hi, 4) : 0;
 }
 
 /** Sets the accessed bit of the descriptor last read, in memory, if it is clear. */
@@ -83,6 +84,15 @@ function loadFromDescriptor(cpu: Cpu, seg: number, selector: number): void {
 /** Marks a segment register unusable after a null selector load (SDM vol. 3C, 25.4.1: "unusable"). */
 export function loadNull(cpu: Cpu, seg: number, selector: number): void {
   cpu.setSegment(seg, selector, 0, 0, 0, SegAttr.UNUSABLE);
+}
+
+/**
+ * Loads SS with a null selector whose RPL is `cpl`; the hidden DPL keeps the
+ * CPL (SDM vol. 3A, 5.8.5 and 6.14.4: IA-32e mode inner stacks have a null SS).
+ */
+export function loadNullStack(cpu: Cpu, cpl: number): void {
+  loadNull(cpu, SS, cpl);
+  cpu.segAttr[SS] = SegAttr.UNUSABLE | (cpl << 5);
 }
 
 /** Real-address and virtual-8086 mode: base = selector × 16 (SDM vol. 3A, 20.1.1). */
@@ -110,8 +120,8 @@ export function loadDataSegment(cpu: Cpu, seg: number, selector: number): void {
   if ((selector & 0xfffc) === 0) {
     // A null SS is allowed only in 64-bit mode at CPL < 3 with RPL = CPL.
     if (seg === SS && !(cpu.codeSize === 8 && cpl !== 3 && rpl === cpl)) cpu.raise(Vector.GP, 0);
-    loadNull(cpu, seg, selector);
-    if (seg === SS) cpu.segAttr[SS] = SegAttr.UNUSABLE | (cpl << 5);
+    if (seg === SS) loadNullStack(cpu, cpl);
+    else loadNull(cpu, seg, selector);
     return;
   }
   readDescriptor(cpu, selector);
@@ -155,6 +165,8 @@ export function loadCodeSegment(cpu: Cpu, selector: number, newCpl: number): voi
 export function checkDirectCodeTarget(cpu: Cpu, selector: number): void {
   const attr = attrOf(desc.hi), rpl = selector & 3, dpl = dplOf(attr), err = selector & 0xfffc;
   if (!isCode(attr)) cpu.raise(Vector.GP, err);
+  // IA-32e mode: L and D both set is reserved (SDM vol. 2, CALL "CONFORMING-CODE-SEGMENT").
+  if (longMode(cpu) && (attr & SegAttr.L) && (attr & SegAttr.DB)) cpu.raise(Vector.GP, err);
   if (isConforming(attr) ? dpl > cpu.cpl : rpl > cpu.cpl || dpl !== cpu.cpl) cpu.raise(Vector.GP, err);
 }
 
@@ -167,13 +179,18 @@ export function readTss64(cpu: Cpu, offset: number): void {
   tssValue.hi = cpu.mmu.hi;
 }
 
-/** Reads the 32-bit TSS's ESPn (tssValue.lo) and SSn (tssValue.hi) for privilege level n (SDM vol. 3A, 8.2.1). */
+/**
+ * Reads the 32-bit TSS's ESPn (tssValue.lo) and SSn (tssValue.hi) for privilege
+ * level n (SDM vol. 3A, 8.2.1); a 16-bit TSS (type 1 or 3) holds SPn and SSn at
+ * 2 + 4n (SDM vol. 2, CALL "MORE-PRIVILEGE"; vol. 3A, 8.6).
+ */
 export function readTss32Stack(cpu: Cpu, n: number): void {
-  const off = 4 + 8 * n;
-  if (off + 5 > cpu.segLimit[TR]!) cpu.raise(Vector.TS, cpu.segSel[TR]! & 0xfffc);
+  const tss16 = (cpu.segAttr[TR]! & 8) === 0;
+  const off = tss16 ? 2 + 4 * n : 4 + 8 * n, size = tss16 ? 2 : 4;
+  if (off + size + 1 > cpu.segLimit[TR]!) cpu.raise(Vector.TS, cpu.segSel[TR]! & 0xfffc);
   const base = cpu.segBase[2 * TR]!;
-  tssValue.lo = cpu.mmu.readImplicit((base + off) | 0, 0, 4);
-  tssValue.hi = cpu.mmu.readImplicit((base + off + 4) | 0, 0, 2);
+  tssValue.lo = cpu.mmu.readImplicit((base + off) | 0, 0, size);
+  tssValue.hi = cpu.mmu.readImplicit((base + off + size) | 0, 0, 2);
 }
 
 /**

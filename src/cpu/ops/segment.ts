@@ -4,7 +4,7 @@
  * LLDT/LTR/SLDT/STR, LAR/LSL/VERR/VERW, ARPL, CLI/STI (SDM vol. 2, each
  * instruction's Operation section; vol. 3A chapters 3 and 5).
  */
-import type { Cpu } from '../cpu.js';
+import { FAULT, type Cpu } from '../cpu.js';
 import { SegAttr } from '../regs.js';
 import { setStatusFlags } from '../flags.js';
 import { Im, OpMap, Sz, type Entry, type Insn, type OpDef } from '../insn.js';
@@ -12,7 +12,8 @@ import { adjustRsp, effectiveAddress, getReg, peek, push, readRm, setReg, writeR
 import { CS, DS, ES, FS, GS, IF, IOPL, LDTR, NT, RSP, SS, TR, VIF, VIP, VM, Vector, ZF } from '../regs.js';
 import {
   attrOf, baseOf, checkDirectCodeTarget, desc, dplOf, isCode, isConforming, limitOf, loadCodeSegment,
-  loadDataSegment, loadNull, longMode, nullInaccessibleSegments, protectedMode, readDescriptor,
+  loadDataSegment, loadNull, loadNullStack, loadStackSegment, longMode, nullInaccessibleSegments, protectedMode,
+  readDescriptor, readTss32Stack, readTss64, tssValue,
 } from '../segments.js';
 
 const TWO = OpMap.TWO * 256;
@@ -71,77 +72,205 @@ function loadFarPointer(seg: number) {
 
 // ---- far transfers -------------------------------------------------------------
 
-/** Checks the new RIP against the CS limit outside 64-bit mode (#GP(0)). */
-function checkLimit(cpu: Cpu, offset: number): void {
-  if (cpu.codeSize !== 8 && (offset >>> 0) > cpu.segLimit[CS]!) cpu.raise(Vector.GP, 0);
+/**
+ * CS, SS, RSP, RFLAGS and CPL before a far transfer. A fault puts them back, so
+ * that far JMP/CALL/RET and IRET are fault-atomic: the run loop restores only RIP.
+ */
+const before = {
+  rspLo: 0, rspHi: 0, flags: 0, cpl: 0,
+  csSel: 0, csBaseLo: 0, csBaseHi: 0, csLimit: 0, csAttr: 0,
+  ssSel: 0, ssBaseLo: 0, ssBaseHi: 0, ssLimit: 0, ssAttr: 0,
+};
+
+function saveTransfer(cpu: Cpu): void {
+  const b = before;
+  b.rspLo = cpu.gpr[2 * RSP]!; b.rspHi = cpu.gpr[2 * RSP + 1]!;
+  b.flags = cpu.rflags; b.cpl = cpu.cpl;
+  b.csSel = cpu.segSel[CS]!; b.csBaseLo = cpu.segBase[2 * CS]!; b.csBaseHi = cpu.segBase[2 * CS + 1]!;
+  b.csLimit = cpu.segLimit[CS]!; b.csAttr = cpu.segAttr[CS]!;
+  b.ssSel = cpu.segSel[SS]!; b.ssBaseLo = cpu.segBase[2 * SS]!; b.ssBaseHi = cpu.segBase[2 * SS + 1]!;
+  b.ssLimit = cpu.segLimit[SS]!; b.ssAttr = cpu.segAttr[SS]!;
+}
+
+function restoreTransfer(cpu: Cpu): void {
+  const b = before;
+  cpu.gpr[2 * RSP] = b.rspLo; cpu.gpr[2 * RSP + 1] = b.rspHi;
+  cpu.rflags = b.flags; cpu.cpl = b.cpl;
+  cpu.setSegment(CS, b.csSel, b.csBaseLo, b.csBaseHi, b.csLimit, b.csAttr);
+  cpu.setSegment(SS, b.ssSel, b.ssBaseLo, b.ssBaseHi, b.ssLimit, b.ssAttr);
+}
+
+/** Wraps a far-transfer handler (once, at table build) so that a fault leaves CS, SS, RSP, RFLAGS and CPL as they were. */
+function faultAtomic(exec: OpDef['exec']): OpDef['exec'] {
+  return (cpu: Cpu, i: Insn): void => {
+    saveTransfer(cpu);
+    try {
+      exec(cpu, i);
+    } catch (e) {
+      if (e === FAULT) restoreTransfer(cpu);
+      throw e;
+    }
+  };
 }
 
 /**
- * Transfers to selector:offset as a far JMP or CALL to a code segment at the
- * current privilege level (SDM vol. 3A, 5.8.1). Call gates and task switches
- * are not modelled: they raise #GP(selector).
+ * Checks a new instruction pointer: canonical when the target is 64-bit code,
+ * else within the code segment's limit; #GP(0) otherwise (SDM vol. 2, JMP/CALL/RET).
  */
-function farTransfer(cpu: Cpu, selector: number, offLo: number, offHi: number, z: number): void {
+function checkTarget(cpu: Cpu, lo: number, hi: number, to64: boolean, limit: number): void {
+  if (to64) {
+    const s = cpu.mmu.canonicalShift;
+    if (((hi << s) >> s) !== hi) cpu.raise(Vector.GP, 0);
+  } else if ((lo >>> 0) > (limit >>> 0)) {
+    cpu.raise(Vector.GP, 0);
+  }
+}
+
+/**
+ * Far JMP (call = false) or CALL to selector:offset (SDM vol. 2, JMP and CALL
+ * "Operation"): a code segment, or a call gate. Task gates and TSS descriptors
+ * would switch tasks; task switching is not modelled, so they raise #GP(selector).
+ */
+function farTransfer(cpu: Cpu, selector: number, offLo: number, offHi: number, z: number, call: boolean): void {
   if (!protectedMode(cpu)) {
+    if (call) { push(cpu, z, cpu.segSel[CS]!, 0); push(cpu, z, cpu.ripLo, 0); }
     cpu.setSegment(CS, selector, selector << 4, 0, cpu.segLimit[CS]!, cpu.segAttr[CS]!);
     cpu.ripLo = z === 2 ? offLo & 0xffff : offLo; cpu.ripHi = 0;
     return;
   }
   if ((selector & 0xfffc) === 0) cpu.raise(Vector.GP, 0);
   readDescriptor(cpu, selector);
-  const attr = attrOf(desc.hi);
-  if (!(attr & SegAttr.S)) cpu.raise(Vector.GP, selector & 0xfffc);
+  const attr = attrOf(desc.hi), type = attr & 0x1f;
+  if (attr & SegAttr.S) directTransfer(cpu, selector, offLo, offHi, z, call);
+  // Type 0xC is a 32-bit call gate, or a 64-bit one in IA-32e mode, where the 16-bit type 4 is invalid (SDM vol. 3A, 5.8.3.1).
+  else if (type === 0x0c || (type === 0x04 && !longMode(cpu))) gateTransfer(cpu, selector, call);
+  // Task gates (5), TSS descriptors (1, 9) and anything else: task switching is not modelled.
+  else cpu.raise(Vector.GP, selector & 0xfffc);
+}
+
+/** To a code segment at the current privilege level (SDM vol. 3A, 5.8.1; vol. 2, CALL "CONFORMING/NONCONFORMING-CODE-SEGMENT"). */
+function directTransfer(cpu: Cpu, selector: number, offLo: number, offHi: number, z: number, call: boolean): void {
   checkDirectCodeTarget(cpu, selector);
+  const attr = attrOf(desc.hi);
   if (!(attr & SegAttr.P)) cpu.raise(Vector.NP, selector & 0xfffc);
   const to64 = longMode(cpu) && (attr & SegAttr.L) !== 0;
-  const lo = to64 ? offLo : z === 2 ? offLo & 0xffff : offLo;
-  if (!to64 && (lo >>> 0) > limitOf(desc.lo, desc.hi)) cpu.raise(Vector.GP, 0);
+  const lo = z === 2 ? offLo & 0xffff : offLo, hi = z === 8 ? offHi : 0;
+  checkTarget(cpu, lo, hi, to64, limitOf(desc.lo, desc.hi));
+  if (call) {
+    // The return address goes on the caller's stack, with the caller's stack size.
+    push(cpu, z, cpu.segSel[CS]!, 0);
+    push(cpu, z, cpu.ripLo, cpu.ripHi);
+  }
   loadCodeSegment(cpu, selector, cpu.cpl);
-  cpu.ripLo = lo; cpu.ripHi = to64 ? offHi : 0;
+  cpu.ripLo = lo; cpu.ripHi = hi;
+}
+
+/** Parameters a call gate copies from the caller's stack (at most 31). */
+const params = new Int32Array(32);
+
+/**
+ * Through a call gate in `desc` (SDM vol. 3A, 5.8.3-5.8.5; vol. 2, JMP and CALL
+ * "CALL-GATE", "MORE-PRIVILEGE", "SAME-PRIVILEGE"). A CALL to a more privileged
+ * non-conforming segment switches to the stack the TSS gives for the new CPL.
+ */
+function gateTransfer(cpu: Cpu, gateSel: number, call: boolean): void {
+  const lm = longMode(cpu), cpl = cpu.cpl, gateErr = gateSel & 0xfffc;
+  if (lm) {
+    // A 64-bit gate takes 16 bytes; the type field of its upper half must be 0 (SDM vol. 3A, 5.8.3.1).
+    readDescriptor(cpu, gateSel, 16);
+    if (desc.hi3 & 0x1f00) cpu.raise(Vector.GP, gateErr);
+  }
+  const attr = attrOf(desc.hi), gateDpl = dplOf(attr);
+  // SDM vol. 3A, 5.8.4: CPL <= gate DPL and RPL <= gate DPL.
+  if (gateDpl < cpl || gateDpl < (gateSel & 3)) cpu.raise(Vector.GP, gateErr);
+  if (!(attr & SegAttr.P)) cpu.raise(Vector.NP, gateErr);
+  const size = lm ? 8 : attr & 8 ? 4 : 2;
+  const csSel = desc.lo >>> 16;
+  // 64-bit gates copy no parameters (SDM vol. 3A, 5.8.3.1); elsewhere bits 4:0 count them.
+  const count = lm ? 0 : desc.hi & 0x1f;
+  const offLo = size === 2 ? desc.lo & 0xffff : (desc.hi & 0xffff0000) | (desc.lo & 0xffff);
+  const offHi = lm ? desc.hi2 : 0;
+  if ((csSel & 0xfffc) === 0) cpu.raise(Vector.GP, 0);
+  readDescriptor(cpu, csSel);
+  const code = attrOf(desc.hi), dpl = dplOf(code), csErr = csSel & 0xfffc;
+  // CALL may enter a more privileged segment; JMP keeps CPL, so a non-conforming target needs DPL = CPL (5.8.4, table 5-1).
+  if (!isCode(code) || dpl > cpl || (!call && !isConforming(code) && dpl !== cpl)) cpu.raise(Vector.GP, csErr);
+  // IA-32e mode: the target must be 64-bit code, L = 1 and D = 0 (5.8.3.1).
+  if (lm && (!(code & SegAttr.L) || (code & SegAttr.DB))) cpu.raise(Vector.GP, csErr);
+  if (!(code & SegAttr.P)) cpu.raise(Vector.NP, csErr);
+  const newCpl = isConforming(code) ? cpl : dpl;
+  const codeLo = desc.lo, codeHi = desc.hi;
+  const oldCs = cpu.segSel[CS]!, retLo = cpu.ripLo, retHi = cpu.ripHi;
+  const oldSs = cpu.segSel[SS]!, oldSpLo = cpu.gpr[2 * RSP]!, oldSpHi = cpu.gpr[2 * RSP + 1]!;
+  const inner = newCpl < cpl; // only a CALL gets here with a lower DPL
+  if (inner) {
+    // Model choice: the parameters are read at the caller's privilege level, before the switch.
+    for (let k = 0; k < count; k++) params[k] = peek(cpu, size, k * size);
+    if (lm) {
+      // RSPn from the 64-bit TSS and a null SS with RPL = new CPL (5.8.5, 5.8.3.1).
+      readTss64(cpu, 4 + 8 * newCpl);
+      const s = cpu.mmu.canonicalShift;
+      if (((tssValue.hi << s) >> s) !== tssValue.hi) cpu.raise(Vector.SS, 0);
+      loadNullStack(cpu, newCpl);
+      cpu.gpr[2 * RSP] = tssValue.lo; cpu.gpr[2 * RSP + 1] = tssValue.hi;
+    } else {
+      // SSn:ESPn from the TSS; the new SS is checked as in 5.8.5 (#TS, #SS(selector)).
+      readTss32Stack(cpu, newCpl);
+      const esp = tssValue.lo;
+      loadStackSegment(cpu, tssValue.hi, newCpl);
+      cpu.gpr[2 * RSP] = esp; cpu.gpr[2 * RSP + 1] = 0;
+    }
+  }
+  checkTarget(cpu, offLo, offHi, lm, limitOf(codeLo, codeHi));
+  // CS and CPL change before the pushes: the new stack is written at the new privilege level.
+  desc.lo = codeLo; desc.hi = codeHi;
+  loadCodeSegment(cpu, csSel, newCpl);
+  if (inner) {
+    // The new stack: old SS, old rSP, the parameters in the caller's order, then CS:rIP (5.8.5, figure 5-13).
+    push(cpu, size, oldSs, 0);
+    push(cpu, size, oldSpLo, size === 8 ? oldSpHi : 0);
+    for (let k = count - 1; k >= 0; k--) push(cpu, size, params[k]!, 0);
+  }
+  if (call) {
+    push(cpu, size, oldCs, 0);
+    push(cpu, size, retLo, size === 8 ? retHi : 0);
+  }
+  cpu.ripLo = offLo; cpu.ripHi = offHi;
 }
 
 /** JMP ptr16:16/32 (EA) */
 function jmpFarDirect(cpu: Cpu, i: Insn): void {
-  farTransfer(cpu, i.imm2, i.imm, 0, i.opSize);
+  farTransfer(cpu, i.imm2, i.imm, 0, i.opSize, false);
 }
 
-/** CALL ptr16:16/32 (9A): push CS then the return offset. */
+/** CALL ptr16:16/32 (9A) */
 function callFarDirect(cpu: Cpu, i: Insn): void {
-  callFar(cpu, i.imm2, i.imm, 0, i.opSize);
+  farTransfer(cpu, i.imm2, i.imm, 0, i.opSize, true);
 }
 
-function callFar(cpu: Cpu, selector: number, offLo: number, offHi: number, z: number): void {
-  const cs = cpu.segSel[CS]!, retLo = cpu.ripLo, retHi = cpu.ripHi;
-  const spLo = cpu.gpr[2 * RSP]!, spHi = cpu.gpr[2 * RSP + 1]!;
-  push(cpu, z, cs, 0);
-  push(cpu, z, retLo, retHi);
-  try {
-    farTransfer(cpu, selector, offLo, offHi, z);
-  } catch (e) {
-    cpu.gpr[2 * RSP] = spLo; cpu.gpr[2 * RSP + 1] = spHi;
-    throw e;
-  }
-}
+/** The far pointer readFarPointer read: offset (lo/hi) and selector. */
+const pointer = { sel: 0, lo: 0, hi: 0 };
 
-/** Reads a far pointer m16:16/32/64 operand: offset (lo/hi) and selector. */
-function readFarPointer(cpu: Cpu, i: Insn): { sel: number; lo: number; hi: number } {
+/** Reads a far pointer m16:16/32/64 operand into `pointer`. */
+function readFarPointer(cpu: Cpu, i: Insn): void {
   if (i.isReg) cpu.raise(Vector.UD);
   effectiveAddress(cpu, i);
   const z = i.opSize, a = cpu.eaLo, ah = cpu.eaHi;
-  const lo = cpu.mmu.read(a, ah, z), hi = z === 8 ? cpu.mmu.hi : 0;
-  return { lo, hi, sel: cpu.mmu.read16((a + z) | 0, ah) };
+  pointer.lo = cpu.mmu.read(a, ah, z);
+  pointer.hi = z === 8 ? cpu.mmu.hi : 0;
+  pointer.sel = cpu.mmu.read16((a + z) | 0, ah);
 }
 
 /** JMP m16:16/32/64 (FF /5) */
 function jmpFarIndirect(cpu: Cpu, i: Insn): void {
-  const p = readFarPointer(cpu, i);
-  farTransfer(cpu, p.sel, p.lo, p.hi, i.opSize);
+  readFarPointer(cpu, i);
+  farTransfer(cpu, pointer.sel, pointer.lo, pointer.hi, i.opSize, false);
 }
 
 /** CALL m16:16/32/64 (FF /3) */
 function callFarIndirect(cpu: Cpu, i: Insn): void {
-  const p = readFarPointer(cpu, i);
-  callFar(cpu, p.sel, p.lo, p.hi, i.opSize);
+  readFarPointer(cpu, i);
+  farTransfer(cpu, pointer.sel, pointer.lo, pointer.hi, i.opSize, true);
 }
 
 /**
@@ -162,39 +291,42 @@ function checkReturnTarget(cpu: Cpu, sel: number): number {
 
 /**
  * RET far (CB, CA imm16): pops the offset and CS; returning to an outer level
- * also pops SS:rSP (SDM vol. 2, RET "Operation", protected mode).
+ * also pops SS:rSP (SDM vol. 2, RET "Operation", protected mode). imm16 is
+ * released from both stacks, as the parameters a call gate copied are on both.
  */
 function retFar(cpu: Cpu, i: Insn): void {
-  const z = i.opSize;
+  const z = i.opSize, n = i.imm;
   const offLo = peek(cpu, z, 0), offHi = cpu.tHi;
   const sel = peek(cpu, z, z) & 0xffff;
   if (!protectedMode(cpu)) {
-    adjustRsp(cpu, 2 * z + i.imm);
+    adjustRsp(cpu, 2 * z + n);
     cpu.setSegment(CS, sel, sel << 4, 0, cpu.segLimit[CS]!, cpu.segAttr[CS]!);
     cpu.ripLo = z === 2 ? offLo & 0xffff : offLo; cpu.ripHi = 0;
     return;
   }
-  const rpl = sel & 3;
+  const rpl = sel & 3, outer = rpl !== cpu.cpl;
   checkReturnTarget(cpu, sel);
   const codeLo = desc.lo, codeHi = desc.hi;
-  if (rpl === cpu.cpl) {
-    adjustRsp(cpu, 2 * z + i.imm);
-    desc.lo = codeLo; desc.hi = codeHi;
-    loadCodeSegment(cpu, sel, rpl);
+  let spLo = 0, spHi = 0, ss = 0;
+  if (outer) {
+    // The caller's SS:rSP lie above the parameters (SDM vol. 3A, 5.8.6).
+    spLo = peek(cpu, z, 2 * z + n); spHi = cpu.tHi;
+    ss = peek(cpu, z, 3 * z + n) & 0xffff;
   } else {
-    const spLo = peek(cpu, z, 2 * z + i.imm), spHi = cpu.tHi;
-    const ss = peek(cpu, z, 3 * z + i.imm) & 0xffff;
-    desc.lo = codeLo; desc.hi = codeHi;
-    loadCodeSegment(cpu, sel, rpl);
+    adjustRsp(cpu, 2 * z + n);
+  }
+  desc.lo = codeLo; desc.hi = codeHi;
+  loadCodeSegment(cpu, sel, rpl);
+  if (outer) {
     loadDataSegment(cpu, SS, ss);
     setReg(cpu, RSP, z === 8 ? 8 : cpu.stackSize, spLo, spHi);
-    adjustRsp(cpu, i.imm);
-    nullInaccessibleSegments(cpu);
+    adjustRsp(cpu, n); // release the parameters from the caller's stack too
   }
   const to64 = cpu.codeSize === 8;
-  cpu.ripLo = to64 || z !== 2 ? offLo : offLo & 0xffff;
-  cpu.ripHi = to64 ? offHi : 0;
-  checkLimit(cpu, cpu.ripLo);
+  const lo = to64 || z !== 2 ? offLo : offLo & 0xffff, hi = to64 ? offHi : 0;
+  checkTarget(cpu, lo, hi, to64, cpu.segLimit[CS]!);
+  cpu.ripLo = lo; cpu.ripHi = hi;
+  if (outer) nullInaccessibleSegments(cpu);
 }
 
 /**
@@ -248,17 +380,17 @@ function iretFrame(cpu: Cpu, i: Insn): void {
     if (lm && (ss & 0xfffc) === 0 && (attr & SegAttr.L) && rpl !== 3) loadNull(cpu, SS, ss);
     else loadDataSegment(cpu, SS, ss);
     setReg(cpu, RSP, cpu.codeSize === 8 ? 8 : cpu.stackSize === 4 || z !== 2 ? 4 : 2, spLo, spHi);
-    if (rpl !== oldCpl) nullInaccessibleSegments(cpu);
   } else {
     adjustRsp(cpu, 3 * z);
     desc.lo = codeLo; desc.hi = codeHi;
     loadCodeSegment(cpu, sel, rpl);
   }
-  iretFlags(cpu, flags, z, oldCpl);
   const to64 = cpu.codeSize === 8;
-  cpu.ripLo = to64 || z !== 2 ? ipLo : ipLo & 0xffff;
-  cpu.ripHi = to64 ? ipHi : 0;
-  checkLimit(cpu, cpu.ripLo);
+  const lo = to64 || z !== 2 ? ipLo : ipLo & 0xffff, hi = to64 ? ipHi : 0;
+  checkTarget(cpu, lo, hi, to64, cpu.segLimit[CS]!);
+  iretFlags(cpu, flags, z, oldCpl);
+  cpu.ripLo = lo; cpu.ripHi = hi;
+  if (rpl !== oldCpl) nullInaccessibleSegments(cpu);
 }
 
 // ---- descriptor tables ----------------------------------------------------------
@@ -442,14 +574,14 @@ const entries: Record<number, Entry> = {
   [TWO + 0xb2]: def('lss', loadFarPointer(SS), { modrm: true, memOnly: true, ends: true }),
   [TWO + 0xb4]: def('lfs', loadFarPointer(FS), { modrm: true, memOnly: true }),
   [TWO + 0xb5]: def('lgs', loadFarPointer(GS), { modrm: true, memOnly: true }),
-  0xea: def('jmp', jmpFarDirect, { imm: Im.Ap, inv64: true, ...far }),
-  0x9a: def('call', callFarDirect, { imm: Im.Ap, inv64: true, ...far }),
-  0xca: def('retf', retFar, { imm: Im.Iw, ...far }),
-  0xcb: def('retf', retFar, far),
-  0xcf: def('iret', iret, far),
+  0xea: def('jmp', faultAtomic(jmpFarDirect), { imm: Im.Ap, inv64: true, ...far }),
+  0x9a: def('call', faultAtomic(callFarDirect), { imm: Im.Ap, inv64: true, ...far }),
+  0xca: def('retf', faultAtomic(retFar), { imm: Im.Iw, ...far }),
+  0xcb: def('retf', faultAtomic(retFar), far),
+  0xcf: def('iret', faultAtomic(iret), far),
   0xff: { group: [undefined, undefined, undefined,
-    def('call', callFarIndirect, { modrm: true, memOnly: true, ...far }), undefined,
-    def('jmp', jmpFarIndirect, { modrm: true, memOnly: true, ...far })] },
+    def('call', faultAtomic(callFarIndirect), { modrm: true, memOnly: true, ...far }), undefined,
+    def('jmp', faultAtomic(jmpFarIndirect), { modrm: true, memOnly: true, ...far })] },
   0xfa: def('cli', interruptFlag(false)),
   0xfb: def('sti', interruptFlag(true), { ends: true }),
   [TWO + 0x00]: { group: [

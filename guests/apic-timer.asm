@@ -141,78 +141,9 @@ timer:  push rax
         pop rax
         iretq
 
-; set_gate: IDT entry EAX -> 64-bit interrupt gate (type 0EH) to RBX, CS 08H.
-set_gate:
-        lea rdi, [rel idt]
-        shl eax, 4
-        add rdi, rax
-        mov word [rdi], bx
-        mov word [rdi + 2], 0x08
-        mov word [rdi + 4], 0x8e00
-        shr rbx, 16
-        mov word [rdi + 6], bx
-        shr rbx, 16
-        mov dword [rdi + 8], ebx
-        mov dword [rdi + 12], 0
-        ret
+%include "lib/idt64.inc"
 
-; report: prints RSI, then EAX in hex, newline.
-report: push rax
-        call puts
-        pop rax
-        call puthex
-        mov al, 10
-        jmp putc
-
-puts:   lodsb
-        test al, al
-        jz .done
-        call putc
-        jmp puts
-.done:  ret
-
-putc:   push rdx
-        mov ah, al
-        mov dx, COM1 + 5
-.wait:  in al, dx
-        test al, 0x20                ; LSR.THRE
-        jz .wait
-        mov al, ah
-        mov dx, COM1
-        out dx, al
-        pop rdx
-        ret
-
-; puthex: prints RAX as 0x followed by its hex digits without leading zeros.
-puthex: push rbx
-        push rcx
-        mov rbx, rax
-        mov al, '0'
-        call putc
-        mov al, 'x'
-        call putc
-        mov ecx, 16
-.skip:  cmp ecx, 1
-        je .digit
-        mov rax, rbx
-        shr rax, 60
-        jnz .digit
-        shl rbx, 4
-        dec ecx
-        jmp .skip
-.digit: rol rbx, 4
-        mov eax, ebx
-        and al, 0xf
-        add al, '0'
-        cmp al, '9'
-        jbe .put
-        add al, 'a' - '9' - 1
-.put:   call putc
-        dec ecx
-        jnz .digit
-        pop rcx
-        pop rbx
-        ret
+%include "lib/serial64.inc"
 
 msg_base:      db "IA32_APIC_BASE ", 0
 msg_id:        db "APIC ID register ", 0

@@ -123,20 +123,7 @@ start64:
         call puts
         hlt                          ; interrupts off: the machine stops here
 
-; set_gate: IDT entry EAX -> 64-bit interrupt gate to RBX.
-set_gate:
-        lea rdi, [rel idt]
-        shl eax, 4
-        add rdi, rax
-        mov word [rdi], bx
-        mov word [rdi + 2], 0x08
-        mov word [rdi + 4], 0x8e00
-        shr rbx, 16
-        mov word [rdi + 6], bx
-        shr rbx, 16
-        mov dword [rdi + 8], ebx
-        mov dword [rdi + 12], 0
-        ret
+%include "lib/idt64.inc"
 
 de_handler:
         lea rsi, [rel msg_de]

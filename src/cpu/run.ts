@@ -6,12 +6,11 @@
 import type { Block } from './blocks.js';
 import { FAULT, Pending, type Cpu, type StopReason } from './cpu.js';
 import { deliverException, deliverInterrupt } from './interrupts.js';
+import { compileBlock } from './jit/compile.js';
 import { GPR_NAMES, IF, RF, TF, Vector } from './regs.js';
 
 /** DR6.BS: the #DB came from single-stepping (SDM vol. 3B, 18.2.3). */
 const DR6_BS = 1 << 14;
-import { compileBlock } from './jit/compile.js';
-
 
 /** An internal invariant broke: the model stops with the guest state around it. */
 export class InternalError extends Error {

@@ -120,36 +120,7 @@ probe:  xor eax, eax
         nop
         ret
 
-puts32: lodsb
-        test al, al
-        jz .done
-        call putc32
-        jmp puts32
-.done:  ret
-
-putc32: mov ah, al
-        mov dx, COM1 + 5
-.wait:  in al, dx
-        test al, 0x20
-        jz .wait
-        mov al, ah
-        mov dx, COM1
-        out dx, al
-        ret
-
-; hex32: prints EAX as 8 hex digits.
-hex32:  mov ecx, 8
-.next:  rol eax, 4
-        push eax
-        and al, 0xf
-        add al, '0'
-        cmp al, '9'
-        jbe .put
-        add al, 'a' - '9' - 1
-.put:   call putc32
-        pop eax
-        loop .next
-        ret
+%include "lib/serial32.inc"
 
 nl32:   mov al, 10
         jmp putc32

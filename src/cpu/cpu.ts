@@ -36,6 +36,12 @@ export interface PortIo {
   write(port: number, size: 1 | 2 | 4, value: number): void;
 }
 
+/** CR8's view of the task priority: bits 7:4 of the local APIC's TPR (SDM vol. 3A, 11.8.6). */
+export interface TaskPriority {
+  readCr8(): number;
+  writeCr8(value: number): void;
+}
+
 /** Where external interrupts come from (the PIC's INTR line, the local APIC). */
 export interface InterruptSource {
   /** True when an interrupt waits to be acknowledged. */
@@ -112,8 +118,15 @@ export class Cpu implements FlagState, MmuHost {
   efer = 0;
   /** PAE paging's PDPTE0-3 registers (lo/hi at 2n, 2n + 1), loaded by MOV to CR (SDM vol. 3A, 4.4.1). */
   readonly pdpte = new Int32Array(8);
-  /** The task-priority register, whose bits 7:4 CR8 reads and writes (SDM vol. 3A, 10.8.6.1). */
-  tpr = 0;
+  /**
+   * The task-priority register as CR8 sees it (TPR[7:4], SDM vol. 3A, 11.8.6).
+   * A processor on its own keeps the value here; a platform with a local APIC
+   * points it at the APIC's TPR.
+   */
+  cr8: TaskPriority = ((): TaskPriority => {
+    let value = 0;
+    return { readCr8: () => value, writeCr8: (v) => { value = v & 0xf; } };
+  })();
   private cplValue = 0;
   /** Current privilege level; at CPL 3 memory accesses are user-mode accesses (SDM vol. 3A, 4.6.1). */
   get cpl(): number { return this.cplValue; }

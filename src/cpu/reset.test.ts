@@ -27,7 +27,7 @@ function dirty(): Cpu {
   cpu.gdtrLo = 0x5000; cpu.gdtrLimit = 0x7f; cpu.idtrLo = 0x6000; cpu.idtrLimit = 0xfff;
   cpu.dr.fill(7); cpu.dr6 = 0x4000; cpu.dr7 = 0x7ff;
   cpu.xmm.fill(0x11111111); cpu.mxcsr = 0x9fc0;
-  cpu.insnCount = 5000; cpu.tscOffset = 77; cpu.tpr = 0xf;
+  cpu.insnCount = 5000; cpu.tscOffset = 77; cpu.cr8.writeCr8(0xf);
   return cpu;
 }
 
@@ -67,7 +67,7 @@ describe('power-up and RESET (SDM vol. 3A, 10.1.1, table 10-1)', () => {
     expect(cpu.xmm.every((x) => x === 0)).toBe(true);
     expect(cpu.mxcsr).toBe(0x1f80);
     expect(cpu.retired + cpu.tscOffset).toBe(0);
-    expect(cpu.tpr).toBe(0);
+    expect(cpu.cr8.readCr8()).toBe(0);
   });
 });
 

@@ -47,7 +47,7 @@ function resetCommon(cpu: Cpu): void {
   cpu.pdpte.fill(0);
   // The local APIC's TPR (CR8) is 0 after power-up, RESET and INIT (SDM vol. 3A,
   // "Local APIC State After Power-Up or Reset" and "... After an INIT Reset").
-  cpu.tpr = 0;
+  cpu.cr8.writeCr8(0);
   cpu.dr.fill(0);
   cpu.dr6 = 0xffff0ff0 | 0;
   cpu.dr7 = 0x400;

@@ -47,3 +47,15 @@ describe('PcMachine interrupt delivery', () => {
     expect(cpu.gpr[2 * 6]).toBe(1); // IRQ 1 once, after IRQ 0's EOI
   });
 });
+
+describe('CR8 and the local APIC (SDM vol. 3A, 11.8.6)', () => {
+  it('MOV CR8 writes TPR[7:4] of the APIC and reads it back', () => {
+    const m = new PcMachine({ memorySize: 4 << 20 });
+    // mov eax, 9; mov cr8, rax; mov rbx, cr8; hlt
+    loadImage(m.cpu, Uint8Array.of(0xb8, 9, 0, 0, 0, 0x44, 0x0f, 0x22, 0xc0, 0x44, 0x0f, 0x20, 0xc3, 0xf4),
+      { format: 'flat', load: 0x1000, mode: '64' });
+    expect(m.run(100)).toEqual({ kind: 'halt' });
+    expect(m.apic.tpr).toBe(0x90);
+    expect(m.cpu.gpr[2 * 3]).toBe(9);
+  });
+});

@@ -84,6 +84,8 @@ export class PcMachine {
     // The 8259A's INTR reaches the processor through LINT0, programmed as firmware
     // leaves it: virtual-wire mode, LINT0 = ExtINT, LINT1 = NMI (MP spec 3.6.2.2).
     pic.onIntr = (level) => { apic.setLint(0, level); touch(); };
+    // MOV CR8 reads and writes the APIC's TPR; lowering it may uncover an interrupt.
+    cpu.cr8 = { readCr8: () => apic.readCr8(), writeCr8: (v) => { apic.writeCr8(v); touch(); } };
     // A port access may change what the 8259A would deliver (an EOI, a new mask) without
     // moving its INTR line: every access counts as a change.
     const ports = this.ports.bus;

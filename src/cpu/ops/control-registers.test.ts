@@ -228,7 +228,7 @@ describe('MOV to/from CR8 (SDM vol. 3A, 10.8.6.1)', () => {
   it('CR8 bits 3:0 are TPR bits 7:4; bits 63:4 are reserved', () => {
     const { cpu, stop } = runFragment([...movEax(5), ...MOV_CR8_RAX, 0x31, 0xc0, ...MOV_RAX_CR8]);
     expect(stop).toEqual(HALT);
-    expect(cpu.tpr).toBe(0x50);
+    expect(cpu.cr8.readCr8()).toBe(5);
     expect(r64(cpu, RAX)).toBe(5n);
     expect(runFragment([...movEax(16), ...MOV_CR8_RAX]).stop).toEqual(GP);
   });

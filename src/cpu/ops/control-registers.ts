@@ -111,7 +111,7 @@ export function writeCr4(cpu: Cpu, lo: number, hi: number): void {
 /** MOV to CR8: TPR[7:4] ← CR8[3:0], TPR[3:0] ← 0; bits 63:4 are reserved (SDM vol. 3A, 10.8.6.1). */
 function writeCr8(cpu: Cpu, lo: number, hi: number): void {
   if (hi !== 0 || (lo & ~0xf) !== 0) gp(cpu);
-  cpu.tpr = lo << 4;
+  cpu.cr8.writeCr8(lo);
 }
 
 /**
@@ -138,7 +138,7 @@ function movFromCr(cpu: Cpu, i: Insn): void {
     case 2: lo = cpu.cr2Lo; hi = cpu.cr2Hi; break;
     case 3: lo = cpu.cr3Lo; hi = cpu.cr3Hi; break;
     case 4: lo = cpu.cr4; break;
-    default: lo = (cpu.tpr >> 4) & 0xf;
+    default: lo = cpu.cr8.readCr8();
   }
   setReg(cpu, i.rm, crSize(i), lo, hi);
 }

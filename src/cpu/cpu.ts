@@ -103,6 +103,8 @@ export class Cpu implements FlagState, MmuHost {
   dr7 = 0x400;
   /** Enabled instruction breakpoints (bit n: DRn), from DR7 (SDM vol. 3B, 18.2.4). */
   breakOnExecute = 0;
+  /** Enabled I/O breakpoints (bit n: DRn with R/W = 10; they act while CR4.DE = 1). */
+  breakOnIo = 0;
   /** Data breakpoints hit by the instruction executing (bit n: DRn): a #DB trap follows it. */
   dataBreakHits = 0;
 

@@ -89,3 +89,19 @@ describe('breakpoints in DR0-DR3 (SDM vol. 3B, 18.2.4, 18.3.1)', () => {
     expect(readWrite.stop).toEqual({ kind: 'exception', vector: 1, errorCode: null });
   });
 });
+
+describe('I/O breakpoints (SDM vol. 3B, 18.2.4: R/W = 10 with CR4.DE = 1)', () => {
+  const dr7Io = (n: number, len: number): number => (1 << (2 * n)) | (2 << (16 + 4 * n)) | (len << (18 + 4 * n));
+  it('OUT to a watched port traps after the instruction; without CR4.DE nothing happens', () => {
+    const code = [0xb0, 0x41, 0xe6, 0x80, 0x90]; // mov al, 0x41; out 0x80, al; nop
+    const arm = (de: boolean) => (c: import('../cpu.js').Cpu): void => {
+      c.dr[0] = 0x80; c.dr7 = 0x400 | dr7Io(0, 0); updateBreakpoints(c);
+      if (de) c.cr4 |= 1 << 3;
+    };
+    const hit = runFragment(code, { setup: arm(true) });
+    expect(hit.stop).toEqual({ kind: 'exception', vector: 1, errorCode: null });
+    expect(hit.cpu.rip).toBe(0x1004n);
+    expect(hit.cpu.dr6 & 1).toBe(1);
+    expect(runFragment(code, { setup: arm(false) }).stop.kind).toBe('halt');
+  });
+});

@@ -60,19 +60,21 @@ const LENGTH = [1, 2, 8, 4];
 /**
  * Recomputes which breakpoints are live after a write to DR0-DR3 or DR7:
  * instruction breakpoints (R/W = 00) for the run loop, data breakpoints
- * (R/W = 01 writes, 11 reads or writes) through the MMU's watch. I/O
- * breakpoints (R/W = 10 with CR4.DE) are not modelled.
+ * (R/W = 01 writes, 11 reads or writes) through the MMU's watch, I/O
+ * breakpoints (R/W = 10, with CR4.DE = 1) for the port instructions.
  */
 export function updateBreakpoints(cpu: Cpu): void {
   const dr7 = cpu.dr7;
-  let exec = 0, data = 0;
+  let exec = 0, data = 0, io = 0;
   for (let n = 0; n < 4; n++) {
     if (!enabled(dr7, n)) continue;
     const rw = rwOf(dr7, n);
     if (rw === 0) exec |= 1 << n;
     else if (rw === 1 || rw === 3) data |= 1 << n;
+    else io |= 1 << n;
   }
   cpu.breakOnExecute = exec;
+  cpu.breakOnIo = io;
   const watch = data === 0 ? null : {
     access(lo: number, hi: number, size: number, write: boolean): void {
       for (let n = 0; n < 4; n++) {
@@ -87,6 +89,20 @@ export function updateBreakpoints(cpu: Cpu): void {
   };
   if ((watch === null) !== (cpu.mmu.watch === null)) cpu.mmu.flushFast();
   cpu.mmu.watch = watch;
+}
+
+/**
+ * After a port access: an I/O breakpoint whose port range overlaps it is hit,
+ * and a #DB trap follows the instruction (SDM vol. 3B, 18.2.4, 18.3.1.2).
+ */
+export function noteIoAccess(cpu: Cpu, port: number, size: number): void {
+  if (!(cpu.cr4 & CR4_DE)) return;
+  for (let n = 0; n < 4; n++) {
+    if (!((cpu.breakOnIo >> n) & 1)) continue;
+    const len = LENGTH[(cpu.dr7 >>> (18 + 4 * n)) & 3]!;
+    const start = cpu.dr[2 * n]! & 0xffff & ~(len - 1);
+    if (port < start + len && start < port + size) { cpu.dataBreakHits |= 1 << n; cpu.signalInterrupt(); }
+  }
 }
 
 /** INVD/WBINVD: privileged (#GP(0) above CPL 0); the model keeps no caches. */

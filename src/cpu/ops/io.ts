@@ -7,6 +7,7 @@ import type { Cpu } from '../cpu.js';
 import { Im, Sz, type Entry, type Insn, type OpDef } from '../insn.js';
 import { addSegmentBase, getReg, repeatInstruction, setReg } from '../operands.js';
 import { DF, ES, IOPL, RCX, RDI, RDX, RSI, TR, VM, Vector } from '../regs.js';
+import { noteIoAccess } from './debug-registers.js';
 
 /**
  * In protected mode with CPL > IOPL (or in virtual-8086 mode), each port the
@@ -38,12 +39,14 @@ function inAcc(cpu: Cpu, i: Insn): void {
   const port = portOf(cpu, i), z = accessSize(i);
   checkIoPermission(cpu, port, z);
   setReg(cpu, 0, z, cpu.io.read(port, z), 0);
+  if (cpu.breakOnIo !== 0) noteIoAccess(cpu, port, z);
 }
 
 function outAcc(cpu: Cpu, i: Insn): void {
   const port = portOf(cpu, i), z = accessSize(i);
   checkIoPermission(cpu, port, z);
   cpu.io.write(port, z, getReg(cpu, 0, z));
+  if (cpu.breakOnIo !== 0) noteIoAccess(cpu, port, z);
 }
 
 /** Steps an address-size register by ±size. */
@@ -88,6 +91,7 @@ function stringIo(isIn: boolean) {
       cpu.io.write(port, z, cpu.mmu.read(cpu.eaLo, cpu.eaHi, z));
       step(cpu, RSI, ad, delta);
     }
+    if (cpu.breakOnIo !== 0) noteIoAccess(cpu, port, z);
     if (i.rep) {
       step(cpu, RCX, ad, -1);
       if (!counterZero(cpu, ad)) repeatInstruction(cpu, i);

@@ -139,19 +139,7 @@ timer_handler:
         pop rax
         iretq
 
-puts:   lodsb
-        test al, al
-        jz .done
-        mov ah, al
-        mov dx, COM1 + 5
-.wait:  in al, dx
-        test al, 0x20
-        jz .wait
-        mov al, ah
-        mov dx, COM1
-        out dx, al
-        jmp puts
-.done:  ret
+%include "lib/serial64.inc"
 
 msg_pm:    db "hvsim guest: protected mode", 10, 0
 msg_lm:    db "hvsim guest: long mode", 10, 0

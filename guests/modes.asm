@@ -143,14 +143,14 @@ bits 64
 lm64:
         mov rsp, STACK_TOP
         mov esi, msg_lm
-        call puts64
+        call puts
         mov rax, cr0
-        call hex32_64
+        call puthex8
         mov esi, msg_efer
-        call puts64
+        call puts
         mov ecx, 0xc0000080
         rdmsr
-        call hex32_64
+        call puthex8
         call nl32_64
 
         ; A far return pops RIP then CS (8 bytes each with REX.W); the 32-bit
@@ -162,51 +162,22 @@ lm64:
 
 lm64_again:
         mov esi, msg_back
-        call puts64
+        call puts
         call probe
-        call hex32_64
+        call puthex8
         call nl32_64
         xor eax, eax
         out 0xf4, al                 ; debug exit, status 1
         cli
         hlt
 
-; 32-bit helpers called from 64-bit code go through these wrappers: the
-; operand size differs, so the 32-bit routines cannot be shared by CALL.
-puts64: lodsb
-        test al, al
-        jz .done
-        call putc64
-        jmp puts64
-.done:  ret
-
-putc64: mov ah, al
-        mov dx, COM1 + 5
-.wait:  in al, dx
-        test al, 0x20
-        jz .wait
-        mov al, ah
-        mov dx, COM1
-        out dx, al
-        ret
-
-hex32_64:
-        mov ecx, 8
-.next:  rol eax, 4
-        push rax
-        and al, 0xf
-        add al, '0'
-        cmp al, '9'
-        jbe .put
-        add al, 'a' - '9' - 1
-.put:   call putc64
-        pop rax
-        loop .next
-        ret
+; 64-bit code has serial routines of its own: the operand size differs, so
+; the 32-bit ones cannot be shared by CALL.
+%include "lib/serial64.inc"
 
 nl32_64:
         mov al, 10
-        jmp putc64
+        jmp putc
 
 msg_real:   db "real mode: CR0=", 0
 msg_pm:     db "protected mode: CR0=", 0

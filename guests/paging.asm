@@ -145,16 +145,16 @@ start64:
         mov dword [pt64], page_e + 3
         mov rbx, LIN_HIGH
         mov esi, msg_stale
-        call puts64
+        call puts
         mov eax, [rbx]                            ; still page D
-        call hex64
+        call puthex8
         invlpg [rbx]                              ; 4.10.4.1: drops the translation
         mov esi, msg_invlpg
-        call puts64
+        call puts
         mov eax, [rbx]                            ; now page E
-        call hex64
+        call puthex8
         mov al, 10
-        call putc64
+        call putc
 
         xor eax, eax
         out 0xf4, al                              ; debug exit, status 1
@@ -165,48 +165,20 @@ start64:
 report64:
         push rbx
         push rax
-        call puts64
+        call puts
         mov esi, msg_read
-        call puts64
+        call puts
         pop rax
-        call hex64
+        call puthex8
         mov esi, msg_flags
-        call puts64
+        call puts
         pop rax
         and eax, 0xfff
-        call hex64
+        call puthex8
         mov al, 10
-        jmp putc64
+        jmp putc
 
-puts64: lodsb
-        test al, al
-        jz .done
-        call putc64
-        jmp puts64
-.done:  ret
-
-putc64: mov ah, al
-        mov dx, COM1 + 5
-.wait:  in al, dx
-        test al, 0x20
-        jz .wait
-        mov al, ah
-        mov dx, COM1
-        out dx, al
-        ret
-
-hex64:  mov ecx, 8
-.next:  rol eax, 4
-        push rax
-        and al, 0xf
-        add al, '0'
-        cmp al, '9'
-        jbe .put
-        add al, 'a' - '9' - 1
-.put:   call putc64
-        pop rax
-        loop .next
-        ret
+%include "lib/serial64.inc"
 
 msg_32_4k:  db "32-bit paging, 4 KiB page 00400000 -> page A:", 0
 msg_32_4m:  db "32-bit paging, 4 MiB page 80000000 -> physical 0:", 0

@@ -246,55 +246,7 @@ set_gate:
         mov dword [rdi + 12], 0
         ret
 
-puts:   lodsb
-        test al, al
-        jz .done
-        call putc
-        jmp puts
-.done:  ret
-
-putc:   push rdx
-        mov ah, al
-        mov dx, COM1 + 5
-.wait:  in al, dx
-        test al, 0x20                ; LSR.THRE
-        jz .wait
-        mov al, ah
-        mov dx, COM1
-        out dx, al
-        pop rdx
-        ret
-
-; puthex: prints RAX as 0x followed by its hex digits without leading zeros.
-puthex: push rbx
-        push rcx
-        mov rbx, rax
-        mov al, '0'
-        call putc
-        mov al, 'x'
-        call putc
-        mov ecx, 16
-.skip:  cmp ecx, 1
-        je .digit
-        mov rax, rbx
-        shr rax, 60
-        jnz .digit
-        shl rbx, 4
-        dec ecx
-        jmp .skip
-.digit: rol rbx, 4
-        mov eax, ebx
-        and al, 0xf
-        add al, '0'
-        cmp al, '9'
-        jbe .put
-        add al, 'a' - '9' - 1
-.put:   call putc
-        dec ecx
-        jnz .digit
-        pop rcx
-        pop rbx
-        ret
+%include "lib/serial64.inc"
 
 msg_syscall:  db "syscall rax=", 0
 msg_from_cs:  db " from cs=", 0

@@ -26,19 +26,7 @@ start:
         cli
         hlt
 
-puts:   lodsb
-        test al, al
-        jz .done
-        mov ah, al
-        mov dx, COM1 + 5
-.wait:  in al, dx
-        test al, 0x20                ; LSR.THRE
-        jz .wait
-        mov al, ah
-        mov dx, COM1
-        out dx, al
-        jmp puts
-.done:  ret
+%include "lib/serial64.inc"
 
 msg_before: db "empty IDT loaded, executing UD2", 10, 0
 msg_after:  db "not reached", 10, 0

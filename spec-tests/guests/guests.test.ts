@@ -15,9 +15,9 @@ const guestPath = (name: string): string => new URL(`../../guests/${name}`, impo
 /** Flat images above the real-mode area: the guests' `org 0x100000`. */
 const FLAT64: LoadOptions = { format: 'flat', mode: '64', load: 0x100000 };
 
-function runGuest(name: string, options: LoadOptions): { stop: MachineStop; lines: string[]; machine: PcMachine } {
+function runGuest(name: string, options: LoadOptions, cpus = 1): { stop: MachineStop; lines: string[]; machine: PcMachine } {
   const serial: number[] = [];
-  const machine = new PcMachine({ serialOut: (b) => serial.push(b) });
+  const machine = new PcMachine({ cpus, serialOut: (b) => serial.push(b) });
   loadImage(machine.cpu, readFileSync(guestPath(name)), options);
   const stop = machine.run(2_000_000);
   return { stop, lines: Buffer.from(serial).toString('latin1').split('\n'), machine };
@@ -112,6 +112,44 @@ describe('guests/syscall.bin: ring 3, SYSCALL/SYSRET and INT 0x80 through a DPL-
     ]);
     expect(stop).toEqual(EXIT_OK);
     expect(machine.cpu.cpl).toBe(0);
+  });
+});
+
+describe('guests/smp.bin: INIT-SIPI-SIPI starts the application processors', () => {
+  const MULTIBOOT: LoadOptions = { format: 'multiboot' };
+  it('SDM vol. 3A 9.4 (MP initialization), 11.6.1 (ICR: INIT, start-up, fixed IPIs, shorthands), 11.4.6 (APIC ID)', () => {
+    const { stop, lines, machine } = runGuest('smp.bin', MULTIBOOT, 4);
+    expect(lines).toEqual([
+      'smp: processors (fw_cfg) 00000004',
+      'smp: application processors up 00000003',
+      'cpu up in protected mode, APIC ID 00000001',
+      'cpu took the fixed IPI, APIC ID 00000001',
+      'cpu up in protected mode, APIC ID 00000002',
+      'cpu took the fixed IPI, APIC ID 00000002',
+      'cpu up in protected mode, APIC ID 00000003',
+      'cpu took the fixed IPI, APIC ID 00000003',
+      'smp: done',
+      '',
+    ]);
+    expect(stop).toEqual(EXIT_OK);
+    // Each AP ran from its SIPI and now halts in the IPI wait loop with interrupts on.
+    for (const cpu of machine.cpus.slice(1)) {
+      expect(cpu.insnCount).toBeGreaterThan(10);
+      expect(cpu.halted).toBe(true);
+    }
+  });
+
+  it('on one processor the IPIs reach no one and nothing else changes', () => {
+    const { stop, lines } = runGuest('smp.bin', MULTIBOOT, 1);
+    expect(lines).toEqual(['smp: processors (fw_cfg) 00000001', 'smp: application processors up 00000000', 'smp: done', '']);
+    expect(stop).toEqual(EXIT_OK);
+  });
+
+  it('interleaves the processors the same way every run (DESIGN, determinism)', () => {
+    const counts = (): number[] => runGuest('smp.bin', MULTIBOOT, 3).machine.cpus.map((c) => c.insnCount);
+    const first = counts();
+    expect(counts()).toEqual(first);
+    expect(first.every((n) => n > 0)).toBe(true);
   });
 });
 

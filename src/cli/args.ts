@@ -1,3 +1,4 @@
+import { MAX_CPUS } from '../platform/machine.js';
 /** Command-line parsing for `hvsim`: pure functions, so every error path is testable. */
 
 export class UsageError extends Error {}
@@ -14,6 +15,8 @@ export interface RunOptions {
   /** Multiboot command line. */
   cmdline: string;
   memory: number;
+  /** Logical processors. */
+  cpus: number;
   maxInsns: number;
   stats: boolean;
   json: boolean;
@@ -34,7 +37,8 @@ options:
   --mode M          flat binaries: start in real, 32 (protected) or 64 (long) mode (default 64)
   --cmdline TEXT    Multiboot command line
   --memory SIZE     physical memory, e.g. 64M or 1G (default 64M)
-  --max-insns N     stop after N instructions (default 10000000000)
+  --cpus N          logical processors (default 1); the others wait for INIT and SIPI
+  --max-insns N     stop after N instructions, all processors together (default 10000000000)
   --stats           print instructions retired and MIPS on stderr
   --json            print the result as one JSON object on stdout (serial output is not printed)
   -h, --help        this text
@@ -62,7 +66,7 @@ export function parseArgs(argv: readonly string[]): Command {
   const o: RunOptions = {
     command: 'run', image: null, bare: false, load: 0x1000, mode: '64', format: 'auto', cmdline: '',
     memory: 64 * 1024 * 1024,
-    maxInsns: 1e10, stats: false, json: false,
+    cpus: 1, maxInsns: 1e10, stats: false, json: false,
   };
   const value = (k: number, name: string): string => {
     const v = argv[k + 1];
@@ -80,6 +84,12 @@ export function parseArgs(argv: readonly string[]): Command {
       case '--memory': {
         o.memory = parseSize(value(k++, a), a);
         if (o.memory < 4096 || o.memory % 4096 !== 0) throw new UsageError('--memory must be a multiple of 4K');
+        break;
+      }
+      case '--cpus': {
+        const v = value(k++, a);
+        if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > MAX_CPUS) throw new UsageError(`--cpus must be 1 to ${MAX_CPUS}, not '${v}'`);
+        o.cpus = Number(v);
         break;
       }
       case '--max-insns': {

@@ -92,6 +92,9 @@ describe('command-line parsing', () => {
     expect(() => parseArgs(['run', '--mode', '16'])).toThrow("--mode must be real, 32 or 64, not '16'");
     expect(() => parseArgs(['run', '--max-insns'])).toThrow('--max-insns needs a value');
     expect(() => parseArgs(['run', 'a.bin', 'b.bin'])).toThrow('more than one image');
+    expect(() => parseArgs(['run', '--cpus', '0'])).toThrow("--cpus must be 1 to 255, not '0'");
+    expect(() => parseArgs(['run', '--cpus', '256'])).toThrow("--cpus must be 1 to 255, not '256'");
+    expect(parseArgs(['run', '--cpus', '8'])).toMatchObject({ cpus: 8 });
     expect(() => parseArgs(['fly'])).toThrow("unknown command 'fly'");
     const r = capture(['run', '--memory', '5000']);
     expect(r).toEqual({ status: 2, out: [], err: ['hvsim: --memory must be a multiple of 4K'], serial: '' });

@@ -44,7 +44,7 @@ export interface Output { out: Print; err: Print; serial: (byte: number) => void
 function runCommand(o: RunOptions, io: Output): number {
   const path = o.image ?? bundledGuest('boot64.bin');
   const image = readImage(path);
-  const machine = new PcMachine({ memorySize: o.memory, serialOut: o.json ? undefined : io.serial });
+  const machine = new PcMachine({ memorySize: o.memory, cpus: o.cpus, serialOut: o.json ? undefined : io.serial });
   const cpu = machine.cpu;
   const loaded = loadImage(cpu, image, {
     format: o.format, load: o.load, mode: o.mode, cmdline: o.cmdline || undefined,
@@ -52,20 +52,21 @@ function runCommand(o: RunOptions, io: Output): number {
   const t0 = performance.now();
   const stop = machine.run(o.maxInsns);
   const seconds = (performance.now() - t0) / 1000;
-  const mips = cpu.insnCount / seconds / 1e6;
+  const retired = machine.retired;
+  const mips = retired / seconds / 1e6;
   const status = stop.kind === 'exit' ? stop.status : EXIT[stop.kind];
   if (o.json) {
     const regs = Object.fromEntries(GPR_NAMES.map((n, k) => [n, hex(cpu.reg64(k))]));
     io.out(JSON.stringify({ image: path, format: loaded.format, stop, status, rip: hex(cpu.rip),
-      instructions: cpu.insnCount, seconds: Number(seconds.toFixed(3)), mips: Number(mips.toFixed(1)), registers: regs }));
+      instructions: retired, seconds: Number(seconds.toFixed(3)), mips: Number(mips.toFixed(1)), registers: regs }));
     return status;
   }
-  if (stop.kind === 'budget') io.err(`hvsim: stopped: instruction budget exhausted after ${cpu.insnCount.toLocaleString('en-US')} instructions at rip=${hex(cpu.rip)}`);
+  if (stop.kind === 'budget') io.err(`hvsim: stopped: instruction budget exhausted after ${retired.toLocaleString('en-US')} instructions at rip=${hex(cpu.rip)}`);
   else if (stop.kind === 'shutdown') io.err(`hvsim: shutdown: triple fault at rip=${hex(cpu.rip)}`);
   else if (stop.kind === 'exception') {
     io.err(`hvsim: unhandled exception ${VECTOR_NAMES[stop.vector] ?? `vector ${stop.vector}`} at rip=${hex(cpu.rip)}`);
   }
-  if (o.stats) io.err(`hvsim: ${cpu.insnCount} instructions in ${seconds.toFixed(3)} s: ${mips.toFixed(1)} MIPS`);
+  if (o.stats) io.err(`hvsim: ${retired} instructions in ${seconds.toFixed(3)} s: ${mips.toFixed(1)} MIPS`);
   return status;
 }
 

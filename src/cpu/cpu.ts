@@ -52,6 +52,10 @@ export interface InterruptSource {
   hasNmi?(): boolean;
   /** Takes the waiting NMI. */
   takeNmi?(): void;
+  /** Consumes a waiting INIT; true if there was one (the source has reset its APIC). */
+  takeInit?(): boolean;
+  /** Consumes a waiting start-up IPI: its vector, or -1. */
+  takeSipi?(): number;
 }
 
 /** Nothing attached: reads float high, writes are dropped. */
@@ -193,6 +197,17 @@ export class Cpu implements FlagState, MmuHost {
   interrupts: InterruptSource | null = null;
   /** In the HLT state: no instructions run until an interrupt (SDM vol. 2, HLT). */
   halted = false;
+  /** The bootstrap processor: INIT restarts it at the reset vector, not in wait-for-SIPI (SDM vol. 3A, 9.4). */
+  bsp = true;
+  /** In the wait-for-SIPI state: only INIT and a start-up IPI have any effect (SDM vol. 3A, 9.4.2). */
+  waitForSipi = false;
+  /** An INIT or start-up IPI arrived: the run loop asks the interrupt source at the next boundary. */
+  startupPending = false;
+  /**
+   * The processors sharing this one's physical memory (itself included): code one
+   * of them decoded is protected from writes by every one of them.
+   */
+  peers: readonly Cpu[] = [this];
   /** NMIs are blocked from the delivery of one until the next IRET (SDM vol. 3A, 6.7.1). */
   nmiBlocked = false;
   /** The time base in ns (1 instruction = 1 ns); the platform adds time skipped while halted. */
@@ -253,10 +268,18 @@ export class Cpu implements FlagState, MmuHost {
     return this.raise(this.accessSeg === SS ? Vector.SS : Vector.GP, 0);
   }
 
-  isCodePage(ppn: number): boolean { return this.blocks.isCodePage(ppn); }
+  isCodePage(ppn: number): boolean {
+    const peers = this.peers;
+    for (let i = 0; i < peers.length; i++) if (peers[i]!.blocks.isCodePage(ppn)) return true;
+    return false;
+  }
 
   codeWritten(pa: number, length: number): void {
-    if (this.blocks.invalidate(pa, length)) this.pending |= Pending.CODE_WRITTEN;
+    const peers = this.peers;
+    for (let i = 0; i < peers.length; i++) {
+      const p = peers[i]!;
+      if (p.blocks.invalidate(pa, length)) p.pending |= Pending.CODE_WRITTEN;
+    }
   }
 
   /** RFLAGS with every lazy flag folded in. */

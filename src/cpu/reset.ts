@@ -36,6 +36,8 @@ function resetCommon(cpu: Cpu): void {
   cpu.cr3Lo = 0; cpu.cr3Hi = 0;
   cpu.cr4 = 0;
   cpu.cpl = 0;
+  cpu.halted = false;
+  cpu.waitForSipi = false;
   // Paging is off, so IA32_EFER.LMA reads 0 (SDM vol. 3A, 10.8.5).
   cpu.efer &= ~EFER_LMA;
   cpu.setSegment(CS, 0xf000, 0xffff0000 | 0, 0, 0xffff, RESET_SEG_ATTR);
@@ -82,6 +84,21 @@ export function powerOn(cpu: Cpu): void {
 export function init(cpu: Cpu): void {
   cpu.cr0 = (cpu.cr0 & (CR0_CD | CR0_NW)) | CR0_ET;
   resetCommon(cpu);
+  // The BSP restarts at the reset vector; an application processor waits for a
+  // start-up IPI (SDM vol. 3A, 9.4.2 "MP Initialization Protocol Requirements and Restrictions").
+  cpu.waitForSipi = !cpu.bsp;
+}
+
+/**
+ * A start-up IPI with vector VV (SDM vol. 3A, 9.4.3; 11.6.1 "Start-Up"): a
+ * processor in wait-for-SIPI starts in real-address mode at 000VV000H, with
+ * CS = VV00H and IP = 0. Anywhere else the SIPI is ignored.
+ */
+export function startup(cpu: Cpu, vector: number): void {
+  if (!cpu.waitForSipi) return;
+  cpu.waitForSipi = false;
+  cpu.setSegment(CS, (vector << 8) & 0xffff, (vector & 0xff) << 12, 0, 0xffff, cpu.segAttr[CS]!);
+  cpu.ripLo = 0; cpu.ripHi = 0;
 }
 
 // ---- start states a loader leaves ----------------------------------------

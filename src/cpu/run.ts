@@ -4,10 +4,11 @@
  * pending-work word at each instruction boundary.
  */
 import type { Block } from './blocks.js';
-import { FAULT, Pending, type Cpu, type StopReason } from './cpu.js';
+import { FAULT, Pending, type Cpu, type InterruptSource, type StopReason } from './cpu.js';
 import { deliverException, deliverInterrupt } from './interrupts.js';
 import { compileBlock } from './jit/compile.js';
 import { GPR_NAMES, IF, RF, TF, Vector } from './regs.js';
+import { init, startup } from './reset.js';
 
 /** DR6.BS: the #DB came from single-stepping (SDM vol. 3B, 18.2.3). */
 const DR6_BS = 1 << 14;
@@ -99,6 +100,8 @@ function execCompiled(cpu: Cpu, block: Block): number {
 function acceptInterrupt(cpu: Cpu, limit: number): number {
   const source = cpu.interrupts;
   if (source === null) return limit;
+  if (cpu.startupPending) acceptStartup(cpu, source);
+  if (cpu.waitForSipi) return limit;
   const nmi = !cpu.nmiBlocked && source.hasNmi !== undefined && source.hasNmi();
   if (!nmi && ((cpu.flags & IF) === 0 || !source.hasInterrupt())) return limit;
   if (cpu.insnCount < cpu.interruptShadowEnd) return Math.min(limit, cpu.interruptShadowEnd - cpu.insnCount);
@@ -111,6 +114,17 @@ function acceptInterrupt(cpu: Cpu, limit: number): number {
     deliverInterrupt(cpu, source.acknowledge());
   }
   return limit;
+}
+
+/**
+ * INIT, then a start-up IPI, in the order they take effect: an INIT puts an
+ * application processor into wait-for-SIPI, where a SIPI that came with it starts it.
+ */
+function acceptStartup(cpu: Cpu, source: InterruptSource): void {
+  cpu.startupPending = false;
+  if (source.takeInit?.()) init(cpu);
+  const vector = source.takeSipi?.() ?? -1;
+  if (vector >= 0) startup(cpu, vector);
 }
 
 /**
@@ -143,7 +157,7 @@ export function run(cpu: Cpu, budget: number): StopReason {
     try {
       cpu.excTrap = false;
       let limit = acceptInterrupt(cpu, end - cpu.insnCount);
-      if (cpu.halted) { cpu.stopReason = { kind: 'halt' }; return cpu.stopReason; }
+      if (cpu.halted || cpu.waitForSipi) { cpu.stopReason = { kind: 'halt' }; return cpu.stopReason; }
       // RFLAGS.TF at the start of an instruction: a #DB trap after it (SDM vol. 3B, 18.3.1.4).
       const singleStep = (cpu.flags & TF) !== 0 && cpu.insnCount >= cpu.interruptShadowEnd;
       if (singleStep) limit = 1;

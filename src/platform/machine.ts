@@ -5,9 +5,10 @@
  * halts, jumps to the next device deadline, so every run is deterministic.
  */
 import { Cpu } from '../cpu/cpu.js';
-import type { MmioRegion } from '../cpu/memory.js';
+import { PhysicalMemory, type MmioRegion } from '../cpu/memory.js';
 import { MAXPHYADDR } from '../cpu/paging.js';
 import type { CpuProfile } from '../cpu/profile.js';
+import { IF } from '../cpu/regs.js';
 import { run } from '../cpu/run.js';
 import { ApicBus, LocalApic, MSR_IA32_APIC_BASE, MSR_IA32_TSC_DEADLINE, X2APIC_MSR_FIRST, X2APIC_MSR_LAST } from './apic.js';
 import { IoApic, IOAPIC_DEFAULT_BASE } from './ioapic.js';
@@ -19,15 +20,27 @@ export interface MachineOptions {
   profile?: CpuProfile;
   /** Bytes the guest writes to COM1. */
   serialOut?: (byte: number) => void;
+  /** Logical processors (default 1): processor 0 is the BSP, the others wait for INIT and SIPI. */
+  cpus?: number;
 }
 
 /** Why a machine run ended. */
 export type MachineStop =
   | { kind: 'exit'; status: number }       // the guest wrote to the debug-exit port
-  | { kind: 'halt' }                       // HLT with nothing that could ever wake it
+  | { kind: 'halt' }                       // every processor halted with nothing that could ever wake it
   | { kind: 'shutdown' }                   // triple fault
   | { kind: 'budget' }
   | { kind: 'exception'; vector: number; errorCode: number | null };
+
+/** Most processors a machine models (APIC IDs fit the xAPIC's 8-bit destination, broadcast 0xFF excluded). */
+export const MAX_CPUS = 255;
+/**
+ * Instructions a processor runs before the next one takes its turn. Processors
+ * take turns in a fixed order, so a run interleaves the same way every time;
+ * within a turn guest time advances with the running processor, and a round
+ * lasts as long as its longest turn.
+ */
+export const QUANTUM = 1000;
 
 const APIC_PAGE = 0x1000;
 /** LVT delivery modes: ExtINT (111b) on LINT0 and NMI (100b) on LINT1, unmasked (SDM vol. 3A, 11.5.1). */
@@ -35,37 +48,100 @@ const LVT_EXTINT = 7 << 8, LVT_NMI = 4 << 8;
 const APIC_LVT_LINT0 = 0x350, APIC_LVT_LINT1 = 0x360, APIC_SVR = 0xf0;
 
 export class PcMachine {
-  readonly cpu: Cpu;
+  /** The logical processors; cpus[0] is the bootstrap processor. */
+  readonly cpus: readonly Cpu[];
+  /** Each processor's local APIC (APIC ID = index). */
+  readonly apics: readonly LocalApic[];
   readonly ports: PcPorts;
-  readonly apic: LocalApic;
   readonly ioapic: IoApic;
   private exitStatus: number | null = null;
+  /** The processor whose turn it is: MMIO to the APIC page reaches its own APIC. */
+  private current = 0;
+  /** Guest time at the start of this round, and the running processor's count then. */
+  private roundStart = 0;
+  private turnStart = 0;
 
   constructor(options: MachineOptions = {}) {
     const memorySize = options.memorySize ?? 64 * 1024 * 1024;
-    const cpu = new Cpu({ memorySize, profile: options.profile });
-    this.cpu = cpu;
-    cpu.deliverExceptions = true;
+    const n = options.cpus ?? 1;
+    if (!Number.isInteger(n) || n < 1 || n > MAX_CPUS) throw new RangeError(`a machine has 1 to ${MAX_CPUS} processors, not ${n}`);
+    const cpus: Cpu[] = [], apics: LocalApic[] = [];
+    this.cpus = cpus; this.apics = apics;
     this.ports = createPcPorts({
-      instructions: () => cpu.retired,
+      // Guest time: the rounds so far, plus the running processor's part of this one.
+      instructions: () => {
+        const cpu = cpus[this.current];
+        return this.roundStart + (cpu === undefined ? 0 : cpu.retired - this.turnStart);
+      },
       memorySize,
+      cpuCount: n,
       serialOut: options.serialOut,
-      onExit: (status) => { this.exitStatus = status; cpu.stop({ kind: 'stop' }); },
+      onExit: (status) => { this.exitStatus = status; cpus[this.current]!.stop({ kind: 'stop' }); },
     });
-    const clock = this.ports.clock;
-    cpu.now = () => clock.ns();
+    const clock = this.ports.clock, pic = this.ports.pic, bus = new ApicBus();
+    const memory = new PhysicalMemory(memorySize);
+    this.ioapic = new IoApic(bus, 1);
+    // A port access may change what the 8259A would deliver (an EOI, a new mask)
+    // without moving its INTR line: every access counts as a change.
+    const touchAll = (): void => { for (const t of touches) t(); };
+    const touches: (() => void)[] = [];
+    const ports = this.ports.bus;
+    const io = {
+      read: (port: number, size: 1 | 2 | 4) => { const v = ports.read(port, size); touchAll(); return v; },
+      write: (port: number, size: 1 | 2 | 4, value: number) => { ports.write(port, size, value); touchAll(); },
+    };
+    for (let i = 0; i < n; i++) {
+      const cpu = new Cpu({ memory, profile: options.profile });
+      const apic = new LocalApic({ id: i, bsp: i === 0, now: () => clock.ns(), bus, maxPhysAddr: MAXPHYADDR, onEvent: () => touch() });
+      const touch = this.attach(cpu, apic);
+      cpu.bsp = i === 0;
+      cpu.waitForSipi = i !== 0; // application processors wait for INIT and SIPI (SDM vol. 3A, 9.4.2)
+      cpu.msrs.apicId = i;
+      cpu.msrs.packageCpus = n;
+      cpu.io = io;
+      cpus.push(cpu); apics.push(apic); touches.push(touch);
+    }
+    for (const cpu of cpus) cpu.peers = cpus;
+    memory.mapMmio({
+      contains: (pa) => { const b = apics[this.current]!.mmioBase; return b >= 0 && pa >= b && pa < b + APIC_PAGE; },
+      read: (pa, size) => { const a = apics[this.current]!; return a.read(pa - a.mmioBase, size); },
+      write: (pa, size, v) => { const a = apics[this.current]!; touches[this.current]!(); a.write(pa - a.mmioBase, size, v); },
+    });
+    memory.mapMmio(mmio(() => IOAPIC_DEFAULT_BASE, APIC_PAGE, this.ioapic));
 
+    // The 8259A's INTR reaches every processor's LINT0; firmware leaves the BSP in
+    // virtual-wire mode, LINT0 = ExtINT and LINT1 = NMI (MP spec 3.6.2.2), the others masked.
+    pic.onIntr = (level) => { for (let i = 0; i < n; i++) { apics[i]!.setLint(0, level); touches[i]!(); } };
+    const bsp = apics[0]!;
+    bsp.write(APIC_SVR, 4, 0x1ff);
+    bsp.write(APIC_LVT_LINT0, 4, LVT_EXTINT);
+    bsp.write(APIC_LVT_LINT1, 4, LVT_NMI);
+  }
+
+  /** The bootstrap processor. */
+  get cpu(): Cpu { return this.cpus[0]!; }
+  /** The bootstrap processor's local APIC. */
+  get apic(): LocalApic { return this.apics[0]!; }
+
+  /** Instructions retired by all processors together. */
+  get retired(): number {
+    let total = 0;
+    for (const cpu of this.cpus) total += cpu.insnCount;
+    return total;
+  }
+
+  /** Connects a processor to its local APIC; returns the APIC's "look again" signal. */
+  private attach(cpu: Cpu, apic: LocalApic): () => void {
+    const pic = this.ports.pic;
     // The run loop asks for interrupts at every block boundary; the APIC's answer can
     // only change after it signals, the PIC raises INTR, or the guest writes an APIC
     // register or takes a vector. Until then the last "nothing" stands.
     let changed = true;
-    const touch = (): void => { changed = true; cpu.signalInterrupt(); };
-    const bus = new ApicBus();
-    this.apic = new LocalApic({
-      id: 0, bsp: true, now: () => clock.ns(), bus, maxPhysAddr: MAXPHYADDR, onEvent: touch,
-    });
-    this.ioapic = new IoApic(bus, 1);
-    const apic = this.apic, pic = this.ports.pic;
+    const touch = (): void => {
+      changed = true;
+      cpu.signalInterrupt();
+      if (apic.hasInit || apic.hasSipi) cpu.startupPending = true;
+    };
     const apicMsrs = {
       get msrLo() { return apic.msrLo; },
       get msrHi() { return apic.msrHi; },
@@ -75,27 +151,11 @@ export class PcMachine {
     cpu.msrs.attach(MSR_IA32_APIC_BASE, MSR_IA32_APIC_BASE, apicMsrs);
     cpu.msrs.attach(MSR_IA32_TSC_DEADLINE, MSR_IA32_TSC_DEADLINE, apicMsrs);
     cpu.msrs.attach(X2APIC_MSR_FIRST, X2APIC_MSR_LAST, apicMsrs);
-    cpu.memory.mapMmio(mmio(() => apic.mmioBase, APIC_PAGE, {
-      read: (offset, n) => apic.read(offset, n),
-      write: (offset, n, v) => { touch(); apic.write(offset, n, v); },
-    }));
-    cpu.memory.mapMmio(mmio(() => IOAPIC_DEFAULT_BASE, APIC_PAGE, this.ioapic));
-
-    // The 8259A's INTR reaches the processor through LINT0, programmed as firmware
-    // leaves it: virtual-wire mode, LINT0 = ExtINT, LINT1 = NMI (MP spec 3.6.2.2).
-    pic.onIntr = (level) => { apic.setLint(0, level); touch(); };
+    const clock = this.ports.clock;
+    cpu.now = () => clock.ns();
+    cpu.deliverExceptions = true;
     // MOV CR8 reads and writes the APIC's TPR; lowering it may uncover an interrupt.
     cpu.cr8 = { readCr8: () => apic.readCr8(), writeCr8: (v) => { apic.writeCr8(v); touch(); } };
-    // A port access may change what the 8259A would deliver (an EOI, a new mask) without
-    // moving its INTR line: every access counts as a change.
-    const ports = this.ports.bus;
-    cpu.io = {
-      read: (port, size) => { const v = ports.read(port, size); touch(); return v; },
-      write: (port, size, value) => { ports.write(port, size, value); touch(); },
-    };
-    apic.write(APIC_SVR, 4, 0x1ff);
-    apic.write(APIC_LVT_LINT0, 4, LVT_EXTINT);
-    apic.write(APIC_LVT_LINT1, 4, LVT_NMI);
     cpu.interrupts = {
       hasInterrupt: () => {
         if (!changed) return false;
@@ -110,44 +170,97 @@ export class PcMachine {
       },
       hasNmi: () => apic.hasNmi,
       takeNmi: () => { apic.takeNmi(); },
+      takeInit: () => {
+        if (!apic.takeInit()) return false;
+        apic.initReset();
+        changed = true;
+        return true;
+      },
+      takeSipi: () => apic.takeSipi(),
     };
+    return touch;
   }
 
   /** Guest time of the next device event, or Infinity. */
   private nextDeadline(): number {
-    return Math.min(this.ports.clock.nextDeadline(), this.apic.nextDeadline());
+    let d = this.ports.clock.nextDeadline();
+    for (const a of this.apics) d = Math.min(d, a.nextDeadline());
+    return d;
   }
 
   /** Fires every device event that is due. */
   private runDue(): void {
-    this.ports.clock.runDue();
-    if (this.apic.nextDeadline() <= this.ports.clock.ns()) { this.apic.tick(); this.cpu.signalInterrupt(); }
+    const clock = this.ports.clock;
+    clock.runDue();
+    for (let i = 0; i < this.apics.length; i++) {
+      const a = this.apics[i]!;
+      if (a.nextDeadline() <= clock.ns()) { a.tick(); this.cpus[i]!.signalInterrupt(); }
+    }
   }
 
-  /** Runs until the guest exits, halts for good, shuts down, or `budget` instructions have retired. */
+  /**
+   * Runs until the guest exits, every processor halts for good, one shuts down,
+   * or `budget` instructions (all processors together) have retired.
+   */
   run(budget: number): MachineStop {
-    const cpu = this.cpu, clock = this.ports.clock;
-    const end = cpu.insnCount + budget;
-    while (cpu.insnCount < end) {
-      const slice = Math.max(1, Math.min(end - cpu.insnCount, this.nextDeadline() - clock.ns()));
-      const before = cpu.insnCount;
-      const stop = run(cpu, slice);
-      this.runDue();
-      // The budget ran out on events that retire no instruction (an exception loop).
-      if (stop.kind === 'budget' && cpu.insnCount === before) return stop;
-      if (this.exitStatus !== null) return { kind: 'exit', status: this.exitStatus };
-      if (stop.kind === 'shutdown' || stop.kind === 'exception') return stop;
-      if (stop.kind === 'halt') {
-        // HLT: wait for the next event if an interrupt could end the wait.
-        const wake = this.nextDeadline();
-        if (cpu.interrupts!.hasInterrupt() && (cpu.rflags & 0x200)) continue;
-        if (!(cpu.rflags & 0x200) || wake === Infinity) return { kind: 'halt' };
-        clock.skipTo(wake);
-        this.runDue();
+    const cpus = this.cpus, clock = this.ports.clock;
+    const quantum = cpus.length === 1 ? Infinity : QUANTUM;
+    let left = budget;
+    while (left > 0) {
+      const slice = Math.max(1, Math.min(quantum, this.nextDeadline() - clock.ns()));
+      let longest = 0, stalled = false;
+      for (let i = 0; i < cpus.length && left > 0; i++) {
+        const cpu = cpus[i]!, before = cpu.insnCount;
+        this.current = i;
+        this.turnStart = cpu.retired;
+        const stop = run(cpu, Math.min(slice, left));
+        const ran = cpu.insnCount - before;
+        left -= ran;
+        if (ran > longest) longest = ran;
+        if (this.exitStatus !== null) return this.endRound(longest, { kind: 'exit', status: this.exitStatus });
+        if (stop.kind === 'shutdown' || stop.kind === 'exception') return this.endRound(longest, stop);
+        // The budget ran out on events that retire no instruction (an exception loop).
+        if (stop.kind === 'budget' && ran === 0) stalled = true;
       }
+      this.endRound(longest, null);
+      this.runDue();
+      if (stalled) return { kind: 'budget' };
+      if (cpus.every(idle) && !this.wake()) return { kind: 'halt' };
     }
     return { kind: 'budget' };
   }
+
+  /** Closes a round that lasted `longest` instructions of guest time. */
+  private endRound<T>(longest: number, result: T): T {
+    this.roundStart += longest;
+    this.current = 0;
+    this.turnStart = this.cpus[0]!.retired;
+    return result;
+  }
+
+  /**
+   * Every processor is idle (halted or waiting for a SIPI): moves time to the next
+   * device event if it could wake one of them. False when nothing ever will.
+   */
+  private wake(): boolean {
+    let wakeable = false;
+    for (const cpu of this.cpus) {
+      if (cpu.startupPending) return true;
+      if (cpu.waitForSipi || !(cpu.rflags & IF)) continue;
+      if (cpu.interrupts!.hasInterrupt()) return true;
+      wakeable = true;
+    }
+    const wake = this.nextDeadline();
+    if (!wakeable || wake === Infinity) return false;
+    this.ports.clock.skipTo(wake);
+    this.runDue();
+    return true;
+  }
+}
+
+/** Halted, or waiting for a start-up IPI. */
+function idle(cpu: Cpu): boolean {
+  return cpu.halted || cpu.waitForSipi;
 }
 
 /** An MMIO region of `size` bytes at a base that may move (-1: switched off). */

@@ -236,11 +236,12 @@ describe('SDM 5.8.4: gate and target checks (table 5-1)', () => {
     expectUnchanged(cpu, S.CODE3, S.DATA3, STACK, 3);
   });
 
-  it('a task gate as a far-transfer target raises #GP(selector): task switching is not modelled', () => {
+  it('a task gate with DPL < CPL as a far-transfer target raises #GP(gate selector) (SDM vol. 3A, 8.3 "Task Switching")', () => {
     const cpu = protectedMachine(3);
-    write32(cpu, GDT + 0x40 + 4, gate(S.TSS, 0, { type: 5 })[1]);
+    write32(cpu, GDT + 0x40 + 4, gate(S.TSS, 0, { type: 5, dpl: 0 })[1]);
     load(cpu, CODE, callFar(S.GATE_DPL0 | 3));
     expect(run(cpu, 1)).toEqual({ kind: 'exception', vector: 13, errorCode: S.GATE_DPL0 });
+    expectUnchanged(cpu, S.CODE3, S.DATA3, STACK, 3);
   });
 });
 

@@ -15,6 +15,7 @@ import {
   loadDataSegment, loadNull, loadNullStack, loadStackSegment, longMode, nullInaccessibleSegments, protectedMode,
   readDescriptor, readTss32Stack, readTss64, tssValue,
 } from '../segments.js';
+import { farTaskSwitch, taskReturn } from '../task-switch.js';
 
 const TWO = OpMap.TWO * 256;
 
@@ -128,8 +129,8 @@ function checkTarget(cpu: Cpu, lo: number, hi: number, to64: boolean, limit: num
 
 /**
  * Far JMP (call = false) or CALL to selector:offset (SDM vol. 2, JMP and CALL
- * "Operation"): a code segment, or a call gate. Task gates and TSS descriptors
- * would switch tasks; task switching is not modelled, so they raise #GP(selector).
+ * "Operation"): a code segment, a call gate, or (outside IA-32e mode) a task
+ * gate or available TSS, which switch tasks (task-switch.ts).
  */
 function farTransfer(cpu: Cpu, selector: number, offLo: number, offHi: number, z: number, call: boolean): void {
   if (!protectedMode(cpu)) {
@@ -144,7 +145,9 @@ function farTransfer(cpu: Cpu, selector: number, offLo: number, offHi: number, z
   if (attr & SegAttr.S) directTransfer(cpu, selector, offLo, offHi, z, call);
   // Type 0xC is a 32-bit call gate, or a 64-bit one in IA-32e mode, where the 16-bit type 4 is invalid (SDM vol. 3A, 5.8.3.1).
   else if (type === 0x0c || (type === 0x04 && !longMode(cpu))) gateTransfer(cpu, selector, call);
-  // Task gates (5), TSS descriptors (1, 9) and anything else: task switching is not modelled.
+  // Task gates (5) and available TSSs (1, 9) switch tasks, except in IA-32e mode (SDM vol. 3A, 8.7): there
+  // they, and anything else (busy TSSs included), raise #GP(selector).
+  else if (!longMode(cpu) && (type === 0x05 || type === 0x01 || type === 0x09)) farTaskSwitch(cpu, selector, call);
   else cpu.raise(Vector.GP, selector & 0xfffc);
 }
 
@@ -349,6 +352,13 @@ function iret(cpu: Cpu, i: Insn): void {
 }
 
 function iretFrame(cpu: Cpu, i: Insn): void {
+  // Protected mode with NT = 1: a task return, which reads no stack; #GP(0) in IA-32e mode
+  // (SDM vol. 2, IRET "Operation", TASK-RETURN; vol. 3A, 8.7).
+  if ((cpu.cr0 & 1) && !(cpu.flags & VM) && (cpu.rflags & NT)) {
+    if (longMode(cpu)) cpu.raise(Vector.GP, 0);
+    taskReturn(cpu);
+    return;
+  }
   const z = i.opSize;
   const ipLo = peek(cpu, z, 0), ipHi = cpu.tHi;
   const sel = peek(cpu, z, z) & 0xffff;
@@ -363,8 +373,6 @@ function iretFrame(cpu: Cpu, i: Insn): void {
     return;
   }
   if (cpu.flags & VM) cpu.raise(Vector.GP, 0); // virtual-8086 mode is not modelled
-  // NT = 1 asks for a task return: #GP(0) in IA-32e mode; task switching is not modelled.
-  if (cpu.rflags & NT) cpu.raise(Vector.GP, 0);
   const rpl = sel & 3, lm = longMode(cpu);
   // Returning to virtual-8086 mode is refused cleanly.
   if (!lm && z === 4 && cpu.cpl === 0 && (flags & VM)) cpu.raise(Vector.GP, 0);

@@ -7,6 +7,7 @@ import { BlockCache } from './blocks.js';
 import { FlagOp, materialize, type FlagState } from './flags.js';
 import { PhysicalMemory } from './memory.js';
 import { Mmu, type MmuHost } from './mmu.js';
+import { NO_VIRTUALIZATION, type Virtualization } from './virtualization.js';
 import { Paging } from './paging.js';
 import { MsrFile } from './msr.js';
 import { SKYLAKE, type CpuProfile } from './profile.js';
@@ -193,6 +194,12 @@ export class Cpu implements FlagState, MmuHost {
   readonly profile: CpuProfile;
   /** MSR state owned by no other unit. */
   readonly msrs = new MsrFile();
+  /** The hardware-assist unit (VMX); without one, VMX instructions are #UD. */
+  virt: Virtualization = NO_VIRTUALIZATION;
+  /** In VMX non-root operation: the instructions and events of virtualization.ts ask `virt`. */
+  nonRoot = false;
+  /** The FAULT being thrown is a VM exit (set by `virt`), not an exception. */
+  vmExit = false;
   /** External interrupts (null: none attached). */
   interrupts: InterruptSource | null = null;
   /** In the HLT state: no instructions run until an interrupt (SDM vol. 2, HLT). */

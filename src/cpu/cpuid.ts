@@ -72,7 +72,7 @@ export const FEATURES: Readonly<Record<CpuFeature, FeatureBit>> = {
   pni: f(L1, ECX, 0, { probe: [0xf2, 0x0f, 0x12, 0xc0] }), // MOVDDUP
   pclmulqdq: f(L1, ECX, 1, { probe: [0x66, 0x0f, 0x3a, 0x44, 0xc0, 0x00] }),
   monitor: f(L1, ECX, 3, { probe: [0x0f, 0x01, 0xc8] }),
-  vmx: f(L1, ECX, 5, { probe: [0xf3, 0x0f, 0xc7, 0x30] }), // VMXON m64
+  vmx: f(L1, ECX, 5, { msr: 0x480 }), // IA32_VMX_BASIC: a VMX unit is attached
   smx: f(L1, ECX, 6, { probe: [0x0f, 0x37] }), // GETSEC
   est: f(L1, ECX, 7, { msr: 0x199 }), // IA32_PERF_CTL
   ssse3: f(L1, ECX, 9, { probe: [0x66, 0x0f, 0x38, 0x00, 0xc0] }), // PSHUFB

@@ -13,6 +13,7 @@ import {
   attrOf, desc, dplOf, isCode, isConforming, loadCodeSegment, loadNull, loadStackSegment, longMode,
   readDescriptor, readTss32Stack, readTss64, tssValue,
 } from './segments.js';
+import { interruptTask } from './task-switch.js';
 
 /** What raised the event: decides the EXT bit, gate-DPL checks and the saved RIP. */
 export const enum EventKind {
@@ -87,16 +88,22 @@ function deliverEvent(cpu: Cpu, first: number, kind: EventKind, firstCode: numbe
   let previous = -1;
   for (;;) {
     save(cpu);
+    const k = previous < 0 ? kind : EventKind.EXCEPTION;
     try {
-      deliver(cpu, vector, previous < 0 ? kind : EventKind.EXCEPTION, code);
+      // In VMX non-root operation the exception bitmap may turn the event into a VM exit (SDM vol. 3C, 26.2).
+      if (cpu.nonRoot && k !== EventKind.EXTERNAL) cpu.virt.exception(cpu, vector, k, code, previous);
+      deliver(cpu, vector, k, code);
       return;
     } catch (e) {
       if (e !== FAULT) throw e;
       restore(cpu);
+      if (cpu.vmExit) throw e;
       const second = cpu.excVector;
       const c1 = classOf(vector), c2 = classOf(second);
       if (c1 === FaultClass.DOUBLE_FAULT && c2 !== FaultClass.BENIGN) {
-        cpu.stop({ kind: 'shutdown' }); // triple fault (SDM vol. 3A, 6.15, "Interrupt 8")
+        // Triple fault: shutdown (SDM vol. 3A, 6.15, "Interrupt 8"), or a VM exit in non-root operation.
+        if (cpu.nonRoot) cpu.virt.tripleFault(cpu);
+        cpu.stop({ kind: 'shutdown' });
         return;
       }
       if ((c1 === FaultClass.CONTRIBUTORY && c2 === FaultClass.CONTRIBUTORY) ||
@@ -183,9 +190,13 @@ function targetCode(cpu: Cpu, selector: number, ext: number): number {
 function deliverProtected(cpu: Cpu, vector: number, kind: EventKind, code: number, ext: number): void {
   readGate(cpu, vector, 8, ext);
   const type = attrOf(desc.hi) & 0x1f;
-  // Interrupt and trap gates, 16- and 32-bit; task gates need task switching, which is not modelled.
-  if (type !== 0x06 && type !== 0x07 && type !== 0x0e && type !== 0x0f) cpu.raise(Vector.GP, gateError(vector, 8, ext));
+  // Task gates, and interrupt and trap gates, 16- and 32-bit (SDM vol. 3A, 6.11).
+  if (type !== 0x05 && type !== 0x06 && type !== 0x07 && type !== 0x0e && type !== 0x0f) {
+    cpu.raise(Vector.GP, gateError(vector, 8, ext));
+  }
   checkGate(cpu, vector, kind, 8, ext);
+  // A task gate switches to the task its TSS selector names (6.12.2).
+  if (type === 0x05) { interruptTask(cpu, desc.lo >>> 16, code, ext); return; }
   const gateLo = desc.lo, gateHi = desc.hi;
   const selector = gateLo >>> 16;
   const offset = (gateHi & 0xffff0000) | (gateLo & 0xffff);

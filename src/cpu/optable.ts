@@ -22,6 +22,7 @@ import { SEGMENT_TABLE } from './ops/segment.js';
 import { FASTCALL_TABLE } from './ops/fastcall.js';
 import { DEBUG_REGISTER_TABLE } from './ops/debug-registers.js';
 import { FPU_TABLE } from './ops/fpu.js';
+import { VMX_TABLE } from './ops/vmx.js';
 
 type Slots = readonly (Entry | undefined)[];
 
@@ -83,5 +84,5 @@ export function buildTable(parts: readonly Readonly<Record<number, Entry>>[]): O
 export const OPCODE_TABLE: OpTable = buildTable([
   ALU_TABLE, MOVE_TABLE, CONTROL_TABLE, STACK_TABLE, SHIFT_TABLE, MULDIV_TABLE,
   BITS_TABLE, STRING_TABLE, SSE_TABLE, SYSTEM_TABLE, CONTROL_REGISTER_TABLE, IO_TABLE, SEGMENT_TABLE,
-  FPU_TABLE, FASTCALL_TABLE, DEBUG_REGISTER_TABLE,
+  FPU_TABLE, FASTCALL_TABLE, DEBUG_REGISTER_TABLE, VMX_TABLE,
 ]);

@@ -98,6 +98,7 @@ function execCompiled(cpu: Cpu, block: Block): number {
  * Returns how many instructions may run before looking again.
  */
 function acceptInterrupt(cpu: Cpu, limit: number): number {
+  if (cpu.nonRoot) return cpu.virt.acceptEvents(cpu, limit);
   const source = cpu.interrupts;
   if (source === null) return limit;
   if (cpu.startupPending) acceptStartup(cpu, source);
@@ -144,6 +145,26 @@ function checkInstructionBreakpoints(cpu: Cpu): void {
   cpu.raise(Vector.DB);
 }
 
+function internalError(cpu: Cpu, e: unknown): InternalError {
+  return new InternalError(`internal error at rip=0x${cpu.rip.toString(16)}: ${String(e)}`, e, describeState(cpu));
+}
+
+/**
+ * Delivers the exception just raised, or completes the VM exit that an
+ * instruction or the delivery itself caused (SDM vol. 3C, 26.2).
+ */
+function afterFault(cpu: Cpu): void {
+  if (!cpu.vmExit) {
+    try {
+      deliverException(cpu);
+      return;
+    } catch (e) {
+      if (e !== FAULT || !cpu.vmExit) throw internalError(cpu, e);
+    }
+  }
+  cpu.virt.completeExit(cpu);
+}
+
 /** Runs until `budget` more instructions have retired or something stops the run. */
 export function run(cpu: Cpu, budget: number): StopReason {
   const end = cpu.insnCount + budget;
@@ -180,16 +201,14 @@ export function run(cpu: Cpu, budget: number): StopReason {
         cpu.raiseTrap(Vector.DB, 0);
       }
     } catch (e) {
-      if (e !== FAULT) {
-        throw new InternalError(`internal error at rip=0x${cpu.rip.toString(16)}: ${String(e)}`, e, describeState(cpu));
-      }
-      if (!cpu.deliverExceptions) {
+      if (e !== FAULT) throw internalError(cpu, e);
+      if (!cpu.vmExit && !cpu.deliverExceptions) {
         cpu.stopReason = {
           kind: 'exception', vector: cpu.excVector, errorCode: cpu.excHasCode ? cpu.excCode : null,
         };
         return cpu.stopReason;
       }
-      deliverException(cpu);
+      afterFault(cpu);
     }
     stalled = cpu.insnCount === before ? stalled + 1 : 0;
     if (cpu.pending !== 0) {

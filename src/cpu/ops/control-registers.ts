@@ -6,6 +6,7 @@
  * writeCr0/writeCr3/writeCr4 are exported for other units that write control
  * registers with MOV's checks and side effects.
  */
+import { Intercept } from '../virtualization.js';
 import type { Cpu } from '../cpu.js';
 import { OpMap, Sz, type Entry, type Insn, type OpDef } from '../insn.js';
 import { effectiveAddress, getReg, readRm, setReg, writeRm } from '../operands.js';
@@ -140,13 +141,18 @@ function movFromCr(cpu: Cpu, i: Insn): void {
     case 4: lo = cpu.cr4; break;
     default: lo = cpu.cr8.readCr8();
   }
+  // Non-root: CR3/CR8-store exiting, and the read shadows of CR0 and CR4 (SDM vol. 3C, 26.1.3, 26.3).
+  if (cpu.nonRoot && n !== 2) lo = cpu.virt.readCr(cpu, i, n, i.rm);
   setReg(cpu, i.rm, crSize(i), lo, hi);
 }
 
 /** MOV CRn, r (0F 22). */
 function movToCr(cpu: Cpu, i: Insn): void {
   const n = crNumber(cpu, i), size = crSize(i);
-  const lo = getReg(cpu, i.rm, size), hi = cpu.tHi;
+  let lo = getReg(cpu, i.rm, size);
+  const hi = cpu.tHi;
+  // Non-root: exits under the CR masks, CR3-target list and CR8-load exiting; masked bits keep their value (26.3).
+  if (cpu.nonRoot && n !== 2) lo = cpu.virt.writeCr(cpu, i, n, lo, hi, i.rm);
   switch (n) {
     case 0: writeCr0(cpu, lo, hi); break;
     case 2: cpu.cr2Lo = lo; cpu.cr2Hi = hi; break;
@@ -157,16 +163,18 @@ function movToCr(cpu: Cpu, i: Insn): void {
 }
 
 /** CLTS: CR0.TS ← 0 (SDM vol. 2, CLTS). */
-function clts(cpu: Cpu): void {
+function clts(cpu: Cpu, i: Insn): void {
   if (cpu.cpl !== 0) gp(cpu);
-  cpu.cr0 &= ~CR0_TS;
+  const v = cpu.cr0 & ~CR0_TS;
+  cpu.cr0 = cpu.nonRoot ? cpu.virt.writeCr(cpu, i, 0, v, 0, -1) : v;
 }
 
 /** LMSW r/m16: loads CR0 bits 3:0; it can set PE but not clear it (SDM vol. 2, LMSW). */
 function lmsw(cpu: Cpu, i: Insn): void {
   if (cpu.cpl !== 0) gp(cpu);
   const src = readRm(cpu, i, 2);
-  cpu.cr0 = (cpu.cr0 & ~(CR0_MP | CR0_EM | CR0_TS)) | (src & (CR0_PE | CR0_MP | CR0_EM | CR0_TS));
+  const v = (cpu.cr0 & ~(CR0_MP | CR0_EM | CR0_TS)) | (src & (CR0_PE | CR0_MP | CR0_EM | CR0_TS));
+  cpu.cr0 = cpu.nonRoot ? cpu.virt.writeCr(cpu, i, 0, v, 0, -2) : v;
   cpu.updateModes();
 }
 
@@ -176,13 +184,14 @@ function lmsw(cpu: Cpu, i: Insn): void {
  * CR0's, as Intel processors do (SDM vol. 2, SMSW).
  */
 function smsw(cpu: Cpu, i: Insn): void {
-  writeRm(cpu, i, i.opSize, cpu.cr0, 0);
+  writeRm(cpu, i, i.opSize, cpu.nonRoot ? cpu.virt.readCr(cpu, i, 0, -1) : cpu.cr0, 0);
 }
 
 /** INVLPG m (SDM vol. 2, INVLPG): a non-canonical address in 64-bit mode makes it a no-op. */
 function invlpg(cpu: Cpu, i: Insn): void {
   if (cpu.cpl !== 0) gp(cpu);
   effectiveAddress(cpu, i);
+  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, Intercept.INVLPG);
   const s = cpu.mmu.canonicalShift, hi = cpu.eaHi;
   if (((hi << s) >> s) !== hi) return;
   cpu.paging.invlpg(cpu.eaLo, hi);
@@ -195,6 +204,7 @@ function invlpg(cpu: Cpu, i: Insn): void {
 function invpcid(cpu: Cpu, i: Insn): void {
   if ((cpu.flags & VM) !== 0) cpu.raise(Vector.UD);
   if (cpu.cpl !== 0) gp(cpu);
+  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, Intercept.INVPCID);
   // The type register is 64 bits in 64-bit mode, 32 bits elsewhere.
   const typeLo = getReg(cpu, i.reg, i.mode === 8 ? 8 : 4);
   if (cpu.tHi !== 0 || (typeLo >>> 0) > 3) gp(cpu);

@@ -3,6 +3,7 @@
  * (near), LOOP/LOOPcc/JrCXZ, SETcc, INT3/INT n/INTO/INT1, HLT, UD0/UD1/UD2,
  * CLC/STC/CMC/CLD/STD (SDM vol. 2, each instruction's page).
  */
+import { Intercept } from '../virtualization.js';
 import type { Cpu } from '../cpu.js';
 import { getCF, setStatusFlags, testCondition } from '../flags.js';
 import { Im, OpMap, Sz, type Entry, type Insn, type OpDef } from '../insn.js';
@@ -109,8 +110,9 @@ function into(cpu: Cpu): void { if (getOF(cpu)) cpu.raiseTrap(Vector.OF, 2); }
 function ud(cpu: Cpu): void { cpu.raise(Vector.UD); }
 
 /** HLT: privileged; the processor waits for an interrupt, NMI or reset (SDM vol. 2, HLT). */
-function hlt(cpu: Cpu): void {
+function hlt(cpu: Cpu, i: Insn): void {
   if (cpu.cpl !== 0) cpu.raise(Vector.GP, 0);
+  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, Intercept.HLT);
   cpu.halted = true;
   cpu.stop({ kind: 'halt' });
 }

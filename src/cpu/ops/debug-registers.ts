@@ -3,6 +3,7 @@
  * Registers"; vol. 3B, 18.2 "Debug Registers"), and INVD/WBINVD, which have
  * nothing to do on a model without caches beyond their privilege check.
  */
+import { Intercept } from '../virtualization.js';
 import type { Cpu } from '../cpu.js';
 import { OpMap, Sz, type Entry, type Insn, type OpDef } from '../insn.js';
 import { getReg, setReg } from '../operands.js';
@@ -36,6 +37,8 @@ function debugRegister(cpu: Cpu, i: Insn): number {
 
 function movFromDr(cpu: Cpu, i: Insn): void {
   const n = debugRegister(cpu, i);
+  // After the #UD, #GP and general-detect checks (SDM vol. 3C, 26.1.1).
+  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, Intercept.MOV_DR);
   const lo = n < 4 ? cpu.dr[2 * n]! : n === 6 ? cpu.dr6 : cpu.dr7;
   const hi = n < 4 ? cpu.dr[2 * n + 1]! : 0;
   setReg(cpu, i.rm, i.opSize, lo, hi);
@@ -43,6 +46,7 @@ function movFromDr(cpu: Cpu, i: Insn): void {
 
 function movToDr(cpu: Cpu, i: Insn): void {
   const n = debugRegister(cpu, i);
+  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, Intercept.MOV_DR);
   const lo = getReg(cpu, i.rm, i.opSize), hi = i.opSize === 8 ? cpu.tHi : 0;
   if (n < 4) { cpu.dr[2 * n] = lo; cpu.dr[2 * n + 1] = hi; }
   else if (hi !== 0) cpu.raise(Vector.GP, 0); // bits 63:32 of DR6 and DR7 are reserved
@@ -105,9 +109,13 @@ export function noteIoAccess(cpu: Cpu, port: number, size: number): void {
   }
 }
 
-/** INVD/WBINVD: privileged (#GP(0) above CPL 0); the model keeps no caches. */
-function cacheInvalidate(cpu: Cpu): void {
+/**
+ * INVD/WBINVD: privileged (#GP(0) above CPL 0); the model keeps no caches. In
+ * non-root operation INVD always exits, WBINVD under "WBINVD exiting" (SDM vol. 3C, 26.1.2, 26.1.3).
+ */
+function cacheInvalidate(cpu: Cpu, i: Insn): void {
   if ((cpu.cr0 & 1) && cpu.cpl !== 0) cpu.raise(Vector.GP, 0);
+  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, i.opcode === TWO + 0x08 ? Intercept.INVD : Intercept.WBINVD);
 }
 
 const def = (name: string, exec: OpDef['exec'], extra: Omit<OpDef, 'name' | 'exec'> = {}): OpDef =>

@@ -38,6 +38,7 @@ const accessSize = (i: Insn): 1 | 2 | 4 => i.opSize as 1 | 2 | 4;
 function inAcc(cpu: Cpu, i: Insn): void {
   const port = portOf(cpu, i), z = accessSize(i);
   checkIoPermission(cpu, port, z);
+  if (cpu.nonRoot) cpu.virt.io(cpu, i, port, z, true, false);
   setReg(cpu, 0, z, cpu.io.read(port, z), 0);
   if (cpu.breakOnIo !== 0) noteIoAccess(cpu, port, z);
 }
@@ -45,6 +46,7 @@ function inAcc(cpu: Cpu, i: Insn): void {
 function outAcc(cpu: Cpu, i: Insn): void {
   const port = portOf(cpu, i), z = accessSize(i);
   checkIoPermission(cpu, port, z);
+  if (cpu.nonRoot) cpu.virt.io(cpu, i, port, z, false, false);
   cpu.io.write(port, z, getReg(cpu, 0, z));
   if (cpu.breakOnIo !== 0) noteIoAccess(cpu, port, z);
 }
@@ -75,6 +77,8 @@ function stringIo(isIn: boolean) {
     const ad = i.adSize, z = accessSize(i), port = cpu.gpr[2 * RDX]! & 0xffff;
     if (i.rep && counterZero(cpu, ad)) return;
     checkIoPermission(cpu, port, z);
+    // The I/O-permission #GP comes before the VM exit (SDM vol. 3C, 26.1.1).
+    if (cpu.nonRoot) cpu.virt.io(cpu, i, port, z, isIn, true);
     const delta = cpu.rflags & DF ? -z : z;
     if (isIn) {
       // ES:rDI, not overridable.

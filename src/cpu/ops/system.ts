@@ -8,9 +8,10 @@
  */
 import type { Cpu } from '../cpu.js';
 import { cpuid as cpuidLeaf, hasFeature, XCR0_SUPPORTED } from '../cpuid.js';
-import { OpMap, type Entry, type OpDef } from '../insn.js';
+import { OpMap, type Entry, type Insn, type OpDef } from '../insn.js';
 import { setReg } from '../operands.js';
 import { RAX, RBX, RCX, RDX, Vector } from '../regs.js';
+import { Intercept } from '../virtualization.js';
 import { xinuse } from './fpu.js';
 
 const TWO = OpMap.TWO * 256;
@@ -23,36 +24,41 @@ function setEdxEax(cpu: Cpu, lo: number, hi: number): void {
 }
 
 /** EDX:EAX ← TSC. */
-function rdtsc(cpu: Cpu): void {
-  // SDM vol. 2, RDTSC/RDTSCP: CR4.TSD = 1 and CPL > 0 → #GP(0).
+function rdtsc(cpu: Cpu, i: Insn): void {
+  // SDM vol. 2, RDTSC/RDTSCP: CR4.TSD = 1 and CPL > 0 → #GP(0), before any VM exit (SDM vol. 3C, 26.1.1).
   if (cpu.cr4 & CR4_TSD && cpu.cpl > 0) cpu.raise(Vector.GP, 0);
+  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, i.opcode === TWO + 0x31 ? Intercept.RDTSC : Intercept.RDTSCP);
   const lo = cpu.msrs.readTsc(cpu);
   setEdxEax(cpu, lo, cpu.msrs.hi);
 }
 
 /** RDTSCP also loads ECX with IA32_TSC_AUX[31:0]. */
-function rdtscp(cpu: Cpu): void {
-  rdtsc(cpu);
+function rdtscp(cpu: Cpu, i: Insn): void {
+  rdtsc(cpu, i);
   setReg(cpu, RCX, 4, cpu.msrs.tscAux, 0);
 }
 
 /** RDPMC: CPL > 0 needs CR4.PCE = 1 (SDM vol. 2, RDPMC); the counter is chosen by ECX. */
-function rdpmc(cpu: Cpu): void {
+function rdpmc(cpu: Cpu, i: Insn): void {
   if (cpu.cpl > 0 && (cpu.cr4 & CR4_PCE) === 0) cpu.raise(Vector.GP, 0);
+  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, Intercept.RDPMC);
   const lo = cpu.msrs.readPmc(cpu, cpu.gpr[2 * RCX]!);
   setEdxEax(cpu, lo, cpu.msrs.hi);
 }
 
 /** RDMSR: EDX:EAX ← MSR[ECX]; CPL > 0 (virtual-8086 mode included) → #GP(0) (SDM vol. 2, RDMSR). */
-function rdmsr(cpu: Cpu): void {
+function rdmsr(cpu: Cpu, i: Insn): void {
   if (cpu.cpl !== 0) cpu.raise(Vector.GP, 0);
+  // In non-root operation the exit comes before the #GP of an unknown MSR (SDM vol. 3C, 26.1.1).
+  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, Intercept.RDMSR);
   const lo = cpu.msrs.read(cpu, cpu.gpr[2 * RCX]!);
   setEdxEax(cpu, lo, cpu.msrs.hi);
 }
 
 /** WRMSR: MSR[ECX] ← EDX:EAX; the upper halves of RAX, RCX, RDX are ignored (SDM vol. 2, WRMSR). */
-function wrmsr(cpu: Cpu): void {
+function wrmsr(cpu: Cpu, i: Insn): void {
   if (cpu.cpl !== 0) cpu.raise(Vector.GP, 0);
+  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, Intercept.WRMSR);
   cpu.msrs.write(cpu, cpu.gpr[2 * RCX]!, cpu.gpr[2 * RAX]!, cpu.gpr[2 * RDX]!);
 }
 
@@ -63,7 +69,9 @@ const CPUID_OUT = new Int32Array(4);
  * bits 63:32 of RAX, RBX, RCX, RDX are cleared. Leaf 1 also loads the
  * microcode revision into IA32_BIOS_SIGN_ID[63:32] (SDM vol. 3A, 10.11.7.1).
  */
-function cpuid(cpu: Cpu): void {
+function cpuid(cpu: Cpu, i: Insn): void {
+  // CPUID always exits in non-root operation (SDM vol. 3C, 26.1.2).
+  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, Intercept.CPUID);
   const leaf = cpu.gpr[2 * RAX]!;
   cpuidLeaf(cpu, leaf, cpu.gpr[2 * RCX]!, CPUID_OUT);
   if (leaf === 1) cpu.msrs.biosSignHi = cpu.profile.microcode;
@@ -92,8 +100,10 @@ function xgetbv(cpu: Cpu): void {
  * #GP(0) if CPL > 0, ECX != 0, XCR0[0] = 0, a bit is set that CPUID leaf 0DH
  * does not report, or XCR0[2:1] = 10b (AVX without SSE).
  */
-function xsetbv(cpu: Cpu): void {
+function xsetbv(cpu: Cpu, i: Insn): void {
   if ((cpu.cr4 & CR4_OSXSAVE) === 0) cpu.raise(Vector.UD);
+  // XSETBV exits unconditionally, before its CPL and operand checks (SDM vol. 3C, 26.1.2).
+  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, Intercept.XSETBV);
   if (cpu.cpl !== 0) cpu.raise(Vector.GP, 0);
   const ecx = cpu.gpr[2 * RCX]!, eax = cpu.gpr[2 * RAX]!, edx = cpu.gpr[2 * RDX]!;
   if (ecx !== 0 || edx !== 0 || (eax & 1) === 0 || (eax & ~XCR0_SUPPORTED) !== 0 || (eax & 6) === 4) {

@@ -1,0 +1,74 @@
+/**
+ * What the processor asks of a hardware-assist unit. The processor knows
+ * nothing of VMX (DESIGN, layers): the VMX instructions decode here and call
+ * `vmx`, and the few instructions and events that can leave non-root operation
+ * call the unit while `cpu.nonRoot` is set. Without a unit, VMX instructions
+ * are #UD and nothing is intercepted.
+ *
+ * A method that decides on a VM exit performs it by throwing (like a fault,
+ * the instruction is unwound); the run loop then calls `completeExit`.
+ */
+import type { Cpu } from './cpu.js';
+import type { Insn } from './insn.js';
+import { Vector } from './regs.js';
+
+/** The VMX instructions (SDM vol. 3C, chapter 31 "VMX Instruction Reference"). */
+export const enum VmxInstruction {
+  VMXON, VMXOFF, VMCLEAR, VMPTRLD, VMPTRST, VMREAD, VMWRITE, VMLAUNCH, VMRESUME, VMCALL, INVEPT, INVVPID, VMFUNC,
+}
+
+/**
+ * Instructions whose only operand for the exit decision is the instruction
+ * itself (SDM vol. 3C, 26.1.2 "Instructions That Cause VM Exits Unconditionally"
+ * and 26.1.3 "Instructions That Cause VM Exits Conditionally").
+ */
+export const enum Intercept {
+  CPUID, GETSEC, INVD, XSETBV, HLT, INVLPG, RDPMC, RDTSC, RDTSCP, RDMSR, WRMSR, PAUSE, WBINVD,
+  MWAIT, MONITOR, RDRAND, RDSEED, INVPCID, LGDT, LIDT, SGDT, SIDT, LLDT, LTR, SLDT, STR, MOV_DR,
+}
+
+export interface Virtualization {
+  /** A VMX instruction, in root or non-root operation. */
+  vmx(cpu: Cpu, i: Insn, op: VmxInstruction): void;
+  /** Non-root: exits if the controls intercept this instruction. */
+  intercept(cpu: Cpu, i: Insn, what: Intercept): void;
+  /** Non-root: IN, OUT, INS, OUTS to `port` with operand size `size` (26.1.3, I/O bitmaps). */
+  io(cpu: Cpu, i: Insn, port: number, size: number, isIn: boolean, string: boolean): void;
+  /**
+   * Non-root MOV to CR0, CR3, CR4 or CR8, CLTS (source -1) or LMSW (source -2):
+   * exits, or returns bits 31:0 of the value to write (CR0 and CR4 bits that the
+   * guest/host mask owns keep their current value, 26.3).
+   */
+  writeCr(cpu: Cpu, i: Insn, cr: number, lo: number, hi: number, source: number): number;
+  /** Non-root MOV from CR0/CR3/CR4/CR8 (destination register) or SMSW (-1): exits, or returns bits 31:0 the guest reads. */
+  readCr(cpu: Cpu, i: Insn, cr: number, destination: number): number;
+  /**
+   * Non-root: event `vector` (an exception, or an NMI) of `kind` (interrupts.ts
+   * EventKind) with error code `code` (-1: none) is about to be delivered; exits
+   * if the exception bitmap or NMI exiting say so (26.2). `during` is the event
+   * whose delivery raised it, or -1.
+   */
+  exception(cpu: Cpu, vector: number, kind: number, code: number, during: number): void;
+  /** Non-root: takes the events waiting at an instruction boundary (26.7, 27.7); returns what acceptInterrupt would. */
+  acceptEvents(cpu: Cpu, limit: number): number;
+  /** Non-root: a triple fault exits instead of shutting down (26.2). */
+  tripleFault(cpu: Cpu): void;
+  /** Finishes the VM exit that a method above started by throwing. */
+  completeExit(cpu: Cpu): void;
+}
+
+function ud(cpu: Cpu): never { return cpu.raise(Vector.UD); }
+function none(): void {}
+
+/** No hardware assist: VMX instructions are undefined (CPUID.1:ECX.VMX = 0). */
+export const NO_VIRTUALIZATION: Virtualization = {
+  vmx: ud,
+  intercept: none,
+  io: none,
+  writeCr: (_cpu, _i, _cr, lo) => lo,
+  readCr: () => 0,
+  exception: none,
+  acceptEvents: (_cpu, limit) => limit,
+  tripleFault: none,
+  completeExit: none,
+};

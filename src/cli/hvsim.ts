@@ -6,6 +6,7 @@ import { GPR_NAMES, VECTOR_NAMES } from '../cpu/regs.js';
 import { InternalError } from '../cpu/run.js';
 import { ImageError, loadImage } from '../platform/loaders/index.js';
 import { PcMachine } from '../platform/machine.js';
+import { attachVmx } from '../vmx/vmx.js';
 import { parseArgs, UsageError, USAGE, type RunOptions } from './args.js';
 
 const VERSION = '0.1.0';
@@ -44,7 +45,7 @@ export interface Output { out: Print; err: Print; serial: (byte: number) => void
 function runCommand(o: RunOptions, io: Output): number {
   const path = o.image ?? bundledGuest('boot64.bin');
   const image = readImage(path);
-  const machine = new PcMachine({ memorySize: o.memory, cpus: o.cpus, serialOut: o.json ? undefined : io.serial });
+  const machine = new PcMachine({ memorySize: o.memory, cpus: o.cpus, attach: (cpu) => { attachVmx(cpu); }, serialOut: o.json ? undefined : io.serial });
   const cpu = machine.cpu;
   const loaded = loadImage(cpu, image, {
     format: o.format, load: o.load, mode: o.mode, cmdline: o.cmdline || undefined,

@@ -120,6 +120,8 @@ export class Cpu implements FlagState, MmuHost {
    */
   cr0 = 0x60000010;
   cr2Lo = 0; cr2Hi = 0;
+  /** CR2 before the last #PF loaded it: a #PF that becomes a VM exit leaves CR2 alone (SDM vol. 3C, 28.1). */
+  cr2PrevLo = 0; cr2PrevHi = 0;
   cr3Lo = 0; cr3Hi = 0;
   cr4 = 0;
   efer = 0;
@@ -162,6 +164,8 @@ export class Cpu implements FlagState, MmuHost {
    * retired: the shadow after STI, MOV SS and POP SS (SDM vol. 3A, 6.8.3).
    */
   interruptShadowEnd = -1;
+  /** The shadow comes from MOV SS or POP SS (blocking by MOV SS), not STI (SDM vol. 3C, 25.4.2). */
+  shadowBySs = false;
 
   /** Work to look at between instructions (Pending bits). */
   pending = 0;
@@ -198,6 +202,8 @@ export class Cpu implements FlagState, MmuHost {
   virt: Virtualization = NO_VIRTUALIZATION;
   /** In VMX non-root operation: the instructions and events of virtualization.ts ask `virt`. */
   nonRoot = false;
+  /** Length of the instruction that raised the last software interrupt or exception. */
+  excLength = 0;
   /** The FAULT being thrown is a VM exit (set by `virt`), not an exception. */
   vmExit = false;
   /** External interrupts (null: none attached). */
@@ -208,6 +214,8 @@ export class Cpu implements FlagState, MmuHost {
   bsp = true;
   /** In the wait-for-SIPI state: only INIT and a start-up IPI have any effect (SDM vol. 3A, 9.4.2). */
   waitForSipi = false;
+  /** INIT signals are blocked (VMX root operation); unblocking sets startupPending again. */
+  initBlocked = false;
   /** An INIT or start-up IPI arrived: the run loop asks the interrupt source at the next boundary. */
   startupPending = false;
   /**
@@ -250,9 +258,13 @@ export class Cpu implements FlagState, MmuHost {
     throw FAULT;
   }
 
-  /** Raises a software interrupt or exception (INT n = 1, INT3/INTO = 2, INT1 = 3): RIP stays after it. */
-  raiseTrap(vector: number, kind = 2): never {
+  /**
+   * Raises a software interrupt or exception (INT n = 1, INT3/INTO = 2, INT1 = 3),
+   * or a trap (0); RIP stays after the instruction, whose length is `length`.
+   */
+  raiseTrap(vector: number, kind = 2, length = 0): never {
     this.excTrap = true;
+    this.excLength = length;
     this.excVector = vector;
     this.excHasCode = false;
     this.excCode = 0;

@@ -84,6 +84,18 @@ export class PhysicalMemory {
     else this.writeUnbacked(pa, 1, v);
   }
 
+  /** A dword at a 4-aligned physical address (VMX structures, page tables). */
+  read32(pa: number): number {
+    const p = this.page(Math.floor(pa / PAGE_SIZE));
+    return p === null ? this.readUnbacked(pa, 4) : p.getInt32(pa & PAGE_MASK, true);
+  }
+
+  write32(pa: number, v: number): void {
+    const p = this.page(Math.floor(pa / PAGE_SIZE));
+    if (p !== null) p.setInt32(pa & PAGE_MASK, v, true);
+    else this.writeUnbacked(pa, 4, v);
+  }
+
   /** Copies bytes into physical memory (image loading, tests). */
   load(pa: number, bytes: Uint8Array): void {
     for (let i = 0; i < bytes.length; i++) this.write8(pa + i, bytes[i]!);

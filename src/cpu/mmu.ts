@@ -19,6 +19,7 @@
  * CR4) flushes these entries; the architectural TLB behind them is paging.ts's.
  */
 import { PAGE_MASK, PAGE_SIZE, PhysicalMemory } from './memory.js';
+import { FilledSlots } from './filled-slots.js';
 
 export const enum Access { READ = 0, WRITE = 1, EXEC = 2 }
 
@@ -68,8 +69,10 @@ class EntrySet {
   readonly pageX: (DataView | null)[] = new Array<DataView | null>(TLB_SIZE).fill(null);
   readonly ppnX = new Float64Array(TLB_SIZE);
   readonly ppnW = new Float64Array(TLB_SIZE);
+  readonly filled = new FilledSlots(TLB_SIZE >> 3);
+  private readonly tags = [this.tagR, this.tagW, this.tagX];
 
-  clear(): void { this.tagR.fill(NaN); this.tagW.fill(NaN); this.tagX.fill(NaN); }
+  clear(): void { this.filled.clear(this.tags); }
 
   drop(idx: number): void { this.tagR[idx] = NaN; this.tagW[idx] = NaN; this.tagX[idx] = NaN; }
 }
@@ -106,6 +109,7 @@ export class Mmu {
   private pageX = this.supervisorSet.pageX;
   private ppnX = this.supervisorSet.ppnX;
   private ppnW = this.supervisorSet.ppnW;
+  private filled = this.supervisorSet.filled;
 
   constructor(readonly memory: PhysicalMemory, private readonly host: MmuHost) {}
 
@@ -147,6 +151,7 @@ export class Mmu {
     this.tagR = s.tagR; this.tagW = s.tagW; this.tagX = s.tagX;
     this.pageR = s.pageR; this.pageW = s.pageW; this.pageX = s.pageX;
     this.ppnX = s.ppnX; this.ppnW = s.ppnW;
+    this.filled = s.filled;
   }
 
   // ---- invalidation ----------------------------------------------------------
@@ -320,6 +325,7 @@ export class Mmu {
     const page = this.memory.page(ppn);
     const idx = (lo >>> 12) & TLB_MASK, vpn = vpnOf(lo, hi);
     if (page === null) return ppn;
+    this.filled.note(idx);
     if (access === Access.READ) { this.tagR[idx] = vpn; this.pageR[idx] = page; }
     else if (access === Access.EXEC) { this.tagX[idx] = vpn; this.pageX[idx] = page; this.ppnX[idx] = ppn; }
     else if (!this.host.isCodePage(ppn)) { this.tagW[idx] = vpn; this.pageW[idx] = page; this.ppnW[idx] = ppn; }

@@ -14,6 +14,7 @@
  * entries here drops those too.
  */
 import type { Cpu } from './cpu.js';
+import { FilledSlots } from './filled-slots.js';
 import { PAGE_MASK, PAGE_SIZE } from './memory.js';
 import { Access, type Translator } from './mmu.js';
 import { AC, EFER_LMA, EFER_LME, EFER_NXE, Vector } from './regs.js';
@@ -89,6 +90,8 @@ export class Paging implements Translator {
   identity = false;
 
   private readonly tag = new Float64Array(TLB_SIZE).fill(NaN);
+  private readonly filled = new FilledSlots(TLB_SIZE >> 3);
+  private readonly tags = [this.tag];
   private readonly pcid = new Int32Array(TLB_SIZE);
   private readonly frame = new Float64Array(TLB_SIZE);
   private readonly info = new Int32Array(TLB_SIZE);
@@ -214,6 +217,7 @@ export class Paging implements Translator {
     if (access === Access.WRITE) { this.setBits(leafAt, D); info |= T_D; }
     const idx = slot(lo, (info & T_G) !== 0 ? 0 : pcid);
     this.tag[idx] = vpn;
+    this.filled.note(idx);
     this.pcid[idx] = pcid;
     this.frame[idx] = frame;
     this.info[idx] = info;
@@ -258,6 +262,7 @@ export class Paging implements Translator {
     if (access === Access.EXEC &&
         ((cpu.cr4 & CR4_SMEP) !== 0 || ((cpu.cr4 & CR4_PAE) !== 0 && (cpu.efer & EFER_NXE) !== 0))) code |= PF_I;
     this.dropForFault(lo, hi);
+    cpu.cr2PrevLo = cpu.cr2Lo; cpu.cr2PrevHi = cpu.cr2Hi;
     cpu.cr2Lo = lo;
     cpu.cr2Hi = mode >= PagingMode.LEVEL4 ? hi : 0;
     return cpu.raise(Vector.PF, code);
@@ -356,7 +361,7 @@ export class Paging implements Translator {
   private dropEntries(pcid: number, globals: boolean): void {
     const tag = this.tag;
     if (pcid < 0 && globals) {
-      tag.fill(NaN);
+      this.filled.clear(this.tags);
       this.large = false;
     } else {
       for (let k = 0; k < TLB_SIZE; k++) if (this.owned(k, pcid, globals)) tag[k] = NaN;

@@ -113,7 +113,7 @@ export const SKYLAKE: CpuProfile = {
   features: [
     'fpu', 'pse', 'tsc', 'msr', 'pae', 'cx8', 'apic', 'sep', 'mtrr', 'pge', 'cmov', 'pat', 'pse36',
     'clflush', 'fxsr', 'sse', 'sse2', 'ss',
-    'cx16', 'x2apic', 'movbe', 'popcnt', 'tsc_deadline_timer', 'xsave',
+    'vmx', 'cx16', 'x2apic', 'movbe', 'popcnt', 'tsc_deadline_timer', 'xsave',
     'arat',
     'tsc_adjust', 'bmi1', 'fdp_excptn_only', 'smep', 'bmi2', 'erms', 'zero_fcs_fds',
     'spec_ctrl', 'intel_stibp', 'flush_l1d', 'ssbd',

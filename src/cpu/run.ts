@@ -123,7 +123,8 @@ function acceptInterrupt(cpu: Cpu, limit: number): number {
  */
 function acceptStartup(cpu: Cpu, source: InterruptSource): void {
   cpu.startupPending = false;
-  if (source.takeInit?.()) init(cpu);
+  // INIT is held pending while it is blocked (VMX root operation, SDM vol. 3C, 24.8).
+  if (!cpu.initBlocked && source.takeInit?.()) init(cpu);
   const vector = source.takeSipi?.() ?? -1;
   if (vector >= 0) startup(cpu, vector);
 }

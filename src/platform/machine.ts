@@ -22,6 +22,8 @@ export interface MachineOptions {
   serialOut?: (byte: number) => void;
   /** Logical processors (default 1): processor 0 is the BSP, the others wait for INIT and SIPI. */
   cpus?: number;
+  /** Called for each processor once it is built: hardware-assist units (VMX) attach here. */
+  attach?: (cpu: Cpu) => void;
 }
 
 /** Why a machine run ended. */
@@ -101,7 +103,10 @@ export class PcMachine {
       cpu.io = io;
       cpus.push(cpu); apics.push(apic); touches.push(touch);
     }
-    for (const cpu of cpus) cpu.peers = cpus;
+    for (const cpu of cpus) {
+      cpu.peers = cpus;
+      options.attach?.(cpu);
+    }
     memory.mapMmio({
       contains: (pa) => { const b = apics[this.current]!.mmioBase; return b >= 0 && pa >= b && pa < b + APIC_PAGE; },
       read: (pa, size) => { const a = apics[this.current]!; return a.read(pa - a.mmioBase, size); },

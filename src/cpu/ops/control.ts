@@ -103,10 +103,10 @@ function setcc(cpu: Cpu, i: Insn): void {
 }
 
 // Event kinds of interrupts.ts: 1 INT n, 2 INT3/INTO, 3 INT1 (their gate checks differ).
-function int3(cpu: Cpu): void { cpu.raiseTrap(Vector.BP, 2); }
-function int1(cpu: Cpu): void { cpu.raiseTrap(Vector.DB, 3); }
-function intN(cpu: Cpu, i: Insn): void { cpu.raiseTrap(i.imm, 1); }
-function into(cpu: Cpu): void { if (getOF(cpu)) cpu.raiseTrap(Vector.OF, 2); }
+function int3(cpu: Cpu, i: Insn): void { cpu.raiseTrap(Vector.BP, 2, i.len); }
+function int1(cpu: Cpu, i: Insn): void { cpu.raiseTrap(Vector.DB, 3, i.len); }
+function intN(cpu: Cpu, i: Insn): void { cpu.raiseTrap(i.imm, 1, i.len); }
+function into(cpu: Cpu, i: Insn): void { if (getOF(cpu)) cpu.raiseTrap(Vector.OF, 2, i.len); }
 function ud(cpu: Cpu): void { cpu.raise(Vector.UD); }
 
 /** HLT: privileged; the processor waits for an interrupt, NMI or reset (SDM vol. 2, HLT). */

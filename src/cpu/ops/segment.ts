@@ -16,12 +16,14 @@ import {
   readDescriptor, readTss32Stack, readTss64, tssValue,
 } from '../segments.js';
 import { farTaskSwitch, taskReturn } from '../task-switch.js';
+import { Intercept } from '../virtualization.js';
 
 const TWO = OpMap.TWO * 256;
 
-/** Blocks interrupts for the next instruction (MOV SS, POP SS, STI). */
-function shadow(cpu: Cpu): void {
+/** Blocks interrupts for the next instruction: MOV SS and POP SS (`bySs`), STI. */
+function shadow(cpu: Cpu, bySs = true): void {
   cpu.interruptShadowEnd = cpu.retired + 2;
+  cpu.shadowBySs = bySs;
 }
 
 // ---- MOV, PUSH, POP with segment registers ------------------------------------
@@ -413,6 +415,8 @@ function loadTableRegister(idt: boolean) {
   return (cpu: Cpu, i: Insn): void => {
     requireCpl0(cpu);
     effectiveAddress(cpu, i);
+    // Descriptor-table exiting (SDM vol. 3C, 26.1.3), after the privilege check (26.1.1).
+    if (cpu.nonRoot) cpu.virt.intercept(cpu, i, idt ? Intercept.LIDT : Intercept.LGDT);
     const a = cpu.eaLo, ah = cpu.eaHi;
     const limit = cpu.mmu.read16(a, ah);
     let lo = cpu.mmu.read32((a + 2) | 0, ah), hi = 0;
@@ -431,6 +435,7 @@ function loadTableRegister(idt: boolean) {
 function storeTableRegister(idt: boolean) {
   return (cpu: Cpu, i: Insn): void => {
     effectiveAddress(cpu, i);
+    if (cpu.nonRoot) cpu.virt.intercept(cpu, i, idt ? Intercept.SIDT : Intercept.SGDT);
     const a = cpu.eaLo, ah = cpu.eaHi, n = cpu.codeSize === 8 ? 10 : 6;
     cpu.mmu.probeWrite(a, ah, n);
     cpu.mmu.write16(a, ah, idt ? cpu.idtrLimit : cpu.gdtrLimit);
@@ -443,6 +448,7 @@ function storeTableRegister(idt: boolean) {
 function lldt(cpu: Cpu, i: Insn): void {
   if (!protectedMode(cpu)) cpu.raise(Vector.UD);
   requireCpl0(cpu);
+  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, Intercept.LLDT);
   const sel = readRm(cpu, i, 2);
   if ((sel & 0xfffc) === 0) { loadNull(cpu, LDTR, sel); return; }
   if (sel & 4) cpu.raise(Vector.GP, sel & 0xfffc);
@@ -458,6 +464,7 @@ function lldt(cpu: Cpu, i: Insn): void {
 function ltr(cpu: Cpu, i: Insn): void {
   if (!protectedMode(cpu)) cpu.raise(Vector.UD);
   requireCpl0(cpu);
+  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, Intercept.LTR);
   const sel = readRm(cpu, i, 2);
   if ((sel & 0xfffc) === 0 || (sel & 4)) cpu.raise(Vector.GP, sel & 0xfffc);
   const lm = longMode(cpu);
@@ -475,6 +482,7 @@ function ltr(cpu: Cpu, i: Insn): void {
 function storeSelector(seg: number) {
   return (cpu: Cpu, i: Insn): void => {
     if (!protectedMode(cpu)) cpu.raise(Vector.UD);
+    if (cpu.nonRoot) cpu.virt.intercept(cpu, i, seg === TR ? Intercept.STR : Intercept.SLDT);
     writeRm(cpu, i, i.opSize, cpu.segSel[seg]!, 0);
   };
 }
@@ -548,7 +556,7 @@ function interruptFlag(set: boolean) {
   return (cpu: Cpu): void => {
     const flags = cpu.rflags;
     if ((cpu.cr0 & 1) && cpu.cpl > ((flags & IOPL) >> 12)) cpu.raise(Vector.GP, 0);
-    if (set && !(flags & IF)) shadow(cpu);
+    if (set && !(flags & IF)) shadow(cpu, false);
     cpu.rflags = set ? flags | IF : flags & ~IF;
   };
 }

@@ -1,0 +1,137 @@
+/**
+ * The VMX capabilities this model offers, as the capability MSRs report them
+ * (SDM vol. 3D, appendix A). A control is offered only where the model
+ * implements what it does: a real Skylake part offers more (EPT, VPID,
+ * unrestricted guest, TPR shadow, posted interrupts, ...), which later parts of
+ * hvsim add here as they are built.
+ */
+import { DEFAULT1, VmxMsr } from '../../vmcs/controls.js';
+import { VMCS_FIELDS, fieldExists, index as fieldIndex } from '../../vmcs/fields.js';
+import type { Capability } from '../../vmcs/controls.js';
+import { capabilityBit } from '../../vmcs/controls.js';
+import { CR4_SUPPORTED } from '../cpu/ops/control-registers.js';
+
+/** Allowed settings of a 32-bit control field: bits that must be 1, bits that may be 1 (A.3-A.5). */
+export interface AllowedSettings { readonly allowed0: number; readonly allowed1: number }
+
+export interface VmxCapabilities {
+  /** VMCS revision identifier (IA32_VMX_BASIC[30:0]). */
+  readonly revision: number;
+  /** TRUE-MSR settings (IA32_VMX_BASIC[55] = 1: the default1 bits of A.2 may be 0 where these allow). */
+  readonly pin: AllowedSettings;
+  readonly proc: AllowedSettings;
+  readonly secondary: AllowedSettings;
+  readonly exit: AllowedSettings;
+  readonly entry: AllowedSettings;
+  /** IA32_VMX_MISC bits 31:0 (A.6). */
+  readonly misc: number;
+  /** CR0/CR4 bits fixed to 1 and bits allowed to be 1 in VMX operation (A.7, A.8). */
+  readonly cr0Fixed0: number;
+  readonly cr0Fixed1: number;
+  readonly cr4Fixed0: number;
+  readonly cr4Fixed1: number;
+}
+
+const bit = (n: number): number => (1 << n) >>> 0;
+const bits = (...ns: number[]): number => ns.reduce((m, n) => (m | bit(n)) >>> 0, 0);
+
+/** VMX-preemption timer rate: it counts down once every 2^5 TSC ticks (IA32_VMX_MISC[4:0]). */
+export const PREEMPTION_TIMER_SHIFT = 5;
+/** CR3-target values the VMCS holds (IA32_VMX_MISC[24:16]). */
+export const CR3_TARGET_COUNT = 4;
+/** The recommended maximum of MSR-area entries, 512 × (N + 1) with N = IA32_VMX_MISC[27:25] = 0. */
+export const MAX_MSR_LIST = 512;
+
+/** What hvsim's VMX offers on the skylake profile. */
+export const SKYLAKE_VMX: VmxCapabilities = {
+  revision: 4,
+  pin: {
+    allowed0: DEFAULT1.pin,
+    // External-interrupt exiting, NMI exiting, virtual NMIs (25.6.1).
+    allowed1: (DEFAULT1.pin | bits(0, 3, 5)) >>> 0,
+  },
+  proc: {
+    // TRUE_PROCBASED: CR3-load and CR3-store exiting (15, 16) may be 0.
+    allowed0: (DEFAULT1.proc & ~bits(15, 16)) >>> 0,
+    // Interrupt window, TSC offsetting, HLT, INVLPG, RDPMC, RDTSC, CR3 load/store, CR8 load/store,
+    // NMI window, MOV DR, unconditional I/O, I/O bitmaps, MSR bitmaps, secondary controls (25.6.2).
+    allowed1: (DEFAULT1.proc | bits(2, 3, 7, 9, 11, 12, 15, 16, 19, 20, 22, 23, 24, 25, 28, 31)) >>> 0,
+  },
+  secondary: {
+    allowed0: 0,
+    // Descriptor-table exiting, enable RDTSCP, WBINVD exiting, enable INVPCID.
+    allowed1: bits(2, 3, 6, 12),
+  },
+  exit: {
+    // TRUE_EXIT: "save debug controls" (2) may be 0.
+    allowed0: (DEFAULT1.exit & ~bit(2)) >>> 0,
+    // Save debug controls, host address-space size, acknowledge interrupt on exit, save/load PAT and EFER (25.7.1).
+    allowed1: (DEFAULT1.exit | bits(2, 9, 15, 18, 19, 20, 21)) >>> 0,
+  },
+  entry: {
+    // TRUE_ENTRY: "load debug controls" (2) may be 0.
+    allowed0: (DEFAULT1.entry & ~bit(2)) >>> 0,
+    // Load debug controls, IA-32e mode guest, load PAT, load EFER (25.8.1).
+    allowed1: (DEFAULT1.entry | bits(2, 9, 14, 15)) >>> 0,
+  },
+  // EFER.LMA stored on exit (5), activity states HLT, shutdown and wait-for-SIPI (6-8), four CR3 targets,
+  // VMWRITE to any field, VM-exit information fields included (29).
+  misc: (PREEMPTION_TIMER_SHIFT | bits(5, 6, 7, 8, 29) | (CR3_TARGET_COUNT << 16)) >>> 0,
+  cr0Fixed0: 0x80000021, // PE, NE, PG
+  cr0Fixed1: 0xffffffff,
+  cr4Fixed0: 0x2000, // VMXE
+  cr4Fixed1: CR4_SUPPORTED >>> 0,
+};
+
+/** True when the capabilities allow the 1-setting of a control (or the field feature it names). */
+export function supports(caps: VmxCapabilities, cap: Capability): boolean {
+  const { group, bit: b } = capabilityBit(cap);
+  switch (group) {
+    case 'pin': case 'proc': case 'secondary': case 'exit': case 'entry':
+      return (caps[group].allowed1 & bit(b)) !== 0;
+    default:
+      return false; // tertiary controls, secondary exit controls, VM functions: not offered
+  }
+}
+
+/** The highest field index of any VMCS encoding the model supports (IA32_VMX_VMCS_ENUM[9:1], A.9). */
+export function highestIndex(caps: VmxCapabilities): number {
+  let max = 0;
+  for (const f of VMCS_FIELDS) if (fieldExists(f, (c) => supports(caps, c))) max = Math.max(max, fieldIndex(f.encoding));
+  return max;
+}
+
+/** Bits 63:32 of IA32_VMX_BASIC: region size 4096, write-back VMCS memory, INS/OUTS information, TRUE MSRs (A.1). */
+const BASIC_HI = 0x1000 | (6 << 18) | bit(22) | bit(23);
+
+/**
+ * The value of VMX capability MSR `msr` as [bits 31:0, bits 63:32], or null when
+ * the MSR does not exist on this model (RDMSR then raises #GP).
+ */
+export function capabilityMsr(caps: VmxCapabilities, msr: number): [number, number] | null {
+  const ctls = (s: AllowedSettings, default1: number, isTrue: boolean): [number, number] =>
+    [(isTrue ? s.allowed0 : s.allowed0 | default1) | 0, s.allowed1 | 0];
+  switch (msr) {
+    case VmxMsr.IA32_VMX_BASIC: return [caps.revision, BASIC_HI];
+    case VmxMsr.IA32_VMX_PINBASED_CTLS: return ctls(caps.pin, DEFAULT1.pin, false);
+    case VmxMsr.IA32_VMX_PROCBASED_CTLS: return ctls(caps.proc, DEFAULT1.proc, false);
+    case VmxMsr.IA32_VMX_EXIT_CTLS: return ctls(caps.exit, DEFAULT1.exit, false);
+    case VmxMsr.IA32_VMX_ENTRY_CTLS: return ctls(caps.entry, DEFAULT1.entry, false);
+    case VmxMsr.IA32_VMX_TRUE_PINBASED_CTLS: return ctls(caps.pin, 0, true);
+    case VmxMsr.IA32_VMX_TRUE_PROCBASED_CTLS: return ctls(caps.proc, 0, true);
+    case VmxMsr.IA32_VMX_TRUE_EXIT_CTLS: return ctls(caps.exit, 0, true);
+    case VmxMsr.IA32_VMX_TRUE_ENTRY_CTLS: return ctls(caps.entry, 0, true);
+    case VmxMsr.IA32_VMX_MISC: return [caps.misc | 0, 0];
+    case VmxMsr.IA32_VMX_CR0_FIXED0: return [caps.cr0Fixed0 | 0, 0];
+    case VmxMsr.IA32_VMX_CR0_FIXED1: return [caps.cr0Fixed1 | 0, 0];
+    case VmxMsr.IA32_VMX_CR4_FIXED0: return [caps.cr4Fixed0 | 0, 0];
+    case VmxMsr.IA32_VMX_CR4_FIXED1: return [caps.cr4Fixed1 | 0, 0];
+    case VmxMsr.IA32_VMX_VMCS_ENUM: return [highestIndex(caps) << 1, 0];
+    // Exists when the primary controls allow "activate secondary controls" (A.3.3).
+    case VmxMsr.IA32_VMX_PROCBASED_CTLS2:
+      return (caps.proc.allowed1 & bit(31)) !== 0 ? [caps.secondary.allowed0 | 0, caps.secondary.allowed1 | 0] : null;
+    default:
+      // EPT_VPID_CAP (no EPT or VPID yet), VMFUNC, PROCBASED_CTLS3, EXIT_CTLS2: not offered.
+      return null;
+  }
+}

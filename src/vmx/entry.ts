@@ -1,0 +1,173 @@
+/**
+ * VM entries (SDM vol. 3C, chapter 27), after VMLAUNCH/VMRESUME's own checks:
+ * the checks on controls and host state (27.2, VMfailValid 7 or 8), the checks
+ * on guest state (27.3.1) and its loading (27.3.2), the VM-entry MSR-load area
+ * (27.4), and event injection (27.6), which happens at the first instruction
+ * boundary in non-root operation. A failure after 27.2 is a VM exit with bit 31
+ * of the exit reason set (27.8).
+ */
+import { ExitReason, EXIT_REASON_VM_ENTRY_FAILURE } from '../../vmcs/exit-reasons.js';
+import { Field } from '../../vmcs/fields.js';
+import { VmInstructionError } from '../../vmcs/instruction-errors.js';
+import { VmEntryControls as N } from '../../vmcs/controls.js';
+import type { Cpu } from '../cpu/cpu.js';
+import { deliverException, EventKind } from '../cpu/interrupts.js';
+import { PagingMode, pagingMode } from '../cpu/paging.js';
+import { CS, DS, EFER_LMA, EFER_LME, ES, FS, GS, LDTR, RSP, SegAttr, SS, TR } from '../cpu/regs.js';
+import { checkControls, checkGuestState, checkHostState, type EntryCheckFailure } from './entry-checks.js';
+import { HLT, SEG_ACCESS, SEG_BASE, SEG_LIMIT, SEG_SELECTOR, SHUTDOWN, WAIT_FOR_SIPI } from './exit.js';
+import { loadMsrs } from './msr-areas.js';
+import type { Vmx } from './vmx.js';
+
+const SEGMENTS = [ES, CS, SS, DS, FS, GS, LDTR, TR];
+/** VM-entry failure qualifications (27.8). */
+const QUALIFICATION_PDPTE = 2;
+
+/**
+ * VM entry from VMLAUNCH (launch) or VMRESUME, once the instruction's checks
+ * passed. Returns normally in every case: VMfailValid sets the flags, a
+ * guest-state failure has already completed as a VM exit.
+ */
+export function vmEntry(vmx: Vmx, cpu: Cpu, launch: boolean): void {
+  const v = vmx.current!, caps = vmx.caps;
+  let failure: EntryCheckFailure | null = checkControls(cpu, v, caps);
+  if (failure === null) failure = checkHostState(cpu, v, caps);
+  if (failure !== null) {
+    vmx.lastEntryFailure = failure;
+    vmx.failValid(cpu, failure.kind === 'controls'
+      ? VmInstructionError.ENTRY_INVALID_CONTROL_FIELDS : VmInstructionError.ENTRY_INVALID_HOST_STATE);
+    return;
+  }
+  // From here on a failure is a VM exit to the host (27.8); the instruction itself succeeded.
+  vmx.succeed(cpu);
+  failure = checkGuestState(cpu, v, caps);
+  if (failure !== null) {
+    vmx.lastEntryFailure = failure;
+    entryFailure(vmx, cpu, ExitReason.VM_ENTRY_FAILURE_INVALID_GUEST_STATE, failure.qualification);
+    return;
+  }
+  vmx.lastEntryFailure = null;
+  if (!loadGuestState(vmx, cpu)) {
+    vmx.lastEntryFailure = {
+      kind: 'guest', check: 'guest PDPTEs', section: '27.3.1.6',
+      detail: 'a present PDPTE referenced by guest CR3 has a reserved bit set', qualification: QUALIFICATION_PDPTE,
+    };
+    entryFailure(vmx, cpu, ExitReason.VM_ENTRY_FAILURE_INVALID_GUEST_STATE, QUALIFICATION_PDPTE);
+    return;
+  }
+  const bad = loadMsrs(cpu, v.num(Field.VM_ENTRY_MSR_LOAD_ADDRESS), v.lo(Field.VM_ENTRY_MSR_LOAD_COUNT), true);
+  if (bad !== 0) {
+    entryFailure(vmx, cpu, ExitReason.VM_ENTRY_FAILURE_MSR_LOADING, bad);
+    return;
+  }
+  if (launch) v.launched = true;
+  // 27.6: an event to inject is delivered at the first boundary in the guest (acceptEvents).
+  vmx.injectPending = (v.lo(Field.VM_ENTRY_INTERRUPTION_INFORMATION_FIELD) & 0x80000000) !== 0;
+}
+
+/** A VM-entry failure after the host-state checks: a VM exit with bit 31 of the reason set (27.8). */
+function entryFailure(vmx: Vmx, cpu: Cpu, reason: number, qualification: number): void {
+  const e = vmx.exitInfo;
+  e.begin((reason | EXIT_REASON_VM_ENTRY_FAILURE) >>> 0);
+  e.qualificationLo = qualification;
+  vmx.completeExit(cpu);
+}
+
+/** 27.3.2 "Loading Guest State". False when PDPTE loading fails (27.3.1.6). */
+function loadGuestState(vmx: Vmx, cpu: Cpu): boolean {
+  const v = vmx.current!, entry = v.lo(Field.VM_ENTRY_CONTROLS);
+  const ia32e = (entry & (1 << N.IA_32E_MODE_GUEST)) !== 0;
+  // 27.3.2.1: control registers, debug registers, MSRs.
+  cpu.cr0 = v.lo(Field.GUEST_CR0) | 0x10; // ET is always 1
+  cpu.cr4 = v.lo(Field.GUEST_CR4);
+  cpu.cr3Lo = v.lo(Field.GUEST_CR3); cpu.cr3Hi = v.hi(Field.GUEST_CR3);
+  if (entry & (1 << N.LOAD_DEBUG_CONTROLS)) {
+    cpu.dr7 = v.lo(Field.GUEST_DR7);
+    cpu.msrs.debugCtl = v.lo(Field.GUEST_IA32_DEBUGCTL);
+  }
+  const m = cpu.msrs;
+  m.sysenterCsLo = v.lo(Field.GUEST_IA32_SYSENTER_CS); m.sysenterCsHi = 0;
+  m.sysenterEspLo = v.lo(Field.GUEST_IA32_SYSENTER_ESP); m.sysenterEspHi = v.hi(Field.GUEST_IA32_SYSENTER_ESP);
+  m.sysenterEipLo = v.lo(Field.GUEST_IA32_SYSENTER_EIP); m.sysenterEipHi = v.hi(Field.GUEST_IA32_SYSENTER_EIP);
+  if (entry & (1 << N.LOAD_IA32_PAT)) { m.patLo = v.lo(Field.GUEST_IA32_PAT); m.patHi = v.hi(Field.GUEST_IA32_PAT); }
+  if (entry & (1 << N.LOAD_IA32_EFER)) cpu.efer = v.lo(Field.GUEST_IA32_EFER);
+  else {
+    // Without "load IA32_EFER", LMA follows "IA-32e mode guest", and so does LME when paging is on.
+    cpu.efer = ia32e ? cpu.efer | EFER_LMA : cpu.efer & ~EFER_LMA;
+    if (cpu.cr0 & 0x80000000) cpu.efer = ia32e ? cpu.efer | EFER_LME : cpu.efer & ~EFER_LME;
+  }
+  // 27.3.2.2: segment registers and descriptor-table registers; an unusable segment holds no access.
+  for (let k = 0; k < 8; k++) {
+    const s = SEGMENTS[k]!, ar = v.lo(SEG_ACCESS[k]!);
+    cpu.setSegment(s, v.lo(SEG_SELECTOR[k]!), v.lo(SEG_BASE[k]!), ia32e ? v.hi(SEG_BASE[k]!) : 0,
+      v.lo(SEG_LIMIT[k]!) >>> 0, ar & SegAttr.UNUSABLE ? ar & SegAttr.DPL : ar & 0xf0ff);
+  }
+  cpu.gdtrLo = v.lo(Field.GUEST_GDTR_BASE); cpu.gdtrHi = v.hi(Field.GUEST_GDTR_BASE); cpu.gdtrLimit = v.lo(Field.GUEST_GDTR_LIMIT) & 0xffff;
+  cpu.idtrLo = v.lo(Field.GUEST_IDTR_BASE); cpu.idtrHi = v.hi(Field.GUEST_IDTR_BASE); cpu.idtrLimit = v.lo(Field.GUEST_IDTR_LIMIT) & 0xffff;
+  // 27.3.2.3: RIP, RSP, RFLAGS; CPL is SS.DPL.
+  cpu.ripLo = v.lo(Field.GUEST_RIP); cpu.ripHi = v.hi(Field.GUEST_RIP);
+  cpu.gpr[2 * RSP] = v.lo(Field.GUEST_RSP); cpu.gpr[2 * RSP + 1] = v.hi(Field.GUEST_RSP);
+  cpu.rflags = v.lo(Field.GUEST_RFLAGS);
+  cpu.cpl = (v.lo(Field.GUEST_SS_ACCESS_RIGHTS) >>> 5) & 3;
+  cpu.mmu.flush();
+  cpu.paging.updateWidth();
+  cpu.updateModes();
+  // 27.3.1.6 / 27.3.2.4: PAE paging without EPT loads the PDPTEs from guest CR3.
+  if (pagingMode(cpu) === PagingMode.PAE && !cpu.paging.loadPdptes(cpu.cr3Lo)) return false;
+  // 27.3.2.5 (non-register state): interruptibility and activity.
+  const blocking = v.lo(Field.GUEST_INTERRUPTIBILITY_STATE);
+  cpu.interruptShadowEnd = blocking & 3 ? cpu.insnCount + 1 : -1;
+  cpu.shadowBySs = (blocking & 2) !== 0;
+  cpu.nmiBlocked = (blocking & 8) !== 0;
+  const activity = v.lo(Field.GUEST_ACTIVITY_STATE);
+  cpu.halted = activity === HLT;
+  cpu.waitForSipi = activity === WAIT_FOR_SIPI;
+  cpu.nonRoot = true;
+  if (activity === SHUTDOWN) cpu.stop({ kind: 'shutdown' });
+  // TSC offsetting (26.3): RDTSC and RDMSR of IA32_TIME_STAMP_COUNTER see TSC + offset while in the guest.
+  if (v.lo(Field.PRIMARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS) & (1 << 3)) {
+    vmx.guestTscOffset = v.hi(Field.TSC_OFFSET) * 0x100000000 + (v.lo(Field.TSC_OFFSET) >>> 0);
+    cpu.tscOffset += vmx.guestTscOffset;
+  }
+  return true;
+}
+
+/**
+ * Delivers the event of the VM-entry interruption-information field in the
+ * guest (27.6.1): vectored through the guest IDT as if it had occurred there,
+ * not subject to the exception bitmap. A software interrupt or exception
+ * pushes RIP + the VM-entry instruction length.
+ */
+export function injectEvent(vmx: Vmx, cpu: Cpu): void {
+  const v = vmx.current!;
+  const info = v.lo(Field.VM_ENTRY_INTERRUPTION_INFORMATION_FIELD);
+  const vector = info & 0xff, type = (info >>> 8) & 7;
+  vmx.injectPending = false;
+  vmx.injecting = info;
+  cpu.halted = false;
+  let kind: EventKind;
+  switch (type) {
+    case 0: kind = EventKind.EXTERNAL; break;
+    case 2: kind = EventKind.EXTERNAL; cpu.nmiBlocked = true; break; // NMI
+    case 4: kind = EventKind.SOFTWARE_INTERRUPT; break;
+    case 5: kind = EventKind.PRIVILEGED_SOFTWARE_EXCEPTION; break;
+    case 6: kind = EventKind.SOFTWARE_EXCEPTION; break;
+    default: kind = EventKind.EXCEPTION; // hardware exception (3)
+  }
+  if (type >= 4) {
+    const len = v.lo(Field.VM_ENTRY_INSTRUCTION_LENGTH);
+    const s = (cpu.ripLo >>> 0) + len;
+    cpu.ripLo = s | 0;
+    if (cpu.codeSize === 8 && s > 0xffffffff) cpu.ripHi = (cpu.ripHi + 1) | 0;
+  }
+  cpu.excVector = vector;
+  cpu.excKind = kind;
+  cpu.excHasCode = (info & (1 << 11)) !== 0;
+  cpu.excCode = v.lo(Field.VM_ENTRY_EXCEPTION_ERROR_CODE);
+  cpu.excTrap = type >= 4;
+  try {
+    deliverException(cpu);
+  } finally {
+    vmx.injecting = 0;
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * A VMCS as the processor holds it: every field's value in a typed array
+ * (two 32-bit halves per field), with its region address and launch state.
+ * The region in memory has hvsim's layout (vmcs/layout.ts); the processor may
+ * keep a VMCS here between VMPTRLD and VMCLEAR, and VMCLEAR writes it back
+ * (SDM vol. 3C, 25.1 "Overview", 25.11.3 "Initializing a VMCS").
+ *
+ * Reads and writes here are the processor's own (VM entry, VM exit): they
+ * allocate nothing and take encodings the caller knows to exist. VMREAD and
+ * VMWRITE check the encoding first (`indexOf`).
+ */
+import { VMCS_FIELDS } from '../../vmcs/fields.js';
+import { fieldOffset, VMCS_LAUNCH_STATE_OFFSET, LaunchState } from '../../vmcs/layout.js';
+import type { PhysicalMemory } from '../cpu/memory.js';
+
+const COUNT = VMCS_FIELDS.length;
+/** Full encoding → dense index; -1: no such field. */
+const INDEX = new Int16Array(0x8000).fill(-1);
+/** Per index: mask of bits 31:0 and whether bits 63:32 exist (64-bit and natural-width fields). */
+const LOW_MASK = new Int32Array(COUNT);
+const HAS_HIGH = new Uint8Array(COUNT);
+VMCS_FIELDS.forEach((f, k) => {
+  INDEX[f.encoding] = k;
+  LOW_MASK[k] = f.width === '16' ? 0xffff : -1;
+  HAS_HIGH[k] = f.width === '64' || f.width === 'natural' ? 1 : 0;
+});
+
+/** The dense index of a field's full encoding, or -1 when no field has it. */
+export function indexOf(encoding: number): number {
+  return encoding === (encoding & 0x7fff) ? INDEX[encoding]! : -1;
+}
+
+/** True when the field (by dense index) is 64 bits or natural width. */
+export function hasHigh(index: number): boolean {
+  return HAS_HIGH[index] === 1;
+}
+
+export class Vmcs {
+  /** Field values: bits 31:0 of field k at 2k, bits 63:32 at 2k + 1. */
+  readonly values = new Int32Array(2 * COUNT);
+  launched = false;
+
+  constructor(readonly address: number) {}
+
+  /** Bits 31:0 of the field with full encoding `enc`. */
+  lo(enc: number): number { return this.values[2 * INDEX[enc]!]!; }
+  /** Bits 63:32. */
+  hi(enc: number): number { return this.values[2 * INDEX[enc]! + 1]!; }
+  /** The field as a number (exact up to 2^53: addresses, not arbitrary 64-bit data). */
+  num(enc: number): number { return this.hi(enc) * 0x100000000 + (this.lo(enc) >>> 0); }
+
+  /** Writes a field; bits beyond its width are dropped. */
+  set(enc: number, lo: number, hi = 0): void {
+    this.setIndex(INDEX[enc]!, lo, hi);
+  }
+
+  setIndex(k: number, lo: number, hi: number): void {
+    this.values[2 * k] = lo & LOW_MASK[k]!;
+    this.values[2 * k + 1] = HAS_HIGH[k] ? hi : 0;
+  }
+
+  /** Reads the VMCS data from its region (VMPTRLD of a VMCS the processor does not hold). */
+  load(memory: PhysicalMemory): void {
+    for (let k = 0; k < COUNT; k++) {
+      const at = this.address + fieldOffset(VMCS_FIELDS[k]!.encoding);
+      this.setIndex(k, memory.read32(at), memory.read32(at + 4));
+    }
+    this.launched = (memory.read8(this.address + VMCS_LAUNCH_STATE_OFFSET) & 0xff) === LaunchState.LAUNCHED;
+  }
+
+  /** Writes the VMCS data back to its region (VMCLEAR). */
+  store(memory: PhysicalMemory): void {
+    for (let k = 0; k < COUNT; k++) {
+      const at = this.address + fieldOffset(VMCS_FIELDS[k]!.encoding);
+      memory.write32(at, this.values[2 * k]!);
+      memory.write32(at + 4, this.values[2 * k + 1]!);
+    }
+    memory.write8(this.address + VMCS_LAUNCH_STATE_OFFSET, this.launched ? LaunchState.LAUNCHED : LaunchState.CLEAR);
+  }
+}

@@ -1,0 +1,593 @@
+/**
+ * A logical processor's VMX unit: VMX operation and the VMX instructions (SDM
+ * vol. 3C, chapter 24 and chapter 31 "VMX Instruction Reference"), the
+ * decisions of non-root operation (chapter 26), and the way into and out of
+ * the guest (entry.ts, exit.ts). It is the processor's `virt`
+ * (src/cpu/virtualization.ts): the processor calls it for VMX instructions and,
+ * in non-root operation, for the instructions and events that may exit.
+ */
+import { ExitReason } from '../../vmcs/exit-reasons.js';
+import { Field, fieldByEncoding, fieldExists, VMCS_FIELDS } from '../../vmcs/fields.js';
+import { VmInstructionError } from '../../vmcs/instruction-errors.js';
+import { VMCS_SHADOW_INDICATOR } from '../../vmcs/layout.js';
+import { FAULT, type Cpu } from '../cpu/cpu.js';
+import { setStatusFlags } from '../cpu/flags.js';
+import type { Insn } from '../cpu/insn.js';
+import { deliverInterrupt } from '../cpu/interrupts.js';
+import { effectiveAddress, getReg, readRm, writeRm } from '../cpu/operands.js';
+import { MAXPHYADDR } from '../cpu/paging.js';
+import { AF, CF, EFER_LMA, IF, OF, PF, SF, VM, Vector, ZF } from '../cpu/regs.js';
+import { Intercept, VmxInstruction, type Virtualization } from '../cpu/virtualization.js';
+import { capabilityMsr, SKYLAKE_VMX, supports, type VmxCapabilities } from './capabilities.js';
+import type { EntryCheckFailure } from './entry-checks.js';
+import { injectEvent, vmEntry } from './entry.js';
+import { completeExit, ExitInfo } from './exit.js';
+import { instructionInformation } from './instruction-information.js';
+import { indexOf, hasHigh, Vmcs } from './vmcs.js';
+
+/** The arithmetic flags VMsucceed and VMfail set (SDM vol. 3C, 31.2 "Conventions"). */
+const STATUS = CF | PF | AF | ZF | SF | OF;
+/** The invalid current-VMCS pointer (31.2). */
+const NO_VMCS = -1;
+const CR0_PE = 1, CR4_VMXE = 1 << 13, FEATURE_CONTROL_LOCK = 1, FEATURE_CONTROL_VMX_OUTSIDE_SMX = 4;
+
+/** Pin-based, primary and secondary control bits the decisions below read (25.6). */
+const PIN_EXTERNAL_INTERRUPT = 1 << 0, PIN_NMI_EXITING = 1 << 3;
+const P_INTERRUPT_WINDOW = 1 << 2, P_HLT = 1 << 7, P_INVLPG = 1 << 9, P_RDPMC = 1 << 11, P_RDTSC = 1 << 12;
+const P_CR3_LOAD = 1 << 15, P_CR3_STORE = 1 << 16, P_CR8_LOAD = 1 << 19, P_CR8_STORE = 1 << 20;
+const P_NMI_WINDOW = 1 << 22, P_MOV_DR = 1 << 23, P_UNCONDITIONAL_IO = 1 << 24, P_IO_BITMAPS = 1 << 25;
+const P_MSR_BITMAPS = 1 << 28, P_SECONDARY = 1 << 31;
+const S_DESCRIPTOR_TABLE = 1 << 2, S_RDTSCP = 1 << 3, S_WBINVD = 1 << 6, S_INVPCID = 1 << 12;
+const X_ACK_INTERRUPT = 1 << 15;
+
+/** The exit reason of each VMX instruction in non-root operation (appendix C). */
+const VMX_EXIT: Record<VmxInstruction, number> = {
+  [VmxInstruction.VMXON]: ExitReason.VMXON, [VmxInstruction.VMXOFF]: ExitReason.VMXOFF,
+  [VmxInstruction.VMCLEAR]: ExitReason.VMCLEAR, [VmxInstruction.VMPTRLD]: ExitReason.VMPTRLD,
+  [VmxInstruction.VMPTRST]: ExitReason.VMPTRST, [VmxInstruction.VMREAD]: ExitReason.VMREAD,
+  [VmxInstruction.VMWRITE]: ExitReason.VMWRITE, [VmxInstruction.VMLAUNCH]: ExitReason.VMLAUNCH,
+  [VmxInstruction.VMRESUME]: ExitReason.VMRESUME, [VmxInstruction.VMCALL]: ExitReason.VMCALL,
+  [VmxInstruction.INVEPT]: ExitReason.INVEPT, [VmxInstruction.INVVPID]: ExitReason.INVVPID,
+  [VmxInstruction.VMFUNC]: ExitReason.VMFUNC,
+};
+
+/** Exit reasons of the intercepted instructions of virtualization.ts (appendix C). */
+const INTERCEPT_EXIT: Record<Intercept, number> = {
+  [Intercept.CPUID]: ExitReason.CPUID, [Intercept.GETSEC]: ExitReason.GETSEC, [Intercept.INVD]: ExitReason.INVD,
+  [Intercept.XSETBV]: ExitReason.XSETBV, [Intercept.HLT]: ExitReason.HLT, [Intercept.INVLPG]: ExitReason.INVLPG,
+  [Intercept.RDPMC]: ExitReason.RDPMC, [Intercept.RDTSC]: ExitReason.RDTSC, [Intercept.RDTSCP]: ExitReason.RDTSCP,
+  [Intercept.RDMSR]: ExitReason.RDMSR, [Intercept.WRMSR]: ExitReason.WRMSR, [Intercept.PAUSE]: ExitReason.PAUSE,
+  [Intercept.WBINVD]: ExitReason.WBINVD_WBNOINVD, [Intercept.MWAIT]: ExitReason.MWAIT, [Intercept.MONITOR]: ExitReason.MONITOR,
+  [Intercept.RDRAND]: ExitReason.RDRAND, [Intercept.RDSEED]: ExitReason.RDSEED, [Intercept.INVPCID]: ExitReason.INVPCID,
+  [Intercept.LGDT]: ExitReason.GDTR_IDTR_ACCESS, [Intercept.LIDT]: ExitReason.GDTR_IDTR_ACCESS,
+  [Intercept.SGDT]: ExitReason.GDTR_IDTR_ACCESS, [Intercept.SIDT]: ExitReason.GDTR_IDTR_ACCESS,
+  [Intercept.LLDT]: ExitReason.LDTR_TR_ACCESS, [Intercept.LTR]: ExitReason.LDTR_TR_ACCESS,
+  [Intercept.SLDT]: ExitReason.LDTR_TR_ACCESS, [Intercept.STR]: ExitReason.LDTR_TR_ACCESS,
+  [Intercept.MOV_DR]: ExitReason.MOV_DR,
+};
+
+export class Vmx implements Virtualization {
+  /** In VMX operation (root or non-root), and the VMXON region's address. */
+  on = false;
+  vmxonPointer = 0;
+  /** The current VMCS, or null when the current-VMCS pointer is invalid. */
+  current: Vmcs | null = null;
+  /** VMCSs the processor holds since their VMPTRLD (active, 25.1), by region address. */
+  readonly held = new Map<number, Vmcs>();
+  /** The exit being made. */
+  readonly exitInfo = new ExitInfo();
+  /** Why the last VMLAUNCH/VMRESUME failed a check (null: it passed them all). */
+  lastEntryFailure: EntryCheckFailure | null = null;
+  /** Non-root: TSC offset added at entry; event injection waiting for the first boundary; the event being injected. */
+  guestTscOffset = 0;
+  injectPending = false;
+  injecting = 0;
+  /** The exit is caused by an NMI: NMIs stay blocked in the host (chapter 28). */
+  exitBlocksNmi = false;
+
+  constructor(readonly cpu: Cpu, readonly caps: VmxCapabilities) {
+    this.supportedFields = Uint8Array.from(VMCS_FIELDS, (f) => (fieldExists(f, (c) => supports(caps, c)) ? 1 : 0));
+  }
+
+  // ---- results (31.2) ---------------------------------------------------------
+
+  succeed(cpu: Cpu): void { setStatusFlags(cpu, STATUS, 0); }
+
+  failInvalid(cpu: Cpu): void { setStatusFlags(cpu, STATUS, CF); }
+
+  failValid(cpu: Cpu, error: number): void {
+    setStatusFlags(cpu, STATUS, ZF);
+    this.current!.set(Field.VM_INSTRUCTION_ERROR, error);
+  }
+
+  /** VMfail: VMfailValid with a current VMCS, else VMfailInvalid. */
+  fail(cpu: Cpu, error: number): void {
+    if (this.current !== null) this.failValid(cpu, error);
+    else this.failInvalid(cpu);
+  }
+
+  // ---- the VMX instructions (chapter 31) ---------------------------------------
+
+  vmx(cpu: Cpu, i: Insn, op: VmxInstruction): void {
+    // #UD: outside VMX operation (all but VMXON), real mode, virtual-8086 mode, compatibility mode.
+    const compatibility = (cpu.efer & EFER_LMA) !== 0 && cpu.codeSize !== 8;
+    if (op === VmxInstruction.VMCALL) {
+      if (!this.on) cpu.raise(Vector.UD);
+      if (cpu.nonRoot) this.exitForInstruction(cpu, i, ExitReason.VMCALL, 0);
+      if ((cpu.flags & VM) !== 0 || compatibility) cpu.raise(Vector.UD);
+    } else {
+      if ((op !== VmxInstruction.VMXON && !this.on) || !(cpu.cr0 & CR0_PE) || (cpu.flags & VM) !== 0 || compatibility) {
+        cpu.raise(Vector.UD);
+      }
+      if (op === VmxInstruction.VMXON && !this.on) { this.vmxon(cpu, i); return; }
+      // VMFUNC, INVEPT and INVVPID: the model offers no VM functions, EPT or VPID (#UD, as on a part without them).
+      if (op === VmxInstruction.VMFUNC || op === VmxInstruction.INVEPT || op === VmxInstruction.INVVPID) cpu.raise(Vector.UD);
+      if (cpu.nonRoot) this.exitForInstruction(cpu, i, VMX_EXIT[op], instructionInformation(i, op));
+    }
+    if (cpu.cpl > 0) cpu.raise(Vector.GP, 0);
+    switch (op) {
+      case VmxInstruction.VMXON: this.fail(cpu, VmInstructionError.VMXON_IN_ROOT); return;
+      case VmxInstruction.VMXOFF: this.vmxoff(cpu); return;
+      case VmxInstruction.VMCLEAR: this.vmclear(cpu, i); return;
+      case VmxInstruction.VMPTRLD: this.vmptrld(cpu, i); return;
+      case VmxInstruction.VMPTRST: {
+        const p = this.current === null ? NO_VMCS : this.current.address;
+        writeRm(cpu, i, 8, p === NO_VMCS ? -1 : p | 0, p === NO_VMCS ? -1 : Math.floor(p / 0x100000000));
+        this.succeed(cpu);
+        return;
+      }
+      case VmxInstruction.VMREAD: this.vmread(cpu, i); return;
+      case VmxInstruction.VMWRITE: this.vmwrite(cpu, i); return;
+      case VmxInstruction.VMLAUNCH: this.launch(cpu, true); return;
+      case VmxInstruction.VMRESUME: this.launch(cpu, false); return;
+      case VmxInstruction.VMCALL: this.fail(cpu, VmInstructionError.VMCALL_IN_ROOT); return;
+    }
+  }
+
+  /** VMXON outside VMX operation (SDM vol. 3C, 31.3 VMXON "Operation"). */
+  private vmxon(cpu: Cpu, i: Insn): void {
+    if ((cpu.cr4 & CR4_VMXE) === 0) cpu.raise(Vector.UD);
+    const c = this.caps, fc = cpu.msrs.featureControl;
+    if (cpu.cpl > 0 || ((cpu.cr0 & c.cr0Fixed0) ^ c.cr0Fixed0) !== 0 || (cpu.cr0 & ~c.cr0Fixed1) !== 0 ||
+        ((cpu.cr4 & c.cr4Fixed0) ^ c.cr4Fixed0) !== 0 || (cpu.cr4 & ~c.cr4Fixed1) !== 0 ||
+        (fc & FEATURE_CONTROL_LOCK) === 0 || (fc & FEATURE_CONTROL_VMX_OUTSIDE_SMX) === 0) {
+      cpu.raise(Vector.GP, 0);
+    }
+    const addr = this.pointerOperand(cpu, i);
+    if (addr < 0 || this.revisionMismatch(cpu, addr)) { this.failInvalid(cpu); return; }
+    this.on = true;
+    this.vmxonPointer = addr;
+    this.current = null;
+    this.held.clear();
+    cpu.initBlocked = true; // INIT is blocked in VMX root operation (24.8)
+    this.succeed(cpu);
+  }
+
+  /** VMXOFF (31.3): leaves VMX operation; the VMCSs the processor held stay where they are. */
+  private vmxoff(cpu: Cpu): void {
+    this.on = false;
+    this.current = null;
+    cpu.initBlocked = false;
+    cpu.startupPending = true; // an INIT held while blocked is taken now
+    this.succeed(cpu);
+  }
+
+  /** VMCLEAR (31.3): the VMCS data goes to its region, launch state "clear". */
+  private vmclear(cpu: Cpu, i: Insn): void {
+    const addr = this.pointerOperand(cpu, i);
+    if (addr < 0) { this.fail(cpu, VmInstructionError.VMCLEAR_INVALID_ADDRESS); return; }
+    if (addr === this.vmxonPointer) { this.fail(cpu, VmInstructionError.VMCLEAR_VMXON_POINTER); return; }
+    let v = this.held.get(addr);
+    if (v === undefined) { v = new Vmcs(addr); v.load(cpu.memory); }
+    v.launched = false;
+    v.store(cpu.memory);
+    this.held.delete(addr);
+    cpu.codeWritten(addr, 4096);
+    const wasCurrent = this.current !== null && this.current.address === addr;
+    if (wasCurrent) this.current = null;
+    this.succeed(cpu);
+  }
+
+  /** VMPTRLD (31.3): makes the VMCS at the operand current, reading it if the processor does not hold it. */
+  private vmptrld(cpu: Cpu, i: Insn): void {
+    const addr = this.pointerOperand(cpu, i);
+    if (addr < 0) { this.fail(cpu, VmInstructionError.VMPTRLD_INVALID_ADDRESS); return; }
+    if (addr === this.vmxonPointer) { this.fail(cpu, VmInstructionError.VMPTRLD_VMXON_POINTER); return; }
+    if (this.revisionMismatch(cpu, addr)) { this.fail(cpu, VmInstructionError.VMPTRLD_INCORRECT_REVISION); return; }
+    let v = this.held.get(addr);
+    if (v === undefined) {
+      v = new Vmcs(addr);
+      v.load(cpu.memory);
+      this.held.set(addr, v);
+    }
+    this.current = v;
+    this.succeed(cpu);
+  }
+
+  /** VMREAD r/m, r (31.3): the field named by the register operand. */
+  private vmread(cpu: Cpu, i: Insn): void {
+    const v = this.current;
+    if (v === null) { this.failInvalid(cpu); return; }
+    const size = cpu.codeSize === 8 ? 8 : 4;
+    const enc = getReg(cpu, i.reg, size), encHi = cpu.tHi;
+    const found = encHi === 0 ? fieldByEncoding(enc) : undefined;
+    if (found === undefined || !this.fieldSupported(found.field.encoding)) {
+      this.failValid(cpu, VmInstructionError.UNSUPPORTED_VMCS_COMPONENT);
+      return;
+    }
+    const k = indexOf(found.field.encoding);
+    let lo = v.values[2 * k]!, hi = v.values[2 * k + 1]!;
+    if (found.high) { lo = hi; hi = 0; }
+    writeRm(cpu, i, size, lo, size === 8 ? hi : 0);
+    this.succeed(cpu);
+  }
+
+  /**
+   * VMWRITE r, r/m (31.3). Bits beyond the field's width are ignored; a 32-bit
+   * write of the full encoding of a 64-bit field clears bits 63:32, a write of
+   * its high encoding sets only bits 63:32 (25.11.2).
+   */
+  private vmwrite(cpu: Cpu, i: Insn): void {
+    const v = this.current;
+    if (v === null) { this.failInvalid(cpu); return; }
+    const size = cpu.codeSize === 8 ? 8 : 4;
+    const lo = readRm(cpu, i, size), hi = size === 8 ? cpu.tHi : 0;
+    const enc = getReg(cpu, i.reg, size), encHi = cpu.tHi;
+    const found = encHi === 0 ? fieldByEncoding(enc) : undefined;
+    if (found === undefined || !this.fieldSupported(found.field.encoding)) {
+      this.failValid(cpu, VmInstructionError.UNSUPPORTED_VMCS_COMPONENT);
+      return;
+    }
+    // Read-only (VM-exit information) fields take writes when IA32_VMX_MISC[29] says so.
+    if (found.field.type === 'read-only' && (this.caps.misc & (1 << 29)) === 0) {
+      this.failValid(cpu, VmInstructionError.VMWRITE_READ_ONLY);
+      return;
+    }
+    const k = indexOf(found.field.encoding);
+    if (found.high) v.setIndex(k, v.values[2 * k]!, lo);
+    else v.setIndex(k, lo, hasHigh(k) ? hi : 0);
+    this.succeed(cpu);
+  }
+
+  /** VMLAUNCH and VMRESUME (31.3): their own checks, then VM entry (entry.ts). */
+  private launch(cpu: Cpu, launch: boolean): void {
+    const v = this.current;
+    if (v === null) { this.failInvalid(cpu); return; }
+    if (cpu.insnCount < cpu.interruptShadowEnd && cpu.shadowBySs) {
+      this.failValid(cpu, VmInstructionError.ENTRY_EVENTS_BLOCKED_BY_MOV_SS);
+      return;
+    }
+    if (launch && v.launched) { this.failValid(cpu, VmInstructionError.VMLAUNCH_NONCLEAR_VMCS); return; }
+    if (!launch && !v.launched) { this.failValid(cpu, VmInstructionError.VMRESUME_NONLAUNCHED_VMCS); return; }
+    vmEntry(this, cpu, launch);
+  }
+
+  /**
+   * The physical address in the instruction's 64-bit memory operand, or -1 when
+   * it is not 4-KByte aligned or exceeds the physical-address width (31.3).
+   */
+  private pointerOperand(cpu: Cpu, i: Insn): number {
+    effectiveAddress(cpu, i);
+    const lo = cpu.mmu.read64(cpu.eaLo, cpu.eaHi), hi = cpu.mmu.hi;
+    if ((lo & 0xfff) !== 0 || hi < 0 || hi >= 2 ** (MAXPHYADDR - 32)) return -1;
+    return hi * 0x100000000 + (lo >>> 0);
+  }
+
+  /** The region's revision identifier differs from the processor's, or names a shadow VMCS (not offered). */
+  private revisionMismatch(cpu: Cpu, addr: number): boolean {
+    const rev = cpu.memory.read32(addr);
+    return (rev & ~VMCS_SHADOW_INDICATOR) !== this.caps.revision || (rev & VMCS_SHADOW_INDICATOR) !== 0;
+  }
+
+  /** The field exists on this model (appendix B notes: some need a capability). */
+  private fieldSupported(enc: number): boolean {
+    return this.supportedFields[indexOf(enc)] === 1;
+  }
+
+  /** Per dense field index: 1 when the model's capabilities give the field. */
+  private readonly supportedFields: Uint8Array;
+
+  // ---- VM exits -----------------------------------------------------------------
+
+  completeExit(cpu: Cpu): void {
+    completeExit(this, cpu);
+  }
+
+  /** Decides a VM exit: records it and unwinds the instruction (virtualization.ts). */
+  private exit(cpu: Cpu): never {
+    cpu.vmExit = true;
+    throw FAULT;
+  }
+
+  /** A VM exit caused by instruction `i`: reason, qualification and the instruction's length and information. */
+  exitForInstruction(cpu: Cpu, i: Insn, reason: number, info: number, qualificationLo = 0, qualificationHi = 0): never {
+    const e = this.exitInfo;
+    e.begin(reason);
+    e.instructionLength = i.len;
+    e.instructionInfo = info;
+    e.qualificationLo = qualificationLo;
+    e.qualificationHi = qualificationHi;
+    return this.exit(cpu);
+  }
+
+  // ---- non-root decisions (chapter 26) ---------------------------------------------
+
+  private get proc(): number { return this.current!.lo(Field.PRIMARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS); }
+  private get secondary(): number {
+    const v = this.current!;
+    return this.proc & P_SECONDARY ? v.lo(Field.SECONDARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS) : 0;
+  }
+
+  intercept(cpu: Cpu, i: Insn, what: Intercept): void {
+    const proc = this.proc;
+    let exits: boolean;
+    switch (what) {
+      case Intercept.CPUID: case Intercept.GETSEC: case Intercept.INVD: case Intercept.XSETBV: exits = true; break;
+      case Intercept.HLT: exits = (proc & P_HLT) !== 0; break;
+      case Intercept.INVLPG: {
+        if ((proc & P_INVLPG) === 0) return;
+        // Exit qualification: the linear-address operand (28.2.1).
+        this.exitForInstruction(cpu, i, ExitReason.INVLPG, 0, cpu.eaLo, cpu.codeSize === 8 ? cpu.eaHi : 0);
+      }
+      case Intercept.RDPMC: exits = (proc & P_RDPMC) !== 0; break;
+      case Intercept.RDTSC: exits = (proc & P_RDTSC) !== 0; break;
+      case Intercept.RDTSCP:
+        // Without "enable RDTSCP", RDTSCP is #UD in the guest (26.3).
+        if ((this.secondary & S_RDTSCP) === 0) cpu.raise(Vector.UD);
+        exits = (proc & P_RDTSC) !== 0;
+        break;
+      case Intercept.RDMSR: case Intercept.WRMSR: exits = this.msrExits(cpu, what === Intercept.WRMSR); break;
+      case Intercept.WBINVD: exits = (this.secondary & S_WBINVD) !== 0; break;
+      case Intercept.INVPCID:
+        if ((this.secondary & S_INVPCID) === 0) cpu.raise(Vector.UD);
+        exits = (proc & P_INVLPG) !== 0;
+        break;
+      case Intercept.MOV_DR: {
+        if ((proc & P_MOV_DR) === 0) return;
+        // Qualification (table 28-4): DR number, direction (1 = MOV from DR), general register.
+        const q = (i.reg & 7) | (i.opcode & 2 ? 0 : 1 << 4) | (i.rm << 8);
+        this.exitForInstruction(cpu, i, ExitReason.MOV_DR, 0, q);
+      }
+      case Intercept.LGDT: case Intercept.LIDT: case Intercept.SGDT: case Intercept.SIDT:
+      case Intercept.LLDT: case Intercept.LTR: case Intercept.SLDT: case Intercept.STR:
+        if ((this.secondary & S_DESCRIPTOR_TABLE) === 0) return;
+        this.exitForInstruction(cpu, i, INTERCEPT_EXIT[what], descriptorTableInformation(i, what), i.isReg ? 0 : i.disp);
+      default: exits = false;
+    }
+    if (exits) this.exitForInstruction(cpu, i, INTERCEPT_EXIT[what], 0);
+  }
+
+  /** RDMSR/WRMSR exit unless the MSR bitmaps say otherwise (26.1.3, 25.6.9). */
+  private msrExits(cpu: Cpu, write: boolean): boolean {
+    if ((this.proc & P_MSR_BITMAPS) === 0) return true;
+    const msr = cpu.gpr[2 * 1]! >>> 0; // ECX
+    let offset: number;
+    if (msr <= 0x1fff) offset = 0;
+    else if (msr >= 0xc0000000 && msr <= 0xc0001fff) offset = 1024;
+    else return true;
+    if (write) offset += 2048;
+    const n = msr & 0x1fff;
+    const byte = cpu.memory.read8(this.current!.num(Field.ADDRESS_OF_MSR_BITMAPS) + offset + (n >>> 3));
+    return ((byte >>> (n & 7)) & 1) !== 0;
+  }
+
+  io(cpu: Cpu, i: Insn, port: number, size: number, isIn: boolean, string: boolean): void {
+    const proc = this.proc;
+    let exits: boolean;
+    if (proc & P_IO_BITMAPS) {
+      // 26.1.3: one bit per port in bitmap A (0-7FFFH) or B (8000H-FFFFH); wrapping past FFFFH exits.
+      exits = port + size > 0x10000;
+      for (let p = port; !exits && p < port + size; p++) {
+        const base = this.current!.num(p < 0x8000 ? Field.ADDRESS_OF_IO_BITMAP_A : Field.ADDRESS_OF_IO_BITMAP_B);
+        exits = ((cpu.memory.read8(base + ((p & 0x7fff) >>> 3)) >>> (p & 7)) & 1) !== 0;
+      }
+    } else {
+      exits = (proc & P_UNCONDITIONAL_IO) !== 0;
+    }
+    if (!exits) return;
+    // Qualification (table 28-5): size - 1, direction (1 = IN), string, REP, immediate operand, port.
+    const q = (size - 1) | (isIn ? 8 : 0) | (string ? 16 : 0) | (string && i.rep !== 0 ? 32 : 0) |
+      (!string && i.def.imm !== undefined ? 64 : 0) | (port << 16);
+    const e = this.exitInfo;
+    e.begin(ExitReason.IO_INSTRUCTION);
+    e.instructionLength = i.len;
+    e.qualificationLo = q;
+    if (string) {
+      // INS/OUTS: the linear address of the memory operand, and the address size and segment (28.2.1, 28.2.5).
+      e.hasLinear = true;
+      e.linearLo = cpu.eaLo; e.linearHi = cpu.codeSize === 8 ? cpu.eaHi : 0;
+      e.instructionInfo = ((i.adSize === 2 ? 0 : i.adSize === 4 ? 1 : 2) << 7) | ((isIn ? 0 : i.seg) << 15);
+    }
+    this.exit(cpu);
+  }
+
+  writeCr(cpu: Cpu, i: Insn, cr: number, lo: number, _hi: number, source: number): number {
+    const v = this.current!, proc = this.proc;
+    const q = (kind: number): number => cr | (kind << 4) | (source >= 0 ? source << 8 : 0);
+    if (cr === 0 || cr === 4) {
+      const mask = v.lo(cr === 0 ? Field.CR0_GUEST_HOST_MASK : Field.CR4_GUEST_HOST_MASK);
+      const shadow = v.lo(cr === 0 ? Field.CR0_READ_SHADOW : Field.CR4_READ_SHADOW);
+      const current = cr === 0 ? cpu.cr0 : cpu.cr4;
+      if (source === -1) {
+        // CLTS (26.1.3): exits when the host owns TS and the shadow's TS is 1; a host-owned TS is left alone.
+        if (mask & 8) {
+          if (shadow & 8) this.exitForInstruction(cpu, i, ExitReason.CONTROL_REGISTER_ACCESS, 0, q(2));
+          return current;
+        }
+        return lo;
+      }
+      if (source === -2) {
+        // LMSW: bits 3:0 only; setting a host-owned PE the shadow has clear, or changing MP/EM/TS against the shadow, exits.
+        const src = lo & 0xf, owned = mask & 0xf;
+        if ((owned & 1 && !(shadow & 1) && src & 1) || ((src ^ shadow) & owned & 0xe) !== 0) {
+          const e = this.exitInfo;
+          e.begin(ExitReason.CONTROL_REGISTER_ACCESS);
+          e.instructionLength = i.len;
+          e.qualificationLo = 3 << 4 | (i.isReg ? 0 : 1 << 6) | (src << 16);
+          if (!i.isReg) { e.hasLinear = true; e.linearLo = cpu.eaLo; e.linearHi = cpu.codeSize === 8 ? cpu.eaHi : 0; }
+          this.exit(cpu);
+        }
+        return (lo & ~owned) | (current & owned);
+      }
+      // MOV to CR0/CR4: exits if a host-owned bit would differ from the read shadow (26.1.3).
+      if (((lo ^ shadow) & mask) !== 0) this.exitForInstruction(cpu, i, ExitReason.CONTROL_REGISTER_ACCESS, 0, q(0));
+      return (lo & ~mask) | (current & mask);
+    }
+    if (cr === 3 && (proc & P_CR3_LOAD) !== 0) {
+      // 26.1.3: no exit for a value among the first CR3-target-count target values.
+      const n = v.lo(Field.CR3_TARGET_COUNT), targets = [Field.CR3_TARGET_VALUE_0, Field.CR3_TARGET_VALUE_1,
+        Field.CR3_TARGET_VALUE_2, Field.CR3_TARGET_VALUE_3];
+      let hit = false;
+      for (let k = 0; k < n && k < 4; k++) if (v.lo(targets[k]!) === lo && v.hi(targets[k]!) === _hi) hit = true;
+      if (!hit) this.exitForInstruction(cpu, i, ExitReason.CONTROL_REGISTER_ACCESS, 0, q(0));
+    }
+    if (cr === 8 && (proc & P_CR8_LOAD) !== 0) this.exitForInstruction(cpu, i, ExitReason.CONTROL_REGISTER_ACCESS, 0, q(0));
+    return lo;
+  }
+
+  readCr(cpu: Cpu, i: Insn, cr: number, destination: number): number {
+    const v = this.current!, proc = this.proc;
+    const q = cr | (1 << 4) | (destination >= 0 ? destination << 8 : 0);
+    if (cr === 0 || cr === 4) {
+      // 26.3: host-owned bits read from the read shadow.
+      const mask = v.lo(cr === 0 ? Field.CR0_GUEST_HOST_MASK : Field.CR4_GUEST_HOST_MASK);
+      const shadow = v.lo(cr === 0 ? Field.CR0_READ_SHADOW : Field.CR4_READ_SHADOW);
+      return ((cr === 0 ? cpu.cr0 : cpu.cr4) & ~mask) | (shadow & mask);
+    }
+    if (cr === 3) {
+      if (proc & P_CR3_STORE) this.exitForInstruction(cpu, i, ExitReason.CONTROL_REGISTER_ACCESS, 0, q);
+      return cpu.cr3Lo;
+    }
+    if (proc & P_CR8_STORE) this.exitForInstruction(cpu, i, ExitReason.CONTROL_REGISTER_ACCESS, 0, q);
+    return cpu.cr8.readCr8();
+  }
+
+  exception(cpu: Cpu, vector: number, kind: number, code: number, during: number): void {
+    if (this.injecting !== 0 && during < 0) return; // the injected event itself is not intercepted (27.6.1)
+    if (vector >= 32) return; // INT n with n >= 32 never consults the exception bitmap
+    const v = this.current!;
+    let exits = ((v.lo(Field.EXCEPTION_BITMAP) >>> vector) & 1) !== 0;
+    if (vector === Vector.PF) {
+      // 26.2: with bit 14 set, #PF exits iff (PFEC & mask) = match; with it clear, iff they differ.
+      const match = (code & v.lo(Field.PAGE_FAULT_ERROR_CODE_MASK)) === v.lo(Field.PAGE_FAULT_ERROR_CODE_MATCH);
+      exits = exits === match;
+    }
+    if (kind === 1) exits = false; // software interrupts (INT n) are not exceptions
+    if (!exits) return;
+    const e = this.exitInfo;
+    e.begin(ExitReason.EXCEPTION_OR_NMI);
+    // Interruption type (25.9.2): hardware exception 3; INT1 5; INT3/INTO 6.
+    const type = kind === 3 ? 5 : kind === 2 ? 6 : 3;
+    e.interruptionInfo = (vector | (type << 8) | (code >= 0 ? 1 << 11 : 0) | 0x80000000) | 0;
+    e.interruptionError = code >= 0 ? code : 0;
+    if (type !== 3) e.instructionLength = cpu.excLength;
+    if (vector === Vector.PF) {
+      // The qualification holds the faulting address; CR2 is not loaded (28.1).
+      e.qualificationLo = cpu.cr2Lo; e.qualificationHi = cpu.cr2Hi;
+      cpu.cr2Lo = cpu.cr2PrevLo; cpu.cr2Hi = cpu.cr2PrevHi;
+    }
+    this.exit(cpu);
+  }
+
+  tripleFault(cpu: Cpu): void {
+    this.exitInfo.begin(ExitReason.TRIPLE_FAULT);
+    this.exit(cpu);
+  }
+
+  /**
+   * Events at an instruction boundary in non-root operation, in priority order:
+   * event injection after VM entry (27.6), INIT and SIPI (26.2), NMIs (NMI exiting
+   * or delivery), NMI-window and interrupt-window exits (26.7.5, 26.7.6), external
+   * interrupts (external-interrupt exiting, acknowledge on exit; or delivery).
+   */
+  acceptEvents(cpu: Cpu, limit: number): number {
+    if (this.injectPending) { injectEvent(this, cpu); return limit; }
+    const source = cpu.interrupts, pin = this.current!.lo(Field.PIN_BASED_VM_EXECUTION_CONTROLS), proc = this.proc;
+    if (cpu.startupPending && source !== null) {
+      cpu.startupPending = false;
+      // INIT always exits (26.2); a SIPI exits in wait-for-SIPI with the vector as qualification.
+      if (source.takeInit?.()) { this.exitInfo.begin(ExitReason.INIT_SIGNAL); this.exit(cpu); }
+      const vector = source.takeSipi?.() ?? -1;
+      if (vector >= 0 && cpu.waitForSipi) {
+        this.exitInfo.begin(ExitReason.SIPI);
+        this.exitInfo.qualificationLo = vector;
+        this.exit(cpu);
+      }
+    }
+    if (cpu.waitForSipi) return limit;
+    const shadow = cpu.insnCount < cpu.interruptShadowEnd;
+    if (!shadow && source !== null && source.hasNmi !== undefined && source.hasNmi() && !cpu.nmiBlocked) {
+      if (pin & PIN_NMI_EXITING) {
+        source.takeNmi!();
+        const e = this.exitInfo;
+        e.begin(ExitReason.EXCEPTION_OR_NMI);
+        e.interruptionInfo = (Vector.NMI | (2 << 8) | 0x80000000) | 0;
+        this.exitBlocksNmi = true;
+        this.exit(cpu);
+      }
+    }
+    // NMI window: no virtual-NMI blocking and no MOV SS blocking (26.7.6).
+    if ((proc & P_NMI_WINDOW) && !cpu.nmiBlocked && !(shadow && cpu.shadowBySs)) {
+      this.exitInfo.begin(ExitReason.NMI_WINDOW);
+      this.exit(cpu);
+    }
+    if (shadow) return Math.min(limit, cpu.interruptShadowEnd - cpu.insnCount);
+    // Interrupt window: RFLAGS.IF = 1 and no STI or MOV SS blocking (26.7.5).
+    if ((proc & P_INTERRUPT_WINDOW) && (cpu.flags & IF)) {
+      this.exitInfo.begin(ExitReason.INTERRUPT_WINDOW);
+      this.exit(cpu);
+    }
+    if (source === null) return limit;
+    if (pin & PIN_EXTERNAL_INTERRUPT) {
+      // External interrupts exit whatever RFLAGS.IF says (26.2); with "acknowledge interrupt on exit"
+      // the vector is taken from the controller into the interruption information.
+      if (!source.hasInterrupt()) return limit;
+      const e = this.exitInfo;
+      e.begin(ExitReason.EXTERNAL_INTERRUPT);
+      if (this.current!.lo(Field.PRIMARY_VM_EXIT_CONTROLS) & X_ACK_INTERRUPT) {
+        e.interruptionInfo = (source.acknowledge() | 0x80000000) | 0;
+      }
+      cpu.halted = false;
+      this.exit(cpu);
+    }
+    if (!(cpu.flags & IF)) return limit;
+    if (source.hasNmi !== undefined && source.hasNmi() && !cpu.nmiBlocked && !(pin & PIN_NMI_EXITING)) {
+      source.takeNmi!();
+      cpu.nmiBlocked = true;
+      deliverInterrupt(cpu, Vector.NMI);
+      return limit;
+    }
+    if (source.hasInterrupt()) deliverInterrupt(cpu, source.acknowledge());
+    return limit;
+  }
+}
+
+
+/**
+ * VM-exit instruction information for LGDT, LIDT, SGDT, SIDT (table 28-10) and
+ * LLDT, LTR, SLDT, STR (table 28-11).
+ */
+function descriptorTableInformation(i: Insn, what: Intercept): number {
+  const identity = what === Intercept.SGDT || what === Intercept.SLDT ? 0 : what === Intercept.SIDT || what === Intercept.STR ? 1
+    : what === Intercept.LGDT || what === Intercept.LLDT ? 2 : 3;
+  return instructionInformation(i, -1) | (identity << 28) | (i.opSize === 4 ? 1 << 11 : 0);
+}
+
+/** Attaches a VMX unit to the processor: its instructions, non-root decisions and capability MSRs. */
+export function attachVmx(cpu: Cpu, caps: VmxCapabilities = SKYLAKE_VMX): Vmx {
+  const vmx = new Vmx(cpu, caps);
+  cpu.virt = vmx;
+  const handler = {
+    msrLo: 0, msrHi: 0,
+    rdmsr(msr: number): boolean {
+      const value = capabilityMsr(caps, msr);
+      if (value === null) return false;
+      [handler.msrLo, handler.msrHi] = value;
+      return true;
+    },
+    wrmsr: (): boolean => false, // the capability MSRs are read-only
+  };
+  cpu.msrs.attach(0x480, 0x493, handler);
+  return vmx;
+}
+

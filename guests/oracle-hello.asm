@@ -38,6 +38,20 @@ start64:
         lea rsi, [rel msg_after_gp]
         call puts
 
+        ; INT 21H through an empty (type 0) 16-byte gate: #GP with the vector in the
+        ; error code's index field and IDT = 1 (6.13; vol. 2 INT n, IA-32e mode).
+        ; The #GP is a fault of the INT: the saved RIP is the INT's, so the
+        ; handler's 2-byte skip lands on the JMP to .int_at.
+        int 0x21
+        jmp short .int_at
+        lea rsi, [rel msg_after_int]
+        call puts
+        jmp .int_done
+.int_at:
+        lea rsi, [rel msg_int_at]
+        call puts
+.int_done:
+
         ; CMOS (MC146818 index 70H, data 71H): the date the RTC starts from
         ; (both machines are started at 2024-01-01 00:00:00) and the memory
         ; size bytes (64 MiB: 0280H KiB base, FC00H KiB above 1 MiB, 0300H
@@ -131,6 +145,8 @@ msg_date:     db "oracle-hello: CMOS date ", 0
 msg_base:     db "oracle-hello: CMOS 15h base memory KiB ", 0
 msg_ext:      db "oracle-hello: CMOS 17h memory above 1 MiB KiB ", 0
 msg_ext16:    db "oracle-hello: CMOS 34h 64 KiB blocks above 16 MiB ", 0
+msg_after_int: db "oracle-hello: resumed after INT 21H", 10, 0
+msg_int_at:   db "oracle-hello: resumed at INT 21H", 10, 0
 msg_done:     db "oracle-hello: done", 10, 0
 
 align 8

@@ -23,6 +23,10 @@ const HELLO = [
   'oracle-hello: resumed after #DE',
   'oracle-hello: #GP error code 0x1230',       // vol. 2 MOV: DS index beyond the GDT limit -> #GP(selector); 6.13: RPL bits read as EXT = IDT = 0
   'oracle-hello: resumed after #GP',
+  // INT 21H through a type-0 gate: #GP(21H << 3 | IDT) (6.13; vol. 2 INT n, "error_code(vector, 1, EXT)"),
+  // not 21H × 16, reported as a fault of the INT: the saved RIP is the INT's.
+  'oracle-hello: #GP error code 0x10a',
+  'oracle-hello: resumed at INT 21H',
   'oracle-hello: CMOS date 2024-01-01',        // both RTCs start at 2024-01-01 00:00:00, BCD
   'oracle-hello: CMOS 15h base memory KiB 0x280',
   'oracle-hello: CMOS 17h memory above 1 MiB KiB 0xfc00',  // 64 MiB - 1 MiB

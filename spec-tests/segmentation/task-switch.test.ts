@@ -578,7 +578,7 @@ describe('SDM 8.7: IA-32e mode has no task switching', () => {
     expect(run(cpu, 1)).toEqual({ kind: 'exception', vector: 13, errorCode: 0 });
   });
 
-  it('INT n through a task gate (type 5) in the IDT raises #GP(vector × 16 + 2)', () => {
+  it('INT n through a task gate (type 5) in the IDT raises #GP(vector × 8 + 2), the vector in the index field (6.13)', () => {
     const cpu = longModeMachine();
     gate64(cpu, 0x40, 0, { type: 5 });
     gate64(cpu, 13, HANDLER);
@@ -586,6 +586,6 @@ describe('SDM 8.7: IA-32e mode has no task switching', () => {
     load(cpu, HANDLER, [HLT]);
     expect(run(cpu, 10)).toEqual({ kind: 'halt' });
     expect(cpu.rip).toBe(BigInt(HANDLER + 1));
-    expect(read64(cpu, esp(cpu))).toBe(BigInt(0x40 * 16 + 2));
+    expect(read64(cpu, esp(cpu))).toBe(BigInt(0x40 * 8 + 2));
   });
 });

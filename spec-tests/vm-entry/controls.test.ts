@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { checkControls } from '../../src/vmx/entry-checks.js';
 import { validVmcs } from '../../src/vmx/valid-vmcs.js';
 import type { Vmcs } from '../../src/vmx/vmcs.js';
-import { bit, caps, clearField, cpu, everything, expectFailure, F, firstFailure, orField, vmcs } from './fixture.js';
+import { bit, caps, clearField, cpu, everything, expectFailure, F, firstFailure, notOffered, orField, vmcs } from './fixture.js';
 
 const PIN = F.PIN_BASED_VM_EXECUTION_CONTROLS, PROC = F.PRIMARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS;
 const SEC = F.SECONDARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS, EXIT = F.PRIMARY_VM_EXIT_CONTROLS;
@@ -34,19 +34,20 @@ describe('SDM 27.2.1.1 (VM-execution control fields)', () => {
     const f = expectFailure(vmcs((v) => clearField(v, PIN, bit(1))), controls('pin-based controls reserved bits'));
     expect(f.detail).toBe('pin-based VM-execution controls = 0x14: bit 1 must be 1: IA32_VMX_TRUE_PINBASED_CTLS allowed-0 = 0x16');
   });
-  it('27.2.1.1: a pin-based control not offered ("process posted interrupts", bit 7) set', () => {
-    const f = expectFailure(vmcs((v) => orField(v, PIN, bit(7))), controls('pin-based controls reserved bits'));
-    expect(f.detail).toContain('bit 7 must be 0');
+  it('27.2.1.1: a pin-based control the capabilities do not offer set', () => {
+    const b = notOffered(caps.pin);
+    const f = expectFailure(vmcs((v) => orField(v, PIN, bit(b))), controls('pin-based controls reserved bits'));
+    expect(f.detail).toContain(`bit ${b} must be 0: IA32_VMX_TRUE_PINBASED_CTLS allowed-1 = 0x${caps.pin.allowed1.toString(16)}`);
   });
-  it('27.2.1.1: a primary processor-based control not offered ("monitor trap flag", bit 27) set', () => {
-    expectFailure(vmcs((v) => orField(v, PROC, bit(27))), controls('primary processor-based controls reserved bits'));
+  it('27.2.1.1: a primary processor-based control the capabilities do not offer set', () => {
+    expectFailure(vmcs((v) => orField(v, PROC, bit(notOffered(caps.proc)))), controls('primary processor-based controls reserved bits'));
   });
   it('27.2.1.1: a must-be-1 primary processor-based bit (default1 bit 26) cleared', () => {
     const f = expectFailure(vmcs((v) => clearField(v, PROC, bit(26))), controls('primary processor-based controls reserved bits'));
     expect(f.detail).toContain('bit 26 must be 1');
   });
-  it('27.2.1.1: a secondary control not offered ("enable EPT") set with "activate secondary controls"', () => {
-    expectFailure(vmcs((v) => orField(v, SEC, bit(1))), controls('secondary processor-based controls reserved bits'));
+  it('27.2.1.1: a secondary control the capabilities do not offer set, with "activate secondary controls"', () => {
+    expectFailure(vmcs((v) => orField(v, SEC, bit(notOffered(caps.secondary)))), controls('secondary processor-based controls reserved bits'));
   });
   it('27.2.1.1: secondary controls are not checked while "activate secondary controls" is 0', () => {
     const v = vmcs((v) => { clearField(v, PROC, bit(31)); v.set(SEC, -1); });
@@ -132,6 +133,13 @@ describe('SDM 27.2.1.1 (VM-execution control fields)', () => {
   it('27.2.1.1: "enable PML" without "enable EPT"', () => {
     expectWide((v) => orField(v, SEC, bit(17)), 'PML without EPT');
   });
+  it('27.2.1.1: PML address not aligned with "enable PML"', () => {
+    expectWide((v) => { orField(v, SEC, bit(1) | bit(17)); v.set(F.EPT_POINTER, EPTP); v.set(F.PML_ADDRESS, 0x240100); }, 'PML address');
+  });
+  it('27.2.1.1: "sub-page write permissions for EPT" without "enable EPT"; SPPTP not aligned', () => {
+    expectWide((v) => orField(v, SEC, bit(23)), 'sub-page write permissions without EPT');
+    expectWide((v) => { orField(v, SEC, bit(1) | bit(23)); v.set(F.EPT_POINTER, EPTP); v.set(F.SUB_PAGE_PERMISSION_TABLE_POINTER, 0x250001); }, 'SPPTP');
+  });
   it('27.2.1.1: "unrestricted guest" without "enable EPT"', () => {
     expectWide((v) => orField(v, SEC, bit(7)), 'unrestricted guest or mode-based execute control without EPT');
   });
@@ -140,6 +148,9 @@ describe('SDM 27.2.1.1 (VM-execution control fields)', () => {
   });
   it('27.2.1.1: VMREAD-bitmap address not aligned with "VMCS shadowing"', () => {
     expectWide((v) => { orField(v, SEC, bit(14)); v.set(F.VMREAD_BITMAP_ADDRESS, 0x1004); }, 'VMREAD-bitmap address');
+  });
+  it('27.2.1.1: VMWRITE-bitmap address beyond MAXPHYADDR with "VMCS shadowing"', () => {
+    expectWide((v) => { orField(v, SEC, bit(14)); v.set(F.VMWRITE_BITMAP_ADDRESS, 0x1000, 0x200); }, 'VMWRITE-bitmap address');
   });
   it('27.2.1.1: virtualization-exception information address beyond MAXPHYADDR with "EPT-violation #VE"', () => {
     expectWide((v) => { orField(v, SEC, bit(1) | bit(18)); v.set(F.EPT_POINTER, EPTP); v.set(F.VIRTUALIZATION_EXCEPTION_INFORMATION_ADDRESS, 0, 0x100); },
@@ -156,8 +167,8 @@ describe('SDM 27.2.1.2 (VM-exit control fields)', () => {
     const f = expectFailure(vmcs((v) => clearField(v, EXIT, bit(0))), controls('VM-exit controls reserved bits', '27.2.1.2'));
     expect(f.detail).toContain('IA32_VMX_TRUE_EXIT_CTLS allowed-0');
   });
-  it('27.2.1.2: a VM-exit control not offered ("load IA32_PERF_GLOBAL_CTRL", bit 12) set', () => {
-    expectFailure(vmcs((v) => orField(v, EXIT, bit(12))), controls('VM-exit controls reserved bits', '27.2.1.2'));
+  it('27.2.1.2: a VM-exit control the capabilities do not offer set', () => {
+    expectFailure(vmcs((v) => orField(v, EXIT, bit(notOffered(caps.exit)))), controls('VM-exit controls reserved bits', '27.2.1.2'));
   });
   it('27.2.1.2: secondary VM-exit controls, every bit reserved, with "activate secondary controls"', () => {
     expectWide((v) => { orField(v, EXIT, bit(31)); v.set(F.SECONDARY_VM_EXIT_CONTROLS, 2); }, 'secondary VM-exit controls reserved bits', '27.2.1.2');
@@ -192,8 +203,9 @@ describe('SDM 27.2.1.3 (VM-entry control fields)', () => {
   it('27.2.1.3: event injection with interruption type 1 (reserved)', () => {
     expectFailure(inject(0x80000100 | 0), entryCheck('event injection: interruption type'));
   });
-  it('27.2.1.3: event injection with type 7 (other event) where "monitor trap flag" is not offered', () => {
-    expectFailure(inject(0x80000700 | 0), entryCheck('event injection: interruption type'));
+  it('27.2.1.3: event injection with type 7 (other event) is reserved where "monitor trap flag" is not offered', () => {
+    const noMtf = { ...caps, proc: { ...caps.proc, allowed1: caps.proc.allowed1 & ~bit(27) } };
+    expectFailure(inject(0x80000700 | 0), entryCheck('event injection: interruption type'), noMtf);
     expect(firstFailure(inject(0x80000700 | 0), everything)).toBeNull(); // pending MTF VM exit
   });
   it('27.2.1.3: an NMI with vector 3', () => {
@@ -237,7 +249,7 @@ describe('SDM 27.2.1.3 (VM-entry control fields)', () => {
 
 describe('SDM 27.2.1 (order of the checks)', () => {
   it('27.2.1.1 before 27.2.1.1: pin-based reserved bits are reported before the CR3-target count', () => {
-    expectFailure(vmcs((v) => { orField(v, PIN, bit(7)); v.set(F.CR3_TARGET_COUNT, 9); }), controls('pin-based controls reserved bits'));
+    expectFailure(vmcs((v) => { clearField(v, PIN, bit(1)); v.set(F.CR3_TARGET_COUNT, 9); }), controls('pin-based controls reserved bits'));
   });
   it('27.2.1.1 before 27.2.1.3: an execution-control failure hides an event-injection failure', () => {
     expectFailure(vmcs((v) => { orField(v, PROC, bit(22)); v.set(INFO, 0x80000100 | 0); }), controls('NMI-window exiting without virtual NMIs'));

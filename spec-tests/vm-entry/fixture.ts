@@ -7,7 +7,7 @@
 import { expect } from 'vitest';
 import { Cpu } from '../../src/cpu/cpu.js';
 import { enterLongMode64 } from '../../src/cpu/reset.js';
-import { SKYLAKE_VMX, type VmxCapabilities } from '../../src/vmx/capabilities.js';
+import { SKYLAKE_VMX, type AllowedSettings, type VmxCapabilities } from '../../src/vmx/capabilities.js';
 import { checkControls, checkGuestState, checkHostState, type EntryCheckFailure } from '../../src/vmx/entry-checks.js';
 import { validVmcs, type ValidVmcsOptions } from '../../src/vmx/valid-vmcs.js';
 import type { Vmcs } from '../../src/vmx/vmcs.js';
@@ -15,7 +15,7 @@ import type { Vmcs } from '../../src/vmx/vmcs.js';
 export { Field as F } from '../../vmcs/fields.js';
 export const caps = SKYLAKE_VMX;
 
-/** Every control of the five 32-bit groups may be 1 (allowed-0 as on skylake); MTF and zero-length injection too. */
+/** Every control of the five 32-bit groups may be 1 (allowed-0 as on skylake), and every bit of CR4 31:0. */
 export const everything: VmxCapabilities = {
   ...SKYLAKE_VMX,
   pin: { allowed0: SKYLAKE_VMX.pin.allowed0, allowed1: 0xffffffff },
@@ -23,6 +23,7 @@ export const everything: VmxCapabilities = {
   secondary: { allowed0: 0, allowed1: 0xffffffff },
   exit: { allowed0: SKYLAKE_VMX.exit.allowed0, allowed1: 0xffffffff },
   entry: { allowed0: SKYLAKE_VMX.entry.allowed0, allowed1: 0xffffffff },
+  cr4Fixed1: 0xffffffff,
 };
 
 /** A processor in 64-bit mode (IA32_EFER.LMA = 1), as a VMM executing VMLAUNCH would be. */
@@ -78,3 +79,9 @@ export function clearField(v: Vmcs, enc: number, bits: number): void {
   v.set(enc, v.lo(enc) & ~bits, v.hi(enc));
 }
 export const bit = (n: number): number => (1 << n) >>> 0;
+
+/** The lowest control bit a group neither requires nor allows: one the capabilities do not offer. */
+export function notOffered(s: AllowedSettings): number {
+  for (let b = 0; b < 32; b++) if (((s.allowed0 | s.allowed1) & bit(b)) === 0) return b;
+  throw new Error('every control of the group is offered');
+}

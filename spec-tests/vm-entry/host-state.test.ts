@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { checkHostState } from '../../src/vmx/entry-checks.js';
 import { validVmcs } from '../../src/vmx/valid-vmcs.js';
 import type { Vmcs } from '../../src/vmx/vmcs.js';
-import { bit, caps, clearField, cpu, expectFailure, F, firstFailure, legacyCpu, orField, vmcs } from './fixture.js';
+import { bit, caps, clearField, cpu, everything, expectFailure, F, firstFailure, legacyCpu, orField, vmcs } from './fixture.js';
 
 const EXIT = F.PRIMARY_VM_EXIT_CONTROLS;
 const host = (check: string, section: string) => ({ kind: 'host' as const, check, section });
@@ -67,6 +67,24 @@ describe('SDM 27.2.2 (host control registers, MSRs and SSP)', () => {
   });
   it('27.2.2: host IA32_EFER.LME differs from "host address-space size"', () => {
     expectFailure(vmcs((v) => { orField(v, EXIT, LOAD_EFER); v.set(F.HOST_IA32_EFER, 0x400); }), host('host IA32_EFER.LMA and LME', '27.2.2'));
+  });
+});
+
+describe('SDM 27.2.2 (host state for controls the skylake model does not offer)', () => {
+  const S = '27.2.2';
+  it('27.2.2: host CR4.CET without CR0.WP', () => {
+    expectFailure(vmcs((v) => orField(v, F.HOST_CR4, bit(23))), host('host CR4.CET without CR0.WP', S), everything);
+  });
+  it('27.2.2: host IA32_S_CET reserved bits and canonical SSP under "load CET state"', () => {
+    expectFailure(vmcs((v) => { orField(v, EXIT, bit(28)); v.set(F.HOST_IA32_S_CET, 0x40); }), host('host IA32_S_CET reserved bits', S), everything);
+    expectFailure(vmcs((v) => { orField(v, EXIT, bit(28)); v.set(F.HOST_SSP, 0, 0x00100000); }), host('host SSP canonical', S), everything);
+  });
+  it('27.2.2: host IA32_PERF_GLOBAL_CTRL enabling a fifth counter of four under "load IA32_PERF_GLOBAL_CTRL"', () => {
+    expect(firstFailure(vmcs((v) => { orField(v, EXIT, bit(12)); v.set(F.HOST_IA32_PERF_GLOBAL_CTRL, 0xf, 0x7); }), everything)).toBeNull();
+    expectFailure(vmcs((v) => { orField(v, EXIT, bit(12)); v.set(F.HOST_IA32_PERF_GLOBAL_CTRL, 0x10); }), host('host IA32_PERF_GLOBAL_CTRL', S), everything);
+  });
+  it('27.2.2: host IA32_PKRS bits 63:32 under "load PKRS"', () => {
+    expectFailure(vmcs((v) => { orField(v, EXIT, bit(29)); v.set(F.HOST_IA32_PKRS, 0, 1); }), host('host IA32_PKRS', S), everything);
   });
 });
 

@@ -204,6 +204,8 @@ export class Cpu implements FlagState, MmuHost {
   nonRoot = false;
   /** Length of the instruction that raised the last software interrupt or exception. */
   excLength = 0;
+  /** Guest time (ns) of an event of the processor's own that ends a HLT (the VMX-preemption timer), or Infinity. */
+  eventDeadline = Infinity;
   /** The FAULT being thrown is a VM exit (set by `virt`), not an exception. */
   vmExit = false;
   /** External interrupts (null: none attached). */

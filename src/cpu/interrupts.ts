@@ -86,18 +86,28 @@ export function deliverInterrupt(cpu: Cpu, vector: number): void {
 function deliverEvent(cpu: Cpu, first: number, kind: EventKind, firstCode: number): void {
   let vector = first, code = firstCode;
   let previous = -1;
+  // The event whose delivery raised the one being delivered (-1: none), for VMX's IDT-vectoring information.
+  let during = -1, duringKind = 0, duringCode = -1;
   for (;;) {
     save(cpu);
     const k = previous < 0 ? kind : EventKind.EXCEPTION;
     try {
       // In VMX non-root operation the exception bitmap may turn the event into a VM exit (SDM vol. 3C, 26.2).
-      if (cpu.nonRoot && k !== EventKind.EXTERNAL) cpu.virt.exception(cpu, vector, k, code, previous);
+      if (cpu.nonRoot && k !== EventKind.EXTERNAL) cpu.virt.exception(cpu, vector, k, code, during, duringKind, duringCode);
       deliver(cpu, vector, k, code);
       return;
     } catch (e) {
       if (e !== FAULT) throw e;
       restore(cpu);
       if (cpu.vmExit) throw e;
+      // A fault while delivering INT n, INT3, INTO or INT1 is a fault of that
+      // instruction: it is reported with RIP at the instruction (vol. 2, INT n "Operation").
+      if (k !== EventKind.EXCEPTION && k !== EventKind.EXTERNAL) {
+        const r = (cpu.ripLo >>> 0) - cpu.excLength;
+        cpu.ripLo = cpu.codeSize === 2 ? r & 0xffff : r | 0;
+        if (r < 0 && cpu.codeSize === 8) cpu.ripHi = (cpu.ripHi - 1) | 0;
+      }
+      during = vector; duringKind = k; duringCode = code;
       const second = cpu.excVector;
       const c1 = classOf(vector), c2 = classOf(second);
       if (c1 === FaultClass.DOUBLE_FAULT && c2 !== FaultClass.BENIGN) {
@@ -148,14 +158,18 @@ function deliverReal(cpu: Cpu, vector: number): void {
   cpu.ripLo = ip; cpu.ripHi = 0;
 }
 
-/** Raises the fault for a bad gate: #GP/#NP(vector × gate size + 2 + EXT). */
-function gateError(vector: number, gateSize: number, ext: number): number {
-  return vector * gateSize + 2 + ext;
+/**
+ * The error code of a fault on an IDT gate (SDM vol. 3A, 6.13, figure 6-7): the
+ * vector in the index field (bits 15:3), IDT = 1, EXT; the same with the 16-byte
+ * gates of IA-32e mode.
+ */
+function gateError(vector: number, ext: number): number {
+  return (vector << 3) + 2 + ext;
 }
 
 /** Reads the IDT gate of `vector` (8 or 16 bytes) into desc. */
 function readGate(cpu: Cpu, vector: number, size: number, ext: number): void {
-  if (vector * size + size - 1 > cpu.idtrLimit) cpu.raise(Vector.GP, gateError(vector, size, ext));
+  if (vector * size + size - 1 > cpu.idtrLimit) cpu.raise(Vector.GP, gateError(vector, ext));
   const s = (cpu.idtrLo >>> 0) + vector * size;
   const lo = s | 0, hi = longMode(cpu) ? (cpu.idtrHi + (s > 0xffffffff ? 1 : 0)) | 0 : 0;
   const m = cpu.mmu;
@@ -166,11 +180,11 @@ function readGate(cpu: Cpu, vector: number, size: number, ext: number): void {
 }
 
 /** Checks the gate's present bit and, for software events, its DPL (SDM vol. 3A, 6.12.1.1). */
-function checkGate(cpu: Cpu, vector: number, kind: EventKind, size: number, ext: number): void {
+function checkGate(cpu: Cpu, vector: number, kind: EventKind, ext: number): void {
   const attr = attrOf(desc.hi);
   const software = kind === EventKind.SOFTWARE_INTERRUPT || kind === EventKind.SOFTWARE_EXCEPTION;
-  if (software && dplOf(attr) < cpu.cpl) cpu.raise(Vector.GP, gateError(vector, size, 0));
-  if (!(attr & SegAttr.P)) cpu.raise(Vector.NP, gateError(vector, size, ext));
+  if (software && dplOf(attr) < cpu.cpl) cpu.raise(Vector.GP, gateError(vector, 0));
+  if (!(attr & SegAttr.P)) cpu.raise(Vector.NP, gateError(vector, ext));
 }
 
 /**
@@ -192,9 +206,9 @@ function deliverProtected(cpu: Cpu, vector: number, kind: EventKind, code: numbe
   const type = attrOf(desc.hi) & 0x1f;
   // Task gates, and interrupt and trap gates, 16- and 32-bit (SDM vol. 3A, 6.11).
   if (type !== 0x05 && type !== 0x06 && type !== 0x07 && type !== 0x0e && type !== 0x0f) {
-    cpu.raise(Vector.GP, gateError(vector, 8, ext));
+    cpu.raise(Vector.GP, gateError(vector, ext));
   }
-  checkGate(cpu, vector, kind, 8, ext);
+  checkGate(cpu, vector, kind, ext);
   // A task gate switches to the task its TSS selector names (6.12.2).
   if (type === 0x05) { interruptTask(cpu, desc.lo >>> 16, code, ext); return; }
   const gateLo = desc.lo, gateHi = desc.hi;
@@ -230,8 +244,8 @@ function deliverProtected(cpu: Cpu, vector: number, kind: EventKind, code: numbe
 function deliverLong(cpu: Cpu, vector: number, kind: EventKind, code: number, ext: number): void {
   readGate(cpu, vector, 16, ext);
   const type = attrOf(desc.hi) & 0x1f;
-  if (type !== 0x0e && type !== 0x0f) cpu.raise(Vector.GP, gateError(vector, 16, ext));
-  checkGate(cpu, vector, kind, 16, ext);
+  if (type !== 0x0e && type !== 0x0f) cpu.raise(Vector.GP, gateError(vector, ext));
+  checkGate(cpu, vector, kind, ext);
   const gateLo = desc.lo, gateHi = desc.hi, offsetHi = desc.hi2;
   const selector = gateLo >>> 16;
   const offsetLo = (gateHi & 0xffff0000) | (gateLo & 0xffff);

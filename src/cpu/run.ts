@@ -36,10 +36,13 @@ function advance(cpu: Cpu, mode: number, len: number): void {
   }
 }
 
+/** execBlock's result when an instruction raised (the exception or VM exit is in the cpu's exc fields). */
+const FAULTED = -1;
+
 /**
  * Executes up to `limit` instructions of `block` from its first. RIP is the
- * block's address on entry. Returns the number retired; an exception unwinds
- * with RIP at the faulting instruction (after it, for a trap).
+ * block's address on entry. Returns the number retired, or FAULTED with RIP at
+ * the faulting instruction (after it, for a trap) and the retired ones counted.
  */
 function execBlock(cpu: Cpu, block: Block, limit: number): number {
   const insns = block.insns, mode = block.mode;
@@ -59,10 +62,11 @@ function execBlock(cpu: Cpu, block: Block, limit: number): number {
     try {
       i.exec(cpu, i);
     } catch (e) {
-      if (e === FAULT && !cpu.excTrap) { cpu.ripLo = lo; cpu.ripHi = hi; }
+      if (e !== FAULT) throw e;
+      if (!cpu.excTrap) { cpu.ripLo = lo; cpu.ripHi = hi; }
       cpu.insnCount += cpu.excTrap ? k + 1 : k;
       cpu.blockIndex = 0;
-      throw e;
+      return FAULTED;
     }
     if (cpu.pending !== 0) { k++; break; }
   }
@@ -78,15 +82,14 @@ function execCompiled(cpu: Cpu, block: Block): number {
     k = block.compiled!(cpu);
     cpu.blockIndex = 0;
   } catch (e) {
-    if (e === FAULT) {
-      const j = cpu.blockIndex;
-      const off = block.offsets[j]! + (cpu.excTrap ? block.insns[j]!.len : 0);
-      cpu.ripLo = block.mode === 2 ? (lo + off) & 0xffff : (lo + off) | 0;
-      cpu.ripHi = hi;
-      cpu.insnCount += cpu.excTrap ? j + 1 : j;
-      cpu.blockIndex = 0;
-    }
-    throw e;
+    if (e !== FAULT) throw e;
+    const j = cpu.blockIndex;
+    const off = block.offsets[j]! + (cpu.excTrap ? block.insns[j]!.len : 0);
+    cpu.ripLo = block.mode === 2 ? (lo + off) & 0xffff : (lo + off) | 0;
+    cpu.ripHi = hi;
+    cpu.insnCount += cpu.excTrap ? j + 1 : j;
+    cpu.blockIndex = 0;
+    return FAULTED;
   }
   cpu.insnCount += k;
   return k;
@@ -151,6 +154,19 @@ function internalError(cpu: Cpu, e: unknown): InternalError {
 }
 
 /**
+ * An instruction or event raised: delivers the exception or completes the VM
+ * exit. False when the run stops there instead (a raw processor without delivery).
+ */
+function onFault(cpu: Cpu): boolean {
+  if (!cpu.vmExit && !cpu.deliverExceptions) {
+    cpu.stopReason = { kind: 'exception', vector: cpu.excVector, errorCode: cpu.excHasCode ? cpu.excCode : null };
+    return false;
+  }
+  afterFault(cpu);
+  return true;
+}
+
+/**
  * Delivers the exception just raised, or completes the VM exit that an
  * instruction or the delivery itself caused (SDM vol. 3C, 26.2).
  */
@@ -188,28 +204,26 @@ export function run(cpu: Cpu, budget: number): StopReason {
         checkInstructionBreakpoints(cpu);
       }
       const block = cpu.blocks.lookup();
-      execBlock(cpu, block, limit);
-      // RF suppresses instruction breakpoints for one instruction (18.3.1.1).
-      if (cpu.flags & RF) cpu.flags &= ~RF;
-      if (cpu.dataBreakHits !== 0) {
-        // Data breakpoints are traps: #DB after the instruction that touched the data (18.3.1.2).
-        cpu.dr6 |= cpu.dataBreakHits;
-        cpu.dataBreakHits = 0;
-        cpu.raiseTrap(Vector.DB, 0);
-      }
-      if (singleStep) {
-        cpu.dr6 |= DR6_BS;
-        cpu.raiseTrap(Vector.DB, 0);
+      // A fault returns here rather than unwinding further: exceptions and VM exits are frequent.
+      if (execBlock(cpu, block, limit) === FAULTED) {
+        if (!onFault(cpu)) return cpu.stopReason;
+      } else {
+        // RF suppresses instruction breakpoints for one instruction (18.3.1.1).
+        if (cpu.flags & RF) cpu.flags &= ~RF;
+        if (cpu.dataBreakHits !== 0) {
+          // Data breakpoints are traps: #DB after the instruction that touched the data (18.3.1.2).
+          cpu.dr6 |= cpu.dataBreakHits;
+          cpu.dataBreakHits = 0;
+          cpu.raiseTrap(Vector.DB, 0);
+        }
+        if (singleStep) {
+          cpu.dr6 |= DR6_BS;
+          cpu.raiseTrap(Vector.DB, 0);
+        }
       }
     } catch (e) {
       if (e !== FAULT) throw internalError(cpu, e);
-      if (!cpu.vmExit && !cpu.deliverExceptions) {
-        cpu.stopReason = {
-          kind: 'exception', vector: cpu.excVector, errorCode: cpu.excHasCode ? cpu.excCode : null,
-        };
-        return cpu.stopReason;
-      }
-      afterFault(cpu);
+      if (!onFault(cpu)) return cpu.stopReason;
     }
     stalled = cpu.insnCount === before ? stalled + 1 : 0;
     if (cpu.pending !== 0) {

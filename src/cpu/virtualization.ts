@@ -43,12 +43,12 @@ export interface Virtualization {
   /** Non-root MOV from CR0/CR3/CR4/CR8 (destination register) or SMSW (-1): exits, or returns bits 31:0 the guest reads. */
   readCr(cpu: Cpu, i: Insn, cr: number, destination: number): number;
   /**
-   * Non-root: event `vector` (an exception, or an NMI) of `kind` (interrupts.ts
-   * EventKind) with error code `code` (-1: none) is about to be delivered; exits
-   * if the exception bitmap or NMI exiting say so (26.2). `during` is the event
-   * whose delivery raised it, or -1.
+   * Non-root: exception `vector` of `kind` (interrupts.ts EventKind) with error
+   * code `code` (-1: none) is about to be delivered; exits if the exception bitmap
+   * says so (26.2). `during` is the vector of the event whose delivery raised it
+   * (-1: none), with its kind and error code (for the IDT-vectoring information, 28.2.4).
    */
-  exception(cpu: Cpu, vector: number, kind: number, code: number, during: number): void;
+  exception(cpu: Cpu, vector: number, kind: number, code: number, during: number, duringKind: number, duringCode: number): void;
   /** Non-root: takes the events waiting at an instruction boundary (26.7, 27.7); returns what acceptInterrupt would. */
   acceptEvents(cpu: Cpu, limit: number): number;
   /** Non-root: a triple fault exits instead of shutting down (26.2). */

@@ -190,6 +190,7 @@ export class PcMachine {
   private nextDeadline(): number {
     let d = this.ports.clock.nextDeadline();
     for (const a of this.apics) d = Math.min(d, a.nextDeadline());
+    for (const c of this.cpus) d = Math.min(d, c.eventDeadline);
     return d;
   }
 
@@ -251,6 +252,7 @@ export class PcMachine {
     let wakeable = false;
     for (const cpu of this.cpus) {
       if (cpu.startupPending) return true;
+      if (cpu.eventDeadline !== Infinity) wakeable = true; // an event of the processor's own (VMX-preemption timer)
       if (cpu.waitForSipi || !(cpu.rflags & IF)) continue;
       if (cpu.interrupts!.hasInterrupt()) return true;
       wakeable = true;

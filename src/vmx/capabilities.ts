@@ -47,15 +47,15 @@ export const SKYLAKE_VMX: VmxCapabilities = {
   revision: 4,
   pin: {
     allowed0: DEFAULT1.pin,
-    // External-interrupt exiting, NMI exiting, virtual NMIs (25.6.1).
-    allowed1: (DEFAULT1.pin | bits(0, 3, 5)) >>> 0,
+    // External-interrupt exiting, NMI exiting, virtual NMIs, VMX-preemption timer (25.6.1).
+    allowed1: (DEFAULT1.pin | bits(0, 3, 5, 6)) >>> 0,
   },
   proc: {
     // TRUE_PROCBASED: CR3-load and CR3-store exiting (15, 16) may be 0.
     allowed0: (DEFAULT1.proc & ~bits(15, 16)) >>> 0,
     // Interrupt window, TSC offsetting, HLT, INVLPG, RDPMC, RDTSC, CR3 load/store, CR8 load/store,
-    // NMI window, MOV DR, unconditional I/O, I/O bitmaps, MSR bitmaps, secondary controls (25.6.2).
-    allowed1: (DEFAULT1.proc | bits(2, 3, 7, 9, 11, 12, 15, 16, 19, 20, 22, 23, 24, 25, 28, 31)) >>> 0,
+    // NMI window, MOV DR, unconditional I/O, I/O bitmaps, monitor trap flag, MSR bitmaps, secondary controls (25.6.2).
+    allowed1: (DEFAULT1.proc | bits(2, 3, 7, 9, 11, 12, 15, 16, 19, 20, 22, 23, 24, 25, 27, 28, 31)) >>> 0,
   },
   secondary: {
     allowed0: 0,
@@ -65,8 +65,9 @@ export const SKYLAKE_VMX: VmxCapabilities = {
   exit: {
     // TRUE_EXIT: "save debug controls" (2) may be 0.
     allowed0: (DEFAULT1.exit & ~bit(2)) >>> 0,
-    // Save debug controls, host address-space size, acknowledge interrupt on exit, save/load PAT and EFER (25.7.1).
-    allowed1: (DEFAULT1.exit | bits(2, 9, 15, 18, 19, 20, 21)) >>> 0,
+    // Save debug controls, host address-space size, acknowledge interrupt on exit, save/load PAT and EFER,
+    // save VMX-preemption timer value (25.7.1).
+    allowed1: (DEFAULT1.exit | bits(2, 9, 15, 18, 19, 20, 21, 22)) >>> 0,
   },
   entry: {
     // TRUE_ENTRY: "load debug controls" (2) may be 0.

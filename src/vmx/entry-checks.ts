@@ -31,7 +31,7 @@ import {
 } from '../../vmcs/controls.js';
 import { VmEntryFailureQualification } from '../../vmcs/qualifications.js';
 import type { AllowedSettings, VmxCapabilities } from './capabilities.js';
-import type { Vmcs } from './vmcs.js';
+import { indexOf, type Vmcs } from './vmcs.js';
 
 export interface EntryCheckFailure {
   /** 'controls' → VMfailValid(7), 'host' → VMfailValid(8), 'guest' → VM exit with reason 33. */
@@ -52,7 +52,7 @@ function fail(
   return { kind, check, section, detail, qualification };
 }
 
-// ---- value helpers (no allocation) ------------------------------------------
+// ---- value helpers -------------------------------------------------------------
 
 const bit = (n: number): number => (1 << n) >>> 0;
 const hex = (n: number): string => `0x${(n >>> 0).toString(16)}`;
@@ -81,9 +81,6 @@ function canonical(hi: number, width: number): boolean {
   return s === 0 || s === -1;
 }
 
-/** A 4-KByte-aligned physical address within MAXPHYADDR (most address fields of 27.2.1.1). */
-const pageAddressOk = (lo: number, hi: number): boolean => (lo & 0xfff) === 0 && !beyondPa(hi);
-
 /** IA32_PAT: each of the 8 bytes 0 (UC), 1 (WC), 4 (WT), 5 (WP), 6 (WB) or 7 (UC-) (SDM vol. 3A, 13.12.2). */
 function patValid(lo: number, hi: number): boolean {
   for (let i = 0; i < 8; i++) {
@@ -101,7 +98,10 @@ const EFER_DEFINED = EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE;
  */
 const DEBUGCTL_DEFINED = 0x1803;
 const DEBUGCTL_BTF = 1 << 1;
-/** IA32_PERF_GLOBAL_CTRL: one enable per counter (bits 31:0) and per fixed counter (bits 63:32) (SDM vol. 3B, 20.2.2). */
+/**
+ * IA32_PERF_GLOBAL_CTRL: one enable per general-purpose counter (bits 31:0) and per
+ * fixed counter (bits 63:32) (SDM vol. 3B, "Architectural Performance Monitoring Version 2").
+ */
 function perfGlobalCtrlValid(cpu: Cpu, lo: number, hi: number): boolean {
   const pm = cpu.profile.perfMon;
   if (pm === null) return lo === 0 && hi === 0;
@@ -268,9 +268,8 @@ const GUEST_CR0 = F.GUEST_CR0;
 /** Selector, base, limit and access-rights encodings of ES..GS, LDTR, TR (index = regs.ts numbering). */
 const ES = 0, CS = 1, SS = 2, DS = 3, FS = 4, GS = 5, LDTR = 6, TR = 7;
 const SEG_NAME = ['ES', 'CS', 'SS', 'DS', 'FS', 'GS', 'LDTR', 'TR'] as const;
-/** The SDM lists segment registers as CS, SS, DS, ES, FS, GS; data segments DS, ES, FS, GS. */
+/** The SDM lists the segment registers as CS, SS, DS, ES, FS, GS. */
 const SIX = Uint8Array.of(CS, SS, DS, ES, FS, GS);
-const DATA = Uint8Array.of(DS, ES, FS, GS);
 
 /** Guest segment state, read once per check (module scratch: nothing allocated per entry). */
 const gSel = new Int32Array(8), gLimit = new Int32Array(8), gAr = new Int32Array(8);
@@ -287,6 +286,7 @@ const HOST_SELECTOR_ORDER = Uint8Array.of(CS, SS, DS, ES, FS, GS, TR);
 
 /** SDM 27.2.1: the VM-execution, VM-exit and VM-entry control fields. Failure → VMfailValid(7). */
 export function checkControls(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): EntryCheckFailure | null {
+  let bad: EntryCheckFailure | null;
   // ---- 27.2.1.1 VM-execution control fields
   const S1 = '27.2.1.1';
   const pin = v.lo(PIN_CTLS);
@@ -314,7 +314,8 @@ export function checkControls(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): EntryCh
   // the tertiary rules (HLAT, IPI virtualization, ...) therefore never apply.
   if ((proc & PROC_TERTIARY) !== 0 && (v.lo(TERTIARY_CTLS) !== 0 || v.hi(TERTIARY_CTLS) !== 0)) {
     return fail('controls', 'tertiary processor-based controls reserved bits', S1,
-      `tertiary processor-based VM-execution controls = ${hex64(v.lo(TERTIARY_CTLS), v.hi(TERTIARY_CTLS))}: must be 0 (IA32_VMX_PROCBASED_CTLS3 allows no 1-setting)`);
+      `tertiary processor-based VM-execution controls = ${hex64(v.lo(TERTIARY_CTLS), v.hi(TERTIARY_CTLS))}: ` +
+      'must be 0 (IA32_VMX_PROCBASED_CTLS3 allows no 1-setting)');
   }
   const cr3Targets = v.lo(F.CR3_TARGET_COUNT) >>> 0, maxTargets = (caps.misc >>> 16) & 0x1ff;
   if (cr3Targets > maxTargets) {
@@ -322,20 +323,19 @@ export function checkControls(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): EntryCh
       `CR3-target count = ${cr3Targets}: must be at most ${maxTargets} (IA32_VMX_MISC[24:16])`);
   }
   if ((proc & PROC_USE_IO_BITMAPS) !== 0) {
-    if (!pageAddressOk(v.lo(F.ADDRESS_OF_IO_BITMAP_A), v.hi(F.ADDRESS_OF_IO_BITMAP_A))) {
-      return addressFailure('I/O-bitmap addresses', S1, 'address of I/O bitmap A', v, F.ADDRESS_OF_IO_BITMAP_A);
-    }
-    if (!pageAddressOk(v.lo(F.ADDRESS_OF_IO_BITMAP_B), v.hi(F.ADDRESS_OF_IO_BITMAP_B))) {
-      return addressFailure('I/O-bitmap addresses', S1, 'address of I/O bitmap B', v, F.ADDRESS_OF_IO_BITMAP_B);
-    }
+    bad = addressFailure(v, F.ADDRESS_OF_IO_BITMAP_A, 'I/O-bitmap addresses', 'address of I/O bitmap A');
+    if (bad !== null) return bad;
+    bad = addressFailure(v, F.ADDRESS_OF_IO_BITMAP_B, 'I/O-bitmap addresses', 'address of I/O bitmap B');
+    if (bad !== null) return bad;
   }
-  if ((proc & PROC_USE_MSR_BITMAPS) !== 0 && !pageAddressOk(v.lo(F.ADDRESS_OF_MSR_BITMAPS), v.hi(F.ADDRESS_OF_MSR_BITMAPS))) {
-    return addressFailure('MSR-bitmap address', S1, 'address of MSR bitmaps', v, F.ADDRESS_OF_MSR_BITMAPS);
+  if ((proc & PROC_USE_MSR_BITMAPS) !== 0) {
+    bad = addressFailure(v, F.ADDRESS_OF_MSR_BITMAPS, 'MSR-bitmap address', 'address of MSR bitmaps');
+    if (bad !== null) return bad;
   }
   const tprShadow = (proc & PROC_USE_TPR_SHADOW) !== 0;
   if (tprShadow) {
-    const lo = v.lo(F.VIRTUAL_APIC_ADDRESS), hi = v.hi(F.VIRTUAL_APIC_ADDRESS);
-    if (!pageAddressOk(lo, hi)) return addressFailure('virtual-APIC address', S1, 'virtual-APIC address', v, F.VIRTUAL_APIC_ADDRESS);
+    bad = addressFailure(v, F.VIRTUAL_APIC_ADDRESS, 'virtual-APIC address', 'virtual-APIC address');
+    if (bad !== null) return bad;
     if ((sec & SEC_VIRTUAL_INTERRUPT_DELIVERY) === 0) {
       const threshold = v.lo(F.TPR_THRESHOLD);
       if ((threshold & ~0xf) !== 0) {
@@ -343,7 +343,8 @@ export function checkControls(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): EntryCh
       }
       if ((sec & SEC_VIRTUALIZE_APIC_ACCESSES) === 0) {
         // VTPR is byte 80H of the virtual-APIC page (30.1.1).
-        const vtpr = cpu.memory.read8(hi * 2 ** 32 + (lo >>> 0) + 0x80);
+        const page = v.hi(F.VIRTUAL_APIC_ADDRESS) * 2 ** 32 + (v.lo(F.VIRTUAL_APIC_ADDRESS) >>> 0);
+        const vtpr = cpu.memory.read8(page + 0x80);
         if ((threshold & 0xf) > vtpr >>> 4) {
           return fail('controls', 'TPR threshold above VTPR', S1,
             `TPR threshold = ${threshold}: must not exceed VTPR[7:4] = ${vtpr >>> 4}`);
@@ -352,18 +353,22 @@ export function checkControls(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): EntryCh
     }
   }
   if ((pin & PIN_NMI_EXITING) === 0 && (pin & PIN_VIRTUAL_NMIS) !== 0) {
-    return fail('controls', 'virtual NMIs without NMI exiting', S1, `pin-based controls = ${hex(pin)}: "virtual NMIs" (bit 5) needs "NMI exiting" (bit 3)`);
+    return fail('controls', 'virtual NMIs without NMI exiting', S1,
+      `pin-based controls = ${hex(pin)}: "virtual NMIs" (bit 5) needs "NMI exiting" (bit 3)`);
   }
   if ((pin & PIN_VIRTUAL_NMIS) === 0 && (proc & PROC_NMI_WINDOW_EXITING) !== 0) {
     return fail('controls', 'NMI-window exiting without virtual NMIs', S1,
       `primary processor-based controls = ${hex(proc)}: "NMI-window exiting" (bit 22) needs "virtual NMIs" (pin-based bit 5)`);
   }
-  if ((sec & SEC_VIRTUALIZE_APIC_ACCESSES) !== 0 && !pageAddressOk(v.lo(F.APIC_ACCESS_ADDRESS), v.hi(F.APIC_ACCESS_ADDRESS))) {
-    return addressFailure('APIC-access address', S1, 'APIC-access address', v, F.APIC_ACCESS_ADDRESS);
+  if ((sec & SEC_VIRTUALIZE_APIC_ACCESSES) !== 0) {
+    bad = addressFailure(v, F.APIC_ACCESS_ADDRESS, 'APIC-access address', 'APIC-access address');
+    if (bad !== null) return bad;
   }
-  if (!tprShadow && (sec & (SEC_VIRTUALIZE_X2APIC_MODE | SEC_APIC_REGISTER_VIRTUALIZATION | SEC_VIRTUAL_INTERRUPT_DELIVERY)) !== 0) {
+  const apicVirtualization = SEC_VIRTUALIZE_X2APIC_MODE | SEC_APIC_REGISTER_VIRTUALIZATION | SEC_VIRTUAL_INTERRUPT_DELIVERY;
+  if (!tprShadow && (sec & apicVirtualization) !== 0) {
     return fail('controls', 'APIC virtualization without TPR shadow', S1,
-      `secondary controls = ${hex(sec)}: "virtualize x2APIC mode", "APIC-register virtualization" and "virtual-interrupt delivery" need "use TPR shadow"`);
+      `secondary controls = ${hex(sec)}: "virtualize x2APIC mode", "APIC-register virtualization" and ` +
+      '"virtual-interrupt delivery" need "use TPR shadow"');
   }
   if ((sec & SEC_VIRTUALIZE_X2APIC_MODE) !== 0 && (sec & SEC_VIRTUALIZE_APIC_ACCESSES) !== 0) {
     return fail('controls', 'virtualize x2APIC mode with APIC accesses', S1,
@@ -376,10 +381,12 @@ export function checkControls(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): EntryCh
   const exit = v.lo(EXIT_CTLS);
   if ((pin & PIN_POSTED_INTERRUPTS) !== 0) {
     if ((sec & SEC_VIRTUAL_INTERRUPT_DELIVERY) === 0) {
-      return fail('controls', 'posted interrupts without virtual-interrupt delivery', S1, `secondary controls = ${hex(sec)}: bit 9 must be 1`);
+      return fail('controls', 'posted interrupts without virtual-interrupt delivery', S1,
+        `secondary controls = ${hex(sec)}: bit 9 must be 1`);
     }
     if ((exit & EXIT_ACKNOWLEDGE_INTERRUPT) === 0) {
-      return fail('controls', 'posted interrupts without acknowledge interrupt on exit', S1, `VM-exit controls = ${hex(exit)}: bit 15 must be 1`);
+      return fail('controls', 'posted interrupts without acknowledge interrupt on exit', S1,
+        `VM-exit controls = ${hex(exit)}: bit 15 must be 1`);
     }
     const vector = v.lo(F.POSTED_INTERRUPT_NOTIFICATION_VECTOR);
     if ((vector & 0xff00) !== 0) {
@@ -405,17 +412,20 @@ export function checkControls(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): EntryCh
   }
   if ((sec & SEC_ENABLE_PML) !== 0) {
     if (!ept) return fail('controls', 'PML without EPT', S1, `secondary controls = ${hex(sec)}: "enable PML" needs "enable EPT"`);
-    if (!pageAddressOk(v.lo(F.PML_ADDRESS), v.hi(F.PML_ADDRESS))) return addressFailure('PML address', S1, 'PML address', v, F.PML_ADDRESS);
+    bad = addressFailure(v, F.PML_ADDRESS, 'PML address', 'PML address');
+    if (bad !== null) return bad;
   }
   if ((sec & (SEC_UNRESTRICTED_GUEST | SEC_MODE_BASED_EXECUTE)) !== 0 && !ept) {
     return fail('controls', 'unrestricted guest or mode-based execute control without EPT', S1,
       `secondary controls = ${hex(sec)}: bits 7 and 22 need "enable EPT" (bit 1)`);
   }
   if ((sec & SEC_SUB_PAGE_WRITE) !== 0) {
-    if (!ept) return fail('controls', 'sub-page write permissions without EPT', S1, `secondary controls = ${hex(sec)}: bit 23 needs "enable EPT"`);
-    if (!pageAddressOk(v.lo(F.SUB_PAGE_PERMISSION_TABLE_POINTER), v.hi(F.SUB_PAGE_PERMISSION_TABLE_POINTER))) {
-      return addressFailure('SPPTP', S1, 'sub-page-permission-table pointer', v, F.SUB_PAGE_PERMISSION_TABLE_POINTER);
+    if (!ept) {
+      return fail('controls', 'sub-page write permissions without EPT', S1,
+        `secondary controls = ${hex(sec)}: bit 23 needs "enable EPT"`);
     }
+    bad = addressFailure(v, F.SUB_PAGE_PERMISSION_TABLE_POINTER, 'SPPTP', 'sub-page-permission-table pointer');
+    if (bad !== null) return bad;
   }
   if ((sec & SEC_ENABLE_VM_FUNCTIONS) !== 0) {
     // No VM function is offered (IA32_VMX_VMFUNC is not reported): every bit is reserved.
@@ -425,22 +435,21 @@ export function checkControls(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): EntryCh
     }
   }
   if ((sec & SEC_VMCS_SHADOWING) !== 0) {
-    if (!pageAddressOk(v.lo(F.VMREAD_BITMAP_ADDRESS), v.hi(F.VMREAD_BITMAP_ADDRESS))) {
-      return addressFailure('VMREAD-bitmap address', S1, 'VMREAD-bitmap address', v, F.VMREAD_BITMAP_ADDRESS);
-    }
-    if (!pageAddressOk(v.lo(F.VMWRITE_BITMAP_ADDRESS), v.hi(F.VMWRITE_BITMAP_ADDRESS))) {
-      return addressFailure('VMWRITE-bitmap address', S1, 'VMWRITE-bitmap address', v, F.VMWRITE_BITMAP_ADDRESS);
-    }
+    bad = addressFailure(v, F.VMREAD_BITMAP_ADDRESS, 'VMREAD-bitmap address', 'VMREAD-bitmap address');
+    if (bad !== null) return bad;
+    bad = addressFailure(v, F.VMWRITE_BITMAP_ADDRESS, 'VMWRITE-bitmap address', 'VMWRITE-bitmap address');
+    if (bad !== null) return bad;
   }
-  if ((sec & SEC_EPT_VIOLATION_VE) !== 0 &&
-      !pageAddressOk(v.lo(F.VIRTUALIZATION_EXCEPTION_INFORMATION_ADDRESS), v.hi(F.VIRTUALIZATION_EXCEPTION_INFORMATION_ADDRESS))) {
-    return addressFailure('virtualization-exception information address', S1, 'virtualization-exception information address',
-      v, F.VIRTUALIZATION_EXCEPTION_INFORMATION_ADDRESS);
+  if ((sec & SEC_EPT_VIOLATION_VE) !== 0) {
+    const name = 'virtualization-exception information address';
+    bad = addressFailure(v, F.VIRTUALIZATION_EXCEPTION_INFORMATION_ADDRESS, name, name);
+    if (bad !== null) return bad;
   }
   const entry = v.lo(ENTRY_CTLS);
   if ((sec & SEC_PT_USES_GPA) !== 0 && (!ept || (entry & ENTRY_LOAD_RTIT_CTL) === 0 || (exit & EXIT_CLEAR_RTIT_CTL) === 0)) {
     return fail('controls', 'Intel PT uses guest physical addresses', S1,
-      '"Intel PT uses guest physical addresses" needs "enable EPT", "load IA32_RTIT_CTL" (entry) and "clear IA32_RTIT_CTL" (exit)');
+      '"Intel PT uses guest physical addresses" needs "enable EPT", "load IA32_RTIT_CTL" (entry) and ' +
+      '"clear IA32_RTIT_CTL" (exit)');
   }
 
   // ---- 27.2.1.2 VM-exit control fields
@@ -459,10 +468,10 @@ export function checkControls(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): EntryCh
     return fail('controls', 'save VMX-preemption timer value without the timer', S2,
       `VM-exit controls = ${hex(exit)}: bit 22 needs "activate VMX-preemption timer" (pin-based bit 6)`);
   }
-  let area = msrAreaFailure(v, F.VM_EXIT_MSR_STORE_COUNT, F.VM_EXIT_MSR_STORE_ADDRESS, 'VM-exit MSR-store address', S2);
-  if (area !== null) return area;
-  area = msrAreaFailure(v, F.VM_EXIT_MSR_LOAD_COUNT, F.VM_EXIT_MSR_LOAD_ADDRESS, 'VM-exit MSR-load address', S2);
-  if (area !== null) return area;
+  bad = msrAreaFailure(v, F.VM_EXIT_MSR_STORE_COUNT, F.VM_EXIT_MSR_STORE_ADDRESS, 'VM-exit MSR-store address', S2);
+  if (bad !== null) return bad;
+  bad = msrAreaFailure(v, F.VM_EXIT_MSR_LOAD_COUNT, F.VM_EXIT_MSR_LOAD_ADDRESS, 'VM-exit MSR-load address', S2);
+  if (bad !== null) return bad;
 
   // ---- 27.2.1.3 VM-entry control fields
   const S3 = '27.2.1.3';
@@ -476,12 +485,14 @@ export function checkControls(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): EntryCh
     const type = (info >>> 8) & 7, vector = info & 0xff;
     // Type 1 is always reserved; type 7 (other event) without the 1-setting of "monitor trap flag".
     if (type === 1 || (type === InterruptionType.OTHER_EVENT && (caps.proc.allowed1 & PROC_MONITOR_TRAP_FLAG) === 0)) {
-      return fail('controls', 'event injection: interruption type', S3, `VM-entry interruption information = ${hex(info)}: type ${type} is reserved`);
+      return fail('controls', 'event injection: interruption type', S3,
+        `VM-entry interruption information = ${hex(info)}: type ${type} is reserved`);
     }
     if ((type === InterruptionType.NMI && vector !== 2) || (type === InterruptionType.HARDWARE_EXCEPTION && vector > 31) ||
         (type === InterruptionType.OTHER_EVENT && vector !== 0)) {
       return fail('controls', 'event injection: vector', S3,
-        `VM-entry interruption information = ${hex(info)}: vector ${vector} does not fit type ${type} (NMI: 2, hardware exception: 0-31, other event: 0)`);
+        `VM-entry interruption information = ${hex(info)}: vector ${vector} does not fit type ${type} ` +
+        '(NMI: 2, hardware exception: 0-31, other event: 0)');
     }
     // Error code iff a hardware exception that delivers one, in protected mode ("unrestricted guest" 0 or CR0.PE 1).
     const ug = (sec & SEC_UNRESTRICTED_GUEST) !== 0;
@@ -493,12 +504,14 @@ export function checkControls(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): EntryCh
         `VM-entry interruption information = ${hex(info)}: bit 11 must be ${wants ? 1 : 0} for type ${type} vector ${vector}`);
     }
     if ((info & INFO_RESERVED) !== 0) {
-      return fail('controls', 'event injection: reserved bits', S3, `VM-entry interruption information = ${hex(info)}: bits 30:12 must be 0`);
+      return fail('controls', 'event injection: reserved bits', S3,
+        `VM-entry interruption information = ${hex(info)}: bits 30:12 must be 0`);
     }
     if (delivers) {
       const code = v.lo(F.VM_ENTRY_EXCEPTION_ERROR_CODE);
       if ((code & 0xffff0000) !== 0) {
-        return fail('controls', 'event injection: error code', S3, `VM-entry exception error code = ${hex(code)}: bits 31:16 must be 0`);
+        return fail('controls', 'event injection: error code', S3,
+          `VM-entry exception error code = ${hex(code)}: bits 31:16 must be 0`);
       }
     }
     if (type === InterruptionType.SOFTWARE_INTERRUPT || type === InterruptionType.PRIVILEGED_SOFTWARE_EXCEPTION ||
@@ -506,23 +519,27 @@ export function checkControls(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): EntryCh
       const length = v.lo(F.VM_ENTRY_INSTRUCTION_LENGTH) >>> 0;
       const min = (caps.misc & MISC_ZERO_LENGTH_INJECTION) !== 0 ? 0 : 1;
       if (length < min || length > 15) {
-        return fail('controls', 'event injection: instruction length', S3, `VM-entry instruction length = ${length}: must be ${min}-15`);
+        return fail('controls', 'event injection: instruction length', S3,
+          `VM-entry instruction length = ${length}: must be ${min}-15`);
       }
     }
   }
-  area = msrAreaFailure(v, F.VM_ENTRY_MSR_LOAD_COUNT, F.VM_ENTRY_MSR_LOAD_ADDRESS, 'VM-entry MSR-load address', S3);
-  if (area !== null) return area;
+  bad = msrAreaFailure(v, F.VM_ENTRY_MSR_LOAD_COUNT, F.VM_ENTRY_MSR_LOAD_ADDRESS, 'VM-entry MSR-load address', S3);
+  if (bad !== null) return bad;
   // The model has no SMM: every VM entry is from outside SMM.
   if ((entry & (ENTRY_TO_SMM | ENTRY_DEACTIVATE_DUAL_MONITOR)) !== 0) {
     return fail('controls', 'SMM controls outside SMM', S3,
-      `VM-entry controls = ${hex(entry)}: "entry to SMM" (bit 10) and "deactivate dual-monitor treatment" (bit 11) must be 0 outside SMM`);
+      `VM-entry controls = ${hex(entry)}: "entry to SMM" (bit 10) and "deactivate dual-monitor treatment" (bit 11) ` +
+      'must be 0 outside SMM');
   }
   return null;
 }
 
-/** A failed 4-KByte-aligned address control (27.2.1.1). */
-function addressFailure(check: string, section: string, name: string, v: Vmcs, enc: number): EntryCheckFailure {
-  return fail('controls', check, section, `${name} = ${hex64(v.lo(enc), v.hi(enc))}: bits 11:0 and ${PA_TEXT}`);
+/** A 4-KByte-aligned physical address control within MAXPHYADDR (27.2.1.1): its failure, or null. */
+function addressFailure(v: Vmcs, enc: number, check: string, name: string): EntryCheckFailure | null {
+  const lo = v.lo(enc), hi = v.hi(enc);
+  if ((lo & 0xfff) === 0 && !beyondPa(hi)) return null;
+  return fail('controls', check, '27.2.1.1', `${name} = ${hex64(lo, hi)}: bits 11:0 and ${PA_TEXT}`);
 }
 
 /**
@@ -539,7 +556,9 @@ function msrAreaFailure(v: Vmcs, countEnc: number, addressEnc: number, check: st
   }
   const last = hi * 2 ** 32 + (lo >>> 0) + count * 16 - 1;
   if (last >= PA_LIMIT) {
-    return fail('controls', check, section, `${check} = ${hex64(lo, hi)} with count ${count}: last byte ${hex64(last % 2 ** 32, Math.floor(last / 2 ** 32))} is beyond MAXPHYADDR = ${MAXPHYADDR}`);
+    return fail('controls', check, section,
+      `${check} = ${hex64(lo, hi)} with count ${count}: last byte ` +
+      `${hex64(last % 2 ** 32, Math.floor(last / 2 ** 32))} is beyond MAXPHYADDR = ${MAXPHYADDR}`);
   }
   return null;
 }
@@ -548,42 +567,51 @@ function msrAreaFailure(v: Vmcs, countEnc: number, addressEnc: number, check: st
 
 /** SDM 27.2.2-27.2.4: host control registers, MSRs, segments, address-space size. Failure → VMfailValid(8). */
 export function checkHostState(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): EntryCheckFailure | null {
+  let bad: EntryCheckFailure | null;
   // ---- 27.2.2 host control registers, MSRs and SSP
   const S2 = '27.2.2';
+  // The fixed bits as int32 (capabilities hold them unsigned): passing doubles would box them.
+  const cr0Fixed0 = caps.cr0Fixed0 | 0, cr0Fixed1 = caps.cr0Fixed1 | 0;
+  const cr4Fixed0 = caps.cr4Fixed0 | 0, cr4Fixed1 = caps.cr4Fixed1 | 0;
   const cr0 = v.lo(F.HOST_CR0), cr0Hi = v.hi(F.HOST_CR0);
-  if (!fixedBitsOk(cr0, cr0Hi, caps.cr0Fixed0, caps.cr0Fixed1)) {
-    return fail('host', 'host CR0 fixed bits', S2, fixedBitsDetail('host CR0', cr0, cr0Hi, caps.cr0Fixed0, caps.cr0Fixed1));
+  if (!fixedBitsOk(cr0, cr0Hi, cr0Fixed0, cr0Fixed1)) {
+    return fail('host', 'host CR0 fixed bits', S2, fixedBitsDetail('host CR0', cr0, cr0Hi, cr0Fixed0, cr0Fixed1));
   }
   const cr4 = v.lo(F.HOST_CR4), cr4Hi = v.hi(F.HOST_CR4);
-  if (!fixedBitsOk(cr4, cr4Hi, caps.cr4Fixed0, caps.cr4Fixed1)) {
-    return fail('host', 'host CR4 fixed bits', S2, fixedBitsDetail('host CR4', cr4, cr4Hi, caps.cr4Fixed0, caps.cr4Fixed1));
+  if (!fixedBitsOk(cr4, cr4Hi, cr4Fixed0, cr4Fixed1)) {
+    return fail('host', 'host CR4 fixed bits', S2, fixedBitsDetail('host CR4', cr4, cr4Hi, cr4Fixed0, cr4Fixed1));
   }
   if ((cr4 & CR4_CET) !== 0 && (cr0 & CR0_WP) === 0) {
-    return fail('host', 'host CR4.CET without CR0.WP', S2, `host CR4 = ${hex(cr4)}, CR0 = ${hex(cr0)}: CET (bit 23) needs WP (bit 16)`);
+    return fail('host', 'host CR4.CET without CR0.WP', S2,
+      `host CR4 = ${hex(cr4)}, CR0 = ${hex(cr0)}: CET (bit 23) needs WP (bit 16)`);
   }
   const cr3Hi = v.hi(F.HOST_CR3);
   if (beyondPa(cr3Hi)) return fail('host', 'host CR3', S2, `host CR3 = ${hex64(v.lo(F.HOST_CR3), cr3Hi)}: ${PA_TEXT}`);
   // Host canonicality is relative to the linear-address width the host will use: 57 bits with host CR4.LA57.
   const width = (cr4 & CR4_LA57) !== 0 ? 57 : 48;
-  let bad = hostCanonicalFailure(v, F.HOST_IA32_SYSENTER_ESP, 'host IA32_SYSENTER_ESP', S2, width);
+  bad = canonicalFailure('host', v, F.HOST_IA32_SYSENTER_ESP, 'host IA32_SYSENTER_ESP', S2, width);
   if (bad !== null) return bad;
-  bad = hostCanonicalFailure(v, F.HOST_IA32_SYSENTER_EIP, 'host IA32_SYSENTER_EIP', S2, width);
+  bad = canonicalFailure('host', v, F.HOST_IA32_SYSENTER_EIP, 'host IA32_SYSENTER_EIP', S2, width);
   if (bad !== null) return bad;
   const exit = v.lo(EXIT_CTLS);
   if ((exit & EXIT_LOAD_CET_STATE) !== 0) {
     // Compact: not offered. IA32_S_CET bits 9:6 reserved; S_CET, SSP and the SSP-table address canonical.
     if ((v.lo(F.HOST_IA32_S_CET) & 0x3c0) !== 0) {
-      return fail('host', 'host IA32_S_CET reserved bits', S2, `host IA32_S_CET = ${hex64(v.lo(F.HOST_IA32_S_CET), v.hi(F.HOST_IA32_S_CET))}: bits 9:6 must be 0`);
+      return fail('host', 'host IA32_S_CET reserved bits', S2,
+        `host IA32_S_CET = ${hex64(v.lo(F.HOST_IA32_S_CET), v.hi(F.HOST_IA32_S_CET))}: bits 9:6 must be 0`);
     }
-    bad = hostCanonicalFailure(v, F.HOST_IA32_S_CET, 'host IA32_S_CET', S2, width) ??
-      hostCanonicalFailure(v, F.HOST_SSP, 'host SSP', S2, width) ??
-      hostCanonicalFailure(v, F.HOST_IA32_INTERRUPT_SSP_TABLE_ADDR, 'host IA32_INTERRUPT_SSP_TABLE_ADDR', S2, width);
+    bad = canonicalFailure('host', v, F.HOST_IA32_S_CET, 'host IA32_S_CET', S2, width);
+    if (bad !== null) return bad;
+    bad = canonicalFailure('host', v, F.HOST_SSP, 'host SSP', S2, width);
+    if (bad !== null) return bad;
+    bad = canonicalFailure('host', v, F.HOST_IA32_INTERRUPT_SSP_TABLE_ADDR, 'host IA32_INTERRUPT_SSP_TABLE_ADDR', S2, width);
     if (bad !== null) return bad;
   }
   if ((exit & EXIT_LOAD_PERF_GLOBAL_CTRL) !== 0 &&
       !perfGlobalCtrlValid(cpu, v.lo(F.HOST_IA32_PERF_GLOBAL_CTRL), v.hi(F.HOST_IA32_PERF_GLOBAL_CTRL))) {
     return fail('host', 'host IA32_PERF_GLOBAL_CTRL', S2,
-      `host IA32_PERF_GLOBAL_CTRL = ${hex64(v.lo(F.HOST_IA32_PERF_GLOBAL_CTRL), v.hi(F.HOST_IA32_PERF_GLOBAL_CTRL))}: reserved bits set`);
+      `host IA32_PERF_GLOBAL_CTRL = ${hex64(v.lo(F.HOST_IA32_PERF_GLOBAL_CTRL), v.hi(F.HOST_IA32_PERF_GLOBAL_CTRL))}: ` +
+      'reserved bits set');
   }
   if ((exit & EXIT_LOAD_PAT) !== 0 && !patValid(v.lo(F.HOST_IA32_PAT), v.hi(F.HOST_IA32_PAT))) {
     return fail('host', 'host IA32_PAT', S2,
@@ -593,7 +621,8 @@ export function checkHostState(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): EntryC
   if ((exit & EXIT_LOAD_EFER) !== 0) {
     const efer = v.lo(F.HOST_IA32_EFER), eferHi = v.hi(F.HOST_IA32_EFER);
     if (eferHi !== 0 || (efer & ~EFER_DEFINED) !== 0) {
-      return fail('host', 'host IA32_EFER reserved bits', S2, `host IA32_EFER = ${hex64(efer, eferHi)}: only SCE, LME, LMA, NXE may be 1`);
+      return fail('host', 'host IA32_EFER reserved bits', S2,
+        `host IA32_EFER = ${hex64(efer, eferHi)}: only SCE, LME, LMA, NXE may be 1`);
     }
     if (((efer & EFER_LMA) !== 0) !== hostSize || ((efer & EFER_LME) !== 0) !== hostSize) {
       return fail('host', 'host IA32_EFER.LMA and LME', S2,
@@ -601,7 +630,8 @@ export function checkHostState(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): EntryC
     }
   }
   if ((exit & EXIT_LOAD_PKRS) !== 0 && v.hi(F.HOST_IA32_PKRS) !== 0) {
-    return fail('host', 'host IA32_PKRS', S2, `host IA32_PKRS = ${hex64(v.lo(F.HOST_IA32_PKRS), v.hi(F.HOST_IA32_PKRS))}: bits 63:32 must be 0`);
+    return fail('host', 'host IA32_PKRS', S2,
+      `host IA32_PKRS = ${hex64(v.lo(F.HOST_IA32_PKRS), v.hi(F.HOST_IA32_PKRS))}: bits 63:32 must be 0`);
   }
 
   // ---- 27.2.3 host segment and descriptor-table registers
@@ -609,7 +639,8 @@ export function checkHostState(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): EntryC
   for (let i = 0; i < HOST_SELECTOR_ORDER.length; i++) {
     const n = HOST_SELECTOR_ORDER[i]!, sel = v.lo(HOST_SELECTOR[n]!);
     if ((sel & 7) !== 0) {
-      return fail('host', `host ${SEG_NAME[n]} selector RPL and TI`, S3, `host ${SEG_NAME[n]} selector = ${hex(sel)}: bits 2:0 must be 0`);
+      return fail('host', `host ${SEG_NAME[n]} selector RPL and TI`, S3,
+        `host ${SEG_NAME[n]} selector = ${hex(sel)}: bits 2:0 must be 0`);
     }
   }
   if (v.lo(F.HOST_CS_SELECTOR) === 0) return fail('host', 'host CS selector null', S3, 'host CS selector = 0: must not be 0000H');
@@ -617,11 +648,15 @@ export function checkHostState(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): EntryC
   if (!hostSize && v.lo(F.HOST_SS_SELECTOR) === 0) {
     return fail('host', 'host SS selector null', S3, 'host SS selector = 0: must not be 0000H with "host address-space size" 0');
   }
-  bad = hostCanonicalFailure(v, F.HOST_FS_BASE, 'host FS base', S3, width) ??
-    hostCanonicalFailure(v, F.HOST_GS_BASE, 'host GS base', S3, width) ??
-    hostCanonicalFailure(v, F.HOST_GDTR_BASE, 'host GDTR base', S3, width) ??
-    hostCanonicalFailure(v, F.HOST_IDTR_BASE, 'host IDTR base', S3, width) ??
-    hostCanonicalFailure(v, F.HOST_TR_BASE, 'host TR base', S3, width);
+  bad = canonicalFailure('host', v, F.HOST_FS_BASE, 'host FS base', S3, width);
+  if (bad !== null) return bad;
+  bad = canonicalFailure('host', v, F.HOST_GS_BASE, 'host GS base', S3, width);
+  if (bad !== null) return bad;
+  bad = canonicalFailure('host', v, F.HOST_GDTR_BASE, 'host GDTR base', S3, width);
+  if (bad !== null) return bad;
+  bad = canonicalFailure('host', v, F.HOST_IDTR_BASE, 'host IDTR base', S3, width);
+  if (bad !== null) return bad;
+  bad = canonicalFailure('host', v, F.HOST_TR_BASE, 'host TR base', S3, width);
   if (bad !== null) return bad;
 
   // ---- 27.2.4 address-space size (IA32_EFER.LMA of the processor executing VMLAUNCH/VMRESUME)
@@ -629,33 +664,53 @@ export function checkHostState(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): EntryC
   const entry = v.lo(ENTRY_CTLS);
   const ia32eGuest = (entry & ENTRY_IA32E_MODE_GUEST) !== 0;
   if ((cpu.efer & EFER_LMA) === 0) {
-    if (ia32eGuest) return fail('host', 'IA-32e mode guest outside IA-32e mode', S4, 'IA32_EFER.LMA = 0: "IA-32e mode guest" must be 0');
-    if (hostSize) return fail('host', 'host address-space size outside IA-32e mode', S4, 'IA32_EFER.LMA = 0: "host address-space size" must be 0');
+    if (ia32eGuest) {
+      return fail('host', 'IA-32e mode guest outside IA-32e mode', S4, 'IA32_EFER.LMA = 0: "IA-32e mode guest" must be 0');
+    }
+    if (hostSize) {
+      return fail('host', 'host address-space size outside IA-32e mode', S4,
+        'IA32_EFER.LMA = 0: "host address-space size" must be 0');
+    }
   } else if (!hostSize) {
     return fail('host', 'host address-space size in IA-32e mode', S4, 'IA32_EFER.LMA = 1: "host address-space size" must be 1');
   }
   const ripLo = v.lo(F.HOST_RIP), ripHi = v.hi(F.HOST_RIP);
   if (!hostSize) {
-    if (ia32eGuest) return fail('host', 'IA-32e mode guest without host address-space size', S4, '"host address-space size" = 0: "IA-32e mode guest" must be 0');
-    if ((cr4 & CR4_PCIDE) !== 0) return fail('host', 'host CR4.PCIDE', S4, `host CR4 = ${hex(cr4)}: PCIDE (bit 17) must be 0 with "host address-space size" 0`);
+    // Listed by the SDM, though the IA32_EFER.LMA rules above already reject it.
+    if (ia32eGuest) {
+      return fail('host', 'IA-32e mode guest without host address-space size', S4,
+        '"host address-space size" = 0: "IA-32e mode guest" must be 0');
+    }
+    if ((cr4 & CR4_PCIDE) !== 0) {
+      return fail('host', 'host CR4.PCIDE', S4,
+        `host CR4 = ${hex(cr4)}: PCIDE (bit 17) must be 0 with "host address-space size" 0`);
+    }
     if (ripHi !== 0) return fail('host', 'host RIP bits 63:32', S4, `host RIP = ${hex64(ripLo, ripHi)}: bits 63:32 must be 0`);
   } else {
-    if ((cr4 & CR4_PAE) === 0) return fail('host', 'host CR4.PAE', S4, `host CR4 = ${hex(cr4)}: PAE (bit 5) must be 1 with "host address-space size" 1`);
-    if (!canonical(ripHi, width)) return fail('host', 'host RIP canonical', S4, `host RIP = ${hex64(ripLo, ripHi)}: must be canonical (${width} bits)`);
+    if ((cr4 & CR4_PAE) === 0) {
+      return fail('host', 'host CR4.PAE', S4, `host CR4 = ${hex(cr4)}: PAE (bit 5) must be 1 with "host address-space size" 1`);
+    }
+    if (!canonical(ripHi, width)) {
+      return fail('host', 'host RIP canonical', S4, `host RIP = ${hex64(ripLo, ripHi)}: must be canonical (${width} bits)`);
+    }
   }
   return null;
 }
 
-function hostCanonicalFailure(v: Vmcs, enc: number, name: string, section: string, width: number): EntryCheckFailure | null {
-  const hi = v.hi(enc);
+/** The failure for an address field that is not canonical in `width` bits, or null when it is. */
+function canonicalFailure(
+  kind: 'host' | 'guest', v: Vmcs, enc: number, name: string, section: string, width = GUEST_LINEAR_BITS,
+): EntryCheckFailure | null {
+  const lo = v.lo(enc), hi = v.hi(enc);
   if (canonical(hi, width)) return null;
-  return fail('host', `${name} canonical`, section, `${name} = ${hex64(v.lo(enc), hi)}: must be canonical (${width} bits)`);
+  return fail(kind, `${name} canonical`, section, `${name} = ${hex64(lo, hi)}: must be canonical (${width} bits)`);
 }
 
 // ---- 27.3.1 checks on the guest-state area ------------------------------------
 
 /** SDM 27.3.1.1-27.3.1.5: the guest-state area. Failure → VM exit with reason 33. */
 export function checkGuestState(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): EntryCheckFailure | null {
+  let bad: EntryCheckFailure | null;
   const proc = v.lo(PROC_CTLS);
   const sec = (proc & PROC_SECONDARY) !== 0 ? v.lo(SEC_CTLS) : 0;
   const pin = v.lo(PIN_CTLS), entry = v.lo(ENTRY_CTLS);
@@ -675,11 +730,13 @@ export function checkGuestState(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): Entry
     return fail('guest', 'guest CR0.PG without PE', S1, `guest CR0 = ${hex(cr0)}: PG (bit 31) needs PE (bit 0)`);
   }
   const cr4 = v.lo(F.GUEST_CR4), cr4Hi = v.hi(F.GUEST_CR4);
-  if (!fixedBitsOk(cr4, cr4Hi, caps.cr4Fixed0, caps.cr4Fixed1)) {
-    return fail('guest', 'guest CR4 fixed bits', S1, fixedBitsDetail('guest CR4', cr4, cr4Hi, caps.cr4Fixed0, caps.cr4Fixed1));
+  const cr4Fixed0 = caps.cr4Fixed0 | 0, cr4Fixed1 = caps.cr4Fixed1 | 0;
+  if (!fixedBitsOk(cr4, cr4Hi, cr4Fixed0, cr4Fixed1)) {
+    return fail('guest', 'guest CR4 fixed bits', S1, fixedBitsDetail('guest CR4', cr4, cr4Hi, cr4Fixed0, cr4Fixed1));
   }
   if ((cr4 & CR4_CET) !== 0 && (cr0 & CR0_WP) === 0) {
-    return fail('guest', 'guest CR4.CET without CR0.WP', S1, `guest CR4 = ${hex(cr4)}, CR0 = ${hex(cr0)}: CET (bit 23) needs WP (bit 16)`);
+    return fail('guest', 'guest CR4.CET without CR0.WP', S1,
+      `guest CR4 = ${hex(cr4)}, CR0 = ${hex(cr0)}: CET (bit 23) needs WP (bit 16)`);
   }
   const debugControls = (entry & ENTRY_LOAD_DEBUG_CONTROLS) !== 0;
   const debugctl = v.lo(F.GUEST_IA32_DEBUGCTL), debugctlHi = v.hi(F.GUEST_IA32_DEBUGCTL);
@@ -692,30 +749,36 @@ export function checkGuestState(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): Entry
       `guest CR0 = ${hex(cr0)}, CR4 = ${hex(cr4)}: "IA-32e mode guest" needs PG and PAE`);
   }
   if (!ia32e && (cr4 & CR4_PCIDE) !== 0) {
-    return fail('guest', 'guest CR4.PCIDE outside IA-32e mode', S1, `guest CR4 = ${hex(cr4)}: PCIDE (bit 17) needs "IA-32e mode guest"`);
+    return fail('guest', 'guest CR4.PCIDE outside IA-32e mode', S1,
+      `guest CR4 = ${hex(cr4)}: PCIDE (bit 17) needs "IA-32e mode guest"`);
   }
   if (beyondPa(v.hi(F.GUEST_CR3))) {
     return fail('guest', 'guest CR3', S1, `guest CR3 = ${hex64(v.lo(F.GUEST_CR3), v.hi(F.GUEST_CR3))}: ${PA_TEXT}`);
   }
   if (debugControls && v.hi(F.GUEST_DR7) !== 0) {
-    return fail('guest', 'guest DR7 bits 63:32', S1, `guest DR7 = ${hex64(v.lo(F.GUEST_DR7), v.hi(F.GUEST_DR7))}: bits 63:32 must be 0`);
+    return fail('guest', 'guest DR7 bits 63:32', S1,
+      `guest DR7 = ${hex64(v.lo(F.GUEST_DR7), v.hi(F.GUEST_DR7))}: bits 63:32 must be 0`);
   }
-  let bad = guestCanonicalFailure(v, F.GUEST_IA32_SYSENTER_ESP, 'guest IA32_SYSENTER_ESP', S1) ??
-    guestCanonicalFailure(v, F.GUEST_IA32_SYSENTER_EIP, 'guest IA32_SYSENTER_EIP', S1);
+  bad = canonicalFailure('guest', v, F.GUEST_IA32_SYSENTER_ESP, 'guest IA32_SYSENTER_ESP', S1);
+  if (bad !== null) return bad;
+  bad = canonicalFailure('guest', v, F.GUEST_IA32_SYSENTER_EIP, 'guest IA32_SYSENTER_EIP', S1);
   if (bad !== null) return bad;
   if ((entry & ENTRY_LOAD_CET_STATE) !== 0) {
     // Compact: not offered. IA32_S_CET bits 9:6 reserved; S_CET and the SSP-table address canonical.
     if ((v.lo(F.GUEST_IA32_S_CET) & 0x3c0) !== 0) {
-      return fail('guest', 'guest IA32_S_CET reserved bits', S1, `guest IA32_S_CET = ${hex64(v.lo(F.GUEST_IA32_S_CET), v.hi(F.GUEST_IA32_S_CET))}: bits 9:6 must be 0`);
+      return fail('guest', 'guest IA32_S_CET reserved bits', S1,
+        `guest IA32_S_CET = ${hex64(v.lo(F.GUEST_IA32_S_CET), v.hi(F.GUEST_IA32_S_CET))}: bits 9:6 must be 0`);
     }
-    bad = guestCanonicalFailure(v, F.GUEST_IA32_S_CET, 'guest IA32_S_CET', S1) ??
-      guestCanonicalFailure(v, F.GUEST_IA32_INTERRUPT_SSP_TABLE_ADDR, 'guest IA32_INTERRUPT_SSP_TABLE_ADDR', S1);
+    bad = canonicalFailure('guest', v, F.GUEST_IA32_S_CET, 'guest IA32_S_CET', S1);
+    if (bad !== null) return bad;
+    bad = canonicalFailure('guest', v, F.GUEST_IA32_INTERRUPT_SSP_TABLE_ADDR, 'guest IA32_INTERRUPT_SSP_TABLE_ADDR', S1);
     if (bad !== null) return bad;
   }
   if ((entry & ENTRY_LOAD_PERF_GLOBAL_CTRL) !== 0 &&
       !perfGlobalCtrlValid(cpu, v.lo(F.GUEST_IA32_PERF_GLOBAL_CTRL), v.hi(F.GUEST_IA32_PERF_GLOBAL_CTRL))) {
     return fail('guest', 'guest IA32_PERF_GLOBAL_CTRL', S1,
-      `guest IA32_PERF_GLOBAL_CTRL = ${hex64(v.lo(F.GUEST_IA32_PERF_GLOBAL_CTRL), v.hi(F.GUEST_IA32_PERF_GLOBAL_CTRL))}: reserved bits set`);
+      `guest IA32_PERF_GLOBAL_CTRL = ${hex64(v.lo(F.GUEST_IA32_PERF_GLOBAL_CTRL), v.hi(F.GUEST_IA32_PERF_GLOBAL_CTRL))}: ` +
+      'reserved bits set');
   }
   if ((entry & ENTRY_LOAD_PAT) !== 0 && !patValid(v.lo(F.GUEST_IA32_PAT), v.hi(F.GUEST_IA32_PAT))) {
     return fail('guest', 'guest IA32_PAT', S1,
@@ -724,20 +787,24 @@ export function checkGuestState(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): Entry
   if ((entry & ENTRY_LOAD_EFER) !== 0) {
     const efer = v.lo(F.GUEST_IA32_EFER), eferHi = v.hi(F.GUEST_IA32_EFER);
     if (eferHi !== 0 || (efer & ~EFER_DEFINED) !== 0) {
-      return fail('guest', 'guest IA32_EFER reserved bits', S1, `guest IA32_EFER = ${hex64(efer, eferHi)}: only SCE, LME, LMA, NXE may be 1`);
+      return fail('guest', 'guest IA32_EFER reserved bits', S1,
+        `guest IA32_EFER = ${hex64(efer, eferHi)}: only SCE, LME, LMA, NXE may be 1`);
     }
     if (((efer & EFER_LMA) !== 0) !== ia32e) {
-      return fail('guest', 'guest IA32_EFER.LMA', S1, `guest IA32_EFER = ${hex(efer)}: LMA must be ${ia32e ? 1 : 0} ("IA-32e mode guest")`);
+      return fail('guest', 'guest IA32_EFER.LMA', S1,
+        `guest IA32_EFER = ${hex(efer)}: LMA must be ${ia32e ? 1 : 0} ("IA-32e mode guest")`);
     }
     if ((cr0 & CR0_PG) !== 0 && ((efer & EFER_LME) !== 0) !== ia32e) {
-      return fail('guest', 'guest IA32_EFER.LME', S1, `guest IA32_EFER = ${hex(efer)}: with CR0.PG = 1, LME must be ${ia32e ? 1 : 0} ("IA-32e mode guest")`);
+      return fail('guest', 'guest IA32_EFER.LME', S1,
+        `guest IA32_EFER = ${hex(efer)}: with CR0.PG = 1, LME must be ${ia32e ? 1 : 0} ("IA-32e mode guest")`);
     }
   }
   if ((entry & ENTRY_LOAD_BNDCFGS) !== 0) {
     // Compact: not offered. Bits 11:2 reserved, bits 63:12 (the base) canonical.
     const lo = v.lo(F.GUEST_IA32_BNDCFGS), hi = v.hi(F.GUEST_IA32_BNDCFGS);
     if ((lo & 0xffc) !== 0 || !canonical(hi, GUEST_LINEAR_BITS)) {
-      return fail('guest', 'guest IA32_BNDCFGS', S1, `guest IA32_BNDCFGS = ${hex64(lo, hi)}: bits 11:2 must be 0, bits 63:12 canonical`);
+      return fail('guest', 'guest IA32_BNDCFGS', S1,
+        `guest IA32_BNDCFGS = ${hex64(lo, hi)}: bits 11:2 must be 0, bits 63:12 canonical`);
     }
   }
   // Compact, not offered: the model has no Intel PT nor architectural LBRs, so every bit of those MSRs is reserved.
@@ -748,7 +815,8 @@ export function checkGuestState(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): Entry
     return fail('guest', 'guest IA32_LBR_CTL', S1, 'guest IA32_LBR_CTL: reserved bits set');
   }
   if ((entry & ENTRY_LOAD_PKRS) !== 0 && v.hi(F.GUEST_IA32_PKRS) !== 0) {
-    return fail('guest', 'guest IA32_PKRS', S1, `guest IA32_PKRS = ${hex64(v.lo(F.GUEST_IA32_PKRS), v.hi(F.GUEST_IA32_PKRS))}: bits 63:32 must be 0`);
+    return fail('guest', 'guest IA32_PKRS', S1,
+      `guest IA32_PKRS = ${hex64(v.lo(F.GUEST_IA32_PKRS), v.hi(F.GUEST_IA32_PKRS))}: bits 63:32 must be 0`);
   }
   if ((entry & ENTRY_LOAD_UINV) !== 0 && (v.lo(F.GUEST_UINV) & 0xff00) !== 0) {
     return fail('guest', 'guest UINV', S1, `guest UINV = ${hex(v.lo(F.GUEST_UINV))}: bits 15:8 must be 0`);
@@ -760,8 +828,9 @@ export function checkGuestState(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): Entry
 
   // ---- 27.3.1.3 descriptor-table registers
   const S3 = '27.3.1.3';
-  bad = guestCanonicalFailure(v, F.GUEST_GDTR_BASE, 'guest GDTR base', S3) ??
-    guestCanonicalFailure(v, F.GUEST_IDTR_BASE, 'guest IDTR base', S3);
+  bad = canonicalFailure('guest', v, F.GUEST_GDTR_BASE, 'guest GDTR base', S3);
+  if (bad !== null) return bad;
+  bad = canonicalFailure('guest', v, F.GUEST_IDTR_BASE, 'guest IDTR base', S3);
   if (bad !== null) return bad;
   if ((v.lo(F.GUEST_GDTR_LIMIT) & 0xffff0000) !== 0) {
     return fail('guest', 'guest GDTR limit', S3, `guest GDTR limit = ${hex(v.lo(F.GUEST_GDTR_LIMIT))}: bits 31:16 must be 0`);
@@ -775,12 +844,16 @@ export function checkGuestState(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): Entry
   const csL = (gAr[CS]! & AR_L) !== 0;
   const ripLo = v.lo(F.GUEST_RIP), ripHi = v.hi(F.GUEST_RIP);
   if (!ia32e || !csL) {
-    if (ripHi !== 0) return fail('guest', 'guest RIP bits 63:32', S4, `guest RIP = ${hex64(ripLo, ripHi)}: bits 63:32 must be 0 outside 64-bit mode`);
+    if (ripHi !== 0) {
+      return fail('guest', 'guest RIP bits 63:32', S4,
+        `guest RIP = ${hex64(ripLo, ripHi)}: bits 63:32 must be 0 outside 64-bit mode`);
+    }
   } else {
     // "bits 63:N must be identical" with N = 48 linear-address bits: bits 63:48, not the canonical 63:47.
     const top = ripHi >> (GUEST_LINEAR_BITS - 32);
     if (top !== 0 && top !== -1) {
-      return fail('guest', 'guest RIP bits 63:48', S4, `guest RIP = ${hex64(ripLo, ripHi)}: bits 63:${GUEST_LINEAR_BITS} must be identical`);
+      return fail('guest', 'guest RIP bits 63:48', S4,
+        `guest RIP = ${hex64(ripLo, ripHi)}: bits 63:${GUEST_LINEAR_BITS} must be identical`);
     }
   }
   const rflags = v.lo(F.GUEST_RFLAGS), rflagsHi = v.hi(F.GUEST_RFLAGS);
@@ -789,7 +862,8 @@ export function checkGuestState(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): Entry
       `guest RFLAGS = ${hex64(rflags, rflagsHi)}: bits 63:22, 15, 5, 3 must be 0 and bit 1 must be 1`);
   }
   if ((rflags & RFLAGS_VM) !== 0 && (ia32e || (cr0 & CR0_PE) === 0)) {
-    return fail('guest', 'guest RFLAGS.VM', S4, `guest RFLAGS = ${hex(rflags)}: VM (bit 17) must be 0 with "IA-32e mode guest" or CR0.PE = 0`);
+    return fail('guest', 'guest RFLAGS.VM', S4,
+      `guest RFLAGS = ${hex(rflags)}: VM (bit 17) must be 0 with "IA-32e mode guest" or CR0.PE = 0`);
   }
   const info = v.lo(ENTRY_INFO);
   const injecting = (info & INFO_VALID) !== 0;
@@ -801,7 +875,8 @@ export function checkGuestState(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): Entry
     // Compact: not offered. SSP bits 1:0 zero; bits 63:32 zero outside 64-bit mode, canonical in it.
     const lo = v.lo(F.GUEST_SSP), hi = v.hi(F.GUEST_SSP);
     if ((lo & 3) !== 0 || (!(ia32e && csL) && hi !== 0) || !canonical(hi, GUEST_LINEAR_BITS)) {
-      return fail('guest', 'guest SSP', S4, `guest SSP = ${hex64(lo, hi)}: bits 1:0 must be 0, and bits 63:32 0 outside 64-bit mode`);
+      return fail('guest', 'guest SSP', S4,
+        `guest SSP = ${hex64(lo, hi)}: bits 1:0 must be 0, and bits 63:32 0 outside 64-bit mode`);
     }
   }
 
@@ -809,7 +884,8 @@ export function checkGuestState(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): Entry
   const S5 = '27.3.1.5';
   const activity = v.lo(F.GUEST_ACTIVITY_STATE) >>> 0;
   if (activity > 3 || (activity !== 0 && (caps.misc & bit(MISC_ACTIVITY_SHIFT + activity)) === 0)) {
-    return fail('guest', 'guest activity state', S5, `guest activity state = ${activity}: must be 0-3 and supported (IA32_VMX_MISC[8:6])`);
+    return fail('guest', 'guest activity state', S5,
+      `guest activity state = ${activity}: must be 0-3 and supported (IA32_VMX_MISC[8:6])`);
   }
   if (activity === ActivityState.HLT && (gAr[SS]! & 0x60) !== 0) {
     return fail('guest', 'guest HLT state with SS.DPL not 0', S5, `guest SS access rights = ${hex(gAr[SS]!)}: HLT needs DPL 0`);
@@ -827,40 +903,49 @@ export function checkGuestState(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): Entry
     return fail('guest', 'guest wait-for-SIPI with entry to SMM', S5, 'wait-for-SIPI is not allowed with "entry to SMM"');
   }
   if ((intr & INTERRUPTIBILITY_RESERVED) !== 0) {
-    return fail('guest', 'guest interruptibility reserved bits', S5, `guest interruptibility state = ${hex(intr)}: bits 31:5 must be 0`);
+    return fail('guest', 'guest interruptibility reserved bits', S5,
+      `guest interruptibility state = ${hex(intr)}: bits 31:5 must be 0`);
   }
   if ((intr & (STI | MOV_SS)) === (STI | MOV_SS)) {
-    return fail('guest', 'guest blocking by STI and MOV SS', S5, `guest interruptibility state = ${hex(intr)}: bits 0 and 1 must not both be 1`);
+    return fail('guest', 'guest blocking by STI and MOV SS', S5,
+      `guest interruptibility state = ${hex(intr)}: bits 0 and 1 must not both be 1`);
   }
   if ((intr & STI) !== 0 && (rflags & RFLAGS_IF) === 0) {
-    return fail('guest', 'guest blocking by STI with IF = 0', S5, `guest interruptibility state = ${hex(intr)}, RFLAGS = ${hex(rflags)}: blocking by STI needs IF = 1`);
+    return fail('guest', 'guest blocking by STI with IF = 0', S5,
+      `guest interruptibility state = ${hex(intr)}, RFLAGS = ${hex(rflags)}: blocking by STI needs IF = 1`);
   }
   if (injecting && injType === InterruptionType.EXTERNAL_INTERRUPT && (intr & (STI | MOV_SS)) !== 0) {
-    return fail('guest', 'guest blocking for an injected external interrupt', S5, `guest interruptibility state = ${hex(intr)}: bits 1:0 must be 0`);
+    return fail('guest', 'guest blocking for an injected external interrupt', S5,
+      `guest interruptibility state = ${hex(intr)}: bits 1:0 must be 0`);
   }
   if (injecting && injType === InterruptionType.NMI && (intr & MOV_SS) !== 0) {
-    return fail('guest', 'guest MOV-SS blocking for an injected NMI', S5, `guest interruptibility state = ${hex(intr)}: bit 1 must be 0`);
+    return fail('guest', 'guest MOV-SS blocking for an injected NMI', S5,
+      `guest interruptibility state = ${hex(intr)}: bit 1 must be 0`);
   }
   // The model never runs in SMM.
   if ((intr & SMI) !== 0) {
-    return fail('guest', 'guest blocking by SMI outside SMM', S5, `guest interruptibility state = ${hex(intr)}: bit 2 must be 0 outside SMM`);
+    return fail('guest', 'guest blocking by SMI outside SMM', S5,
+      `guest interruptibility state = ${hex(intr)}: bit 2 must be 0 outside SMM`);
   }
   if ((entry & ENTRY_TO_SMM) !== 0 && (intr & SMI) === 0) {
-    return fail('guest', 'guest entry to SMM without blocking by SMI', S5, `guest interruptibility state = ${hex(intr)}: bit 2 must be 1`);
+    return fail('guest', 'guest entry to SMM without blocking by SMI', S5,
+      `guest interruptibility state = ${hex(intr)}: bit 2 must be 1`);
   }
   // "A processor may require bit 0 (blocking by STI) to be 0" when injecting an NMI: this model does,
   // and reports it with exit qualification 3, the one the SDM gives this failure.
   if (injecting && injType === InterruptionType.NMI && (intr & STI) !== 0) {
-    return fail('guest', 'guest STI blocking for an injected NMI', S5, `guest interruptibility state = ${hex(intr)}: bit 0 must be 0`,
-      VmEntryFailureQualification.NMI_INJECTION);
+    return fail('guest', 'guest STI blocking for an injected NMI', S5,
+      `guest interruptibility state = ${hex(intr)}: bit 0 must be 0`, VmEntryFailureQualification.NMI_INJECTION);
   }
   if ((pin & PIN_VIRTUAL_NMIS) !== 0 && injecting && injType === InterruptionType.NMI && (intr & NMI) !== 0) {
-    return fail('guest', 'guest virtual-NMI blocking for an injected NMI', S5, `guest interruptibility state = ${hex(intr)}: bit 3 must be 0`);
+    return fail('guest', 'guest virtual-NMI blocking for an injected NMI', S5,
+      `guest interruptibility state = ${hex(intr)}: bit 3 must be 0`);
   }
   // Enclave interruption needs SGX, which the model does not have.
   if ((intr & ENCLAVE) !== 0) {
     return fail('guest', 'guest enclave interruption', S5,
-      `guest interruptibility state = ${hex(intr)}: bit 4 needs bit 1 = 0 and SGX (CPUID.(EAX=07H,ECX=0):EBX[2]), which this processor lacks`);
+      `guest interruptibility state = ${hex(intr)}: bit 4 needs bit 1 = 0 and SGX ` +
+      '(CPUID.(EAX=07H,ECX=0):EBX[2]), which this processor lacks');
   }
   const pd = v.lo(F.GUEST_PENDING_DEBUG_EXCEPTIONS), pdHi = v.hi(F.GUEST_PENDING_DEBUG_EXCEPTIONS);
   if (pdHi !== 0 || (pd & PD_RESERVED) !== 0) {
@@ -870,18 +955,22 @@ export function checkGuestState(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): Entry
   if ((intr & (STI | MOV_SS)) !== 0 || activity === ActivityState.HLT) {
     const tf = (rflags & RFLAGS_TF) !== 0, btf = (debugctl & DEBUGCTL_BTF) !== 0, bs = (pd & PD_BS) !== 0;
     if (tf && !btf && !bs) {
-      return fail('guest', 'guest pending BS', S5, 'pending debug exceptions BS (bit 14) must be 1 with RFLAGS.TF = 1 and IA32_DEBUGCTL.BTF = 0');
+      return fail('guest', 'guest pending BS', S5,
+        'pending debug exceptions BS (bit 14) must be 1 with RFLAGS.TF = 1 and IA32_DEBUGCTL.BTF = 0');
     }
     if ((!tf || btf) && bs) {
-      return fail('guest', 'guest pending BS', S5, 'pending debug exceptions BS (bit 14) must be 0 with RFLAGS.TF = 0 or IA32_DEBUGCTL.BTF = 1');
+      return fail('guest', 'guest pending BS', S5,
+        'pending debug exceptions BS (bit 14) must be 0 with RFLAGS.TF = 0 or IA32_DEBUGCTL.BTF = 1');
     }
   }
   if ((pd & PD_RTM) !== 0) {
     if ((pd & PD_RTM_RESERVED) !== 0 || (pd & PD_ENABLED_BREAKPOINT) === 0) {
-      return fail('guest', 'guest pending RTM', S5, `guest pending debug exceptions = ${hex(pd)}: with RTM, bits 11:0 and 15:13 must be 0 and bit 12 must be 1`);
+      return fail('guest', 'guest pending RTM', S5,
+        `guest pending debug exceptions = ${hex(pd)}: with RTM, bits 11:0 and 15:13 must be 0 and bit 12 must be 1`);
     }
     // The skylake profile does not enumerate RTM (CPUID.(EAX=07H,ECX=0):EBX[11] = 0).
-    return fail('guest', 'guest pending RTM', S5, 'pending debug exceptions RTM (bit 16) needs RTM support, which this processor lacks');
+    return fail('guest', 'guest pending RTM', S5,
+      'pending debug exceptions RTM (bit 16) needs RTM support, which this processor lacks');
   }
   const linkLo = v.lo(F.VMCS_LINK_POINTER), linkHi = v.hi(F.VMCS_LINK_POINTER);
   if (linkLo !== -1 || linkHi !== -1) {
@@ -894,11 +983,13 @@ export function checkGuestState(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): Entry
     const shadow = (sec & SEC_VMCS_SHADOWING) !== 0 ? 1 : 0;
     if ((header & 0x7fffffff) !== caps.revision || header >>> 31 !== shadow) {
       return fail('guest', 'VMCS link pointer revision', S5,
-        `VMCS at ${hex64(linkLo, linkHi)} starts ${hex(header)}: bits 30:0 must be revision ${caps.revision}, bit 31 must be ${shadow} ("VMCS shadowing")`, Q);
+        `VMCS at ${hex64(linkLo, linkHi)} starts ${hex(header)}: bits 30:0 must be revision ${caps.revision}, ` +
+        `bit 31 must be ${shadow} ("VMCS shadowing")`, Q);
     }
     // Outside SMM (always, here): the link pointer must not be the current-VMCS pointer.
     if (link === v.address) {
-      return fail('guest', 'VMCS link pointer is the current VMCS', S5, `VMCS link pointer = ${hex64(linkLo, linkHi)}: must differ from the current-VMCS pointer`, Q);
+      return fail('guest', 'VMCS link pointer is the current VMCS', S5,
+        `VMCS link pointer = ${hex64(linkLo, linkHi)}: must differ from the current-VMCS pointer`, Q);
     }
   }
   return null;
@@ -922,10 +1013,17 @@ function injectionAllowed(activity: number, type: number, vector: number): boole
   }
 }
 
-function guestCanonicalFailure(v: Vmcs, enc: number, name: string, section: string): EntryCheckFailure | null {
-  const hi = v.hi(enc);
-  if (canonical(hi, GUEST_LINEAR_BITS)) return null;
-  return fail('guest', `${name} canonical`, section, `${name} = ${hex64(v.lo(enc), hi)}: must be canonical (${GUEST_LINEAR_BITS} bits)`);
+
+/** The rules TR and a usable LDTR share after their type (27.3.1.2); TR must also be usable. */
+function systemSegmentFailure(n: number): EntryCheckFailure | null {
+  const a = gAr[n]!;
+  if ((a & AR_S) !== 0) return segFail(n, 'S bit', 'S (bit 4) must be 0');
+  if ((a & AR_P) === 0) return segFail(n, 'P bit', 'P (bit 7) must be 1');
+  if ((a & AR_RESERVED_LOW) !== 0) return segFail(n, 'access rights bits 11:8', 'bits 11:8 must be 0');
+  if (!granularityOk(gLimit[n]!, a)) return segFail(n, 'G bit', 'G must agree with the limit');
+  if (n === TR && (a & AR_UNUSABLE) !== 0) return segFail(n, 'unusable', 'TR must be usable (bit 16 = 0)');
+  if ((a & AR_RESERVED_HIGH) !== 0) return segFail(n, 'access rights bits 31:17', 'bits 31:17 must be 0');
+  return null;
 }
 
 /** Guest segment n (scratch arrays) is usable: access-rights bit 16 clear. */
@@ -933,36 +1031,64 @@ const usable = (n: number): boolean => (gAr[n]! & AR_UNUSABLE) === 0;
 
 function segFail(n: number, check: string, what: string): EntryCheckFailure {
   return fail('guest', `guest ${SEG_NAME[n]} ${check}`, '27.3.1.2',
-    `guest ${SEG_NAME[n]}: selector ${hex(gSel[n]!)}, base ${hex64(gBaseLo[n]!, gBaseHi[n]!)}, limit ${hex(gLimit[n]!)}, access rights ${hex(gAr[n]!)}: ${what}`);
+    `guest ${SEG_NAME[n]}: selector ${hex(gSel[n]!)}, base ${hex64(gBaseLo[n]!, gBaseHi[n]!)}, ` +
+    `limit ${hex(gLimit[n]!)}, access rights ${hex(gAr[n]!)}: ${what}`);
 }
 
-/** SDM 27.3.1.2: selectors, bases, limits, then access rights, each as the SDM lists them. */
+/** The first register, in the SDM's order CS, SS, DS, ES, FS, GS, whose bit is set in `mask` (bit n = register n). */
+function firstInOrder(mask: number): number {
+  for (let i = 0; i < 6; i++) if ((mask & (1 << SIX[i]!)) !== 0) return SIX[i]!;
+  return -1;
+}
+
+/** Dense value indices (Vmcs.values) of the selector, limit, access rights and base of ES..GS, LDTR, TR. */
+const SEL_AT = new Int32Array(8), LIMIT_AT = new Int32Array(8), AR_AT = new Int32Array(8), BASE_AT = new Int32Array(8);
+for (let n = 0; n < 8; n++) {
+  SEL_AT[n] = 2 * indexOf(F.GUEST_ES_SELECTOR + 2 * n);
+  LIMIT_AT[n] = 2 * indexOf(F.GUEST_ES_LIMIT + 2 * n);
+  AR_AT[n] = 2 * indexOf(F.GUEST_ES_ACCESS_RIGHTS + 2 * n);
+  BASE_AT[n] = 2 * indexOf(F.GUEST_ES_BASE + 2 * n);
+}
+
+/**
+ * SDM 27.3.1.2: selectors, bases, limits, then access rights, each as the SDM
+ * lists them. The access-rights rules that apply to all of CS, SS, DS, ES, FS
+ * and GS are evaluated in one pass into masks (bit n: register n breaks the
+ * rule) and reported rule by rule in the SDM's order.
+ */
 function checkGuestSegments(v: Vmcs, cr0: number, ug: boolean, ia32e: boolean): EntryCheckFailure | null {
+  const values = v.values;
   for (let n = 0; n < 8; n++) {
-    gSel[n] = v.lo(F.GUEST_ES_SELECTOR + 2 * n);
-    gLimit[n] = v.lo(F.GUEST_ES_LIMIT + 2 * n);
-    gAr[n] = v.lo(F.GUEST_ES_ACCESS_RIGHTS + 2 * n);
-    gBaseLo[n] = v.lo(F.GUEST_ES_BASE + 2 * n);
-    gBaseHi[n] = v.hi(F.GUEST_ES_BASE + 2 * n);
+    gSel[n] = values[SEL_AT[n]!]!;
+    gLimit[n] = values[LIMIT_AT[n]!]!;
+    gAr[n] = values[AR_AT[n]!]!;
+    gBaseLo[n] = values[BASE_AT[n]!]!;
+    gBaseHi[n] = values[BASE_AT[n]! + 1]!;
   }
   const v86 = (v.lo(F.GUEST_RFLAGS) & RFLAGS_VM) !== 0;
 
   // Selector fields.
   if ((gSel[TR]! & 4) !== 0) return segFail(TR, 'selector TI', 'TI (bit 2) must be 0');
   if (usable(LDTR) && (gSel[LDTR]! & 4) !== 0) return segFail(LDTR, 'selector TI', 'TI (bit 2) must be 0 when LDTR is usable');
-  if (!v86 && !ug && (gSel[SS]! & 3) !== (gSel[CS]! & 3)) return segFail(SS, 'selector RPL', `RPL must equal CS.RPL = ${gSel[CS]! & 3}`);
+  if (!v86 && !ug && (gSel[SS]! & 3) !== (gSel[CS]! & 3)) {
+    return segFail(SS, 'selector RPL', `RPL must equal CS.RPL = ${gSel[CS]! & 3}`);
+  }
 
   // Base-address fields.
   if (v86) {
     for (let i = 0; i < 6; i++) {
       const n = SIX[i]!;
-      if (gBaseHi[n] !== 0 || gBaseLo[n] !== gSel[n]! << 4) return segFail(n, 'base in virtual-8086 mode', `base must be ${hex(gSel[n]! << 4)} (selector × 16)`);
+      if (gBaseHi[n] !== 0 || gBaseLo[n] !== gSel[n]! << 4) {
+        return segFail(n, 'base in virtual-8086 mode', `base must be ${hex(gSel[n]! << 4)} (selector × 16)`);
+      }
     }
   }
   if (!canonical(gBaseHi[TR]!, GUEST_LINEAR_BITS)) return segFail(TR, 'base canonical', 'base must be canonical');
   if (!canonical(gBaseHi[FS]!, GUEST_LINEAR_BITS)) return segFail(FS, 'base canonical', 'base must be canonical');
   if (!canonical(gBaseHi[GS]!, GUEST_LINEAR_BITS)) return segFail(GS, 'base canonical', 'base must be canonical');
-  if (usable(LDTR) && !canonical(gBaseHi[LDTR]!, GUEST_LINEAR_BITS)) return segFail(LDTR, 'base canonical', 'base must be canonical when usable');
+  if (usable(LDTR) && !canonical(gBaseHi[LDTR]!, GUEST_LINEAR_BITS)) {
+    return segFail(LDTR, 'base canonical', 'base must be canonical when usable');
+  }
   if (gBaseHi[CS] !== 0) return segFail(CS, 'base bits 63:32', 'bits 63:32 of the base must be 0');
   if (usable(SS) && gBaseHi[SS] !== 0) return segFail(SS, 'base bits 63:32', 'bits 63:32 of the base must be 0 when usable');
   if (usable(DS) && gBaseHi[DS] !== 0) return segFail(DS, 'base bits 63:32', 'bits 63:32 of the base must be 0 when usable');
@@ -983,6 +1109,23 @@ function checkGuestSegments(v: Vmcs, cr0: number, ug: boolean, ia32e: boolean): 
       if (gAr[n] !== 0xf3) return segFail(n, 'access rights in virtual-8086 mode', 'access rights must be 000000F3H');
     }
   } else {
+    // One pass over the registers the rules apply to (CS, and the others when usable).
+    let dataTypeBad = 0, sBad = 0, dataDplBad = 0, pBad = 0, lowBad = 0, gBad = 0, highBad = 0;
+    for (let n = 0; n < 6; n++) {
+      const a = gAr[n]!;
+      if (n !== CS && (a & AR_UNUSABLE) !== 0) continue;
+      const m = 1 << n, type = a & AR_TYPE;
+      if (n !== CS && n !== SS) {
+        // DS, ES, FS, GS: accessed; a code segment readable; DPL not below RPL (data, non-conforming code).
+        if ((type & 1) === 0 || ((type & 8) !== 0 && (type & 2) === 0)) dataTypeBad |= m;
+        if (!ug && type <= 11 && ((a >>> 5) & 3) < (gSel[n]! & 3)) dataDplBad |= m;
+      }
+      if ((a & AR_S) === 0) sBad |= m;
+      if ((a & AR_P) === 0) pBad |= m;
+      if ((a & AR_RESERVED_LOW) !== 0) lowBad |= m;
+      if (!granularityOk(gLimit[n]!, a)) gBad |= m;
+      if ((a & AR_RESERVED_HIGH) !== 0) highBad |= m;
+    }
     // Type.
     const csType = gAr[CS]! & AR_TYPE;
     if (!(csType === 9 || csType === 11 || csType === 13 || csType === 15 || (ug && csType === 3))) {
@@ -990,75 +1133,53 @@ function checkGuestSegments(v: Vmcs, cr0: number, ug: boolean, ia32e: boolean): 
     }
     const ssType = gAr[SS]! & AR_TYPE;
     if (usable(SS) && ssType !== 3 && ssType !== 7) return segFail(SS, 'type', 'type must be 3 or 7 (read/write accessed data)');
-    for (let i = 0; i < 4; i++) {
-      const n = DATA[i]!, t = gAr[n]! & AR_TYPE;
-      if (!usable(n)) continue;
-      if ((t & 1) === 0) return segFail(n, 'type', 'type bit 0 (accessed) must be 1');
-      if ((t & 8) !== 0 && (t & 2) === 0) return segFail(n, 'type', 'a code segment must be readable (type bit 1)');
+    if (dataTypeBad !== 0) {
+      const n = firstInOrder(dataTypeBad);
+      return segFail(n, 'type',
+        (gAr[n]! & 1) === 0 ? 'type bit 0 (accessed) must be 1' : 'a code segment must be readable (type bit 1)');
     }
     // S.
-    for (let i = 0; i < 6; i++) {
-      const n = SIX[i]!;
-      if ((n === CS || usable(n)) && (gAr[n]! & AR_S) === 0) return segFail(n, 'S bit', 'S (bit 4) must be 1');
-    }
+    if (sBad !== 0) return segFail(firstInOrder(sBad), 'S bit', 'S (bit 4) must be 1');
     // DPL.
     const csDpl = (gAr[CS]! >>> 5) & 3, ssDpl = (gAr[SS]! >>> 5) & 3;
     if (csType === 3 && csDpl !== 0) return segFail(CS, 'DPL', 'DPL must be 0 with type 3');
-    if ((csType === 9 || csType === 11) && csDpl !== ssDpl) return segFail(CS, 'DPL', `DPL of non-conforming code must equal SS.DPL = ${ssDpl}`);
-    if ((csType === 13 || csType === 15) && csDpl > ssDpl) return segFail(CS, 'DPL', `DPL of conforming code must not exceed SS.DPL = ${ssDpl}`);
+    if ((csType === 9 || csType === 11) && csDpl !== ssDpl) {
+      return segFail(CS, 'DPL', `DPL of non-conforming code must equal SS.DPL = ${ssDpl}`);
+    }
+    if ((csType === 13 || csType === 15) && csDpl > ssDpl) {
+      return segFail(CS, 'DPL', `DPL of conforming code must not exceed SS.DPL = ${ssDpl}`);
+    }
     if (!ug && ssDpl !== (gSel[SS]! & 3)) return segFail(SS, 'DPL', 'DPL must equal the selector RPL');
-    if ((csType === 3 || (cr0 & CR0_PE) === 0) && ssDpl !== 0) return segFail(SS, 'DPL', 'DPL must be 0 with CS type 3 or CR0.PE = 0');
-    if (!ug) {
-      for (let i = 0; i < 4; i++) {
-        const n = DATA[i]!;
-        if (usable(n) && (gAr[n]! & AR_TYPE) <= 11 && ((gAr[n]! >>> 5) & 3) < (gSel[n]! & 3)) {
-          return segFail(n, 'DPL', 'DPL must not be below the selector RPL (data or non-conforming code)');
-        }
-      }
+    if ((csType === 3 || (cr0 & CR0_PE) === 0) && ssDpl !== 0) {
+      return segFail(SS, 'DPL', 'DPL must be 0 with CS type 3 or CR0.PE = 0');
     }
-    // P, reserved bits 11:8.
-    for (let i = 0; i < 6; i++) {
-      const n = SIX[i]!;
-      if ((n === CS || usable(n)) && (gAr[n]! & AR_P) === 0) return segFail(n, 'P bit', 'P (bit 7) must be 1');
+    if (dataDplBad !== 0) {
+      return segFail(firstInOrder(dataDplBad), 'DPL', 'DPL must not be below the selector RPL (data or non-conforming code)');
     }
-    for (let i = 0; i < 6; i++) {
-      const n = SIX[i]!;
-      if ((n === CS || usable(n)) && (gAr[n]! & AR_RESERVED_LOW) !== 0) return segFail(n, 'access rights bits 11:8', 'bits 11:8 must be 0');
+    // P, reserved bits 11:8, D/B of CS in 64-bit mode, G, reserved bits 31:17.
+    if (pBad !== 0) return segFail(firstInOrder(pBad), 'P bit', 'P (bit 7) must be 1');
+    if (lowBad !== 0) return segFail(firstInOrder(lowBad), 'access rights bits 11:8', 'bits 11:8 must be 0');
+    if (ia32e && (gAr[CS]! & AR_L) !== 0 && (gAr[CS]! & AR_DB) !== 0) {
+      return segFail(CS, 'D/B bit', 'D/B (bit 14) must be 0 with L = 1 in IA-32e mode');
     }
-    // D/B of CS in 64-bit mode.
-    if (ia32e && (gAr[CS]! & AR_L) !== 0 && (gAr[CS]! & AR_DB) !== 0) return segFail(CS, 'D/B bit', 'D/B (bit 14) must be 0 with L = 1 in IA-32e mode');
-    // G, reserved bits 31:17.
-    for (let i = 0; i < 6; i++) {
-      const n = SIX[i]!;
-      if ((n === CS || usable(n)) && !granularityOk(gLimit[n]!, gAr[n]!)) return segFail(n, 'G bit', 'G must be 0 if limit bits 11:0 are not all 1, and 1 if any of limit bits 31:20 is 1');
+    if (gBad !== 0) {
+      return segFail(firstInOrder(gBad), 'G bit',
+        'G must be 0 if limit bits 11:0 are not all 1, and 1 if any of limit bits 31:20 is 1');
     }
-    for (let i = 0; i < 6; i++) {
-      const n = SIX[i]!;
-      if ((n === CS || usable(n)) && (gAr[n]! & AR_RESERVED_HIGH) !== 0) return segFail(n, 'access rights bits 31:17', 'bits 31:17 must be 0');
-    }
+    if (highBad !== 0) return segFail(firstInOrder(highBad), 'access rights bits 31:17', 'bits 31:17 must be 0');
   }
 
   // TR.
-  const trAr = gAr[TR]!, trType = trAr & AR_TYPE;
+  const trType = gAr[TR]! & AR_TYPE;
   if (ia32e ? trType !== 11 : trType !== 3 && trType !== 11) {
     return segFail(TR, 'type', ia32e ? 'type must be 11 (busy 64-bit TSS)' : 'type must be 3 or 11 (busy TSS)');
   }
-  if ((trAr & AR_S) !== 0) return segFail(TR, 'S bit', 'S (bit 4) must be 0');
-  if ((trAr & AR_P) === 0) return segFail(TR, 'P bit', 'P (bit 7) must be 1');
-  if ((trAr & AR_RESERVED_LOW) !== 0) return segFail(TR, 'access rights bits 11:8', 'bits 11:8 must be 0');
-  if (!granularityOk(gLimit[TR]!, trAr)) return segFail(TR, 'G bit', 'G must agree with the limit');
-  if ((trAr & AR_UNUSABLE) !== 0) return segFail(TR, 'unusable', 'TR must be usable (bit 16 = 0)');
-  if ((trAr & AR_RESERVED_HIGH) !== 0) return segFail(TR, 'access rights bits 31:17', 'bits 31:17 must be 0');
-
+  const tr = systemSegmentFailure(TR);
+  if (tr !== null) return tr;
   // LDTR, when usable.
   if (usable(LDTR)) {
-    const ar = gAr[LDTR]!;
-    if ((ar & AR_TYPE) !== 2) return segFail(LDTR, 'type', 'type must be 2 (LDT)');
-    if ((ar & AR_S) !== 0) return segFail(LDTR, 'S bit', 'S (bit 4) must be 0');
-    if ((ar & AR_P) === 0) return segFail(LDTR, 'P bit', 'P (bit 7) must be 1');
-    if ((ar & AR_RESERVED_LOW) !== 0) return segFail(LDTR, 'access rights bits 11:8', 'bits 11:8 must be 0');
-    if (!granularityOk(gLimit[LDTR]!, ar)) return segFail(LDTR, 'G bit', 'G must agree with the limit');
-    if ((ar & AR_RESERVED_HIGH) !== 0) return segFail(LDTR, 'access rights bits 31:17', 'bits 31:17 must be 0');
+    if ((gAr[LDTR]! & AR_TYPE) !== 2) return segFail(LDTR, 'type', 'type must be 2 (LDT)');
+    return systemSegmentFailure(LDTR);
   }
   return null;
 }

@@ -16,6 +16,7 @@ import { PagingMode, pagingMode } from '../cpu/paging.js';
 import { CS, DS, EFER_LMA, EFER_LME, ES, FS, GS, LDTR, RSP, SegAttr, SS, TR } from '../cpu/regs.js';
 import { checkControls, checkGuestState, checkHostState, type EntryCheckFailure } from './entry-checks.js';
 import { HLT, SEG_ACCESS, SEG_BASE, SEG_LIMIT, SEG_SELECTOR, SHUTDOWN, WAIT_FOR_SIPI } from './exit.js';
+import { PREEMPTION_TIMER_SHIFT } from './capabilities.js';
 import { loadMsrs } from './msr-areas.js';
 import type { Vmx } from './vmx.js';
 
@@ -63,6 +64,13 @@ export function vmEntry(vmx: Vmx, cpu: Cpu, launch: boolean): void {
   if (launch) v.launched = true;
   // 27.6: an event to inject is delivered at the first boundary in the guest (acceptEvents).
   vmx.injectPending = (v.lo(Field.VM_ENTRY_INTERRUPTION_INFORMATION_FIELD) & 0x80000000) !== 0;
+  // Monitor trap flag (26.7.2): an MTF VM exit after the first guest instruction, or right
+  // after the delivery of an injected event (27.6.?, "pending MTF VM exit").
+  const proc = v.lo(Field.PRIMARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS);
+  vmx.mtfAt = proc & (1 << 27) ? cpu.insnCount + (vmx.injectPending ? 0 : 1) : -1;
+  // VMX-preemption timer (26.5.1): the value counts down once every 2^X TSC ticks (IA32_VMX_MISC[4:0]).
+  cpu.eventDeadline = v.lo(Field.PIN_BASED_VM_EXECUTION_CONTROLS) & (1 << 6)
+    ? cpu.now() + (v.lo(Field.VMX_PREEMPTION_TIMER_VALUE) >>> 0) * 2 ** PREEMPTION_TIMER_SHIFT : Infinity;
 }
 
 /** A VM-entry failure after the host-state checks: a VM exit with bit 31 of the reason set (27.8). */
@@ -154,8 +162,10 @@ export function injectEvent(vmx: Vmx, cpu: Cpu): void {
     case 6: kind = EventKind.SOFTWARE_EXCEPTION; break;
     default: kind = EventKind.EXCEPTION; // hardware exception (3)
   }
+  cpu.excLength = 0;
   if (type >= 4) {
     const len = v.lo(Field.VM_ENTRY_INSTRUCTION_LENGTH);
+    cpu.excLength = len;
     const s = (cpu.ripLo >>> 0) + len;
     cpu.ripLo = s | 0;
     if (cpu.codeSize === 8 && s > 0xffffffff) cpu.ripHi = (cpu.ripHi + 1) | 0;

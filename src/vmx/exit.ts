@@ -11,6 +11,7 @@ import { VmxAbort, VMX_ABORT_INDICATOR_OFFSET } from '../../vmcs/layout.js';
 import type { Cpu } from '../cpu/cpu.js';
 import { materialize } from '../cpu/flags.js';
 import { CS, DS, EFER_LMA, EFER_LME, ES, FS, GS, LDTR, RSP, SegAttr, SS, TR } from '../cpu/regs.js';
+import { PREEMPTION_TIMER_SHIFT } from './capabilities.js';
 import { loadMsrs, storeMsrs } from './msr-areas.js';
 import type { Vmx } from './vmx.js';
 
@@ -89,6 +90,8 @@ export function completeExit(vmx: Vmx, cpu: Cpu): void {
 /** Undoes what entering non-root operation changed outside the VMCS (TSC offset). */
 function leaveNonRoot(vmx: Vmx, cpu: Cpu): void {
   cpu.nonRoot = false;
+  cpu.eventDeadline = Infinity;
+  vmx.mtfAt = -1;
   cpu.tscOffset -= vmx.guestTscOffset;
   vmx.guestTscOffset = 0;
   vmx.injectPending = false;
@@ -136,6 +139,11 @@ function saveGuestState(vmx: Vmx, cpu: Cpu): void {
   if (cpu.insnCount < cpu.interruptShadowEnd) blocking |= cpu.shadowBySs ? BLOCKING_BY_MOV_SS : BLOCKING_BY_STI;
   if (cpu.nmiBlocked) blocking |= BLOCKING_BY_NMI;
   v.set(Field.GUEST_INTERRUPTIBILITY_STATE, blocking);
+  // "Save VMX-preemption timer value" (28.3.4): what is left of the count, rounded up.
+  if (exitControls & (1 << X.SAVE_VMX_PREEMPTION_TIMER_VALUE) && cpu.eventDeadline !== Infinity) {
+    const left = Math.max(0, cpu.eventDeadline - cpu.now());
+    v.set(Field.VMX_PREEMPTION_TIMER_VALUE, Math.ceil(left / 2 ** PREEMPTION_TIMER_SHIFT));
+  }
   cpu.halted = false;
   cpu.waitForSipi = false;
 }

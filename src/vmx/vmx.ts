@@ -84,6 +84,8 @@ export class Vmx implements Virtualization {
   injecting = 0;
   /** The exit is caused by an NMI: NMIs stay blocked in the host (chapter 28). */
   exitBlocksNmi = false;
+  /** Monitor trap flag: the instruction count at which a pending MTF VM exit happens, or -1 (26.7.2). */
+  mtfAt = -1;
 
   constructor(readonly cpu: Cpu, readonly caps: VmxCapabilities) {
     this.supportedFields = Uint8Array.from(VMCS_FIELDS, (f) => (fieldExists(f, (c) => supports(caps, c)) ? 1 : 0));
@@ -462,25 +464,38 @@ export class Vmx implements Virtualization {
     return cpu.cr8.readCr8();
   }
 
-  exception(cpu: Cpu, vector: number, kind: number, code: number, during: number): void {
+  exception(cpu: Cpu, vector: number, kind: number, code: number, during: number, duringKind: number, duringCode: number): void {
     if (this.injecting !== 0 && during < 0) return; // the injected event itself is not intercepted (27.6.1)
-    if (vector >= 32) return; // INT n with n >= 32 never consults the exception bitmap
     const v = this.current!;
-    let exits = ((v.lo(Field.EXCEPTION_BITMAP) >>> vector) & 1) !== 0;
+    let exits = kind !== 1 && ((v.lo(Field.EXCEPTION_BITMAP) >>> vector) & 1) !== 0; // INT n is not an exception
     if (vector === Vector.PF) {
       // 26.2: with bit 14 set, #PF exits iff (PFEC & mask) = match; with it clear, iff they differ.
       const match = (code & v.lo(Field.PAGE_FAULT_ERROR_CODE_MASK)) === v.lo(Field.PAGE_FAULT_ERROR_CODE_MATCH);
       exits = exits === match;
     }
-    if (kind === 1) exits = false; // software interrupts (INT n) are not exceptions
-    if (!exits) return;
+    if (!exits) {
+      // MTF: a VM exit follows the delivery, before the handler's first instruction (26.7.2).
+      if (this.mtfAt >= 0) this.mtfAt = cpu.insnCount;
+      return;
+    }
     const e = this.exitInfo;
     e.begin(ExitReason.EXCEPTION_OR_NMI);
-    // Interruption type (25.9.2): hardware exception 3; INT1 5; INT3/INTO 6.
-    const type = kind === 3 ? 5 : kind === 2 ? 6 : 3;
+    const type = interruptionType(kind, vector);
     e.interruptionInfo = (vector | (type << 8) | (code >= 0 ? 1 << 11 : 0) | 0x80000000) | 0;
     e.interruptionError = code >= 0 ? code : 0;
-    if (type !== 3) e.instructionLength = cpu.excLength;
+    if (type === 5 || type === 6) {
+      // A software exception exits with RIP at its instruction, and that instruction's length (28.2.5, 28.3.3).
+      e.instructionLength = cpu.excLength;
+      const s = (cpu.ripLo >>> 0) - cpu.excLength;
+      cpu.ripLo = s | 0;
+      if (s < 0) cpu.ripHi = (cpu.ripHi - 1) | 0;
+    }
+    if (during >= 0) {
+      // Exits during event delivery record the event (28.2.4).
+      const t = this.injecting !== 0 ? (this.injecting >>> 8) & 7 : interruptionType(duringKind, during);
+      e.idtVectoringInfo = (during | (t << 8) | (duringCode >= 0 ? 1 << 11 : 0) | 0x80000000) | 0;
+      e.idtVectoringError = duringCode >= 0 ? duringCode : 0;
+    }
     if (vector === Vector.PF) {
       // The qualification holds the faulting address; CR2 is not loaded (28.1).
       e.qualificationLo = cpu.cr2Lo; e.qualificationHi = cpu.cr2Hi;
@@ -501,7 +516,7 @@ export class Vmx implements Virtualization {
    * interrupts (external-interrupt exiting, acknowledge on exit; or delivery).
    */
   acceptEvents(cpu: Cpu, limit: number): number {
-    if (this.injectPending) { injectEvent(this, cpu); return limit; }
+    if (this.injectPending) injectEvent(this, cpu);
     const source = cpu.interrupts, pin = this.current!.lo(Field.PIN_BASED_VM_EXECUTION_CONTROLS), proc = this.proc;
     if (cpu.startupPending && source !== null) {
       cpu.startupPending = false;
@@ -515,6 +530,17 @@ export class Vmx implements Virtualization {
       }
     }
     if (cpu.waitForSipi) return limit;
+    // Monitor trap flag (26.7.2): after one guest instruction, or right after an injected or delivered event.
+    if (this.mtfAt >= 0) {
+      if (cpu.insnCount >= this.mtfAt) { this.exitInfo.begin(ExitReason.MONITOR_TRAP_FLAG); this.exit(cpu); }
+      limit = Math.min(limit, this.mtfAt - cpu.insnCount);
+    }
+    // VMX-preemption timer (26.5.1): counts down with the TSC and exits at zero, in HLT too.
+    if (cpu.eventDeadline !== Infinity) {
+      const now = cpu.now();
+      if (now >= cpu.eventDeadline) { this.exitInfo.begin(ExitReason.VMX_PREEMPTION_TIMER_EXPIRED); this.exit(cpu); }
+      limit = Math.min(limit, cpu.eventDeadline - now);
+    }
     const shadow = cpu.insnCount < cpu.interruptShadowEnd;
     if (!shadow && source !== null && source.hasNmi !== undefined && source.hasNmi() && !cpu.nmiBlocked) {
       if (pin & PIN_NMI_EXITING) {
@@ -562,6 +588,21 @@ export class Vmx implements Virtualization {
   }
 }
 
+
+/**
+ * The interruption type of an event (25.8.3, 25.9.2): external interrupt 0,
+ * NMI 2, hardware exception 3, software interrupt 4, privileged software
+ * exception (INT1) 5, software exception (INT3, INTO) 6. `kind` is EventKind.
+ */
+function interruptionType(kind: number, vector: number): number {
+  switch (kind) {
+    case 1: return 4;
+    case 2: return 6;
+    case 3: return 5;
+    case 4: return vector === Vector.NMI ? 2 : 0;
+    default: return 3;
+  }
+}
 
 /**
  * VM-exit instruction information for LGDT, LIDT, SGDT, SIDT (table 28-10) and

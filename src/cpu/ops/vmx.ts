@@ -9,8 +9,15 @@ import { VmxInstruction } from '../virtualization.js';
 
 const TWO = OpMap.TWO * 256, THREE_38 = OpMap.THREE_38 * 256;
 
+/**
+ * VMLAUNCH, VMRESUME, VMCALL, VMXON, VMXOFF and VMFUNC may change mode and
+ * address space: they end a block. The others change no control flow (a VM
+ * exit from non-root operation unwinds like a fault).
+ */
 function vmx(name: string, op: VmxInstruction, extra: Partial<OpDef> = {}): OpDef {
-  return { name, exec: (cpu: Cpu, i: Insn) => cpu.virt.vmx(cpu, i, op), ends: true, ...extra };
+  const ends = op === VmxInstruction.VMLAUNCH || op === VmxInstruction.VMRESUME || op === VmxInstruction.VMCALL ||
+    op === VmxInstruction.VMXON || op === VmxInstruction.VMXOFF || op === VmxInstruction.VMFUNC;
+  return { name, exec: (cpu: Cpu, i: Insn) => cpu.virt.vmx(cpu, i, op), ends, ...extra };
 }
 
 /** The 0F 01 register forms take no 66, F2 or F3 prefix (#UD with one, as iced-x86 decodes them). */

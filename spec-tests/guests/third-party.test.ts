@@ -1,0 +1,44 @@
+/**
+ * Unmodified third-party Multiboot kernels from Debian's archive, booted by
+ * hvsim's Multiboot loader on the bare PC (installed by .ci/run; skipped where
+ * the package is missing). Nothing of theirs is in this repository.
+ *
+ * grub-invaders (/boot/invaders.exec): an ELF32 Multiboot kernel, a Space
+ * Invaders game that draws on the VGA text screen at B8000H and runs forever.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { loadImage } from '../../src/platform/loaders/index.js';
+import { PcMachine } from '../../src/platform/machine.js';
+
+const INVADERS = '/boot/invaders.exec';
+
+/** The 80x25 VGA text screen as lines of characters (attribute bytes left out). */
+function screen(m: PcMachine): string[] {
+  const rows: string[] = [];
+  for (let r = 0; r < 25; r++) {
+    let s = '';
+    for (let c = 0; c < 80; c++) {
+      const ch = m.cpu.memory.read8(0xb8000 + 2 * (80 * r + c));
+      s += ch >= 0x20 && ch < 0x7f ? String.fromCharCode(ch) : ' ';
+    }
+    rows.push(s.trimEnd());
+  }
+  return rows;
+}
+
+describe.skipIf(!existsSync(INVADERS))('grub-invaders, a Multiboot game (Debian package grub-invaders)', () => {
+  it('boots through the Multiboot loader (ELF32, Multiboot 0.6.96 3.1) and draws the invaders and the ship', () => {
+    const m = new PcMachine({});
+    const loaded = loadImage(m.cpu, readFileSync(INVADERS), {});
+    expect(loaded.format).toBe('multiboot');
+    // The game loops forever: it must still run (no exception, no shutdown) when the budget ends.
+    expect(m.run(20_000_000)).toEqual({ kind: 'budget' });
+    const rows = screen(m);
+    // Five rows of eight invaders, drawn as "-*-" on every other line from the top.
+    const invaderRows = rows.filter((r) => (r.match(/-\*-/g) ?? []).length === 8);
+    expect(invaderRows.length).toBe(5);
+    // The player's ship near the bottom.
+    expect(rows.slice(20).some((r) => r.includes('/ \\'))).toBe(true);
+  });
+});

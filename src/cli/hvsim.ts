@@ -1,6 +1,7 @@
 /** The `hvsim` command: main() returns the exit status; output goes through `out` and `err`. */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { GPR_NAMES, VECTOR_NAMES } from '../cpu/regs.js';
 import { InternalError } from '../cpu/run.js';
@@ -30,12 +31,20 @@ const EXIT = { halt: 0, usage: 2, budget: 3, exception: 4, shutdown: 5, internal
 
 function hex(v: bigint): string { return `0x${v.toString(16)}`; }
 
+/** Reads an image; a gzip-compressed one is decompressed, as GRUB does for kernels and modules. */
 function readImage(path: string): Uint8Array {
+  let bytes: Uint8Array;
   try {
-    return readFileSync(path);
+    bytes = readFileSync(path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new ImageError(`cannot read image '${path}': ${code === 'ENOENT' ? 'no such file' : code ?? String(e)}`);
+  }
+  if (bytes.length < 2 || bytes[0] !== 0x1f || bytes[1] !== 0x8b) return bytes;
+  try {
+    return gunzipSync(bytes);
+  } catch (e) {
+    throw new ImageError(`cannot decompress gzip image '${path}': ${(e as Error).message}`);
   }
 }
 

@@ -117,6 +117,7 @@ export class PcMachine {
     // The 8259A's INTR reaches every processor's LINT0; firmware leaves the BSP in
     // virtual-wire mode, LINT0 = ExtINT and LINT1 = NMI (MP spec 3.6.2.2), the others masked.
     pic.onIntr = (level) => { for (let i = 0; i < n; i++) { apics[i]!.setLint(0, level); touches[i]!(); } };
+    writeBiosDataArea(memory, memorySize);
     const bsp = apics[0]!;
     bsp.write(APIC_SVR, 4, 0x1ff);
     bsp.write(APIC_LVT_LINT0, 4, LVT_EXTINT);
@@ -263,6 +264,22 @@ export class PcMachine {
     this.runDue();
     return true;
   }
+}
+
+/**
+ * The BIOS data area at 400H as PC firmware leaves it for the loader and the
+ * kernel (IBM PC/AT BIOS data area layout): COM1's I/O port, the equipment
+ * word (one serial port), the base memory size in KiB, and the segment of the
+ * extended BIOS data area just below 640 KiB. Kernels read these to find low
+ * memory they may use (e.g. for an AP start-up trampoline).
+ */
+function writeBiosDataArea(memory: PhysicalMemory, memorySize: number): void {
+  const ebda = Math.min(memorySize, 0x9fc00);
+  const w16 = (at: number, v: number): void => { memory.write8(at, v & 0xff); memory.write8(at + 1, v >>> 8); };
+  w16(0x400, 0x3f8);            // COM1
+  w16(0x40e, ebda >>> 4);       // EBDA segment
+  w16(0x410, 1 << 9);           // equipment: one serial port (bits 11:9)
+  w16(0x413, ebda >>> 10);      // base memory in KiB
 }
 
 /** Halted, or waiting for a start-up IPI. */

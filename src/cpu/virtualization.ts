@@ -35,12 +35,16 @@ export interface Virtualization {
   /** Non-root: IN, OUT, INS, OUTS to `port` with operand size `size` (26.1.3, I/O bitmaps). */
   io(cpu: Cpu, i: Insn, port: number, size: number, isIn: boolean, string: boolean): void;
   /**
-   * Non-root MOV to CR0, CR3, CR4 or CR8, CLTS (source -1) or LMSW (source -2):
-   * exits, or returns bits 31:0 of the value to write (CR0 and CR4 bits that the
-   * guest/host mask owns keep their current value, 26.3).
+   * Non-root MOV to CR0, CR3, CR4 or CR8 from register `source` (value hi:lo),
+   * CLTS (source -1, lo = CR0 with TS clear) or LMSW (source -2, lo = its 16-bit
+   * operand): exits, or returns bits 31:0 of the value to write (CR0 and CR4 bits
+   * that the guest/host mask owns keep their current value, 26.3).
    */
   writeCr(cpu: Cpu, i: Insn, cr: number, lo: number, hi: number, source: number): number;
-  /** Non-root MOV from CR0/CR3/CR4/CR8 (destination register) or SMSW (-1): exits, or returns bits 31:0 the guest reads. */
+  /**
+   * Non-root MOV from CR0/CR3/CR4/CR8 (destination register) or SMSW (-1):
+   * exits, or returns bits 31:0 the guest reads, bits 63:32 in cpu.tHi.
+   */
   readCr(cpu: Cpu, i: Insn, cr: number, destination: number): number;
   /**
    * Non-root: exception `vector` of `kind` (interrupts.ts EventKind) with error

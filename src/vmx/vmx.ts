@@ -12,10 +12,11 @@ import { VmInstructionError } from '../../vmcs/instruction-errors.js';
 import { VMCS_SHADOW_INDICATOR } from '../../vmcs/layout.js';
 import { FAULT, type Cpu } from '../cpu/cpu.js';
 import { setStatusFlags } from '../cpu/flags.js';
-import type { Insn } from '../cpu/insn.js';
+import { BASE_RIP, type Insn } from '../cpu/insn.js';
 import { deliverInterrupt } from '../cpu/interrupts.js';
 import { effectiveAddress, getReg, readRm, writeRm } from '../cpu/operands.js';
 import { MAXPHYADDR } from '../cpu/paging.js';
+import { lmswValue } from '../cpu/ops/control-registers.js';
 import { AF, CF, EFER_LMA, IF, OF, PF, SF, VM, Vector, ZF } from '../cpu/regs.js';
 import { Intercept, VmxInstruction, type Virtualization } from '../cpu/virtualization.js';
 import { capabilityMsr, SKYLAKE_VMX, supports, type VmxCapabilities } from './capabilities.js';
@@ -124,7 +125,10 @@ export class Vmx implements Virtualization {
       if (op === VmxInstruction.VMXON && !this.on) { this.vmxon(cpu, i); return; }
       // VMFUNC, INVEPT and INVVPID: the model offers no VM functions, EPT or VPID (#UD, as on a part without them).
       if (op === VmxInstruction.VMFUNC || op === VmxInstruction.INVEPT || op === VmxInstruction.INVVPID) cpu.raise(Vector.UD);
-      if (cpu.nonRoot) this.exitForInstruction(cpu, i, VMX_EXIT[op], instructionInformation(i, op));
+      if (cpu.nonRoot) {
+        displacement(cpu, i);
+        this.exitForInstruction(cpu, i, VMX_EXIT[op], instructionInformation(i, op), cpu.tHi, disp.hi);
+      }
     }
     if (cpu.cpl > 0) cpu.raise(Vector.GP, 0);
     switch (op) {
@@ -353,7 +357,8 @@ export class Vmx implements Virtualization {
       case Intercept.LGDT: case Intercept.LIDT: case Intercept.SGDT: case Intercept.SIDT:
       case Intercept.LLDT: case Intercept.LTR: case Intercept.SLDT: case Intercept.STR:
         if ((this.secondary & S_DESCRIPTOR_TABLE) === 0) return;
-        this.exitForInstruction(cpu, i, INTERCEPT_EXIT[what], descriptorTableInformation(i, what), i.isReg ? 0 : i.disp);
+        displacement(cpu, i);
+        this.exitForInstruction(cpu, i, INTERCEPT_EXIT[what], descriptorTableInformation(i, what), cpu.tHi, disp.hi);
       default: exits = false;
     }
     if (exits) this.exitForInstruction(cpu, i, INTERCEPT_EXIT[what], 0);
@@ -403,12 +408,13 @@ export class Vmx implements Virtualization {
     this.exit(cpu);
   }
 
-  writeCr(cpu: Cpu, i: Insn, cr: number, lo: number, _hi: number, source: number): number {
+  writeCr(cpu: Cpu, i: Insn, cr: number, lo: number, hi: number, source: number): number {
     const v = this.current!, proc = this.proc;
     const q = (kind: number): number => cr | (kind << 4) | (source >= 0 ? source << 8 : 0);
     if (cr === 0 || cr === 4) {
-      const mask = v.lo(cr === 0 ? Field.CR0_GUEST_HOST_MASK : Field.CR4_GUEST_HOST_MASK);
-      const shadow = v.lo(cr === 0 ? Field.CR0_READ_SHADOW : Field.CR4_READ_SHADOW);
+      const maskField = cr === 0 ? Field.CR0_GUEST_HOST_MASK : Field.CR4_GUEST_HOST_MASK;
+      const shadowField = cr === 0 ? Field.CR0_READ_SHADOW : Field.CR4_READ_SHADOW;
+      const mask = v.lo(maskField), shadow = v.lo(shadowField);
       const current = cr === 0 ? cpu.cr0 : cpu.cr4;
       if (source === -1) {
         // CLTS (26.1.3): exits when the host owns TS and the shadow's TS is 1; a host-owned TS is left alone.
@@ -419,28 +425,32 @@ export class Vmx implements Virtualization {
         return lo;
       }
       if (source === -2) {
-        // LMSW: bits 3:0 only; setting a host-owned PE the shadow has clear, or changing MP/EM/TS against the shadow, exits.
-        const src = lo & 0xf, owned = mask & 0xf;
+        // LMSW (26.1.3): exits if it would set a host-owned PE that the shadow has clear, or write a
+        // host-owned MP, EM or TS with a value other than the shadow's; the qualification holds the operand.
+        const src = lo & 0xffff, owned = mask & 0xf;
         if ((owned & 1 && !(shadow & 1) && src & 1) || ((src ^ shadow) & owned & 0xe) !== 0) {
           const e = this.exitInfo;
           e.begin(ExitReason.CONTROL_REGISTER_ACCESS);
           e.instructionLength = i.len;
-          e.qualificationLo = 3 << 4 | (i.isReg ? 0 : 1 << 6) | (src << 16);
+          e.qualificationLo = (3 << 4) | (i.isReg ? 0 : 1 << 6) | (src << 16);
           if (!i.isReg) { e.hasLinear = true; e.linearLo = cpu.eaLo; e.linearHi = cpu.codeSize === 8 ? cpu.eaHi : 0; }
           this.exit(cpu);
         }
-        return (lo & ~owned) | (current & owned);
+        return (lmswValue(current, src) & ~owned) | (current & owned);
       }
-      // MOV to CR0/CR4: exits if a host-owned bit would differ from the read shadow (26.1.3).
-      if (((lo ^ shadow) & mask) !== 0) this.exitForInstruction(cpu, i, ExitReason.CONTROL_REGISTER_ACCESS, 0, q(0));
+      // MOV to CR0/CR4 (26.1.3): exits if a host-owned bit (all 64 of the natural-width mask) would differ from the shadow.
+      if (((lo ^ shadow) & mask) !== 0 || ((hi ^ v.hi(shadowField)) & v.hi(maskField)) !== 0) {
+        this.exitForInstruction(cpu, i, ExitReason.CONTROL_REGISTER_ACCESS, 0, q(0));
+      }
       return (lo & ~mask) | (current & mask);
     }
     if (cr === 3 && (proc & P_CR3_LOAD) !== 0) {
       // 26.1.3: no exit for a value among the first CR3-target-count target values.
-      const n = v.lo(Field.CR3_TARGET_COUNT), targets = [Field.CR3_TARGET_VALUE_0, Field.CR3_TARGET_VALUE_1,
-        Field.CR3_TARGET_VALUE_2, Field.CR3_TARGET_VALUE_3];
+      const n = v.lo(Field.CR3_TARGET_COUNT);
       let hit = false;
-      for (let k = 0; k < n && k < 4; k++) if (v.lo(targets[k]!) === lo && v.hi(targets[k]!) === _hi) hit = true;
+      for (let k = 0; k < n && k < CR3_TARGETS.length; k++) {
+        if (v.lo(CR3_TARGETS[k]!) === lo && v.hi(CR3_TARGETS[k]!) === hi) hit = true;
+      }
       if (!hit) this.exitForInstruction(cpu, i, ExitReason.CONTROL_REGISTER_ACCESS, 0, q(0));
     }
     if (cr === 8 && (proc & P_CR8_LOAD) !== 0) this.exitForInstruction(cpu, i, ExitReason.CONTROL_REGISTER_ACCESS, 0, q(0));
@@ -450,14 +460,18 @@ export class Vmx implements Virtualization {
   readCr(cpu: Cpu, i: Insn, cr: number, destination: number): number {
     const v = this.current!, proc = this.proc;
     const q = cr | (1 << 4) | (destination >= 0 ? destination << 8 : 0);
+    cpu.tHi = 0;
     if (cr === 0 || cr === 4) {
-      // 26.3: host-owned bits read from the read shadow.
-      const mask = v.lo(cr === 0 ? Field.CR0_GUEST_HOST_MASK : Field.CR4_GUEST_HOST_MASK);
-      const shadow = v.lo(cr === 0 ? Field.CR0_READ_SHADOW : Field.CR4_READ_SHADOW);
+      // 26.3: host-owned bits read from the read shadow, all 64 of them.
+      const maskField = cr === 0 ? Field.CR0_GUEST_HOST_MASK : Field.CR4_GUEST_HOST_MASK;
+      const shadowField = cr === 0 ? Field.CR0_READ_SHADOW : Field.CR4_READ_SHADOW;
+      const mask = v.lo(maskField), shadow = v.lo(shadowField);
+      cpu.tHi = v.hi(shadowField) & v.hi(maskField);
       return ((cr === 0 ? cpu.cr0 : cpu.cr4) & ~mask) | (shadow & mask);
     }
     if (cr === 3) {
       if (proc & P_CR3_STORE) this.exitForInstruction(cpu, i, ExitReason.CONTROL_REGISTER_ACCESS, 0, q);
+      cpu.tHi = cpu.cr3Hi;
       return cpu.cr3Lo;
     }
     if (proc & P_CR8_STORE) this.exitForInstruction(cpu, i, ExitReason.CONTROL_REGISTER_ACCESS, 0, q);
@@ -588,6 +602,30 @@ export class Vmx implements Virtualization {
   }
 }
 
+
+/** CR3-target value fields (25.6.7). */
+const CR3_TARGETS = [Field.CR3_TARGET_VALUE_0, Field.CR3_TARGET_VALUE_1, Field.CR3_TARGET_VALUE_2, Field.CR3_TARGET_VALUE_3];
+
+const disp = { hi: 0 };
+
+/**
+ * The exit qualification of an instruction with a memory operand (28.2.1):
+ * its displacement sign-extended to 64 bits, or with RIP-relative addressing
+ * the displacement plus the next instruction's RIP; 0 for a register operand.
+ * Bits 31:0 go to cpu.tHi, bits 63:32 to disp.hi.
+ */
+function displacement(cpu: Cpu, i: Insn): void {
+  if (i.isReg) { cpu.tHi = 0; disp.hi = 0; return; }
+  if (i.base === BASE_RIP) {
+    const s = (cpu.ripLo >>> 0) + i.disp;
+    cpu.tHi = s | 0;
+    disp.hi = (cpu.ripHi + (s > 0xffffffff ? 1 : s < 0 ? -1 : 0)) | 0;
+    return;
+  }
+  const d = i.adSize === 2 ? (i.disp << 16) >> 16 : i.disp | 0;
+  cpu.tHi = d;
+  disp.hi = d < 0 ? -1 : 0;
+}
 
 /**
  * The interruption type of an event (25.8.3, 25.9.2): external interrupt 0,

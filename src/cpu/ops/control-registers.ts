@@ -142,7 +142,7 @@ function movFromCr(cpu: Cpu, i: Insn): void {
     default: lo = cpu.cr8.readCr8();
   }
   // Non-root: CR3/CR8-store exiting, and the read shadows of CR0 and CR4 (SDM vol. 3C, 26.1.3, 26.3).
-  if (cpu.nonRoot && n !== 2) lo = cpu.virt.readCr(cpu, i, n, i.rm);
+  if (cpu.nonRoot && n !== 2) { lo = cpu.virt.readCr(cpu, i, n, i.rm); hi = cpu.tHi; }
   setReg(cpu, i.rm, crSize(i), lo, hi);
 }
 
@@ -173,9 +173,14 @@ function clts(cpu: Cpu, i: Insn): void {
 function lmsw(cpu: Cpu, i: Insn): void {
   if (cpu.cpl !== 0) gp(cpu);
   const src = readRm(cpu, i, 2);
-  const v = (cpu.cr0 & ~(CR0_MP | CR0_EM | CR0_TS)) | (src & (CR0_PE | CR0_MP | CR0_EM | CR0_TS));
-  cpu.cr0 = cpu.nonRoot ? cpu.virt.writeCr(cpu, i, 0, v, 0, -2) : v;
+  // In non-root operation the unit sees the source operand (its exit test and qualification use it).
+  cpu.cr0 = cpu.nonRoot ? cpu.virt.writeCr(cpu, i, 0, src, 0, -2) : lmswValue(cpu.cr0, src);
   cpu.updateModes();
+}
+
+/** CR0 after LMSW with source `src`: bits 3:0 loaded, but PE cannot be cleared (SDM vol. 2, LMSW). */
+export function lmswValue(cr0: number, src: number): number {
+  return (cr0 & ~(CR0_MP | CR0_EM | CR0_TS)) | (src & (CR0_PE | CR0_MP | CR0_EM | CR0_TS));
 }
 
 /**

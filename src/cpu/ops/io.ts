@@ -77,21 +77,18 @@ function stringIo(isIn: boolean) {
     const ad = i.adSize, z = accessSize(i), port = cpu.gpr[2 * RDX]! & 0xffff;
     if (i.rep && counterZero(cpu, ad)) return;
     checkIoPermission(cpu, port, z);
-    // The I/O-permission #GP comes before the VM exit (SDM vol. 3C, 26.1.1).
-    if (cpu.nonRoot) cpu.virt.io(cpu, i, port, z, isIn, true);
     const delta = cpu.rflags & DF ? -z : z;
+    // The memory operand: ES:rDI for INS (not overridable), seg:rSI for OUTS.
+    cpu.eaLo = getReg(cpu, isIn ? RDI : RSI, ad); cpu.eaHi = cpu.tHi;
+    if (isIn ? cpu.codeSize !== 8 : i.segBase) addSegmentBase(cpu, isIn ? ES : i.seg);
+    cpu.accessSeg = isIn ? ES : i.seg;
+    // The I/O-permission #GP comes before the VM exit (SDM vol. 3C, 26.1.1), which reports the operand's address.
+    if (cpu.nonRoot) cpu.virt.io(cpu, i, port, z, isIn, true);
     if (isIn) {
-      // ES:rDI, not overridable.
-      cpu.eaLo = getReg(cpu, RDI, ad); cpu.eaHi = cpu.tHi;
-      if (cpu.codeSize !== 8) addSegmentBase(cpu, ES);
-      cpu.accessSeg = ES;
       cpu.mmu.checkWrite(cpu.eaLo, cpu.eaHi, z);
       cpu.mmu.write(cpu.eaLo, cpu.eaHi, z, cpu.io.read(port, z), 0);
       step(cpu, RDI, ad, delta);
     } else {
-      cpu.eaLo = getReg(cpu, RSI, ad); cpu.eaHi = cpu.tHi;
-      if (i.segBase) addSegmentBase(cpu, i.seg);
-      cpu.accessSeg = i.seg;
       cpu.io.write(port, z, cpu.mmu.read(cpu.eaLo, cpu.eaHi, z));
       step(cpu, RSI, ad, delta);
     }

@@ -1,0 +1,74 @@
+/**
+ * Instructions that exit from non-root operation, and what the exit records
+ * (SDM vol. 3C, 26.1.3 "Instructions That Cause VM Exits Conditionally", 26.3
+ * "Changes to Instruction Behavior in VMX Non-Root Operation", 28.2.1 "Basic
+ * VM-Exit Information": exit qualification and guest-linear address).
+ */
+import { describe, expect, it } from 'vitest';
+import { ExitReason } from '../../vmcs/exit-reasons.js';
+import { Field } from '../../vmcs/fields.js';
+import type { Vmcs } from '../../src/vmx/vmcs.js';
+import { GUEST_CODE, runInGuest } from '../../src/vmx/testing.js';
+
+const VMCALL = [0x0f, 0x01, 0xc1];
+const PROC = Field.PRIMARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS;
+const SECONDARY = Field.SECONDARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS;
+const on = (v: Vmcs, field: number, bits: number): void => v.set(field, v.lo(field) | bits);
+
+describe('INS and OUTS (26.1.3, 28.2.1: guest-linear address of the memory operand)', () => {
+  it('OUTSB exits with the linear address of DS:RSI, INSB with that of ES:RDI', () => {
+    const outs = runInGuest([0x6e, ...VMCALL], (v, cpu) => { on(v, PROC, 1 << 24); cpu.setReg64(6, 0x60000n); });
+    expect(outs.reason).toBe(ExitReason.IO_INSTRUCTION);
+    expect(outs.vmcs.num(Field.GUEST_LINEAR_ADDRESS)).toBe(0x60000);
+    expect(Number(outs.qualification) & 0x18).toBe(0x10); // string, OUT
+    const ins = runInGuest([0x6c, ...VMCALL], (v, cpu) => { on(v, PROC, 1 << 24); cpu.setReg64(7, 0x61000n); });
+    expect(ins.vmcs.num(Field.GUEST_LINEAR_ADDRESS)).toBe(0x61000);
+    expect(Number(ins.qualification) & 0x18).toBe(0x18); // string, IN
+  });
+});
+
+describe('LMSW (26.1.3; table 28-3 exit qualification)', () => {
+  const LMSW_AX = [0x0f, 0x01, 0xf0];
+  it('does not exit when its source leaves a host-owned PE clear, whatever CR0.PE is', () => {
+    const r = runInGuest([...LMSW_AX, ...VMCALL], (v, cpu) => {
+      v.set(Field.CR0_GUEST_HOST_MASK, 1); v.set(Field.CR0_READ_SHADOW, 0); cpu.setReg64(0, 0n);
+    });
+    expect(r.reason).toBe(ExitReason.VMCALL);
+  });
+
+  it('exits when it changes a host-owned MP against the shadow, with its 16-bit operand in bits 31:16', () => {
+    const r = runInGuest([...LMSW_AX, ...VMCALL], (v, cpu) => {
+      v.set(Field.CR0_GUEST_HOST_MASK, 2); v.set(Field.CR0_READ_SHADOW, 2); cpu.setReg64(0, 0xfff0n);
+    });
+    expect(r.reason).toBe(ExitReason.CONTROL_REGISTER_ACCESS);
+    expect(r.qualification).toBe(0xfff00030n); // CR0, access type 3 (LMSW), register operand, source FFF0H
+  });
+});
+
+describe('CR0 guest/host mask and read shadow are natural-width (26.3)', () => {
+  it('MOV from CR0 reads bit 63 from the shadow when the mask owns it', () => {
+    const r = runInGuest([0x0f, 0x20, 0xc0, ...VMCALL], (v) => { // mov rax, cr0
+      v.set(Field.CR0_GUEST_HOST_MASK, 0, 0x80000000); v.set(Field.CR0_READ_SHADOW, 0, 0x80000000);
+    });
+    expect(r.cpu.reg64(0) >> 63n).toBe(1n);
+  });
+});
+
+describe('exit qualifications that hold a displacement (28.2.1)', () => {
+  it('VMPTRLD [rbx+10H] in the guest exits (reason 21) with qualification 10H', () => {
+    const r = runInGuest([0x0f, 0xc7, 0x73, 0x10, ...VMCALL]);
+    expect(r.reason).toBe(ExitReason.VMPTRLD);
+    expect(r.qualification).toBe(0x10n);
+  });
+
+  it('SGDT [rbx-10H] with descriptor-table exiting: the displacement sign-extended to 64 bits', () => {
+    const r = runInGuest([0x0f, 0x01, 0x43, 0xf0, ...VMCALL], (v) => { on(v, PROC, 1 << 31); on(v, SECONDARY, 1 << 2); });
+    expect(r.reason).toBe(ExitReason.GDTR_IDTR_ACCESS);
+    expect(r.qualification).toBe(0xfffffffffffffff0n);
+  });
+
+  it('SGDT [rip+10H]: the displacement plus the next instruction\'s RIP', () => {
+    const r = runInGuest([0x0f, 0x01, 0x05, 0x10, 0, 0, 0, ...VMCALL], (v) => { on(v, PROC, 1 << 31); on(v, SECONDARY, 1 << 2); });
+    expect(r.qualification).toBe(BigInt(GUEST_CODE + 7 + 0x10));
+  });
+});

@@ -274,8 +274,9 @@ describe('SDM 27.3.1.2 (guest segment registers)', () => {
 });
 
 describe('SDM 27.3.1.3 (guest descriptor-table registers)', () => {
-  it('27.3.1.3: GDTR base not canonical', () => {
+  it('27.3.1.3: GDTR or IDTR base not canonical', () => {
     expectFailure(vmcs((v) => v.set(F.GUEST_GDTR_BASE, 0, 0x00010000)), guest('guest GDTR base canonical', '27.3.1.3'));
+    expectFailure(vmcs((v) => v.set(F.GUEST_IDTR_BASE, 0, 0xfffe0000)), guest('guest IDTR base canonical', '27.3.1.3'));
   });
   it('27.3.1.3: GDTR limit above FFFFH', () => {
     expectFailure(vmcs((v) => v.set(F.GUEST_GDTR_LIMIT, 0x1ffff)), guest('guest GDTR limit', '27.3.1.3'));

@@ -25,8 +25,10 @@ export const enum EventKind {
   SOFTWARE_EXCEPTION,
   /** INT1 (ICEBP): no DPL check, EXT = 1 (SDM vol. 2, INT1). */
   PRIVILEGED_SOFTWARE_EXCEPTION,
-  /** An external interrupt (INTR) or NMI: EXT = 1. */
+  /** An external interrupt (INTR): EXT = 1. */
   EXTERNAL,
+  /** A non-maskable interrupt: EXT = 1, vector 2. */
+  NMI,
 }
 
 /** Exceptions that push an error code (SDM vol. 3A, 6.13, table 6-1). */
@@ -82,6 +84,12 @@ export function deliverInterrupt(cpu: Cpu, vector: number): void {
   deliverEvent(cpu, vector, EventKind.EXTERNAL, -1);
 }
 
+/** Delivers an NMI through vector 2 (SDM vol. 3A, 6.7); the caller has blocked further NMIs. */
+export function deliverNmi(cpu: Cpu): void {
+  cpu.halted = false;
+  deliverEvent(cpu, Vector.NMI, EventKind.NMI, -1);
+}
+
 /** Delivers an event; a fault during delivery follows the double-fault rules (table 6-5). */
 function deliverEvent(cpu: Cpu, first: number, kind: EventKind, firstCode: number): void {
   let vector = first, code = firstCode;
@@ -93,7 +101,7 @@ function deliverEvent(cpu: Cpu, first: number, kind: EventKind, firstCode: numbe
     const k = previous < 0 ? kind : EventKind.EXCEPTION;
     try {
       // In VMX non-root operation the exception bitmap may turn the event into a VM exit (SDM vol. 3C, 26.2).
-      if (cpu.nonRoot && k !== EventKind.EXTERNAL) cpu.virt.exception(cpu, vector, k, code, during, duringKind, duringCode);
+      if (cpu.nonRoot && k !== EventKind.EXTERNAL && k !== EventKind.NMI) cpu.virt.exception(cpu, vector, k, code, during, duringKind, duringCode);
       deliver(cpu, vector, k, code);
       return;
     } catch (e) {
@@ -102,7 +110,7 @@ function deliverEvent(cpu: Cpu, first: number, kind: EventKind, firstCode: numbe
       if (cpu.vmExit) throw e;
       // A fault while delivering INT n, INT3, INTO or INT1 is a fault of that
       // instruction: it is reported with RIP at the instruction (vol. 2, INT n "Operation").
-      if (k !== EventKind.EXCEPTION && k !== EventKind.EXTERNAL) {
+      if (k === EventKind.SOFTWARE_INTERRUPT || k === EventKind.SOFTWARE_EXCEPTION || k === EventKind.PRIVILEGED_SOFTWARE_EXCEPTION) {
         const r = (cpu.ripLo >>> 0) - cpu.excLength;
         cpu.ripLo = cpu.codeSize === 2 ? r & 0xffff : r | 0;
         if (r < 0 && cpu.codeSize === 8) cpu.ripHi = (cpu.ripHi - 1) | 0;
@@ -136,7 +144,7 @@ function deliverEvent(cpu: Cpu, first: number, kind: EventKind, firstCode: numbe
  * restore() puts back) when the delivery faults.
  */
 export function deliver(cpu: Cpu, vector: number, kind: EventKind, code: number): void {
-  const ext = kind === EventKind.EXCEPTION || kind === EventKind.EXTERNAL ||
+  const ext = kind === EventKind.EXCEPTION || kind === EventKind.EXTERNAL || kind === EventKind.NMI ||
     kind === EventKind.PRIVILEGED_SOFTWARE_EXCEPTION ? 1 : 0;
   if (!(cpu.cr0 & 1)) { deliverReal(cpu, vector); return; }
   if (cpu.flags & VM) cpu.raise(Vector.GP, 0); // virtual-8086 mode is not modelled beyond this refusal

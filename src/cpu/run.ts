@@ -5,7 +5,7 @@
  */
 import type { Block } from './blocks.js';
 import { FAULT, Pending, type Cpu, type InterruptSource, type StopReason } from './cpu.js';
-import { deliverException, deliverInterrupt } from './interrupts.js';
+import { deliverException, deliverInterrupt, deliverNmi } from './interrupts.js';
 import { compileBlock } from './jit/compile.js';
 import { GPR_NAMES, IF, RF, TF, Vector } from './regs.js';
 import { init, startup } from './reset.js';
@@ -113,7 +113,7 @@ function acceptInterrupt(cpu: Cpu, limit: number): number {
     // An NMI comes before a maskable interrupt and blocks further NMIs until IRET (6.7.1, 6.9).
     source.takeNmi!();
     cpu.nmiBlocked = true;
-    deliverInterrupt(cpu, Vector.NMI);
+    deliverNmi(cpu);
   } else {
     deliverInterrupt(cpu, source.acknowledge());
   }

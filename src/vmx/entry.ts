@@ -156,7 +156,7 @@ export function injectEvent(vmx: Vmx, cpu: Cpu): void {
   let kind: EventKind;
   switch (type) {
     case 0: kind = EventKind.EXTERNAL; break;
-    case 2: kind = EventKind.EXTERNAL; cpu.nmiBlocked = true; break; // NMI
+    case 2: kind = EventKind.NMI; cpu.nmiBlocked = true; break;
     case 4: kind = EventKind.SOFTWARE_INTERRUPT; break;
     case 5: kind = EventKind.PRIVILEGED_SOFTWARE_EXCEPTION; break;
     case 6: kind = EventKind.SOFTWARE_EXCEPTION; break;

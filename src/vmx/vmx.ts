@@ -13,7 +13,7 @@ import { VMCS_SHADOW_INDICATOR } from '../../vmcs/layout.js';
 import { FAULT, type Cpu } from '../cpu/cpu.js';
 import { setStatusFlags } from '../cpu/flags.js';
 import { BASE_RIP, type Insn } from '../cpu/insn.js';
-import { deliverInterrupt } from '../cpu/interrupts.js';
+import { deliverInterrupt, deliverNmi } from '../cpu/interrupts.js';
 import { effectiveAddress, getReg, readRm, writeRm } from '../cpu/operands.js';
 import { MAXPHYADDR } from '../cpu/paging.js';
 import { lmswValue } from '../cpu/ops/control-registers.js';
@@ -494,7 +494,7 @@ export class Vmx implements Virtualization {
     }
     const e = this.exitInfo;
     e.begin(ExitReason.EXCEPTION_OR_NMI);
-    const type = interruptionType(kind, vector);
+    const type = interruptionType(kind);
     e.interruptionInfo = (vector | (type << 8) | (code >= 0 ? 1 << 11 : 0) | 0x80000000) | 0;
     e.interruptionError = code >= 0 ? code : 0;
     if (type === 5 || type === 6) {
@@ -506,7 +506,7 @@ export class Vmx implements Virtualization {
     }
     if (during >= 0) {
       // Exits during event delivery record the event (28.2.4).
-      const t = this.injecting !== 0 ? (this.injecting >>> 8) & 7 : interruptionType(duringKind, during);
+      const t = this.injecting !== 0 ? (this.injecting >>> 8) & 7 : interruptionType(duringKind);
       e.idtVectoringInfo = (during | (t << 8) | (duringCode >= 0 ? 1 << 11 : 0) | 0x80000000) | 0;
       e.idtVectoringError = duringCode >= 0 ? duringCode : 0;
     }
@@ -594,7 +594,7 @@ export class Vmx implements Virtualization {
     if (source.hasNmi !== undefined && source.hasNmi() && !cpu.nmiBlocked && !(pin & PIN_NMI_EXITING)) {
       source.takeNmi!();
       cpu.nmiBlocked = true;
-      deliverInterrupt(cpu, Vector.NMI);
+      deliverNmi(cpu);
       return limit;
     }
     if (source.hasInterrupt()) deliverInterrupt(cpu, source.acknowledge());
@@ -632,12 +632,13 @@ function displacement(cpu: Cpu, i: Insn): void {
  * NMI 2, hardware exception 3, software interrupt 4, privileged software
  * exception (INT1) 5, software exception (INT3, INTO) 6. `kind` is EventKind.
  */
-function interruptionType(kind: number, vector: number): number {
+function interruptionType(kind: number): number {
   switch (kind) {
     case 1: return 4;
     case 2: return 6;
     case 3: return 5;
-    case 4: return vector === Vector.NMI ? 2 : 0;
+    case 4: return 0;
+    case 5: return 2;
     default: return 3;
   }
 }

@@ -169,3 +169,18 @@ describe('guests/triple.bin: a triple fault shuts the machine down', () => {
     expect(Buffer.from(serial).toString('latin1')).toBe('empty IDT loaded, executing UD2\n');
   });
 });
+
+describe('guests/vmx-basic.bin through the command line: a failed VM entry names its check', () => {
+  it('SDM 27.2.1.1 (pin-based controls reserved bits) and 27.3.1.4 (guest RFLAGS): one stderr line each, the run goes on', () => {
+    const err: string[] = [], serial: number[] = [];
+    const status = main(['run', guestPath('vmx-basic.bin')], { out: () => {}, err: (l) => err.push(l), serial: (b) => serial.push(b) });
+    expect(status).toBe(1);
+    expect(err).toEqual([
+      'hvsim: VM entry failed with VMfailValid(7): pin-based controls reserved bits (SDM 27.2.1.1): ' +
+        'pin-based VM-execution controls = 0x14: bit 1 must be 1: IA32_VMX_TRUE_PINBASED_CTLS allowed-0 = 0x16',
+      'hvsim: VM entry failed with exit reason 0x80000021: guest RFLAGS reserved bits (SDM 27.3.1.4): ' +
+        'guest RFLAGS = 0x0: bits 63:22, 15, 5, 3 must be 0 and bit 1 must be 1',
+    ]);
+    expect(Buffer.from(serial).toString('latin1')).toContain('vmx-basic: done\n');
+  });
+});

@@ -7,7 +7,7 @@ import { GPR_NAMES, VECTOR_NAMES } from '../cpu/regs.js';
 import { InternalError } from '../cpu/run.js';
 import { ImageError, loadImage } from '../platform/loaders/index.js';
 import { PcMachine } from '../platform/machine.js';
-import { attachVmx } from '../vmx/vmx.js';
+import { attachVmx, type Vmx } from '../vmx/vmx.js';
 import { parseArgs, UsageError, USAGE, type RunOptions } from './args.js';
 
 const VERSION = '0.1.0';
@@ -51,10 +51,23 @@ function readImage(path: string): Uint8Array {
 /** Where the command writes: result lines, diagnostics, and the guest's serial bytes. */
 export interface Output { out: Print; err: Print; serial: (byte: number) => void }
 
+/**
+ * A failed VM entry is the guest hypervisor's business (VMfailValid or an exit
+ * with reason bit 31), but its author wants to know which check failed: one
+ * line on stderr, naming the check, the SDM section and the values.
+ */
+function watchEntries(vmx: Vmx, io: Output, json: boolean): void {
+  if (json) return;
+  vmx.onEntryFailure = (f) => {
+    const result = f.kind === 'controls' ? 'VMfailValid(7)' : f.kind === 'host' ? 'VMfailValid(8)' : 'exit reason 0x80000021';
+    io.err(`hvsim: VM entry failed with ${result}: ${f.check} (SDM ${f.section}): ${f.detail}`);
+  };
+}
+
 function runCommand(o: RunOptions, io: Output): number {
   const path = o.image ?? bundledGuest('boot64.bin');
   const image = readImage(path);
-  const machine = new PcMachine({ memorySize: o.memory, cpus: o.cpus, attach: (cpu) => { attachVmx(cpu); }, serialOut: o.json ? undefined : io.serial });
+  const machine = new PcMachine({ memorySize: o.memory, cpus: o.cpus, attach: (cpu) => { watchEntries(attachVmx(cpu), io, o.json); }, serialOut: o.json ? undefined : io.serial });
   const cpu = machine.cpu;
   const loaded = loadImage(cpu, image, {
     format: o.format, load: o.load, mode: o.mode, cmdline: o.cmdline || undefined,

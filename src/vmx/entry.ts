@@ -34,7 +34,7 @@ export function vmEntry(vmx: Vmx, cpu: Cpu, launch: boolean): void {
   let failure: EntryCheckFailure | null = checkControls(cpu, v, caps);
   if (failure === null) failure = checkHostState(cpu, v, caps);
   if (failure !== null) {
-    vmx.lastEntryFailure = failure;
+    vmx.entryFailed(failure);
     vmx.failValid(cpu, failure.kind === 'controls'
       ? VmInstructionError.ENTRY_INVALID_CONTROL_FIELDS : VmInstructionError.ENTRY_INVALID_HOST_STATE);
     return;
@@ -43,16 +43,16 @@ export function vmEntry(vmx: Vmx, cpu: Cpu, launch: boolean): void {
   vmx.succeed(cpu);
   failure = checkGuestState(cpu, v, caps);
   if (failure !== null) {
-    vmx.lastEntryFailure = failure;
+    vmx.entryFailed(failure);
     entryFailure(vmx, cpu, ExitReason.VM_ENTRY_FAILURE_INVALID_GUEST_STATE, failure.qualification);
     return;
   }
   vmx.lastEntryFailure = null;
   if (!loadGuestState(vmx, cpu)) {
-    vmx.lastEntryFailure = {
+    vmx.entryFailed({
       kind: 'guest', check: 'guest PDPTEs', section: '27.3.1.6',
       detail: 'a present PDPTE referenced by guest CR3 has a reserved bit set', qualification: QUALIFICATION_PDPTE,
-    };
+    });
     entryFailure(vmx, cpu, ExitReason.VM_ENTRY_FAILURE_INVALID_GUEST_STATE, QUALIFICATION_PDPTE);
     return;
   }

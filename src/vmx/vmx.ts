@@ -79,6 +79,8 @@ export class Vmx implements Virtualization {
   readonly exitInfo = new ExitInfo();
   /** Why the last VMLAUNCH/VMRESUME failed a check (null: it passed them all). */
   lastEntryFailure: EntryCheckFailure | null = null;
+  /** Told of every failed VM entry, with the check that failed (the CLI prints it). */
+  onEntryFailure: ((failure: EntryCheckFailure) => void) | null = null;
   /** Non-root: TSC offset added at entry; event injection waiting for the first boundary; the event being injected. */
   guestTscOffset = 0;
   injectPending = false;
@@ -90,6 +92,12 @@ export class Vmx implements Virtualization {
 
   constructor(readonly cpu: Cpu, readonly caps: VmxCapabilities) {
     this.supportedFields = Uint8Array.from(VMCS_FIELDS, (f) => (fieldExists(f, (c) => supports(caps, c)) ? 1 : 0));
+  }
+
+  /** Records a VM entry that failed `failure` (27.2, 27.3.1). */
+  entryFailed(failure: EntryCheckFailure): void {
+    this.lastEntryFailure = failure;
+    this.onEntryFailure?.(failure);
   }
 
   // ---- results (31.2) ---------------------------------------------------------

@@ -128,8 +128,10 @@ export function runOnHvsim(binPath: string, maxInsns = 200_000_000): GuestRun & 
     out: () => {}, err: (l) => err.push(l), serial: (b) => serial.push(b),
   });
   // hvsim's own endings share numbers with debug-exit statuses (3 = budget,
-  // 5 = triple fault) but, unlike a debug exit, each says why on stderr.
-  return { serial: Buffer.from(serial).toString('latin1'), status: err.length === 0 && status % 2 === 1 ? status : null, err };
+  // 5 = triple fault) but, unlike a debug exit, each says why on stderr
+  // (other stderr lines, such as a failed VM entry's, are diagnostics only).
+  const ownEnding = err.some((l) => /^hvsim: (stopped|shutdown|unhandled|internal)/.test(l));
+  return { serial: Buffer.from(serial).toString('latin1'), status: !ownEnding && status % 2 === 1 ? status : null, err };
 }
 
 export interface Comparison {

@@ -120,8 +120,6 @@ export class Cpu implements FlagState, MmuHost {
    */
   cr0 = 0x60000010;
   cr2Lo = 0; cr2Hi = 0;
-  /** CR2 before the last #PF loaded it: a #PF that becomes a VM exit leaves CR2 alone (SDM vol. 3C, 28.1). */
-  cr2PrevLo = 0; cr2PrevHi = 0;
   cr3Lo = 0; cr3Hi = 0;
   cr4 = 0;
   efer = 0;
@@ -164,8 +162,6 @@ export class Cpu implements FlagState, MmuHost {
    * retired: the shadow after STI, MOV SS and POP SS (SDM vol. 3A, 6.8.3).
    */
   interruptShadowEnd = -1;
-  /** The shadow comes from MOV SS or POP SS (blocking by MOV SS), not STI (SDM vol. 3C, 25.4.2). */
-  shadowBySs = false;
 
   /** Work to look at between instructions (Pending bits). */
   pending = 0;
@@ -198,6 +194,27 @@ export class Cpu implements FlagState, MmuHost {
   readonly profile: CpuProfile;
   /** MSR state owned by no other unit. */
   readonly msrs = new MsrFile();
+  /** External interrupts (null: none attached). */
+  interrupts: InterruptSource | null = null;
+  /** In the HLT state: no instructions run until an interrupt (SDM vol. 2, HLT). */
+  halted = false;
+  /** NMIs are blocked from the delivery of one until the next IRET (SDM vol. 3A, 6.7.1). */
+  nmiBlocked = false;
+  /** The time base in ns (1 instruction = 1 ns); the platform adds time skipped while halted. */
+  now: () => number = () => this.retired;
+  /** The I/O ports (the platform attaches its devices here). */
+  io: PortIo = NO_PORTS;
+  readonly mmu: Mmu;
+  /** Page walks and the TLB (paging.ts): the MMU's translator. */
+  readonly paging: Paging;
+  readonly blocks: BlockCache;
+
+  // ---- state the instruction loop rarely reads (declared last: the hot fields above come first) ----
+
+  /** CR2 before the last #PF loaded it: a #PF that becomes a VM exit leaves CR2 alone (SDM vol. 3C, 28.1). */
+  cr2PrevLo = 0; cr2PrevHi = 0;
+  /** The shadow comes from MOV SS or POP SS (blocking by MOV SS), not STI (SDM vol. 3C, 25.4.2). */
+  shadowBySs = false;
   /** The hardware-assist unit (VMX); without one, VMX instructions are #UD. */
   virt: Virtualization = NO_VIRTUALIZATION;
   /** In VMX non-root operation: the instructions and events of virtualization.ts ask `virt`. */
@@ -208,10 +225,6 @@ export class Cpu implements FlagState, MmuHost {
   eventDeadline = Infinity;
   /** The FAULT being thrown is a VM exit (set by `virt`), not an exception. */
   vmExit = false;
-  /** External interrupts (null: none attached). */
-  interrupts: InterruptSource | null = null;
-  /** In the HLT state: no instructions run until an interrupt (SDM vol. 2, HLT). */
-  halted = false;
   /** The bootstrap processor: INIT restarts it at the reset vector, not in wait-for-SIPI (SDM vol. 3A, 9.4). */
   bsp = true;
   /** In the wait-for-SIPI state: only INIT and a start-up IPI have any effect (SDM vol. 3A, 9.4.2). */
@@ -225,16 +238,6 @@ export class Cpu implements FlagState, MmuHost {
    * of them decoded is protected from writes by every one of them.
    */
   peers: readonly Cpu[] = [this];
-  /** NMIs are blocked from the delivery of one until the next IRET (SDM vol. 3A, 6.7.1). */
-  nmiBlocked = false;
-  /** The time base in ns (1 instruction = 1 ns); the platform adds time skipped while halted. */
-  now: () => number = () => this.retired;
-  /** The I/O ports (the platform attaches its devices here). */
-  io: PortIo = NO_PORTS;
-  readonly mmu: Mmu;
-  /** Page walks and the TLB (paging.ts): the MMU's translator. */
-  readonly paging: Paging;
-  readonly blocks: BlockCache;
 
   constructor(options: CpuOptions = {}) {
     this.memory = options.memory ?? new PhysicalMemory(options.memorySize ?? 64 * 1024 * 1024);

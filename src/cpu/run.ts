@@ -194,7 +194,8 @@ export function run(cpu: Cpu, budget: number): StopReason {
     const before = cpu.insnCount;
     try {
       cpu.excTrap = false;
-      let limit = acceptInterrupt(cpu, end - cpu.insnCount);
+      // A processor with no interrupt source and outside non-root operation has no events to take.
+      let limit = cpu.interrupts !== null || cpu.nonRoot ? acceptInterrupt(cpu, end - cpu.insnCount) : end - cpu.insnCount;
       if (cpu.halted || cpu.waitForSipi) { cpu.stopReason = { kind: 'halt' }; return cpu.stopReason; }
       // RFLAGS.TF at the start of an instruction: a #DB trap after it (SDM vol. 3B, 18.3.1.4).
       const singleStep = (cpu.flags & TF) !== 0 && cpu.insnCount >= cpu.interruptShadowEnd;

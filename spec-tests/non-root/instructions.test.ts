@@ -72,3 +72,37 @@ describe('exit qualifications that hold a displacement (28.2.1)', () => {
     expect(r.qualification).toBe(BigInt(GUEST_CODE + 7 + 0x10));
   });
 });
+
+describe('TPR shadow (30.1.1 "Virtualized APIC Registers", 30.1.2 "TPR Virtualization")', () => {
+  const VAPIC = 0x34000; // a page of the harness's scratch area
+  const MOV_CR8_RAX = [0x44, 0x0f, 0x22, 0xc0], MOV_RBX_CR8 = [0x44, 0x0f, 0x20, 0xc3];
+  const shadow = (threshold: number, vtpr: number) => (v: Vmcs, cpu: import('../../src/cpu/cpu.js').Cpu): void => {
+    on(v, PROC, 1 << 21);
+    v.set(Field.VIRTUAL_APIC_ADDRESS, VAPIC);
+    v.set(Field.TPR_THRESHOLD, threshold);
+    cpu.memory.write32(VAPIC + 0x80, vtpr);
+  };
+
+  it('MOV to CR8 writes VTPR[7:4] and clears the rest; MOV from CR8 reads it back; the TPR itself is untouched', () => {
+    const r = runInGuest([0xb8, 5, 0, 0, 0, ...MOV_CR8_RAX, ...MOV_RBX_CR8, ...VMCALL], (v, cpu) => {
+      shadow(0, 0xff)(v, cpu);
+    });
+    expect(r.reason).toBe(ExitReason.VMCALL);
+    expect(r.cpu.memory.read32(VAPIC + 0x80)).toBe(0x50);
+    expect(r.cpu.reg64(3)).toBe(5n);
+    expect(r.cpu.cr8.readCr8()).toBe(0);
+  });
+
+  it('going below the TPR threshold exits after the instruction (reason 43, trap-like)', () => {
+    const r = runInGuest([0xb8, 3, 0, 0, 0, ...MOV_CR8_RAX, ...VMCALL], shadow(6, 0x60));
+    expect(r.reason).toBe(ExitReason.TPR_BELOW_THRESHOLD);
+    expect(r.vmcs.num(Field.GUEST_RIP)).toBe(GUEST_CODE + 5 + 4);
+    expect(r.cpu.memory.read32(VAPIC + 0x80)).toBe(0x30);
+  });
+
+  it('a TPR threshold above VTPR[7:4] fails VM entry (27.2.1.1, VMfailValid 7)', () => {
+    const r = runInGuest(VMCALL, shadow(6, 0x50));
+    expect(r.entered).toBe(false);
+    expect(r.vmx.lastEntryFailure?.check).toBe('TPR threshold above VTPR');
+  });
+});

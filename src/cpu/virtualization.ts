@@ -38,7 +38,8 @@ export interface Virtualization {
    * Non-root MOV to CR0, CR3, CR4 or CR8 from register `source` (value hi:lo),
    * CLTS (source -1, lo = CR0 with TS clear) or LMSW (source -2, lo = its 16-bit
    * operand): exits, or returns bits 31:0 of the value to write (CR0 and CR4 bits
-   * that the guest/host mask owns keep their current value, 26.3).
+   * that the guest/host mask owns keep their current value, 26.3), or -1 for a
+   * MOV to CR8 that the unit virtualized (nothing left to write).
    */
   writeCr(cpu: Cpu, i: Insn, cr: number, lo: number, hi: number, source: number): number;
   /**

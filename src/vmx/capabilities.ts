@@ -54,8 +54,9 @@ export const SKYLAKE_VMX: VmxCapabilities = {
     // TRUE_PROCBASED: CR3-load and CR3-store exiting (15, 16) may be 0.
     allowed0: (DEFAULT1.proc & ~bits(15, 16)) >>> 0,
     // Interrupt window, TSC offsetting, HLT, INVLPG, RDPMC, RDTSC, CR3 load/store, CR8 load/store,
-    // NMI window, MOV DR, unconditional I/O, I/O bitmaps, monitor trap flag, MSR bitmaps, secondary controls (25.6.2).
-    allowed1: (DEFAULT1.proc | bits(2, 3, 7, 9, 11, 12, 15, 16, 19, 20, 22, 23, 24, 25, 27, 28, 31)) >>> 0,
+    // use TPR shadow, NMI window, MOV DR, unconditional I/O, I/O bitmaps, monitor trap flag, MSR bitmaps,
+    // secondary controls (25.6.2).
+    allowed1: (DEFAULT1.proc | bits(2, 3, 7, 9, 11, 12, 15, 16, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31)) >>> 0,
   },
   secondary: {
     allowed0: 0,

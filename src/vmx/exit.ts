@@ -92,6 +92,7 @@ function leaveNonRoot(vmx: Vmx, cpu: Cpu): void {
   cpu.nonRoot = false;
   cpu.eventDeadline = Infinity;
   vmx.mtfAt = -1;
+  vmx.tprBelowThreshold = false;
   cpu.tscOffset -= vmx.guestTscOffset;
   vmx.guestTscOffset = 0;
   vmx.injectPending = false;

@@ -35,7 +35,7 @@ const CR0_PE = 1, CR4_VMXE = 1 << 13, FEATURE_CONTROL_LOCK = 1, FEATURE_CONTROL_
 /** Pin-based, primary and secondary control bits the decisions below read (25.6). */
 const PIN_EXTERNAL_INTERRUPT = 1 << 0, PIN_NMI_EXITING = 1 << 3;
 const P_INTERRUPT_WINDOW = 1 << 2, P_HLT = 1 << 7, P_INVLPG = 1 << 9, P_RDPMC = 1 << 11, P_RDTSC = 1 << 12;
-const P_CR3_LOAD = 1 << 15, P_CR3_STORE = 1 << 16, P_CR8_LOAD = 1 << 19, P_CR8_STORE = 1 << 20;
+const P_CR3_LOAD = 1 << 15, P_CR3_STORE = 1 << 16, P_CR8_LOAD = 1 << 19, P_CR8_STORE = 1 << 20, P_TPR_SHADOW = 1 << 21;
 const P_NMI_WINDOW = 1 << 22, P_MOV_DR = 1 << 23, P_UNCONDITIONAL_IO = 1 << 24, P_IO_BITMAPS = 1 << 25;
 const P_MSR_BITMAPS = 1 << 28, P_SECONDARY = 1 << 31;
 const S_DESCRIPTOR_TABLE = 1 << 2, S_RDTSCP = 1 << 3, S_WBINVD = 1 << 6, S_INVPCID = 1 << 12;
@@ -89,6 +89,8 @@ export class Vmx implements Virtualization {
   exitBlocksNmi = false;
   /** Monitor trap flag: the instruction count at which a pending MTF VM exit happens, or -1 (26.7.2). */
   mtfAt = -1;
+  /** A MOV to CR8 took VTPR below the TPR threshold: a trap-like VM exit at the next boundary (30.1.2). */
+  tprBelowThreshold = false;
 
   constructor(readonly cpu: Cpu, readonly caps: VmxCapabilities) {
     this.supportedFields = Uint8Array.from(VMCS_FIELDS, (f) => (fieldExists(f, (c) => supports(caps, c)) ? 1 : 0));
@@ -462,7 +464,20 @@ export class Vmx implements Virtualization {
       if (!hit) this.exitForInstruction(cpu, i, ExitReason.CONTROL_REGISTER_ACCESS, 0, q(0));
     }
     if (cr === 8 && (proc & P_CR8_LOAD) !== 0) this.exitForInstruction(cpu, i, ExitReason.CONTROL_REGISTER_ACCESS, 0, q(0));
+    if (cr === 8 && (proc & P_TPR_SHADOW) !== 0) {
+      // 30.1.2 "TPR Virtualization" (MOV to CR8): VTPR[7:4] = source[3:0], the rest of VTPR cleared;
+      // the processor's TPR is not touched. Going below the TPR threshold exits after the instruction.
+      if (hi !== 0 || (lo & ~0xf) !== 0) cpu.raise(Vector.GP, 0);
+      cpu.memory.write32(this.virtualApic() + 0x80, lo << 4);
+      if (lo < (v.lo(Field.TPR_THRESHOLD) & 0xf)) this.tprBelowThreshold = true;
+      return -1;
+    }
     return lo;
+  }
+
+  /** Physical address of the virtual-APIC page (25.6.8). */
+  private virtualApic(): number {
+    return this.current!.num(Field.VIRTUAL_APIC_ADDRESS);
   }
 
   readCr(cpu: Cpu, i: Insn, cr: number, destination: number): number {
@@ -483,6 +498,8 @@ export class Vmx implements Virtualization {
       return cpu.cr3Lo;
     }
     if (proc & P_CR8_STORE) this.exitForInstruction(cpu, i, ExitReason.CONTROL_REGISTER_ACCESS, 0, q);
+    // With the TPR shadow, MOV from CR8 reads VTPR[7:4] from the virtual-APIC page (30.1.1, 30.1.2).
+    if (proc & P_TPR_SHADOW) return (cpu.memory.read8(this.virtualApic() + 0x80) >>> 4) & 0xf;
     return cpu.cr8.readCr8();
   }
 
@@ -539,6 +556,12 @@ export class Vmx implements Virtualization {
    */
   acceptEvents(cpu: Cpu, limit: number): number {
     if (this.injectPending) injectEvent(this, cpu);
+    // TPR below threshold (30.1.2): a trap-like exit, RIP after the MOV to CR8.
+    if (this.tprBelowThreshold) {
+      this.tprBelowThreshold = false;
+      this.exitInfo.begin(ExitReason.TPR_BELOW_THRESHOLD);
+      this.exit(cpu);
+    }
     const source = cpu.interrupts, pin = this.current!.lo(Field.PIN_BASED_VM_EXECUTION_CONTROLS), proc = this.proc;
     if (cpu.startupPending && source !== null) {
       cpu.startupPending = false;

@@ -152,7 +152,10 @@ function movToCr(cpu: Cpu, i: Insn): void {
   let lo = getReg(cpu, i.rm, size);
   const hi = cpu.tHi;
   // Non-root: exits under the CR masks, CR3-target list and CR8-load exiting; masked bits keep their value (26.3).
-  if (cpu.nonRoot && n !== 2) lo = cpu.virt.writeCr(cpu, i, n, lo, hi, i.rm);
+  if (cpu.nonRoot && n !== 2) {
+    lo = cpu.virt.writeCr(cpu, i, n, lo, hi, i.rm);
+    if (n === 8 && lo === -1) return; // the TPR shadow took it
+  }
   switch (n) {
     case 0: writeCr0(cpu, lo, hi); break;
     case 2: cpu.cr2Lo = lo; cpu.cr2Hi = hi; break;

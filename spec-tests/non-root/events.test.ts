@@ -156,3 +156,23 @@ describe('TSC offsetting (26.3)', () => {
     expect(offset.cpu.tscOffset).toBe(plain.cpu.tscOffset);
   });
 });
+
+describe('activity states at VM entry (27.7, 25.4.2)', () => {
+  it('shutdown: the guest runs nothing and external events do not wake it; the machine does not stop with it', () => {
+    const r = runInGuest([0x90, ...VMCALL], (v) => v.set(Field.GUEST_ACTIVITY_STATE, 2));
+    expect(r.stop?.kind).toBe('halt');
+    expect(r.cpu.nonRoot).toBe(true);
+    expect(r.cpu.insnCount).toBe(0);
+  });
+
+  it('HLT: the guest waits; the preemption timer ends the wait with activity state HLT saved', () => {
+    const r = runInGuest([0x90, ...VMCALL], (v) => {
+      v.set(Field.GUEST_ACTIVITY_STATE, 1);
+      setBits(PIN, 1 << 6)(v);
+      v.set(Field.VMX_PREEMPTION_TIMER_VALUE, 0);
+    });
+    expect(r.reason).toBe(ExitReason.VMX_PREEMPTION_TIMER_EXPIRED);
+    expect(r.vmcs.lo(Field.GUEST_ACTIVITY_STATE)).toBe(1);
+    expect(r.vmcs.num(Field.GUEST_RIP)).toBe(GUEST_CODE);
+  });
+});

@@ -128,10 +128,11 @@ function loadGuestState(vmx: Vmx, cpu: Cpu): boolean {
   cpu.shadowBySs = (blocking & 2) !== 0;
   cpu.nmiBlocked = (blocking & 8) !== 0;
   const activity = v.lo(Field.GUEST_ACTIVITY_STATE);
-  cpu.halted = activity === HLT;
+  // Shutdown (27.7.?, "Activity state"): like HLT, but only INIT and NMIs end it, as VM exits.
+  cpu.halted = activity === HLT || activity === SHUTDOWN;
+  vmx.shutdown = activity === SHUTDOWN;
   cpu.waitForSipi = activity === WAIT_FOR_SIPI;
   cpu.nonRoot = true;
-  if (activity === SHUTDOWN) cpu.stop({ kind: 'shutdown' });
   // TSC offsetting (26.3): RDTSC and RDMSR of IA32_TIME_STAMP_COUNTER see TSC + offset while in the guest.
   if (v.lo(Field.PRIMARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS) & (1 << 3)) {
     vmx.guestTscOffset = v.hi(Field.TSC_OFFSET) * 0x100000000 + (v.lo(Field.TSC_OFFSET) >>> 0);

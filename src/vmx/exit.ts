@@ -93,6 +93,7 @@ function leaveNonRoot(vmx: Vmx, cpu: Cpu): void {
   cpu.eventDeadline = Infinity;
   vmx.mtfAt = -1;
   vmx.tprBelowThreshold = false;
+  vmx.shutdown = false;
   cpu.tscOffset -= vmx.guestTscOffset;
   vmx.guestTscOffset = 0;
   vmx.injectPending = false;
@@ -135,7 +136,7 @@ function saveGuestState(vmx: Vmx, cpu: Cpu): void {
   v.set(Field.GUEST_RSP, cpu.gpr[2 * RSP]!, cpu.gpr[2 * RSP + 1]!);
   v.set(Field.GUEST_RFLAGS, materialize(cpu));
   // 28.3.4: activity and interruptibility state.
-  v.set(Field.GUEST_ACTIVITY_STATE, cpu.waitForSipi ? WAIT_FOR_SIPI : cpu.halted ? HLT : ACTIVE);
+  v.set(Field.GUEST_ACTIVITY_STATE, cpu.waitForSipi ? WAIT_FOR_SIPI : vmx.shutdown ? SHUTDOWN : cpu.halted ? HLT : ACTIVE);
   let blocking = 0;
   if (cpu.insnCount < cpu.interruptShadowEnd) blocking |= cpu.shadowBySs ? BLOCKING_BY_MOV_SS : BLOCKING_BY_STI;
   if (cpu.nmiBlocked) blocking |= BLOCKING_BY_NMI;

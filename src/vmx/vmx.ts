@@ -89,6 +89,8 @@ export class Vmx implements Virtualization {
   exitBlocksNmi = false;
   /** Monitor trap flag: the instruction count at which a pending MTF VM exit happens, or -1 (26.7.2). */
   mtfAt = -1;
+  /** The guest is in the shutdown activity state (entered with it): only INIT and NMIs end it. */
+  shutdown = false;
   /** A MOV to CR8 took VTPR below the TPR threshold: a trap-like VM exit at the next boundary (30.1.2). */
   tprBelowThreshold = false;
 
@@ -575,6 +577,12 @@ export class Vmx implements Virtualization {
       }
     }
     if (cpu.waitForSipi) return limit;
+    if (this.shutdown) {
+      // In shutdown, an NMI is a VM exit (with NMI exiting) or ends the state by delivery; nothing else gets in.
+      if (source === null || source.hasNmi === undefined || !source.hasNmi()) return limit;
+      this.shutdown = false;
+      cpu.halted = false;
+    }
     // Monitor trap flag (26.7.2): after one guest instruction, or right after an injected or delivered event.
     if (this.mtfAt >= 0) {
       if (cpu.insnCount >= this.mtfAt) { this.exitInfo.begin(ExitReason.MONITOR_TRAP_FLAG); this.exit(cpu); }

@@ -106,3 +106,24 @@ describe('TPR shadow (30.1.1 "Virtualized APIC Registers", 30.1.2 "TPR Virtualiz
     expect(r.vmx.lastEntryFailure?.check).toBe('TPR threshold above VTPR');
   });
 });
+
+describe('PAUSE (26.1.3; 25.6.13 PLE_GAP and PLE_WINDOW)', () => {
+  const PAUSE = [0xf3, 0x90];
+  it('exits with PAUSE exiting; a plain NOP does not', () => {
+    const r = runInGuest([0x90, ...PAUSE, ...VMCALL], (v) => on(v, PROC, 1 << 30));
+    expect(r.reason).toBe(ExitReason.PAUSE);
+    expect(r.vmcs.num(Field.GUEST_RIP)).toBe(GUEST_CODE + 1);
+    expect(r.vmcs.lo(Field.VM_EXIT_INSTRUCTION_LENGTH)).toBe(2);
+  });
+
+  it('PAUSE-loop exiting: a spin loop of PAUSEs exits once it has lasted more than PLE_WINDOW ticks', () => {
+    // spin: pause; jmp spin — a PAUSE every 2 instructions (2 TSC ticks), within a gap of 10.
+    const r = runInGuest([...PAUSE, 0xeb, 0xfc], (v) => {
+      on(v, PROC, 1 << 31); on(v, SECONDARY, 1 << 10);
+      v.set(Field.PLE_GAP, 10); v.set(Field.PLE_WINDOW, 100);
+    }, { budget: 10_000 });
+    expect(r.reason).toBe(ExitReason.PAUSE);
+    // The loop's first PAUSE at tick 0; the exit at the first PAUSE more than 100 ticks later (tick 102).
+    expect(r.cpu.insnCount).toBe(102 + 1); // guest instructions retired, then the host's HLT
+  });
+});

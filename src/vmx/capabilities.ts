@@ -55,13 +55,13 @@ export const SKYLAKE_VMX: VmxCapabilities = {
     allowed0: (DEFAULT1.proc & ~bits(15, 16)) >>> 0,
     // Interrupt window, TSC offsetting, HLT, INVLPG, RDPMC, RDTSC, CR3 load/store, CR8 load/store,
     // use TPR shadow, NMI window, MOV DR, unconditional I/O, I/O bitmaps, monitor trap flag, MSR bitmaps,
-    // secondary controls (25.6.2).
-    allowed1: (DEFAULT1.proc | bits(2, 3, 7, 9, 11, 12, 15, 16, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31)) >>> 0,
+    // PAUSE exiting, secondary controls (25.6.2).
+    allowed1: (DEFAULT1.proc | bits(2, 3, 7, 9, 11, 12, 15, 16, 19, 20, 21, 22, 23, 24, 25, 27, 28, 30, 31)) >>> 0,
   },
   secondary: {
     allowed0: 0,
-    // Descriptor-table exiting, enable RDTSCP, WBINVD exiting, enable INVPCID.
-    allowed1: bits(2, 3, 6, 12),
+    // Descriptor-table exiting, enable RDTSCP, WBINVD exiting, PAUSE-loop exiting, enable INVPCID.
+    allowed1: bits(2, 3, 6, 10, 12),
   },
   exit: {
     // TRUE_EXIT: "save debug controls" (2) may be 0.

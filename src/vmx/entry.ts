@@ -62,6 +62,7 @@ export function vmEntry(vmx: Vmx, cpu: Cpu, launch: boolean): void {
     return;
   }
   if (launch) v.launched = true;
+  vmx.pauseLoopStart = -1;
   // 27.6: an event to inject is delivered at the first boundary in the guest (acceptEvents).
   vmx.injectPending = (v.lo(Field.VM_ENTRY_INTERRUPTION_INFORMATION_FIELD) & 0x80000000) !== 0;
   // Monitor trap flag (26.7.2): an MTF VM exit after the first guest instruction, or right

@@ -37,8 +37,8 @@ const PIN_EXTERNAL_INTERRUPT = 1 << 0, PIN_NMI_EXITING = 1 << 3;
 const P_INTERRUPT_WINDOW = 1 << 2, P_HLT = 1 << 7, P_INVLPG = 1 << 9, P_RDPMC = 1 << 11, P_RDTSC = 1 << 12;
 const P_CR3_LOAD = 1 << 15, P_CR3_STORE = 1 << 16, P_CR8_LOAD = 1 << 19, P_CR8_STORE = 1 << 20, P_TPR_SHADOW = 1 << 21;
 const P_NMI_WINDOW = 1 << 22, P_MOV_DR = 1 << 23, P_UNCONDITIONAL_IO = 1 << 24, P_IO_BITMAPS = 1 << 25;
-const P_MSR_BITMAPS = 1 << 28, P_SECONDARY = 1 << 31;
-const S_DESCRIPTOR_TABLE = 1 << 2, S_RDTSCP = 1 << 3, S_WBINVD = 1 << 6, S_INVPCID = 1 << 12;
+const P_MSR_BITMAPS = 1 << 28, P_PAUSE = 1 << 30, P_SECONDARY = 1 << 31;
+const S_DESCRIPTOR_TABLE = 1 << 2, S_RDTSCP = 1 << 3, S_WBINVD = 1 << 6, S_PAUSE_LOOP = 1 << 10, S_INVPCID = 1 << 12;
 const X_ACK_INTERRUPT = 1 << 15;
 
 /** The exit reason of each VMX instruction in non-root operation (appendix C). */
@@ -89,6 +89,9 @@ export class Vmx implements Virtualization {
   exitBlocksNmi = false;
   /** Monitor trap flag: the instruction count at which a pending MTF VM exit happens, or -1 (26.7.2). */
   mtfAt = -1;
+  /** PAUSE-loop exiting: TSC of the first and the last PAUSE of the current loop (-1: none since VM entry). */
+  pauseLoopStart = -1;
+  lastPause = 0;
   /** The guest is in the shutdown activity state (entered with it): only INIT and NMIs end it. */
   shutdown = false;
   /** A MOV to CR8 took VTPR below the TPR threshold: a trap-like VM exit at the next boundary (30.1.2). */
@@ -356,6 +359,7 @@ export class Vmx implements Virtualization {
         break;
       case Intercept.RDMSR: case Intercept.WRMSR: exits = this.msrExits(cpu, what === Intercept.WRMSR); break;
       case Intercept.WBINVD: exits = (this.secondary & S_WBINVD) !== 0; break;
+      case Intercept.PAUSE: exits = (proc & P_PAUSE) !== 0 || this.pauseLoopExits(cpu); break;
       case Intercept.INVPCID:
         if ((this.secondary & S_INVPCID) === 0) cpu.raise(Vector.UD);
         exits = (proc & P_INVLPG) !== 0;
@@ -374,6 +378,19 @@ export class Vmx implements Virtualization {
       default: exits = false;
     }
     if (exits) this.exitForInstruction(cpu, i, INTERCEPT_EXIT[what], 0);
+  }
+
+  /**
+   * PAUSE-loop exiting (26.1.3, 25.6.13): at CPL 0, a PAUSE less than PLE_GAP TSC
+   * ticks after the previous one continues a spin loop; the loop exits once it has
+   * lasted more than PLE_WINDOW ticks. The first PAUSE after VM entry starts a loop.
+   */
+  private pauseLoopExits(cpu: Cpu): boolean {
+    if ((this.secondary & S_PAUSE_LOOP) === 0 || cpu.cpl !== 0) return false;
+    const v = this.current!, now = cpu.now();
+    if (this.pauseLoopStart < 0 || now - this.lastPause > (v.lo(Field.PLE_GAP) >>> 0)) this.pauseLoopStart = now;
+    this.lastPause = now;
+    return now - this.pauseLoopStart > (v.lo(Field.PLE_WINDOW) >>> 0);
   }
 
   /** RDMSR/WRMSR exit unless the MSR bitmaps say otherwise (26.1.3, 25.6.9). */

@@ -3,6 +3,7 @@
  * CBW..CQO, CMPXCHG, CMPXCHG8B/16B, XADD, LAHF/SAHF and the NOP forms
  * (SDM vol. 2, each instruction's page).
  */
+import { Intercept } from '../virtualization.js';
 import type { Cpu } from '../cpu.js';
 import { materialize, setStatusFlags, testCondition } from '../flags.js';
 import { Im, OpMap, Sz, type Entry, type Insn, type OpDef } from '../insn.js';
@@ -108,7 +109,11 @@ function xchgEG(cpu: Cpu, i: Insn): void {
 /** 90+r: XCHG r, rAX; 90 without REX.B is NOP (SDM vol. 2, NOP), F3 90 is PAUSE. */
 function xchgAX(cpu: Cpu, i: Insn): void {
   const z = i.opSize;
-  if (i.reg === RAX && z !== 2) return; // NOP: even 32-bit "xchg eax, eax" leaves RAX alone
+  if (i.reg === RAX && z !== 2) {
+    // NOP: even 32-bit "xchg eax, eax" leaves RAX alone. F3 90 is PAUSE: it may exit (SDM vol. 3C, 26.1.3).
+    if (i.rep === 0xf3 && cpu.nonRoot) cpu.virt.intercept(cpu, i, Intercept.PAUSE);
+    return;
+  }
   const a = getReg(cpu, RAX, z), ah = cpu.tHi;
   const b = getReg(cpu, i.reg, z), bh = cpu.tHi;
   setReg(cpu, RAX, z, b, bh);

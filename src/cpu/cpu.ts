@@ -28,6 +28,12 @@ export const enum Pending {
   INTERRUPT = 8,
   /** Decoding state changed (CS size, mode): the next block must be looked up anew. */
   MODE = 4,
+  /**
+   * The instruction just executed is a VM exit instead (Virtualization.intercept
+   * recorded it and the handler returned without effect): the run loop takes
+   * it back (RIP, count) and completes the exit.
+   */
+  VM_EXIT = 16,
 }
 
 

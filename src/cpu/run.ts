@@ -153,6 +153,14 @@ function internalError(cpu: Cpu, e: unknown): InternalError {
   return new InternalError(`internal error at rip=0x${cpu.rip.toString(16)}: ${String(e)}`, e, describeState(cpu));
 }
 
+/** Takes back the instruction just executed: RIP to its start, not retired (Pending.VM_EXIT). */
+function unretire(cpu: Cpu): void {
+  const len = cpu.virt.exitingLength(), r = (cpu.ripLo >>> 0) - len;
+  cpu.ripLo = cpu.codeSize === 2 ? r & 0xffff : r | 0;
+  if (r < 0 && cpu.codeSize === 8) cpu.ripHi = (cpu.ripHi - 1) | 0;
+  cpu.insnCount--;
+}
+
 /**
  * An instruction or event raised: delivers the exception or completes the VM
  * exit. False when the run stops there instead (a raw processor without delivery).
@@ -208,6 +216,11 @@ export function run(cpu: Cpu, budget: number): StopReason {
       // A fault returns here rather than unwinding further: exceptions and VM exits are frequent.
       if (execBlock(cpu, block, limit) === FAULTED) {
         if (!onFault(cpu)) return cpu.stopReason;
+      } else if ((cpu.pending & Pending.VM_EXIT) !== 0) {
+        // The last instruction became a VM exit without unwinding: it did not retire.
+        cpu.pending &= ~Pending.VM_EXIT;
+        unretire(cpu);
+        afterFault(cpu);
       } else {
         // RF suppresses instruction breakpoints for one instruction (18.3.1.1).
         if (cpu.flags & RF) cpu.flags &= ~RF;

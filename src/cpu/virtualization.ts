@@ -30,8 +30,13 @@ export const enum Intercept {
 export interface Virtualization {
   /** A VMX instruction, in root or non-root operation. */
   vmx(cpu: Cpu, i: Insn, op: VmxInstruction): void;
-  /** Non-root: exits if the controls intercept this instruction. */
-  intercept(cpu: Cpu, i: Insn, what: Intercept): void;
+  /**
+   * Non-root: whether the controls make this instruction a VM exit. When true
+   * the exit is recorded and Pending.VM_EXIT set; the handler must return at
+   * once without effect (the run loop takes the instruction back). Faults the
+   * decision itself raises (#UD for a disabled RDTSCP, INVPCID) unwind as usual.
+   */
+  intercept(cpu: Cpu, i: Insn, what: Intercept): boolean;
   /** Non-root: IN, OUT, INS, OUTS to `port` with operand size `size` (26.1.3, I/O bitmaps). */
   io(cpu: Cpu, i: Insn, port: number, size: number, isIn: boolean, string: boolean): void;
   /**
@@ -58,8 +63,10 @@ export interface Virtualization {
   acceptEvents(cpu: Cpu, limit: number): number;
   /** Non-root: a triple fault exits instead of shutting down (26.2). */
   tripleFault(cpu: Cpu): void;
-  /** Finishes the VM exit that a method above started by throwing. */
+  /** Finishes the VM exit that a method above started. */
   completeExit(cpu: Cpu): void;
+  /** Length of the instruction whose VM exit `intercept` recorded. */
+  exitingLength(): number;
 }
 
 function ud(cpu: Cpu): never { return cpu.raise(Vector.UD); }
@@ -68,7 +75,7 @@ function none(): void {}
 /** No hardware assist: VMX instructions are undefined (CPUID.1:ECX.VMX = 0). */
 export const NO_VIRTUALIZATION: Virtualization = {
   vmx: ud,
-  intercept: none,
+  intercept: () => false,
   io: none,
   writeCr: (_cpu, _i, _cr, lo) => lo,
   readCr: () => 0,
@@ -76,4 +83,5 @@ export const NO_VIRTUALIZATION: Virtualization = {
   acceptEvents: (_cpu, limit) => limit,
   tripleFault: none,
   completeExit: none,
+  exitingLength: () => 0,
 };

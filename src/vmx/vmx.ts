@@ -10,7 +10,7 @@ import { ExitReason } from '../../vmcs/exit-reasons.js';
 import { Field, fieldByEncoding, fieldExists, VMCS_FIELDS } from '../../vmcs/fields.js';
 import { VmInstructionError } from '../../vmcs/instruction-errors.js';
 import { VMCS_SHADOW_INDICATOR } from '../../vmcs/layout.js';
-import { FAULT, type Cpu } from '../cpu/cpu.js';
+import { FAULT, Pending, type Cpu } from '../cpu/cpu.js';
 import { setStatusFlags } from '../cpu/flags.js';
 import { BASE_RIP, type Insn } from '../cpu/insn.js';
 import { deliverInterrupt, deliverNmi } from '../cpu/interrupts.js';
@@ -314,6 +314,10 @@ export class Vmx implements Virtualization {
     completeExit(this, cpu);
   }
 
+  exitingLength(): number {
+    return this.exitInfo.instructionLength;
+  }
+
   /** Decides a VM exit: records it and unwinds the instruction (virtualization.ts). */
   private exit(cpu: Cpu): never {
     cpu.vmExit = true;
@@ -322,13 +326,25 @@ export class Vmx implements Virtualization {
 
   /** A VM exit caused by instruction `i`: reason, qualification and the instruction's length and information. */
   exitForInstruction(cpu: Cpu, i: Insn, reason: number, info: number, qualificationLo = 0, qualificationHi = 0): never {
+    this.record(i, reason, info, qualificationLo, qualificationHi);
+    return this.exit(cpu);
+  }
+
+  /** The same, without unwinding: for `intercept`, whose callers return at once (Pending.VM_EXIT). */
+  private instructionExit(cpu: Cpu, i: Insn, reason: number, info: number, qualificationLo = 0, qualificationHi = 0): true {
+    this.record(i, reason, info, qualificationLo, qualificationHi);
+    cpu.vmExit = true;
+    cpu.pending |= Pending.VM_EXIT;
+    return true;
+  }
+
+  private record(i: Insn, reason: number, info: number, qualificationLo: number, qualificationHi: number): void {
     const e = this.exitInfo;
     e.begin(reason);
     e.instructionLength = i.len;
     e.instructionInfo = info;
     e.qualificationLo = qualificationLo;
     e.qualificationHi = qualificationHi;
-    return this.exit(cpu);
   }
 
   // ---- non-root decisions (chapter 26) ---------------------------------------------
@@ -339,17 +355,16 @@ export class Vmx implements Virtualization {
     return this.proc & P_SECONDARY ? v.lo(Field.SECONDARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS) : 0;
   }
 
-  intercept(cpu: Cpu, i: Insn, what: Intercept): void {
+  intercept(cpu: Cpu, i: Insn, what: Intercept): boolean {
     const proc = this.proc;
     let exits: boolean;
     switch (what) {
       case Intercept.CPUID: case Intercept.GETSEC: case Intercept.INVD: case Intercept.XSETBV: exits = true; break;
       case Intercept.HLT: exits = (proc & P_HLT) !== 0; break;
-      case Intercept.INVLPG: {
-        if ((proc & P_INVLPG) === 0) return;
+      case Intercept.INVLPG:
+        if ((proc & P_INVLPG) === 0) return false;
         // Exit qualification: the linear-address operand (28.2.1).
-        this.exitForInstruction(cpu, i, ExitReason.INVLPG, 0, cpu.eaLo, cpu.codeSize === 8 ? cpu.eaHi : 0);
-      }
+        return this.instructionExit(cpu, i, ExitReason.INVLPG, 0, cpu.eaLo, cpu.codeSize === 8 ? cpu.eaHi : 0);
       case Intercept.RDPMC: exits = (proc & P_RDPMC) !== 0; break;
       case Intercept.RDTSC: exits = (proc & P_RDTSC) !== 0; break;
       case Intercept.RDTSCP:
@@ -364,20 +379,18 @@ export class Vmx implements Virtualization {
         if ((this.secondary & S_INVPCID) === 0) cpu.raise(Vector.UD);
         exits = (proc & P_INVLPG) !== 0;
         break;
-      case Intercept.MOV_DR: {
-        if ((proc & P_MOV_DR) === 0) return;
+      case Intercept.MOV_DR:
+        if ((proc & P_MOV_DR) === 0) return false;
         // Qualification (table 28-4): DR number, direction (1 = MOV from DR), general register.
-        const q = (i.reg & 7) | (i.opcode & 2 ? 0 : 1 << 4) | (i.rm << 8);
-        this.exitForInstruction(cpu, i, ExitReason.MOV_DR, 0, q);
-      }
+        return this.instructionExit(cpu, i, ExitReason.MOV_DR, 0, (i.reg & 7) | (i.opcode & 2 ? 0 : 1 << 4) | (i.rm << 8));
       case Intercept.LGDT: case Intercept.LIDT: case Intercept.SGDT: case Intercept.SIDT:
       case Intercept.LLDT: case Intercept.LTR: case Intercept.SLDT: case Intercept.STR:
-        if ((this.secondary & S_DESCRIPTOR_TABLE) === 0) return;
+        if ((this.secondary & S_DESCRIPTOR_TABLE) === 0) return false;
         displacement(cpu, i);
-        this.exitForInstruction(cpu, i, INTERCEPT_EXIT[what], descriptorTableInformation(i, what), cpu.tHi, disp.hi);
+        return this.instructionExit(cpu, i, INTERCEPT_EXIT[what], descriptorTableInformation(i, what), cpu.tHi, disp.hi);
       default: exits = false;
     }
-    if (exits) this.exitForInstruction(cpu, i, INTERCEPT_EXIT[what], 0);
+    return exits && this.instructionExit(cpu, i, INTERCEPT_EXIT[what], 0);
   }
 
   /**

@@ -199,7 +199,7 @@ function smsw(cpu: Cpu, i: Insn): void {
 function invlpg(cpu: Cpu, i: Insn): void {
   if (cpu.cpl !== 0) gp(cpu);
   effectiveAddress(cpu, i);
-  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, Intercept.INVLPG);
+  if (cpu.nonRoot && cpu.virt.intercept(cpu, i, Intercept.INVLPG)) return;
   const s = cpu.mmu.canonicalShift, hi = cpu.eaHi;
   if (((hi << s) >> s) !== hi) return;
   cpu.paging.invlpg(cpu.eaLo, hi);
@@ -212,7 +212,7 @@ function invlpg(cpu: Cpu, i: Insn): void {
 function invpcid(cpu: Cpu, i: Insn): void {
   if ((cpu.flags & VM) !== 0) cpu.raise(Vector.UD);
   if (cpu.cpl !== 0) gp(cpu);
-  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, Intercept.INVPCID);
+  if (cpu.nonRoot && cpu.virt.intercept(cpu, i, Intercept.INVPCID)) return;
   // The type register is 64 bits in 64-bit mode, 32 bits elsewhere.
   const typeLo = getReg(cpu, i.reg, i.mode === 8 ? 8 : 4);
   if (cpu.tHi !== 0 || (typeLo >>> 0) > 3) gp(cpu);

@@ -112,7 +112,7 @@ function ud(cpu: Cpu): void { cpu.raise(Vector.UD); }
 /** HLT: privileged; the processor waits for an interrupt, NMI or reset (SDM vol. 2, HLT). */
 function hlt(cpu: Cpu, i: Insn): void {
   if (cpu.cpl !== 0) cpu.raise(Vector.GP, 0);
-  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, Intercept.HLT);
+  if (cpu.nonRoot && cpu.virt.intercept(cpu, i, Intercept.HLT)) return;
   cpu.halted = true;
   cpu.stop({ kind: 'halt' });
 }

@@ -38,7 +38,7 @@ function debugRegister(cpu: Cpu, i: Insn): number {
 function movFromDr(cpu: Cpu, i: Insn): void {
   const n = debugRegister(cpu, i);
   // After the #UD, #GP and general-detect checks (SDM vol. 3C, 26.1.1).
-  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, Intercept.MOV_DR);
+  if (cpu.nonRoot && cpu.virt.intercept(cpu, i, Intercept.MOV_DR)) return;
   const lo = n < 4 ? cpu.dr[2 * n]! : n === 6 ? cpu.dr6 : cpu.dr7;
   const hi = n < 4 ? cpu.dr[2 * n + 1]! : 0;
   setReg(cpu, i.rm, i.opSize, lo, hi);
@@ -46,7 +46,7 @@ function movFromDr(cpu: Cpu, i: Insn): void {
 
 function movToDr(cpu: Cpu, i: Insn): void {
   const n = debugRegister(cpu, i);
-  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, Intercept.MOV_DR);
+  if (cpu.nonRoot && cpu.virt.intercept(cpu, i, Intercept.MOV_DR)) return;
   const lo = getReg(cpu, i.rm, i.opSize), hi = i.opSize === 8 ? cpu.tHi : 0;
   if (n < 4) { cpu.dr[2 * n] = lo; cpu.dr[2 * n + 1] = hi; }
   else if (hi !== 0) cpu.raise(Vector.GP, 0); // bits 63:32 of DR6 and DR7 are reserved
@@ -115,7 +115,7 @@ export function noteIoAccess(cpu: Cpu, port: number, size: number): void {
  */
 function cacheInvalidate(cpu: Cpu, i: Insn): void {
   if ((cpu.cr0 & 1) && cpu.cpl !== 0) cpu.raise(Vector.GP, 0);
-  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, i.opcode === TWO + 0x08 ? Intercept.INVD : Intercept.WBINVD);
+  if (cpu.nonRoot && cpu.virt.intercept(cpu, i, i.opcode === TWO + 0x08 ? Intercept.INVD : Intercept.WBINVD)) return;
 }
 
 const def = (name: string, exec: OpDef['exec'], extra: Omit<OpDef, 'name' | 'exec'> = {}): OpDef =>

@@ -416,7 +416,7 @@ function loadTableRegister(idt: boolean) {
     requireCpl0(cpu);
     effectiveAddress(cpu, i);
     // Descriptor-table exiting (SDM vol. 3C, 26.1.3), after the privilege check (26.1.1).
-    if (cpu.nonRoot) cpu.virt.intercept(cpu, i, idt ? Intercept.LIDT : Intercept.LGDT);
+    if (cpu.nonRoot && cpu.virt.intercept(cpu, i, idt ? Intercept.LIDT : Intercept.LGDT)) return;
     const a = cpu.eaLo, ah = cpu.eaHi;
     const limit = cpu.mmu.read16(a, ah);
     let lo = cpu.mmu.read32((a + 2) | 0, ah), hi = 0;
@@ -435,7 +435,7 @@ function loadTableRegister(idt: boolean) {
 function storeTableRegister(idt: boolean) {
   return (cpu: Cpu, i: Insn): void => {
     effectiveAddress(cpu, i);
-    if (cpu.nonRoot) cpu.virt.intercept(cpu, i, idt ? Intercept.SIDT : Intercept.SGDT);
+    if (cpu.nonRoot && cpu.virt.intercept(cpu, i, idt ? Intercept.SIDT : Intercept.SGDT)) return;
     const a = cpu.eaLo, ah = cpu.eaHi, n = cpu.codeSize === 8 ? 10 : 6;
     cpu.mmu.probeWrite(a, ah, n);
     cpu.mmu.write16(a, ah, idt ? cpu.idtrLimit : cpu.gdtrLimit);
@@ -448,7 +448,7 @@ function storeTableRegister(idt: boolean) {
 function lldt(cpu: Cpu, i: Insn): void {
   if (!protectedMode(cpu)) cpu.raise(Vector.UD);
   requireCpl0(cpu);
-  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, Intercept.LLDT);
+  if (cpu.nonRoot && cpu.virt.intercept(cpu, i, Intercept.LLDT)) return;
   const sel = readRm(cpu, i, 2);
   if ((sel & 0xfffc) === 0) { loadNull(cpu, LDTR, sel); return; }
   if (sel & 4) cpu.raise(Vector.GP, sel & 0xfffc);
@@ -464,7 +464,7 @@ function lldt(cpu: Cpu, i: Insn): void {
 function ltr(cpu: Cpu, i: Insn): void {
   if (!protectedMode(cpu)) cpu.raise(Vector.UD);
   requireCpl0(cpu);
-  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, Intercept.LTR);
+  if (cpu.nonRoot && cpu.virt.intercept(cpu, i, Intercept.LTR)) return;
   const sel = readRm(cpu, i, 2);
   if ((sel & 0xfffc) === 0 || (sel & 4)) cpu.raise(Vector.GP, sel & 0xfffc);
   const lm = longMode(cpu);
@@ -482,7 +482,7 @@ function ltr(cpu: Cpu, i: Insn): void {
 function storeSelector(seg: number) {
   return (cpu: Cpu, i: Insn): void => {
     if (!protectedMode(cpu)) cpu.raise(Vector.UD);
-    if (cpu.nonRoot) cpu.virt.intercept(cpu, i, seg === TR ? Intercept.STR : Intercept.SLDT);
+    if (cpu.nonRoot && cpu.virt.intercept(cpu, i, seg === TR ? Intercept.STR : Intercept.SLDT)) return;
     writeRm(cpu, i, i.opSize, cpu.segSel[seg]!, 0);
   };
 }

@@ -23,25 +23,26 @@ function setEdxEax(cpu: Cpu, lo: number, hi: number): void {
   setReg(cpu, RDX, 4, hi, 0);
 }
 
-/** EDX:EAX ← TSC. */
-function rdtsc(cpu: Cpu, i: Insn): void {
+/** EDX:EAX ← TSC; false when the instruction became a VM exit instead. */
+function rdtsc(cpu: Cpu, i: Insn): boolean {
   // SDM vol. 2, RDTSC/RDTSCP: CR4.TSD = 1 and CPL > 0 → #GP(0), before any VM exit (SDM vol. 3C, 26.1.1).
   if (cpu.cr4 & CR4_TSD && cpu.cpl > 0) cpu.raise(Vector.GP, 0);
-  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, i.opcode === TWO + 0x31 ? Intercept.RDTSC : Intercept.RDTSCP);
+  if (cpu.nonRoot && cpu.virt.intercept(cpu, i, i.opcode === TWO + 0x31 ? Intercept.RDTSC : Intercept.RDTSCP)) return false;
   const lo = cpu.msrs.readTsc(cpu);
   setEdxEax(cpu, lo, cpu.msrs.hi);
+  return true;
 }
 
 /** RDTSCP also loads ECX with IA32_TSC_AUX[31:0]. */
 function rdtscp(cpu: Cpu, i: Insn): void {
-  rdtsc(cpu, i);
+  if (!rdtsc(cpu, i)) return;
   setReg(cpu, RCX, 4, cpu.msrs.tscAux, 0);
 }
 
 /** RDPMC: CPL > 0 needs CR4.PCE = 1 (SDM vol. 2, RDPMC); the counter is chosen by ECX. */
 function rdpmc(cpu: Cpu, i: Insn): void {
   if (cpu.cpl > 0 && (cpu.cr4 & CR4_PCE) === 0) cpu.raise(Vector.GP, 0);
-  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, Intercept.RDPMC);
+  if (cpu.nonRoot && cpu.virt.intercept(cpu, i, Intercept.RDPMC)) return;
   const lo = cpu.msrs.readPmc(cpu, cpu.gpr[2 * RCX]!);
   setEdxEax(cpu, lo, cpu.msrs.hi);
 }
@@ -50,7 +51,7 @@ function rdpmc(cpu: Cpu, i: Insn): void {
 function rdmsr(cpu: Cpu, i: Insn): void {
   if (cpu.cpl !== 0) cpu.raise(Vector.GP, 0);
   // In non-root operation the exit comes before the #GP of an unknown MSR (SDM vol. 3C, 26.1.1).
-  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, Intercept.RDMSR);
+  if (cpu.nonRoot && cpu.virt.intercept(cpu, i, Intercept.RDMSR)) return;
   const lo = cpu.msrs.read(cpu, cpu.gpr[2 * RCX]!);
   setEdxEax(cpu, lo, cpu.msrs.hi);
 }
@@ -58,7 +59,7 @@ function rdmsr(cpu: Cpu, i: Insn): void {
 /** WRMSR: MSR[ECX] ← EDX:EAX; the upper halves of RAX, RCX, RDX are ignored (SDM vol. 2, WRMSR). */
 function wrmsr(cpu: Cpu, i: Insn): void {
   if (cpu.cpl !== 0) cpu.raise(Vector.GP, 0);
-  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, Intercept.WRMSR);
+  if (cpu.nonRoot && cpu.virt.intercept(cpu, i, Intercept.WRMSR)) return;
   cpu.msrs.write(cpu, cpu.gpr[2 * RCX]!, cpu.gpr[2 * RAX]!, cpu.gpr[2 * RDX]!);
 }
 
@@ -71,7 +72,7 @@ const CPUID_OUT = new Int32Array(4);
  */
 function cpuid(cpu: Cpu, i: Insn): void {
   // CPUID always exits in non-root operation (SDM vol. 3C, 26.1.2).
-  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, Intercept.CPUID);
+  if (cpu.nonRoot && cpu.virt.intercept(cpu, i, Intercept.CPUID)) return;
   const leaf = cpu.gpr[2 * RAX]!;
   cpuidLeaf(cpu, leaf, cpu.gpr[2 * RCX]!, CPUID_OUT);
   if (leaf === 1) cpu.msrs.biosSignHi = cpu.profile.microcode;
@@ -103,7 +104,7 @@ function xgetbv(cpu: Cpu): void {
 function xsetbv(cpu: Cpu, i: Insn): void {
   if ((cpu.cr4 & CR4_OSXSAVE) === 0) cpu.raise(Vector.UD);
   // XSETBV exits unconditionally, before its CPL and operand checks (SDM vol. 3C, 26.1.2).
-  if (cpu.nonRoot) cpu.virt.intercept(cpu, i, Intercept.XSETBV);
+  if (cpu.nonRoot && cpu.virt.intercept(cpu, i, Intercept.XSETBV)) return;
   if (cpu.cpl !== 0) cpu.raise(Vector.GP, 0);
   const ecx = cpu.gpr[2 * RCX]!, eax = cpu.gpr[2 * RAX]!, edx = cpu.gpr[2 * RDX]!;
   if (ecx !== 0 || edx !== 0 || (eax & 1) === 0 || (eax & ~XCR0_SUPPORTED) !== 0 || (eax & 6) === 4) {

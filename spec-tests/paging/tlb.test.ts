@@ -332,3 +332,57 @@ describe('INVPCID (SDM vol. 2, INVPCID)', () => {
     expect(guest([0x66, 0x0f, 0x38, 0x82, 0xce]).stop).toEqual({ kind: 'exception', vector: 6, errorCode: null });
   });
 });
+
+/**
+ * A full flush (VM entries and exits without VPID, CR0.PG changes) empties the
+ * TLB; the model keeps the flushed entries to spare the next walks, and takes
+ * one back only while no paging structure has been written since. These tests
+ * hold that the flush stays exact (SDM vol. 3A, 4.10.4.1; vol. 3C, 29.4.3).
+ */
+describe('full flushes stay exact while the model keeps flushed entries', () => {
+  it('a PTE changed before a full flush is seen after it', () => {
+    const { cpu, remap, rd } = tlbCpu();
+    expect(rd(X)).toBe(0x11);
+    remap(X, 0x6000);
+    expect(rd(X)).toBe(0x11); // stale until invalidated
+    cpu.mmu.flush();
+    expect(rd(X)).toBe(0x22);
+  });
+
+  it('a PTE changed after the flush, before the next access, is seen too', () => {
+    const { cpu, remap, rd } = tlbCpu();
+    expect(rd(X)).toBe(0x11);
+    cpu.mmu.flush();
+    remap(X, 0x6000);
+    expect(rd(X)).toBe(0x22);
+  });
+
+  it('with no paging-structure write, the translation after a flush is the same one, taken back without a walk', () => {
+    const { cpu, rd } = tlbCpu();
+    expect(rd(X)).toBe(0x11);
+    const paging = cpu.paging as unknown as { walk: (...a: unknown[]) => number };
+    const walk = paging.walk.bind(paging);
+    let walks = 0;
+    paging.walk = (...a: unknown[]): number => { walks++; return walk(...a); };
+    cpu.mmu.flush();
+    expect(rd(X)).toBe(0x11);
+    expect(walks).toBe(0);
+  });
+
+  it('a flushed entry is not taken back under another CR3', () => {
+    const { cpu, rd } = tlbCpu();
+    expect(rd(X)).toBe(0x11);
+    // A second address space that maps X elsewhere (built before the flush), then a switch with a full flush.
+    const other = new Tables64(cpu, 4, 0xc00000);
+    other.map(BigInt(X), 0x6000);
+    other.identity(0x10000);
+    const first = cpu.cr3Lo;
+    cpu.cr3Lo = other.root;
+    cpu.mmu.flush();
+    expect(rd(X)).toBe(0x22);
+    // Back to the first address space: its flushed entry is valid again, and right.
+    cpu.cr3Lo = first;
+    cpu.mmu.flush();
+    expect(rd(X)).toBe(0x11);
+  });
+});

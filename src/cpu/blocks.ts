@@ -205,7 +205,7 @@ export class BlockCache {
     if (page === undefined) {
       page = { chunks: new Uint32Array(PAGE_SIZE >> CHUNK_SHIFT >> 5), blocks: new Set() };
       this.pages.set(ppn, page);
-      for (const p of this.cpu.peers) p.mmu.protectCode(ppn);
+      for (const p of this.cpu.peers) p.mmu.protectPage(ppn);
     }
     page.blocks.add(block);
     for (let c = from >> CHUNK_SHIFT; c <= (to - 1) >> CHUNK_SHIFT; c++) {

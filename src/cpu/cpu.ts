@@ -298,7 +298,9 @@ export class Cpu implements FlagState, MmuHost {
     return this.raise(this.accessSeg === SS ? Vector.SS : Vector.GP, 0);
   }
 
-  isCodePage(ppn: number): boolean {
+  /** Writes to the page take the slow path: it holds paging structures or code some processor decoded. */
+  isWatchedPage(ppn: number): boolean {
+    if (this.memory.isPageTable(ppn)) return true;
     const peers = this.peers;
     for (let i = 0; i < peers.length; i++) if (peers[i]!.blocks.isCodePage(ppn)) return true;
     return false;

@@ -17,6 +17,12 @@ export class FilledSlots {
     this.count++;
   }
 
+  /** How many slots were filled since the last clear, or -1 when more than are tracked. */
+  get size(): number { return this.count > this.capacity ? -1 : this.count; }
+
+  /** The k-th slot filled (0 <= k < size; a slot may appear more than once). */
+  at(k: number): number { return this.slots[k]!; }
+
   /** Sets every filled slot of each tag array to NaN (empty). */
   clear(tags: readonly Float64Array[]): void {
     if (this.count > this.capacity) {

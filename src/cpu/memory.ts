@@ -24,12 +24,32 @@ export class PhysicalMemory {
   readonly size: number;
   private readonly pages: (DataView | undefined)[] = [];
   private readonly mmio: MmioRegion[] = [];
+  /** Pages some walk has read paging-structure entries from (1 per page of RAM). */
+  private readonly pageTables: Uint8Array;
+  /**
+   * Counts writes to those pages. A translation a walk made at one count is the
+   * one a new walk would make while the count stands: paging.ts keeps flushed TLB
+   * entries against it, and reuses one instead of walking again.
+   */
+  pageTableWrites = 0;
 
   constructor(size: number) {
     if (!Number.isSafeInteger(size) || size <= 0 || size % PAGE_SIZE !== 0) {
       throw new RangeError(`memory size must be a positive multiple of ${PAGE_SIZE} bytes, not ${size}`);
     }
     this.size = size;
+    this.pageTables = new Uint8Array(size / PAGE_SIZE);
+  }
+
+  /** Notes that page `ppn` holds paging structures; true the first time. */
+  markPageTable(ppn: number): boolean {
+    if (ppn >= this.pageTables.length || this.pageTables[ppn] === 1) return false;
+    this.pageTables[ppn] = 1;
+    return true;
+  }
+
+  isPageTable(ppn: number): boolean {
+    return this.pageTables[ppn] === 1;
   }
 
   /** The page with physical page number `ppn`, allocated now if it is RAM; null if unbacked. */
@@ -79,7 +99,8 @@ export class PhysicalMemory {
   }
 
   write8(pa: number, v: number): void {
-    const p = this.page(Math.floor(pa / PAGE_SIZE));
+    const ppn = Math.floor(pa / PAGE_SIZE), p = this.page(ppn);
+    if (this.pageTables[ppn] === 1) this.pageTableWrites++;
     if (p !== null) p.setUint8(pa & PAGE_MASK, v);
     else this.writeUnbacked(pa, 1, v);
   }
@@ -91,7 +112,8 @@ export class PhysicalMemory {
   }
 
   write32(pa: number, v: number): void {
-    const p = this.page(Math.floor(pa / PAGE_SIZE));
+    const ppn = Math.floor(pa / PAGE_SIZE), p = this.page(ppn);
+    if (this.pageTables[ppn] === 1) this.pageTableWrites++;
     if (p !== null) p.setInt32(pa & PAGE_MASK, v, true);
     else this.writeUnbacked(pa, 4, v);
   }

@@ -89,10 +89,10 @@ describe('MMU fast entries (mmu.ts; SDM vol. 3A, 4.6.1 access rights, 4.8 dirty 
     cpu.mmu.write8(0x10_0000, 0, 1);
     cpu.cpl = 3;
     cpu.mmu.write8(0x10_0001, 0, 2);
-    cpu.mmu.protectCode(5);
+    cpu.mmu.protectPage(5);
     let written = 0;
-    const host = cpu as unknown as { codeWritten: (pa: number, n: number) => void; isCodePage: (p: number) => boolean };
-    host.isCodePage = (p) => p === 5;
+    const host = cpu as unknown as { codeWritten: (pa: number, n: number) => void; isWatchedPage: (p: number) => boolean };
+    host.isWatchedPage = (p) => p === 5;
     host.codeWritten = () => { written++; };
     cpu.mmu.write8(0x10_0002, 0, 3);
     cpu.cpl = 0;

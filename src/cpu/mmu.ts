@@ -34,9 +34,12 @@ export interface Translator {
 export interface MmuHost {
   /** Raises #GP(0), or #SS(0) for a stack reference, for a non-canonical address. */
   nonCanonical(): never;
-  /** True when the physical page holds decoded code. */
-  isCodePage(ppn: number): boolean;
-  /** A write landed on a page that holds decoded code. */
+  /**
+   * True when writes to the physical page must take the slow path: it holds
+   * decoded code, or paging structures (whose writes memory.ts counts).
+   */
+  isWatchedPage(ppn: number): boolean;
+  /** A write landed on a watched page. */
   codeWritten(pa: number, length: number): void;
 }
 
@@ -181,8 +184,8 @@ export class Mmu {
     this.epoch++;
   }
 
-  /** Drops write entries that map physical page `ppn` (it now holds code). */
-  protectCode(ppn: number): void {
+  /** Drops write entries that map physical page `ppn` (it is now watched: code or paging structures). */
+  protectPage(ppn: number): void {
     for (const s of [this.supervisorSet, this.userSet]) {
       for (let i = 0; i < TLB_SIZE; i++) if (s.ppnW[i] === ppn) s.tagW[i] = NaN;
     }
@@ -328,7 +331,7 @@ export class Mmu {
     this.filled.note(idx);
     if (access === Access.READ) { this.tagR[idx] = vpn; this.pageR[idx] = page; }
     else if (access === Access.EXEC) { this.tagX[idx] = vpn; this.pageX[idx] = page; this.ppnX[idx] = ppn; }
-    else if (!this.host.isCodePage(ppn)) { this.tagW[idx] = vpn; this.pageW[idx] = page; this.ppnW[idx] = ppn; }
+    else if (!this.host.isWatchedPage(ppn)) { this.tagW[idx] = vpn; this.pageW[idx] = page; this.ppnW[idx] = ppn; }
     return ppn;
   }
 
@@ -379,7 +382,7 @@ export class Mmu {
       this.memory.write8(o < PAGE_SIZE ? ppn0 * PAGE_SIZE + o : ppn1 * PAGE_SIZE + o - PAGE_SIZE, b & 0xff);
     }
     const firstLen = Math.min(size, PAGE_SIZE - off);
-    if (this.host.isCodePage(ppn0)) this.host.codeWritten(ppn0 * PAGE_SIZE + off, firstLen);
-    if (firstLen < size && this.host.isCodePage(ppn1)) this.host.codeWritten(ppn1 * PAGE_SIZE, size - firstLen);
+    if (this.host.isWatchedPage(ppn0)) this.host.codeWritten(ppn0 * PAGE_SIZE + off, firstLen);
+    if (firstLen < size && this.host.isWatchedPage(ppn1)) this.host.codeWritten(ppn1 * PAGE_SIZE, size - firstLen);
   }
 }

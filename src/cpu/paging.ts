@@ -63,6 +63,21 @@ export function pagingMode(cpu: Cpu): PagingMode {
   return cpu.cr4 & CR4_LA57 ? PagingMode.LEVEL5 : PagingMode.LEVEL4;
 }
 
+/** CR3 as one number (exact: bits 63:52 are reserved). */
+function cr3Of(cpu: Cpu): number {
+  return cpu.cr3Hi * 0x100000000 + (cpu.cr3Lo >>> 0);
+}
+
+/** What else a walk depends on besides CR3 and memory: the paging mode, CR4.PSE and PGE, EFER.NXE. */
+function walkContext(cpu: Cpu, mode: PagingMode): number {
+  return mode | (cpu.cr4 & (CR4_PSE | CR4_PGE)) | (cpu.efer & EFER_NXE);
+}
+
+/** The kept-set slot of TLB slot `at` for an entry walked under `cr3` and `context`. */
+function keptSlot(at: number, cr3: number, context: number): number {
+  return (at ^ (Math.imul((cr3 / PAGE_SIZE) ^ context, 0x9e3779b1) >>> (32 - TLB_BITS))) & TLB_MASK;
+}
+
 /** The current PCID: CR3[11:0] when CR4.PCIDE = 1, else 000H (4.10.1). */
 export function currentPcid(cpu: Cpu): number {
   return cpu.cr4 & CR4_PCIDE ? cpu.cr3Lo & 0xfff : 0;
@@ -92,6 +107,23 @@ export class Paging implements Translator {
   private readonly tag = new Float64Array(TLB_SIZE).fill(NaN);
   private readonly filled = new FilledSlots(TLB_SIZE >> 3);
   private readonly tags = [this.tag];
+  /** What each entry's walk depended on: CR3 and the paging controls (walkContext), and memory's page-table write count. */
+  private readonly entryCr3 = new Float64Array(TLB_SIZE);
+  private readonly entryContext = new Int32Array(TLB_SIZE);
+  private readonly entryWrites = new Float64Array(TLB_SIZE);
+  /**
+   * Entries a full flush removed, kept with what their walks depended on. A
+   * later miss that finds its page here, under the same CR3 and controls and with
+   * no page-table write since, takes the entry back: exactly what walking again
+   * would build (same structures, accessed flags already set), without the walk.
+   * The slot mixes in CR3 and the controls, so that address spaces a processor
+   * alternates between (a VMM and its guest) keep their entries side by side.
+   */
+  private readonly kept = {
+    tag: new Float64Array(TLB_SIZE).fill(NaN), pcid: new Int32Array(TLB_SIZE), frame: new Float64Array(TLB_SIZE),
+    info: new Int32Array(TLB_SIZE), cr3: new Float64Array(TLB_SIZE), context: new Int32Array(TLB_SIZE),
+    writes: new Float64Array(TLB_SIZE),
+  };
   private readonly pcid = new Int32Array(TLB_SIZE);
   private readonly frame = new Float64Array(TLB_SIZE);
   private readonly info = new Int32Array(TLB_SIZE);
@@ -114,7 +146,9 @@ export class Paging implements Translator {
     if (mode === PagingMode.NONE) return lo >>> 12;
     if (mode < PagingMode.LEVEL4) hi = 0;
     const vpn = hi * 0x100000 + (lo >>> 12), pcid = currentPcid(cpu);
-    const idx = this.find(lo, vpn, pcid);
+    let idx = this.find(lo, vpn, pcid);
+    // PAE walks start at the PDPTE registers, not at CR3: those entries are not kept.
+    if (idx < 0 && mode !== PagingMode.PAE) idx = this.takeBack(lo, vpn, pcid, mode);
     if (idx >= 0) {
       const info = this.info[idx]!;
       // Rights come from the cached entry: after a guest relaxes them without
@@ -215,15 +249,48 @@ export class Paging implements Translator {
     // write sets the dirty flag in the entry that maps the page.
     for (let k = 0; k < this.usedCount; k++) this.setBits(this.used[k]!, A);
     if (access === Access.WRITE) { this.setBits(leafAt, D); info |= T_D; }
+    this.markPageTables();
     const idx = slot(lo, (info & T_G) !== 0 ? 0 : pcid);
     this.tag[idx] = vpn;
     this.filled.note(idx);
     this.pcid[idx] = pcid;
     this.frame[idx] = frame;
     this.info[idx] = info;
+    this.entryCr3[idx] = cr3Of(cpu);
+    this.entryContext[idx] = walkContext(cpu, mode);
+    this.entryWrites[idx] = cpu.memory.pageTableWrites;
     if (shift > 12) this.large = true;
     this.noteCacheable(info, access);
     return frame;
+  }
+
+  /**
+   * The pages the walk just read entries from hold paging structures: writes to
+   * them now take the slow path on every processor, where memory counts them.
+   */
+  private markPageTables(): void {
+    const cpu = this.cpu;
+    for (let k = 0; k < this.usedCount; k++) {
+      const ppn = Math.floor(this.used[k]! / PAGE_SIZE);
+      if (cpu.memory.markPageTable(ppn)) for (const p of cpu.peers) p.mmu.protectPage(ppn);
+    }
+  }
+
+  /** The kept entry for `vpn` if it is still what a walk would build; it goes back into the TLB. */
+  private takeBack(lo: number, vpn: number, pcid: number, mode: PagingMode): number {
+    const k = this.kept, cpu = this.cpu, cr3 = cr3Of(cpu), context = walkContext(cpu, mode);
+    let at = slot(lo, pcid), from = keptSlot(at, cr3, context);
+    if (k.tag[from] !== vpn || k.pcid[from] !== pcid || (k.info[from]! & T_G) !== 0) {
+      at = slot(lo, 0); from = keptSlot(at, cr3, context);
+      if (k.tag[from] !== vpn || (k.info[from]! & T_G) === 0) return -1;
+    }
+    if (k.cr3[from] !== cr3 || k.context[from] !== context || k.writes[from] !== cpu.memory.pageTableWrites) return -1;
+    k.tag[from] = NaN;
+    this.tag[at] = vpn; this.pcid[at] = k.pcid[from]!; this.frame[at] = k.frame[from]!; this.info[at] = k.info[from]!;
+    this.entryCr3[at] = cr3; this.entryContext[at] = context; this.entryWrites[at] = k.writes[from]!;
+    this.filled.note(at);
+    if ((k.info[from]! >> 8) !== 0) this.large = true;
+    return at;
   }
 
   /** Whether rights `info` allow the access (SDM vol. 3A, 4.6.1). */
@@ -361,12 +428,26 @@ export class Paging implements Translator {
   private dropEntries(pcid: number, globals: boolean): void {
     const tag = this.tag;
     if (pcid < 0 && globals) {
+      this.keep();
       this.filled.clear(this.tags);
       this.large = false;
     } else {
       for (let k = 0; k < TLB_SIZE; k++) if (this.owned(k, pcid, globals)) tag[k] = NaN;
     }
     this.cpu.mmu.flushFast();
+  }
+
+  /** Moves the live entries to the kept set before a full flush empties the TLB. */
+  private keep(): void {
+    const k = this.kept, f = this.filled, n = f.size;
+    if (n < 0) return; // more filled than tracked: nothing kept
+    for (let j = 0; j < n; j++) {
+      const at = f.at(j);
+      if (this.tag[at] !== this.tag[at]) continue; // empty (NaN)
+      const to = keptSlot(at, this.entryCr3[at]!, this.entryContext[at]!);
+      k.tag[to] = this.tag[at]!; k.pcid[to] = this.pcid[at]!; k.frame[to] = this.frame[at]!; k.info[to] = this.info[at]!;
+      k.cr3[to] = this.entryCr3[at]!; k.context[to] = this.entryContext[at]!; k.writes[to] = this.entryWrites[at]!;
+    }
   }
 
   /**

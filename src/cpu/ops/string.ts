@@ -137,7 +137,7 @@ function bytesToWrap(lo: number, hi: number, ad: number): number {
  */
 function fastPage(cpu: Cpu, access: Access): number {
   const ppn = cpu.mmu.translate(cpu.eaLo, cpu.eaHi, access);
-  if (cpu.memory.page(ppn) === null || (access === Access.WRITE && cpu.isCodePage(ppn))) return -1;
+  if (cpu.memory.page(ppn) === null || (access === Access.WRITE && cpu.isWatchedPage(ppn))) return -1;
   return ppn;
 }
 

@@ -176,3 +176,24 @@ describe('activity states at VM entry (27.7, 25.4.2)', () => {
     expect(r.vmcs.num(Field.GUEST_RIP)).toBe(GUEST_CODE);
   });
 });
+
+describe('#DB and DR6 (28.1: a #DB that exits leaves DR6 alone; table 28-1, its exit qualification)', () => {
+  it('a single-step #DB that the bitmap intercepts exits with BS in the qualification; DR6 keeps its value', () => {
+    const r = runInGuest([0x90, 0x90, ...VMCALL], (v) => {
+      v.set(Field.GUEST_RFLAGS, 0x102); // TF
+      v.set(Field.EXCEPTION_BITMAP, 1 << 1);
+    });
+    expect(r.reason).toBe(ExitReason.EXCEPTION_OR_NMI);
+    expect(r.vmcs.lo(Field.VM_EXIT_INTERRUPTION_INFORMATION) >>> 0).toBe((1 | (3 << 8) | 0x80000000) >>> 0);
+    expect(r.qualification).toBe(0x4000n); // BS
+    expect(r.cpu.dr6 & 0x4000).toBe(0);
+    expect(r.vmcs.num(Field.GUEST_RIP)).toBe(GUEST_CODE + 1); // a trap: after the single-stepped NOP
+  });
+
+  it('delivered in the guest instead, the #DB sets DR6.BS', () => {
+    const r = runInGuest([0x90, 0x90, ...VMCALL], (v) => v.set(Field.GUEST_RFLAGS, 0x102));
+    expect(r.reason).toBe(ExitReason.VMCALL);
+    expect(r.cpu.gpr[0]! & 0xff).toBe(1); // the #DB handler's VMCALL
+    expect(r.cpu.dr6 & 0x4000).toBe(0x4000);
+  });
+});

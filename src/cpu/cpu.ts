@@ -225,6 +225,11 @@ export class Cpu implements FlagState, MmuHost {
   virt: Virtualization = NO_VIRTUALIZATION;
   /** In VMX non-root operation: the instructions and events of virtualization.ts ask `virt`. */
   nonRoot = false;
+  /**
+   * DR6 bits of the #DB being raised: they reach DR6 when the #DB is delivered,
+   * and not when it becomes a VM exit (its exit qualification holds them, SDM vol. 3C, 28.1).
+   */
+  excDr6 = 0;
   /** Length of the instruction that raised the last software interrupt or exception. */
   excLength = 0;
   /** Guest time (ns) of an event of the processor's own that ends a HLT (the VMX-preemption timer), or Infinity. */

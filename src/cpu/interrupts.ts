@@ -78,6 +78,12 @@ export function deliverException(cpu: Cpu): void {
   deliverEvent(cpu, cpu.excVector, cpu.excKind, cpu.excHasCode ? cpu.excCode : -1);
 }
 
+/** The debug conditions of the #DB being raised reach DR6 (SDM vol. 3B, 18.2.3): as it is delivered, or reported. */
+export function takeDebugStatus(cpu: Cpu): void {
+  cpu.dr6 |= cpu.excDr6;
+  cpu.excDr6 = 0;
+}
+
 /** Delivers an external interrupt (the vector the controller acknowledged). */
 export function deliverInterrupt(cpu: Cpu, vector: number): void {
   cpu.halted = false;
@@ -102,6 +108,7 @@ function deliverEvent(cpu: Cpu, first: number, kind: EventKind, firstCode: numbe
     try {
       // In VMX non-root operation the exception bitmap may turn the event into a VM exit (SDM vol. 3C, 26.2).
       if (cpu.nonRoot && k !== EventKind.EXTERNAL && k !== EventKind.NMI) cpu.virt.exception(cpu, vector, k, code, during, duringKind, duringCode);
+      if (vector === Vector.DB) takeDebugStatus(cpu);
       deliver(cpu, vector, k, code);
       return;
     } catch (e) {

@@ -5,7 +5,7 @@
  */
 import type { Block } from './blocks.js';
 import { FAULT, Pending, type Cpu, type InterruptSource, type StopReason } from './cpu.js';
-import { deliverException, deliverInterrupt, deliverNmi } from './interrupts.js';
+import { deliverException, deliverInterrupt, deliverNmi, takeDebugStatus } from './interrupts.js';
 import { compileBlock } from './jit/compile.js';
 import { GPR_NAMES, IF, RF, TF, Vector } from './regs.js';
 import { init, startup } from './reset.js';
@@ -145,7 +145,7 @@ function checkInstructionBreakpoints(cpu: Cpu): void {
     if ((cpu.breakOnExecute >> n) & 1 && cpu.dr[2 * n] === lo && cpu.dr[2 * n + 1] === hi) hits |= 1 << n;
   }
   if (hits === 0) return;
-  cpu.dr6 |= hits;
+  cpu.excDr6 |= hits;
   cpu.raise(Vector.DB);
 }
 
@@ -167,6 +167,7 @@ function unretire(cpu: Cpu): void {
  */
 function onFault(cpu: Cpu): boolean {
   if (!cpu.vmExit && !cpu.deliverExceptions) {
+    if (cpu.excVector === Vector.DB) takeDebugStatus(cpu);
     cpu.stopReason = { kind: 'exception', vector: cpu.excVector, errorCode: cpu.excHasCode ? cpu.excCode : null };
     return false;
   }
@@ -226,12 +227,12 @@ export function run(cpu: Cpu, budget: number): StopReason {
         if (cpu.flags & RF) cpu.flags &= ~RF;
         if (cpu.dataBreakHits !== 0) {
           // Data breakpoints are traps: #DB after the instruction that touched the data (18.3.1.2).
-          cpu.dr6 |= cpu.dataBreakHits;
+          cpu.excDr6 |= cpu.dataBreakHits;
           cpu.dataBreakHits = 0;
           cpu.raiseTrap(Vector.DB, 0);
         }
         if (singleStep) {
-          cpu.dr6 |= DR6_BS;
+          cpu.excDr6 |= DR6_BS;
           cpu.raiseTrap(Vector.DB, 0);
         }
       }

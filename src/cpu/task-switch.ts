@@ -14,7 +14,7 @@
  * on the CR3 load, is treated like the step-13 faults, as Bochs does.)
  */
 import { FAULT, type Cpu } from './cpu.js';
-import { deliverException } from './interrupts.js';
+import { deliverException, takeDebugStatus } from './interrupts.js';
 import { CR0_TS, writeCr3 } from './ops/control-registers.js';
 import { push } from './operands.js';
 import { CR0_PG } from './paging.js';
@@ -129,8 +129,9 @@ function loadTaskData(cpu: Cpu, seg: number, sel: number): void {
  * of single instructions) the run stops on it, as run() does for other faults.
  */
 function eventInNewTask(cpu: Cpu): void {
-  if (cpu.deliverExceptions) deliverException(cpu);
-  else cpu.stop({ kind: 'exception', vector: cpu.excVector, errorCode: cpu.excHasCode ? cpu.excCode : null });
+  if (cpu.deliverExceptions) { deliverException(cpu); return; }
+  if (cpu.excVector === Vector.DB) takeDebugStatus(cpu);
+  cpu.stop({ kind: 'exception', vector: cpu.excVector, errorCode: cpu.excHasCode ? cpu.excCode : null });
 }
 
 /**
@@ -221,7 +222,7 @@ function switchTasks(cpu: Cpu, sel: number, cause: Cause, ext: number, code: num
   }
   // SDM vol. 3B, 18.3.1.5: the T flag of the new TSS raises a #DB trap before its first instruction.
   if (next.trap) {
-    cpu.dr6 |= DR6_BT;
+    cpu.excDr6 |= DR6_BT;
     cpu.excVector = Vector.DB; cpu.excHasCode = false; cpu.excCode = 0; cpu.excKind = 0;
     eventInNewTask(cpu);
   }

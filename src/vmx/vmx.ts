@@ -571,6 +571,10 @@ export class Vmx implements Virtualization {
       // The qualification holds the faulting address; CR2 is not loaded (28.1).
       e.qualificationLo = cpu.cr2Lo; e.qualificationHi = cpu.cr2Hi;
       cpu.cr2Lo = cpu.cr2PrevLo; cpu.cr2Hi = cpu.cr2PrevHi;
+    } else if (vector === Vector.DB && kind === 0) {
+      // A #DB exit: the qualification holds B3-B0, BD, BS (and BT) as DR6 would; DR6 is not updated (28.1, table 28-1).
+      e.qualificationLo = cpu.excDr6;
+      cpu.excDr6 = 0;
     }
     this.exit(cpu);
   }

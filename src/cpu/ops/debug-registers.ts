@@ -28,7 +28,7 @@ function debugRegister(cpu: Cpu, i: Insn): number {
   }
   if (cpu.dr7 & DR7_GD) {
     // General detect: a fault, with DR6.BD set and GD cleared for the handler.
-    cpu.dr6 |= DR6_BD;
+    cpu.excDr6 |= DR6_BD;
     cpu.dr7 &= ~DR7_GD;
     cpu.raise(Vector.DB);
   }

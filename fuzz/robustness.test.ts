@@ -15,6 +15,8 @@ import { Cpu } from '../src/cpu/cpu.js';
 import { run } from '../src/cpu/run.js';
 import { CODE_ADDRESS, STACK_TOP } from '../src/cpu/testing.js';
 import { CF, DF, OF, PF, RSP, SF, ZF } from '../src/cpu/regs.js';
+import { runInGuest } from '../src/vmx/testing.js';
+import { attachVmx } from '../src/vmx/vmx.js';
 
 const SCALE = Math.max(1, Math.floor(Number(process.env.HVSIM_FUZZ_RUNS) || 1));
 const BUDGET = 2000;
@@ -152,5 +154,56 @@ describe('robustness with exceptions delivered through random tables (DESIGN: Er
         expect(cpu.insnCount).toBeLessThanOrEqual(BUDGET);
       }), { numRuns: 400 * SCALE, seed: SEED });
     expect(kinds.size).toBeGreaterThan(1);
+  });
+});
+
+describe('robustness with VMX (DESIGN: Errors)', () => {
+  /** VMX instructions with [rax] / rax, rbx operands, and plain bytes between them. */
+  const VMX_PIECES: number[][] = [
+    [0xf3, 0x0f, 0xc7, 0x30], [0x66, 0x0f, 0xc7, 0x30], [0x0f, 0xc7, 0x30], [0x0f, 0xc7, 0x38],
+    [0x0f, 0x78, 0xc3], [0x0f, 0x79, 0xc3], [0x0f, 0x78, 0x18], [0x0f, 0x79, 0x18],
+    [0x0f, 0x01, 0xc2], [0x0f, 0x01, 0xc3], [0x0f, 0x01, 0xc1], [0x0f, 0x01, 0xc4], [0x0f, 0x01, 0xd4],
+    [0x66, 0x0f, 0x38, 0x80, 0x18], [0x66, 0x0f, 0x38, 0x81, 0x18],
+  ];
+  /** Operand values: pointers to 4-KByte-aligned regions in memory, the encodings of real fields, and noise. */
+  const arbOperand = fc.oneof(
+    fc.constantFrom(0x20000n, 0x21000n, 0x22000n, 0x10000n, 0x20008n),
+    fc.constantFrom(0x681en, 0x4000n, 0x4002n, 0x401en, 0x6c16n, 0x4402n, 0x2800n, 0x0n),
+    arbReg,
+  );
+  const arbVmxCode = fc.array(fc.oneof(
+    fc.constantFrom(...VMX_PIECES).map((p) => Uint8Array.from(p)),
+    fc.uint8Array({ minLength: 1, maxLength: 6 }),
+  ), { minLength: 1, maxLength: 24 }).map((parts) => {
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) { out.set(p, at); at += p.length; }
+    return out;
+  });
+
+  it('random sequences of VMX instructions on a VMX-capable processor end in halt, exception, shutdown or budget', () => {
+    fc.assert(fc.property(arbVmxCode, arbOperand, arbOperand, (code, rax, rbx) => {
+      const cpu = new Cpu({ memorySize: 4 << 20 });
+      cpu.enterFlat64();
+      attachVmx(cpu);
+      cpu.cr0 |= 0x20; cpu.cr4 |= 0x2000; cpu.msrs.featureControl = 5;
+      for (const at of [0x20000, 0x21000, 0x22000]) cpu.memory.write32(at, 4);
+      cpu.memory.load(CODE_ADDRESS, code);
+      cpu.ripLo = CODE_ADDRESS;
+      cpu.gpr[2 * RSP] = STACK_TOP;
+      cpu.setReg64(0, rax); cpu.setReg64(3, rbx);
+      const stop = run(cpu, BUDGET);
+      expect(['halt', 'exception', 'shutdown', 'budget']).toContain(stop.kind);
+      expect(cpu.insnCount).toBeLessThanOrEqual(BUDGET);
+    }), { numRuns: 400 * SCALE, seed: SEED + 7 });
+  });
+
+  it('random guest code in VMX non-root operation ends in a VM exit, halt, shutdown or budget', () => {
+    fc.assert(fc.property(fc.uint8Array({ minLength: 1, maxLength: 200 }), (code) => {
+      const r = runInGuest(code, undefined, { budget: BUDGET });
+      expect(r.stop).not.toBeNull();
+      expect(['halt', 'exception', 'shutdown', 'budget']).toContain(r.stop!.kind);
+      expect(r.cpu.insnCount).toBeLessThanOrEqual(BUDGET + 1);
+    }), { numRuns: 300 * SCALE, seed: SEED + 8 });
   });
 });

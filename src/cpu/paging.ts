@@ -63,6 +63,11 @@ export function pagingMode(cpu: Cpu): PagingMode {
   return cpu.cr4 & CR4_LA57 ? PagingMode.LEVEL5 : PagingMode.LEVEL4;
 }
 
+/** The VPID part of a tag (VPID × 4096 + PCID), as a tag with PCID 0. */
+function vpidOf(key: number): number {
+  return key - (key & 0xfff);
+}
+
 /** CR3 as one number (exact: bits 63:52 are reserved). */
 function cr3Of(cpu: Cpu): number {
   return cpu.cr3Hi * 0x100000000 + (cpu.cr3Lo >>> 0);
@@ -103,6 +108,12 @@ export class Paging implements Translator {
    * or mmu.flush().
    */
   identity = false;
+  /**
+   * The virtual-processor identifier the TLB tags new entries with and uses
+   * (SDM vol. 3C, 29.1): 0 in VMX root operation and in guests without VPID.
+   * Entries are tagged with VPID × 4096 + PCID.
+   */
+  vpid = 0;
 
   private readonly tag = new Float64Array(TLB_SIZE).fill(NaN);
   private readonly filled = new FilledSlots(TLB_SIZE >> 3);
@@ -145,7 +156,7 @@ export class Paging implements Translator {
     // Without paging, linear addresses are physical; outside IA-32e mode they are 32 bits (4.1.1).
     if (mode === PagingMode.NONE) return lo >>> 12;
     if (mode < PagingMode.LEVEL4) hi = 0;
-    const vpn = hi * 0x100000 + (lo >>> 12), pcid = currentPcid(cpu);
+    const vpn = hi * 0x100000 + (lo >>> 12), pcid = this.key();
     let idx = this.find(lo, vpn, pcid);
     // PAE walks start at the PDPTE registers, not at CR3: those entries are not kept.
     if (idx < 0 && mode !== PagingMode.PAE) idx = this.takeBack(lo, vpn, pcid, mode);
@@ -163,12 +174,20 @@ export class Paging implements Translator {
     return this.walk(lo, hi, access, mode, vpn, pcid);
   }
 
-  /** The slot of a usable entry for page `vpn` under `pcid`, or -1; global entries serve every PCID (4.10.2.4). */
-  private find(lo: number, vpn: number, pcid: number): number {
-    const own = slot(lo, pcid);
-    if (this.tag[own] === vpn && this.pcid[own] === pcid && (this.info[own]! & T_G) === 0) return own;
-    const global = slot(lo, 0);
-    return this.tag[global] === vpn && (this.info[global]! & T_G) !== 0 ? global : -1;
+  /** The tag of the current context: VPID × 4096 + PCID. */
+  private key(): number {
+    return this.vpid * 4096 + currentPcid(this.cpu);
+  }
+
+  /**
+   * The slot of a usable entry for page `vpn` under tag `key`, or -1; global
+   * entries serve every PCID of their VPID (4.10.2.4; vol. 3C, 29.1).
+   */
+  private find(lo: number, vpn: number, key: number): number {
+    const own = slot(lo, key);
+    if (this.tag[own] === vpn && this.pcid[own] === key && (this.info[own]! & T_G) === 0) return own;
+    const base = vpidOf(key), global = slot(lo, base);
+    return this.tag[global] === vpn && (this.info[global]! & T_G) !== 0 && vpidOf(this.pcid[global]!) === base ? global : -1;
   }
 
   /** Walks the paging structures for (lo, hi), checks the access, sets A/D and caches the translation. */
@@ -250,7 +269,7 @@ export class Paging implements Translator {
     for (let k = 0; k < this.usedCount; k++) this.setBits(this.used[k]!, A);
     if (access === Access.WRITE) { this.setBits(leafAt, D); info |= T_D; }
     this.markPageTables();
-    const idx = slot(lo, (info & T_G) !== 0 ? 0 : pcid);
+    const idx = slot(lo, (info & T_G) !== 0 ? vpidOf(pcid) : pcid);
     this.tag[idx] = vpn;
     this.filled.note(idx);
     this.pcid[idx] = pcid;
@@ -281,8 +300,8 @@ export class Paging implements Translator {
     const k = this.kept, cpu = this.cpu, cr3 = cr3Of(cpu), context = walkContext(cpu, mode);
     let at = slot(lo, pcid), from = keptSlot(at, cr3, context);
     if (k.tag[from] !== vpn || k.pcid[from] !== pcid || (k.info[from]! & T_G) !== 0) {
-      at = slot(lo, 0); from = keptSlot(at, cr3, context);
-      if (k.tag[from] !== vpn || (k.info[from]! & T_G) === 0) return -1;
+      at = slot(lo, vpidOf(pcid)); from = keptSlot(at, cr3, context);
+      if (k.tag[from] !== vpn || (k.info[from]! & T_G) === 0 || vpidOf(k.pcid[from]!) !== vpidOf(pcid)) return -1;
     }
     if (k.cr3[from] !== cr3 || k.context[from] !== context || k.writes[from] !== cpu.memory.pageTableWrites) return -1;
     k.tag[from] = NaN;
@@ -340,7 +359,7 @@ export class Paging implements Translator {
    * the cached entry, with every fragment when it is part of a large page.
    */
   private dropForFault(lo: number, hi: number): void {
-    const pcid = currentPcid(this.cpu), idx = this.find(lo, hi * 0x100000 + (lo >>> 12), pcid);
+    const pcid = this.key(), idx = this.find(lo, hi * 0x100000 + (lo >>> 12), pcid);
     if (idx >= 0 && (this.info[idx]! >> 8) !== 0) { this.dropPage(lo, hi, pcid, true); return; }
     if (idx >= 0) this.tag[idx] = NaN;
     this.cpu.mmu.dropPage(lo);
@@ -400,14 +419,14 @@ export class Paging implements Translator {
   /** MOV to CR3 (4.10.4.1): drops the new PCID's non-global entries unless `noFlush`. */
   cr3Loaded(noFlush: boolean): void {
     this.identity = false;
-    if (!noFlush) this.dropEntries(currentPcid(this.cpu), false);
+    if (!noFlush) this.dropEntries(this.key(), false);
     // The fast entries belong to the previous PCID.
     this.cpu.mmu.flushFast();
   }
 
-  /** INVLPG: the page's entries for the current PCID, and global ones for any PCID (4.10.4.1). */
+  /** INVLPG: the page's entries for the current PCID, and global ones for any PCID, of the current VPID (4.10.4.1). */
   invlpg(lo: number, hi: number): void {
-    this.dropPage(lo, hi, currentPcid(this.cpu), true);
+    this.dropPage(lo, hi, this.key(), true);
   }
 
   /**
@@ -416,9 +435,10 @@ export class Paging implements Translator {
    * 3, all non-global entries.
    */
   invpcid(type: number, pcid: number, lo: number, hi: number): void {
+    const key = this.vpid * 4096 + pcid;
     switch (type) {
-      case 0: this.dropPage(lo, hi, pcid, false); break;
-      case 1: this.dropEntries(pcid, false); break;
+      case 0: this.dropPage(lo, hi, key, false); break;
+      case 1: this.dropEntries(key, false); break;
       case 2: this.dropEntries(-1, true); break;
       default: this.dropEntries(-1, false);
     }
@@ -458,7 +478,7 @@ export class Paging implements Translator {
   private dropPage(lo: number, hi: number, pcid: number, globals: boolean): void {
     if (pagingMode(this.cpu) < PagingMode.LEVEL4) hi = 0;
     const vpn = hi * 0x100000 + (lo >>> 12), tag = this.tag, info = this.info;
-    const own = slot(lo, pcid), global = slot(lo, 0);
+    const own = slot(lo, pcid), global = slot(lo, vpidOf(pcid));
     if (tag[own] === vpn && this.owned(own, pcid, globals)) tag[own] = NaN;
     if (tag[global] === vpn && this.owned(global, pcid, globals)) tag[global] = NaN;
     if (!this.large) { this.cpu.mmu.dropPage(lo); return; }
@@ -469,8 +489,38 @@ export class Paging implements Translator {
     this.cpu.mmu.flushFast();
   }
 
-  /** Entry k is a global one and `globals`, or a non-global one of `pcid` (-1: any). */
+  /** Entry k is a global one of `pcid`'s VPID and `globals`, or a non-global one of `pcid` (-1: any of either). */
   private owned(k: number, pcid: number, globals: boolean): boolean {
-    return (this.info[k]! & T_G) !== 0 ? globals : pcid < 0 || this.pcid[k] === pcid;
+    if ((this.info[k]! & T_G) !== 0) return globals && (pcid < 0 || vpidOf(this.pcid[k]!) === vpidOf(pcid));
+    return pcid < 0 || this.pcid[k] === pcid;
+  }
+
+  /**
+   * INVVPID (SDM vol. 3C, 31.3 INVVPID; 29.4.3.3): type 0, the mappings of
+   * linear address (lo, hi) tagged `vpid`; 1, all mappings tagged `vpid`; 2, all
+   * mappings of every VPID but 0000H; 3, those of `vpid` but global ones.
+   */
+  invvpid(type: number, vpid: number, lo: number, hi: number): void {
+    const tag = this.tag, vpn = hi * 0x100000 + (lo >>> 12);
+    for (let k = 0; k < TLB_SIZE; k++) {
+      if (tag[k] !== tag[k]) continue;
+      const v = Math.floor(this.pcid[k]! / 4096), size = 2 ** ((this.info[k]! >> 8) & 0xff);
+      const drop = type === 2 ? v !== 0
+        : v === vpid && (type === 1 || (type === 3 ? (this.info[k]! & T_G) === 0
+          : Math.floor(tag[k]! / size) === Math.floor(vpn / size)));
+      if (drop) tag[k] = NaN;
+    }
+    this.cpu.mmu.flushFast();
+  }
+
+  /**
+   * Makes `vpid` the current VPID after a VM entry or exit that keeps the TLB
+   * (VPIDs in use: 29.4.3.1); the control registers are taken up anew.
+   */
+  switchVpid(vpid: number): void {
+    this.vpid = vpid;
+    this.identity = false;
+    this.updateWidth();
+    this.cpu.mmu.flushFast();
   }
 }

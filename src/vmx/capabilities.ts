@@ -60,8 +60,8 @@ export const SKYLAKE_VMX: VmxCapabilities = {
   },
   secondary: {
     allowed0: 0,
-    // Descriptor-table exiting, enable RDTSCP, WBINVD exiting, PAUSE-loop exiting, enable INVPCID.
-    allowed1: bits(2, 3, 6, 10, 12),
+    // Descriptor-table exiting, enable RDTSCP, enable VPID, WBINVD exiting, PAUSE-loop exiting, enable INVPCID.
+    allowed1: bits(2, 3, 5, 6, 10, 12),
   },
   exit: {
     // TRUE_EXIT: "save debug controls" (2) may be 0.
@@ -103,6 +103,9 @@ export function highestIndex(caps: VmxCapabilities): number {
   return max;
 }
 
+/** IA32_VMX_EPT_VPID_CAP bits 63:32: INVVPID (32), individual-address, single-context, all-context, single-context-retaining-globals types (40-43). */
+const INVVPID_CAPS = bit(0) | bit(8) | bit(9) | bit(10) | bit(11);
+
 /** Bits 63:32 of IA32_VMX_BASIC: region size 4096, write-back VMCS memory, INS/OUTS information, TRUE MSRs (A.1). */
 const BASIC_HI = 0x1000 | (6 << 18) | bit(22) | bit(23);
 
@@ -132,8 +135,11 @@ export function capabilityMsr(caps: VmxCapabilities, msr: number): [number, numb
     // Exists when the primary controls allow "activate secondary controls" (A.3.3).
     case VmxMsr.IA32_VMX_PROCBASED_CTLS2:
       return (caps.proc.allowed1 & bit(31)) !== 0 ? [caps.secondary.allowed0 | 0, caps.secondary.allowed1 | 0] : null;
+    // Exists when EPT or VPID is offered (A.10): INVVPID with all four types, no EPT yet.
+    case VmxMsr.IA32_VMX_EPT_VPID_CAP:
+      return (caps.secondary.allowed1 & (bit(1) | bit(5))) !== 0 ? [0, INVVPID_CAPS] : null;
     default:
-      // EPT_VPID_CAP (no EPT or VPID yet), VMFUNC, PROCBASED_CTLS3, EXIT_CTLS2: not offered.
+      // VMFUNC, PROCBASED_CTLS3, EXIT_CTLS2: not offered.
       return null;
   }
 }

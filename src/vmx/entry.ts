@@ -118,7 +118,12 @@ function loadGuestState(vmx: Vmx, cpu: Cpu): boolean {
   cpu.gpr[2 * RSP] = v.lo(Field.GUEST_RSP); cpu.gpr[2 * RSP + 1] = v.hi(Field.GUEST_RSP);
   cpu.rflags = v.lo(Field.GUEST_RFLAGS);
   cpu.cpl = (v.lo(Field.GUEST_SS_ACCESS_RIGHTS) >>> 5) & 3;
-  cpu.mmu.flush();
+  // Without VPIDs, VM entry invalidates the linear and combined mappings of VPID 0000H; with them,
+  // the guest's own tagged mappings stay and are used (29.4.3.1).
+  const secondary = v.lo(Field.PRIMARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS) & (1 << 31)
+    ? v.lo(Field.SECONDARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS) : 0;
+  if (secondary & (1 << 5)) cpu.paging.switchVpid(v.lo(Field.VIRTUAL_PROCESSOR_IDENTIFIER));
+  else cpu.mmu.flush();
   cpu.paging.updateWidth();
   cpu.updateModes();
   // 27.3.1.6 / 27.3.2.4: PAE paging without EPT loads the PDPTEs from guest CR3.

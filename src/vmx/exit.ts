@@ -212,8 +212,10 @@ export function loadHostState(vmx: Vmx, cpu: Cpu): void {
   else if (v.lo(Field.PIN_BASED_VM_EXECUTION_CONTROLS) & (1 << 5)) cpu.nmiBlocked = false;
   vmx.exitBlocksNmi = false;
   cpu.interruptShadowEnd = -1;
-  // Without VPID, VM exits invalidate every linear and combined mapping (29.4.3 "Maintaining Consistency").
-  cpu.mmu.flush();
+  // Without VPID, VM exits invalidate the mappings of VPID 0000H; with it, the host's VPID 0000H
+  // entries and the guest's tagged ones both stay (29.4.3.1).
+  if (cpu.paging.vpid !== 0) cpu.paging.switchVpid(0);
+  else cpu.mmu.flush();
   cpu.paging.updateWidth();
   cpu.updateModes();
 }

@@ -38,7 +38,7 @@ const P_INTERRUPT_WINDOW = 1 << 2, P_HLT = 1 << 7, P_INVLPG = 1 << 9, P_RDPMC = 
 const P_CR3_LOAD = 1 << 15, P_CR3_STORE = 1 << 16, P_CR8_LOAD = 1 << 19, P_CR8_STORE = 1 << 20, P_TPR_SHADOW = 1 << 21;
 const P_NMI_WINDOW = 1 << 22, P_MOV_DR = 1 << 23, P_UNCONDITIONAL_IO = 1 << 24, P_IO_BITMAPS = 1 << 25;
 const P_MSR_BITMAPS = 1 << 28, P_PAUSE = 1 << 30, P_SECONDARY = 1 << 31;
-const S_DESCRIPTOR_TABLE = 1 << 2, S_RDTSCP = 1 << 3, S_WBINVD = 1 << 6, S_PAUSE_LOOP = 1 << 10, S_INVPCID = 1 << 12;
+const S_DESCRIPTOR_TABLE = 1 << 2, S_RDTSCP = 1 << 3, S_VPID = 1 << 5, S_WBINVD = 1 << 6, S_PAUSE_LOOP = 1 << 10, S_INVPCID = 1 << 12;
 const X_ACK_INTERRUPT = 1 << 15;
 
 /** The exit reason of each VMX instruction in non-root operation (appendix C). */
@@ -138,8 +138,9 @@ export class Vmx implements Virtualization {
         cpu.raise(Vector.UD);
       }
       if (op === VmxInstruction.VMXON && !this.on) { this.vmxon(cpu, i); return; }
-      // VMFUNC, INVEPT and INVVPID: the model offers no VM functions, EPT or VPID (#UD, as on a part without them).
-      if (op === VmxInstruction.VMFUNC || op === VmxInstruction.INVEPT || op === VmxInstruction.INVVPID) cpu.raise(Vector.UD);
+      // VMFUNC and INVEPT: the model offers no VM functions or EPT (#UD, as on a part without them); INVVPID needs VPID.
+      if (op === VmxInstruction.VMFUNC || op === VmxInstruction.INVEPT) cpu.raise(Vector.UD);
+      if (op === VmxInstruction.INVVPID && (this.caps.secondary.allowed1 & S_VPID) === 0) cpu.raise(Vector.UD);
       if (cpu.nonRoot) {
         displacement(cpu, i);
         this.exitForInstruction(cpu, i, VMX_EXIT[op], instructionInformation(i, op), cpu.tHi, disp.hi);
@@ -162,6 +163,7 @@ export class Vmx implements Virtualization {
       case VmxInstruction.VMLAUNCH: this.launch(cpu, true); return;
       case VmxInstruction.VMRESUME: this.launch(cpu, false); return;
       case VmxInstruction.VMCALL: this.fail(cpu, VmInstructionError.VMCALL_IN_ROOT); return;
+      case VmxInstruction.INVVPID: this.invvpid(cpu, i); return;
     }
   }
 
@@ -267,6 +269,29 @@ export class Vmx implements Virtualization {
     const k = indexOf(found.field.encoding);
     if (found.high) v.setIndex(k, v.values[2 * k]!, lo);
     else v.setIndex(k, lo, hasHigh(k) ? hi : 0);
+    this.succeed(cpu);
+  }
+
+  /**
+   * INVVPID r, m128 (31.3 INVVPID): the type in the register, the descriptor
+   * (VPID in bits 15:0, bits 63:16 reserved, a linear address in 127:64) in memory.
+   */
+  private invvpid(cpu: Cpu, i: Insn): void {
+    const type = getReg(cpu, i.reg, cpu.codeSize === 8 ? 8 : 4), typeHi = cpu.tHi;
+    effectiveAddress(cpu, i);
+    const m = cpu.mmu, aLo = cpu.eaLo, aHi = cpu.eaHi;
+    const dLo = m.read64(aLo, aHi), dHi = m.hi;
+    const s8 = (aLo >>> 0) + 8;
+    const addrLo = m.read64(s8 | 0, cpu.codeSize === 8 ? (aHi + (s8 > 0xffffffff ? 1 : 0)) | 0 : 0), addrHi = m.hi;
+    const vpid = dLo & 0xffff, sh = cpu.mmu.canonicalShift;
+    // VMfailValid(28): an unsupported type, reserved descriptor bits, VPID 0 for a type that names one,
+    // a non-canonical address for type 0.
+    if (typeHi !== 0 || (type >>> 0) > 3 || (dLo & ~0xffff) !== 0 || dHi !== 0 || (type !== 2 && vpid === 0) ||
+        (type === 0 && ((addrHi << sh) >> sh) !== addrHi)) {
+      this.fail(cpu, VmInstructionError.INVALID_OPERAND_INVEPT_INVVPID);
+      return;
+    }
+    cpu.paging.invvpid(type, vpid, addrLo, addrHi);
     this.succeed(cpu);
   }
 

@@ -94,11 +94,13 @@ const TLB_BITS = 11, TLB_SIZE = 1 << TLB_BITS, TLB_MASK = TLB_SIZE - 1;
 
 /**
  * The TLB slot of a non-global entry: the page number's low bits mixed with the
- * PCID, so that address spaces switched with MOV to CR3 keep their entries
- * (4.10.1). Global entries, usable under any PCID, live in the PCID-0 slot.
+ * tag (VPID × 4096 + PCID), so that address spaces switched with MOV to CR3, and
+ * a VMM and its guests, keep their entries side by side (4.10.1; vol. 3C, 29.1).
+ * Global entries, usable under any PCID of their VPID, live in the slot of PCID 0.
  */
 function slot(lo: number, pcid: number): number {
-  return ((lo >>> 12) ^ Math.imul(pcid, 0x9e5)) & TLB_MASK;
+  // The multiplier's high bits mix every bit of the tag in (VPID × 4096 has none below bit 12).
+  return ((lo >>> 12) ^ (Math.imul(pcid, 0x9e3779b1) >>> (32 - TLB_BITS))) & TLB_MASK;
 }
 
 export class Paging implements Translator {

@@ -197,3 +197,66 @@ describe('#DB and DR6 (28.1: a #DB that exits leaves DR6 alone; table 28-1, its 
     expect(r.cpu.dr6 & 0x4000).toBe(0x4000);
   });
 });
+
+describe('external events in non-root operation (26.2, 25.6.1; 28.2.2 interruption information)', () => {
+  /** An interrupt source that offers what the test names (src/cpu/cpu.ts InterruptSource). */
+  function source(o: { vector?: number; nmi?: boolean; init?: boolean; sipi?: number }): import('../../src/cpu/cpu.js').InterruptSource {
+    let nmi = o.nmi ?? false, init = o.init ?? false, sipi = o.sipi ?? -1, vector = o.vector ?? -1;
+    return {
+      hasInterrupt: () => vector >= 0,
+      acknowledge: () => { const v = vector; vector = -1; return v; },
+      hasNmi: () => nmi,
+      takeNmi: () => { nmi = false; },
+      takeInit: () => { const r = init; init = false; return r; },
+      takeSipi: () => { const v = sipi; sipi = -1; return v; },
+    };
+  }
+
+  it('external-interrupt exiting with "acknowledge interrupt on exit": reason 1, the vector in the interruption information, whatever RFLAGS.IF says', () => {
+    const r = runInGuest([0x90, ...VMCALL], (v, cpu) => {
+      setBits(PIN, 1 << 0)(v);
+      setBits(Field.PRIMARY_VM_EXIT_CONTROLS, 1 << 15)(v);
+      cpu.interrupts = source({ vector: 0x30 });
+    });
+    expect(r.reason).toBe(ExitReason.EXTERNAL_INTERRUPT);
+    expect(r.vmcs.lo(Field.VM_EXIT_INTERRUPTION_INFORMATION) >>> 0).toBe(0x80000030);
+    expect(r.vmcs.num(Field.GUEST_RIP)).toBe(GUEST_CODE);
+  });
+
+  it('without acknowledge on exit the interrupt stays pending and the information is not valid', () => {
+    const src = source({ vector: 0x31 });
+    const r = runInGuest([0x90, ...VMCALL], (v, cpu) => { setBits(PIN, 1 << 0)(v); cpu.interrupts = src; });
+    expect(r.reason).toBe(ExitReason.EXTERNAL_INTERRUPT);
+    expect(r.vmcs.lo(Field.VM_EXIT_INTERRUPTION_INFORMATION) >>> 31).toBe(0);
+    expect(src.hasInterrupt()).toBe(true);
+  });
+
+  it('without external-interrupt exiting the interrupt is delivered through the guest IDT when IF = 1', () => {
+    const r = runInGuest([0x90, ...VMCALL], (v, cpu) => { v.set(Field.GUEST_RFLAGS, 0x202); cpu.interrupts = source({ vector: 13 }); });
+    expect(r.reason).toBe(ExitReason.VMCALL);
+    expect(r.cpu.gpr[0]! & 0xff).toBe(13); // the handler of vector 13 ran (external, so no error code)
+  });
+
+  it('NMI exiting: reason 0 with an NMI (type 2, vector 2); NMIs stay blocked for the host', () => {
+    const r = runInGuest([0x90, ...VMCALL], (v, cpu) => { setBits(PIN, 1 << 3)(v); cpu.interrupts = source({ nmi: true }); });
+    expect(r.reason).toBe(ExitReason.EXCEPTION_OR_NMI);
+    expect(r.vmcs.lo(Field.VM_EXIT_INTERRUPTION_INFORMATION) >>> 0).toBe((2 | (2 << 8) | 0x80000000) >>> 0);
+    expect(r.cpu.nmiBlocked).toBe(true);
+  });
+
+  it('INIT always exits (reason 3)', () => {
+    const r = runInGuest([0x90, ...VMCALL], (_v, cpu) => { cpu.interrupts = source({ init: true }); cpu.startupPending = true; });
+    expect(r.reason).toBe(ExitReason.INIT_SIGNAL);
+  });
+
+  it('a SIPI to a guest in wait-for-SIPI exits (reason 4) with the vector as qualification', () => {
+    const r = runInGuest([0x90, ...VMCALL], (v, cpu) => {
+      v.set(Field.GUEST_ACTIVITY_STATE, 3);
+      cpu.interrupts = source({ sipi: 0x12 });
+      cpu.startupPending = true;
+    });
+    expect(r.reason).toBe(ExitReason.SIPI);
+    expect(r.qualification).toBe(0x12n);
+    expect(r.vmcs.lo(Field.GUEST_ACTIVITY_STATE)).toBe(3);
+  });
+});

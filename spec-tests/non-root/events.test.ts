@@ -260,3 +260,24 @@ describe('external events in non-root operation (26.2, 25.6.1; 28.2.2 interrupti
     expect(r.vmcs.lo(Field.GUEST_ACTIVITY_STATE)).toBe(3);
   });
 });
+
+describe('a halted guest on the PC (26.2; platform time skips to the next device event)', () => {
+  it('HLT with RFLAGS.IF = 0 under external-interrupt exiting ends when the APIC timer fires: a VM exit', async () => {
+    const { PcMachine } = await import('../../src/platform/machine.js');
+    const m = new PcMachine({});
+    const r = runInGuest([0xfa, 0xf4, ...VMCALL], (v) => { // cli; hlt
+      setBits(PIN, 1 << 0)(v);
+      setBits(Field.PRIMARY_VM_EXIT_CONTROLS, 1 << 15)(v);
+    }, { cpu: m.cpu });
+    expect(r.stop?.kind).toBe('halt');
+    expect(r.cpu.nonRoot).toBe(true);
+    // The local APIC timer, one-shot, vector 40H, in 10,000 ns (SDM vol. 3A, 11.5.4).
+    m.apic.write(0x3e0, 4, 0xb); // divide by 1
+    m.apic.write(0x320, 4, 0x40);
+    m.apic.write(0x380, 4, 10_000);
+    m.run(100_000);
+    expect(r.vmcs.lo(Field.EXIT_REASON)).toBe(ExitReason.EXTERNAL_INTERRUPT);
+    expect(r.vmcs.lo(Field.VM_EXIT_INTERRUPTION_INFORMATION) >>> 0).toBe(0x80000040);
+    expect(r.vmcs.lo(Field.GUEST_ACTIVITY_STATE)).toBe(1); // HLT
+  });
+});

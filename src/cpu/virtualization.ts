@@ -67,6 +67,8 @@ export interface Virtualization {
   completeExit(cpu: Cpu): void;
   /** Length of the instruction whose VM exit `intercept` recorded. */
   exitingLength(): number;
+  /** Non-root: whether an external interrupt would end the guest's HLT now (delivered, or as a VM exit). */
+  interruptEndsHalt(cpu: Cpu): boolean;
 }
 
 function ud(cpu: Cpu): never { return cpu.raise(Vector.UD); }
@@ -84,4 +86,5 @@ export const NO_VIRTUALIZATION: Virtualization = {
   tripleFault: none,
   completeExit: none,
   exitingLength: () => 0,
+  interruptEndsHalt: () => false,
 };

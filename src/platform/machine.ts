@@ -254,7 +254,10 @@ export class PcMachine {
     for (const cpu of this.cpus) {
       if (cpu.startupPending) return true;
       if (cpu.eventDeadline !== Infinity) wakeable = true; // an event of the processor's own (VMX-preemption timer)
-      if (cpu.waitForSipi || !(cpu.rflags & IF)) continue;
+      // An interrupt ends HLT when it can be taken: RFLAGS.IF, or in a guest whose
+      // interrupts exit to the VMM whatever IF says (external-interrupt exiting).
+      const takes = cpu.nonRoot ? cpu.virt.interruptEndsHalt(cpu) : (cpu.rflags & IF) !== 0;
+      if (cpu.waitForSipi || !takes) continue;
       if (cpu.interrupts!.hasInterrupt()) return true;
       wakeable = true;
     }

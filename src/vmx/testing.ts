@@ -62,6 +62,8 @@ export interface GuestRunOptions {
   /** 'direct' (default): vmEntry(vmx, cpu, true); 'instruction': the host executes VMLAUNCH at LAUNCH_ADDRESS. */
   launch?: 'direct' | 'instruction';
   caps?: VmxCapabilities;
+  /** A processor to use (e.g. a PcMachine's, for its devices); default a new one with 16 MiB. */
+  cpu?: Cpu;
 }
 
 export interface GuestRun {
@@ -134,7 +136,7 @@ export function runInGuest(
   guestCode: ArrayLike<number>, configure?: (v: Vmcs, cpu: Cpu) => void, o: GuestRunOptions = {},
 ): GuestRun {
   const mode = o.mode ?? 64, caps = o.caps ?? SKYLAKE_VMX;
-  const cpu = new Cpu({ memorySize: MEMORY_SIZE });
+  const cpu = o.cpu ?? new Cpu({ memorySize: MEMORY_SIZE });
   cpu.enterFlat64();
   cpu.deliverExceptions = true;
   const vmx = attachVmx(cpu, caps);

@@ -343,6 +343,11 @@ export class Vmx implements Virtualization {
     return this.exitInfo.instructionLength;
   }
 
+  interruptEndsHalt(cpu: Cpu): boolean {
+    if (this.shutdown) return false;
+    return (this.current!.lo(Field.PIN_BASED_VM_EXECUTION_CONTROLS) & PIN_EXTERNAL_INTERRUPT) !== 0 || (cpu.flags & IF) !== 0;
+  }
+
   /** Decides a VM exit: records it and unwinds the instruction (virtualization.ts). */
   private exit(cpu: Cpu): never {
     cpu.vmExit = true;
@@ -639,8 +644,8 @@ export class Vmx implements Virtualization {
     if (this.shutdown) {
       // In shutdown, an NMI is a VM exit (with NMI exiting) or ends the state by delivery; nothing else gets in.
       if (source === null || source.hasNmi === undefined || !source.hasNmi()) return limit;
-      this.shutdown = false;
-      cpu.halted = false;
+      // An NMI that exits leaves the shutdown state to be saved; one delivered to the guest ends it.
+      if ((pin & PIN_NMI_EXITING) === 0) { this.shutdown = false; cpu.halted = false; }
     }
     // Monitor trap flag (26.7.2): after one guest instruction, or right after an injected or delivered event.
     if (this.mtfAt >= 0) {
@@ -685,7 +690,7 @@ export class Vmx implements Virtualization {
       if (this.current!.lo(Field.PRIMARY_VM_EXIT_CONTROLS) & X_ACK_INTERRUPT) {
         e.interruptionInfo = (source.acknowledge() | 0x80000000) | 0;
       }
-      cpu.halted = false;
+      // A guest in HLT is saved as in HLT: the exit came instead of the wake-up (28.3.4).
       this.exit(cpu);
     }
     if (!(cpu.flags & IF)) return limit;

@@ -281,3 +281,16 @@ describe('a halted guest on the PC (26.2; platform time skips to the next device
     expect(r.vmcs.lo(Field.GUEST_ACTIVITY_STATE)).toBe(1); // HLT
   });
 });
+
+describe('NMIs delivered in the guest (SDM vol. 3A, 6.7.1: not masked by RFLAGS.IF)', () => {
+  it('without NMI exiting an NMI reaches the guest through vector 2 even with IF = 0, and NMIs are then blocked', () => {
+    const nmiSource = (): import('../../src/cpu/cpu.js').InterruptSource => {
+      let pending = true;
+      return { hasInterrupt: () => false, acknowledge: () => 0, hasNmi: () => pending, takeNmi: () => { pending = false; } };
+    };
+    const r = runInGuest([0xfa, 0x90, ...VMCALL], (_v, cpu) => { cpu.interrupts = nmiSource(); });
+    expect(r.reason).toBe(ExitReason.VMCALL);
+    expect(r.cpu.gpr[0]! & 0xff).toBe(2); // the vector-2 handler's VMCALL
+    expect(r.vmcs.lo(Field.GUEST_INTERRUPTIBILITY_STATE) & 8).toBe(8); // blocking by NMI saved (25.4.2)
+  });
+});

@@ -659,20 +659,26 @@ export class Vmx implements Virtualization {
       limit = Math.min(limit, cpu.eventDeadline - now);
     }
     const shadow = cpu.insnCount < cpu.interruptShadowEnd;
-    if (!shadow && source !== null && source.hasNmi !== undefined && source.hasNmi() && !cpu.nmiBlocked) {
-      if (pin & PIN_NMI_EXITING) {
-        source.takeNmi!();
-        const e = this.exitInfo;
-        e.begin(ExitReason.EXCEPTION_OR_NMI);
-        e.interruptionInfo = (Vector.NMI | (2 << 8) | 0x80000000) | 0;
-        this.exitBlocksNmi = true;
-        this.exit(cpu);
-      }
+    const nmi = !shadow && source !== null && source.hasNmi !== undefined && source.hasNmi() && !cpu.nmiBlocked;
+    if (nmi && (pin & PIN_NMI_EXITING)) {
+      source!.takeNmi!();
+      const e = this.exitInfo;
+      e.begin(ExitReason.EXCEPTION_OR_NMI);
+      e.interruptionInfo = (Vector.NMI | (2 << 8) | 0x80000000) | 0;
+      this.exitBlocksNmi = true;
+      this.exit(cpu);
     }
     // NMI window: no virtual-NMI blocking and no MOV SS blocking (26.7.6).
     if ((proc & P_NMI_WINDOW) && !cpu.nmiBlocked && !(shadow && cpu.shadowBySs)) {
       this.exitInfo.begin(ExitReason.NMI_WINDOW);
       this.exit(cpu);
+    }
+    if (nmi) {
+      // Delivered to the guest: NMIs are not masked by RFLAGS.IF (SDM vol. 3A, 6.7.1).
+      source!.takeNmi!();
+      cpu.nmiBlocked = true;
+      deliverNmi(cpu);
+      return limit;
     }
     if (shadow) return Math.min(limit, cpu.interruptShadowEnd - cpu.insnCount);
     // Interrupt window: RFLAGS.IF = 1 and no STI or MOV SS blocking (26.7.5).
@@ -694,12 +700,6 @@ export class Vmx implements Virtualization {
       this.exit(cpu);
     }
     if (!(cpu.flags & IF)) return limit;
-    if (source.hasNmi !== undefined && source.hasNmi() && !cpu.nmiBlocked && !(pin & PIN_NMI_EXITING)) {
-      source.takeNmi!();
-      cpu.nmiBlocked = true;
-      deliverNmi(cpu);
-      return limit;
-    }
     if (source.hasInterrupt()) deliverInterrupt(cpu, source.acknowledge());
     return limit;
   }

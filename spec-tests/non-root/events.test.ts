@@ -62,6 +62,15 @@ describe('monitor trap flag (26.7.2)', () => {
     expect(r.vmcs.num(Field.GUEST_RIP)).toBe(GUEST_CODE + 1);
   });
 
+  it('an entry into HLT or shutdown exits at once: the MTF exit wakes the processor; the state is saved', () => {
+    for (const activity of [1, 2]) {
+      const r = runInGuest([NOP, ...VMCALL], (v) => { setBits(PROC, 1 << 27)(v); v.set(Field.GUEST_ACTIVITY_STATE, activity); });
+      expect(r.reason).toBe(ExitReason.MONITOR_TRAP_FLAG);
+      expect(r.vmcs.lo(Field.GUEST_ACTIVITY_STATE)).toBe(activity);
+      expect(r.vmcs.num(Field.GUEST_RIP)).toBe(GUEST_CODE);
+    }
+  });
+
   it('after an injected event, exits before the handler runs', () => {
     const r = runInGuest([NOP, ...VMCALL], (v) => {
       setBits(PROC, 1 << 27)(v);

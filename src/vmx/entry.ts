@@ -68,7 +68,9 @@ export function vmEntry(vmx: Vmx, cpu: Cpu, launch: boolean): void {
   // Monitor trap flag (26.7.2): an MTF VM exit after the first guest instruction, or right
   // after the delivery of an injected event (27.6.?, "pending MTF VM exit").
   const proc = v.lo(Field.PRIMARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS);
-  vmx.mtfAt = proc & (1 << 27) ? cpu.insnCount + (vmx.injectPending ? 0 : 1) : -1;
+  // An entry into HLT or shutdown has its MTF exit at once: it wakes the processor (26.7.2).
+  const immediate = vmx.injectPending || cpu.halted;
+  vmx.mtfAt = proc & (1 << 27) && !cpu.waitForSipi ? cpu.insnCount + (immediate ? 0 : 1) : -1;
   // VMX-preemption timer (26.5.1): the value counts down once every 2^X TSC ticks (IA32_VMX_MISC[4:0]).
   cpu.eventDeadline = v.lo(Field.PIN_BASED_VM_EXECUTION_CONTROLS) & (1 << 6)
     ? cpu.now() + (v.lo(Field.VMX_PREEMPTION_TIMER_VALUE) >>> 0) * 2 ** PREEMPTION_TIMER_SHIFT : Infinity;

@@ -641,16 +641,16 @@ export class Vmx implements Virtualization {
       }
     }
     if (cpu.waitForSipi) return limit;
+    // Monitor trap flag (26.7.2): after one guest instruction, or right after an injected or delivered event.
+    if (this.mtfAt >= 0) {
+      if (cpu.insnCount >= this.mtfAt) { this.exitInfo.begin(ExitReason.MONITOR_TRAP_FLAG); this.exit(cpu); }
+      limit = Math.min(limit, this.mtfAt - cpu.insnCount);
+    }
     if (this.shutdown) {
       // In shutdown, an NMI is a VM exit (with NMI exiting) or ends the state by delivery; nothing else gets in.
       if (source === null || source.hasNmi === undefined || !source.hasNmi()) return limit;
       // An NMI that exits leaves the shutdown state to be saved; one delivered to the guest ends it.
       if ((pin & PIN_NMI_EXITING) === 0) { this.shutdown = false; cpu.halted = false; }
-    }
-    // Monitor trap flag (26.7.2): after one guest instruction, or right after an injected or delivered event.
-    if (this.mtfAt >= 0) {
-      if (cpu.insnCount >= this.mtfAt) { this.exitInfo.begin(ExitReason.MONITOR_TRAP_FLAG); this.exit(cpu); }
-      limit = Math.min(limit, this.mtfAt - cpu.insnCount);
     }
     // VMX-preemption timer (26.5.1): counts down with the TSC and exits at zero, in HLT too.
     if (cpu.eventDeadline !== Infinity) {

@@ -303,3 +303,30 @@ describe('NMIs delivered in the guest (SDM vol. 3A, 6.7.1: not masked by RFLAGS.
     expect(r.vmcs.lo(Field.GUEST_INTERRUPTIBILITY_STATE) & 8).toBe(8); // blocking by NMI saved (25.4.2)
   });
 });
+
+describe('pending debug exceptions at VM entry (27.7.3)', () => {
+  const BS = 1 << 14;
+  it('BS makes a #DB trap before the first guest instruction: delivered with DR6.BS, or an exit with BS in the qualification', () => {
+    const delivered = runInGuest([NOP, ...VMCALL], (v) => v.set(Field.GUEST_PENDING_DEBUG_EXCEPTIONS, BS));
+    expect(delivered.reason).toBe(ExitReason.VMCALL);
+    expect(delivered.cpu.gpr[0]! & 0xff).toBe(1);
+    expect(delivered.cpu.dr6 & BS).toBe(BS);
+    expect(delivered.vmcs.lo(Field.GUEST_PENDING_DEBUG_EXCEPTIONS)).toBe(0); // nothing left pending at the exit
+    const exits = runInGuest([NOP, ...VMCALL], (v) => {
+      v.set(Field.GUEST_PENDING_DEBUG_EXCEPTIONS, BS);
+      v.set(Field.EXCEPTION_BITMAP, 1 << 1);
+    });
+    expect(exits.reason).toBe(ExitReason.EXCEPTION_OR_NMI);
+    expect(exits.qualification).toBe(BigInt(BS));
+    expect(exits.vmcs.num(Field.GUEST_RIP)).toBe(GUEST_CODE);
+  });
+
+  it('an injected hardware exception makes them lost', () => {
+    const r = runInGuest([NOP, ...VMCALL], (v) => {
+      v.set(Field.GUEST_PENDING_DEBUG_EXCEPTIONS, BS);
+      v.set(Field.VM_ENTRY_INTERRUPTION_INFORMATION_FIELD, 6 | (3 << 8) | 0x80000000); // #UD
+    });
+    expect(r.cpu.gpr[0]! & 0xff).toBe(6);
+    expect(r.cpu.dr6 & BS).toBe(0);
+  });
+});

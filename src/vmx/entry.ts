@@ -21,6 +21,8 @@ import { loadMsrs } from './msr-areas.js';
 import type { Vmx } from './vmx.js';
 
 const SEGMENTS = [ES, CS, SS, DS, FS, GS, LDTR, TR];
+/** Pending debug exceptions bits (25.4.2, table 25-4): enabled breakpoint, BS. */
+const PENDING_ENABLED_BREAKPOINT = 1 << 12, PENDING_BS = 1 << 14;
 /** VM-entry failure qualifications (27.8). */
 const QUALIFICATION_PDPTE = 2;
 
@@ -65,6 +67,15 @@ export function vmEntry(vmx: Vmx, cpu: Cpu, launch: boolean): void {
   vmx.pauseLoopStart = -1;
   // 27.6: an event to inject is delivered at the first boundary in the guest (acceptEvents).
   vmx.injectPending = (v.lo(Field.VM_ENTRY_INTERRUPTION_INFORMATION_FIELD) & 0x80000000) !== 0;
+  // Pending debug exceptions (27.7.3): BS, or B3-B0 with "enabled breakpoint", make a #DB trap at the
+  // first boundary, unless the entry injects an external interrupt, NMI, hardware exception or privileged
+  // software exception (they are lost), or MOV SS blocks them, or the guest waits for a SIPI or is shut down.
+  const pending = v.lo(Field.GUEST_PENDING_DEBUG_EXCEPTIONS);
+  const valid = (pending & PENDING_BS) !== 0 || ((pending & PENDING_ENABLED_BREAKPOINT) !== 0 && (pending & 0xf) !== 0);
+  const type = (v.lo(Field.VM_ENTRY_INTERRUPTION_INFORMATION_FIELD) >>> 8) & 7;
+  const lost = vmx.injectPending && (type === 0 || type === 2 || type === 3 || type === 5);
+  vmx.pendingDebug = valid && !lost && !(cpu.insnCount < cpu.interruptShadowEnd && cpu.shadowBySs) &&
+    !cpu.waitForSipi && !vmx.shutdown ? pending & (0xf | PENDING_BS) : 0;
   // Monitor trap flag (26.7.2): an MTF VM exit after the first guest instruction, or right
   // after the delivery of an injected event (27.6.?, "pending MTF VM exit").
   const proc = v.lo(Field.PRIMARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS);

@@ -94,6 +94,7 @@ function leaveNonRoot(vmx: Vmx, cpu: Cpu): void {
   vmx.mtfAt = -1;
   vmx.tprBelowThreshold = false;
   vmx.shutdown = false;
+  vmx.pendingDebug = 0;
   cpu.tscOffset -= vmx.guestTscOffset;
   vmx.guestTscOffset = 0;
   vmx.injectPending = false;
@@ -141,6 +142,8 @@ function saveGuestState(vmx: Vmx, cpu: Cpu): void {
   if (cpu.insnCount < cpu.interruptShadowEnd) blocking |= cpu.shadowBySs ? BLOCKING_BY_MOV_SS : BLOCKING_BY_STI;
   if (cpu.nmiBlocked) blocking |= BLOCKING_BY_NMI;
   v.set(Field.GUEST_INTERRUPTIBILITY_STATE, blocking);
+  // Pending debug exceptions (28.3.4): what the entry made pending and was not yet delivered.
+  v.set(Field.GUEST_PENDING_DEBUG_EXCEPTIONS, vmx.pendingDebug);
   // "Save VMX-preemption timer value" (28.3.4): what is left of the count, rounded up.
   if (exitControls & (1 << X.SAVE_VMX_PREEMPTION_TIMER_VALUE) && cpu.eventDeadline !== Infinity) {
     const left = Math.max(0, cpu.eventDeadline - cpu.now());

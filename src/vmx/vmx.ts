@@ -13,7 +13,7 @@ import { VMCS_SHADOW_INDICATOR } from '../../vmcs/layout.js';
 import { FAULT, Pending, type Cpu } from '../cpu/cpu.js';
 import { setStatusFlags } from '../cpu/flags.js';
 import { BASE_RIP, type Insn } from '../cpu/insn.js';
-import { deliverInterrupt, deliverNmi } from '../cpu/interrupts.js';
+import { deliverException, deliverInterrupt, deliverNmi } from '../cpu/interrupts.js';
 import { effectiveAddress, getReg, readRm, writeRm } from '../cpu/operands.js';
 import { MAXPHYADDR } from '../cpu/paging.js';
 import { lmswValue } from '../cpu/ops/control-registers.js';
@@ -87,6 +87,8 @@ export class Vmx implements Virtualization {
   injecting = 0;
   /** The exit is caused by an NMI: NMIs stay blocked in the host (chapter 28). */
   exitBlocksNmi = false;
+  /** Debug exceptions (DR6 bits) the VM entry made pending: a #DB trap at the first boundary (27.7.3). */
+  pendingDebug = 0;
   /** Monitor trap flag: the instruction count at which a pending MTF VM exit happens, or -1 (26.7.2). */
   mtfAt = -1;
   /** PAUSE-loop exiting: TSC of the first and the last PAUSE of the current loop (-1: none since VM entry). */
@@ -645,6 +647,15 @@ export class Vmx implements Virtualization {
     if (this.mtfAt >= 0) {
       if (cpu.insnCount >= this.mtfAt) { this.exitInfo.begin(ExitReason.MONITOR_TRAP_FLAG); this.exit(cpu); }
       limit = Math.min(limit, this.mtfAt - cpu.insnCount);
+    }
+    if (this.pendingDebug !== 0) {
+      // A #DB trap with the priority of "traps on the previous instruction": after MTF, before NMIs (27.7.3).
+      cpu.excDr6 = this.pendingDebug;
+      this.pendingDebug = 0;
+      cpu.halted = false;
+      cpu.excVector = Vector.DB; cpu.excKind = 0; cpu.excHasCode = false; cpu.excCode = 0; cpu.excTrap = true;
+      deliverException(cpu);
+      return limit;
     }
     if (this.shutdown) {
       // In shutdown, an NMI is a VM exit (with NMI exiting) or ends the state by delivery; nothing else gets in.

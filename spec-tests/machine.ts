@@ -9,6 +9,29 @@ export const GDT = 0x5000, IDT = 0x6000, TSS = 0x7000, CODE = 0x1000, STACK = 0x
 /** Selectors of the GDT laid out by flatGdt(). */
 export const SEL = { CODE64: 0x08, DATA: 0x10, CODE32: 0x18, CODE64_USER: 0x23, DATA_USER: 0x2b, TSS: 0x30 } as const;
 
+/**
+ * Selectors of the flat 32-bit rings that the protected-mode GDTs of the
+ * segmentation tests start with: ring-0 code and data, ring-3 code and data (RPL 3).
+ */
+export const RING = { CODE0: 0x08, DATA0: 0x10, CODE3: 0x1b, DATA3: 0x23 } as const;
+/** Their access rights (32-bit, 4-KByte granularity, accessed). */
+export const CODE32_ATTR = SegAttr.P | SegAttr.S | 0xb | SegAttr.DB | SegAttr.G;
+export const DATA32_ATTR = SegAttr.P | SegAttr.S | 0x3 | SegAttr.DB | SegAttr.G;
+
+/** Puts the processor at CPL `cpl` on the flat code and data segments of that ring (RING). */
+export function enterRing(cpu: Cpu, cpl: number): void {
+  const code = cpl === 3 ? RING.CODE3 : RING.CODE0, data = cpl === 3 ? RING.DATA3 : RING.DATA0;
+  cpu.cpl = cpl;
+  cpu.setSegment(CS, code, 0, 0, 0xffffffff, CODE32_ATTR | (cpl << 5));
+  for (const s of [SS, DS, ES, FS, GS]) cpu.setSegment(s, data, 0, 0, 0xffffffff, DATA32_ATTR | (cpl << 5));
+}
+
+/** Writes descriptor pairs as the GDT at GDT and points GDTR at them. */
+export function writeGdt(cpu: Cpu, entries: [number, number][]): void {
+  entries.forEach(([lo, hi], k) => { write32(cpu, GDT + 8 * k, lo); write32(cpu, GDT + 8 * k + 4, hi); });
+  cpu.gdtrLo = GDT; cpu.gdtrHi = 0; cpu.gdtrLimit = entries.length * 8 - 1;
+}
+
 /** A code/data segment descriptor (SDM vol. 3A, 3.4.5, figure 3-8). `access` is bits 15:8, `flags` bits 23:20. */
 export function segmentDescriptor(base: number, limit: number, access: number, flags: number): [number, number] {
   const lo = ((base & 0xffff) << 16) | (limit & 0xffff);

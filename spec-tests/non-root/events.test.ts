@@ -55,7 +55,7 @@ describe('event injection (27.6)', () => {
   });
 });
 
-describe('monitor trap flag (26.7.2)', () => {
+describe('monitor trap flag (26.5.2)', () => {
   it('exits after the first guest instruction, with RIP at the next one', () => {
     const r = runInGuest([NOP, NOP, ...VMCALL], setBits(PROC, 1 << 27));
     expect(r.reason).toBe(ExitReason.MONITOR_TRAP_FLAG);
@@ -115,7 +115,7 @@ describe('VMX-preemption timer (26.5.1)', () => {
   });
 });
 
-describe('interrupt-window exiting (26.7.5)', () => {
+describe('interrupt-window exiting (27.7.5)', () => {
   it('exits at once when RFLAGS.IF = 1, and not before STI has taken effect', () => {
     const open = runInGuest([NOP, ...VMCALL], (v) => { setBits(PROC, 1 << 2)(v); v.set(Field.GUEST_RFLAGS, 0x202); });
     expect(open.reason).toBe(ExitReason.INTERRUPT_WINDOW);

@@ -7,8 +7,11 @@
 import { describe, expect, it } from 'vitest';
 import { Cpu, SegAttr } from '../../src/cpu/cpu.js';
 import { run } from '../../src/cpu/run.js';
-import { CS, DS, ES, FS, GS, RSP, SS, TR } from '../../src/cpu/regs.js';
-import { CODE, GDT, load, longModeMachine, read64, SEL, segmentDescriptor, STACK, TSS, write32 } from '../machine.js';
+import { CS, DS, ES, RSP, SS, TR } from '../../src/cpu/regs.js';
+import {
+  CODE, enterRing, GDT, load, longModeMachine, read64, SEL, segmentDescriptor, STACK, TSS, write32,
+  writeGdt,
+} from '../machine.js';
 
 const KERNEL = 0x3000, KSTACK = 0x8000, HLT = 0xf4;
 
@@ -26,21 +29,6 @@ function gate(selector: number, offset: number, o: { type?: number; dpl?: number
     ((offset & 0xffff0000) | ((p ? 1 : 0) << 15) | (dpl << 13) | (type << 8) | count) | 0];
 }
 
-function writeGdt(cpu: Cpu, entries: [number, number][]): void {
-  entries.forEach(([lo, hi], k) => { write32(cpu, GDT + 8 * k, lo); write32(cpu, GDT + 8 * k + 4, hi); });
-  cpu.gdtrLo = GDT; cpu.gdtrHi = 0; cpu.gdtrLimit = entries.length * 8 - 1;
-}
-
-const CODE_ATTR = SegAttr.P | SegAttr.S | 0xb | SegAttr.DB | SegAttr.G;
-const DATA_ATTR = SegAttr.P | SegAttr.S | 0x3 | SegAttr.DB | SegAttr.G;
-
-/** Puts the processor at CPL `cpl` on the flat code and data segments of that ring. */
-function enterRing(cpu: Cpu, cpl: number): void {
-  const code = cpl === 3 ? S.CODE3 : S.CODE0, data = cpl === 3 ? S.DATA3 : S.DATA0;
-  cpu.cpl = cpl;
-  cpu.setSegment(CS, code, 0, 0, 0xffffffff, CODE_ATTR | (cpl << 5));
-  for (const s of [SS, DS, ES, FS, GS]) cpu.setSegment(s, data, 0, 0, 0xffffffff, DATA_ATTR | (cpl << 5));
-}
 
 /**
  * 32-bit protected mode (no paging) at CPL 3: a GDT with ring-0/ring-3 code and

@@ -11,7 +11,8 @@ import { Cpu, SegAttr } from '../../src/cpu/cpu.js';
 import { run } from '../../src/cpu/run.js';
 import { CS, DS, ES, FS, GS, LDTR, NT, RAX, RBX, RSP, SS, TR } from '../../src/cpu/regs.js';
 import {
-  CODE, GDT, IDT, gate64, load, longModeMachine, read64, SEL, segmentDescriptor, STACK, write32,
+  CODE, DATA32_ATTR, enterRing, GDT, IDT, gate64, load, longModeMachine, read64, SEL, segmentDescriptor,
+  STACK, write32, writeGdt,
 } from '../machine.js';
 
 const HLT = 0xf4, IRET = 0xcf;
@@ -31,8 +32,6 @@ function taskGate(tss: number, dpl: number, present = true): [number, number] {
   return [(tss << 16) | 0, ((present ? 1 : 0) << 15) | (dpl << 13) | (5 << 8)];
 }
 
-const CODE_ATTR = SegAttr.P | SegAttr.S | 0xb | SegAttr.DB | SegAttr.G;
-const DATA_ATTR = SegAttr.P | SegAttr.S | 0x3 | SegAttr.DB | SegAttr.G;
 
 const read32 = (cpu: Cpu, pa: number): number => Number(read64(cpu, pa) & 0xffffffffn);
 const read16 = (cpu: Cpu, pa: number): number => Number(read64(cpu, pa) & 0xffffn);
@@ -67,14 +66,6 @@ function writeTss32(cpu: Cpu, base: number, t: Tss32 = {}): void {
   write32(cpu, base + 0x64, t.trap ? 1 : 0);
 }
 
-/** Puts the processor at CPL `cpl` on the flat code and data segments of that ring. */
-function enterRing(cpu: Cpu, cpl: number): void {
-  const code = cpl === 3 ? S.CODE3 : S.CODE0, data = cpl === 3 ? S.DATA3 : S.DATA0;
-  cpu.cpl = cpl;
-  cpu.setSegment(CS, code, 0, 0, 0xffffffff, CODE_ATTR | (cpl << 5));
-  for (const s of [SS, DS, ES, FS, GS]) cpu.setSegment(s, data, 0, 0, 0xffffffff, DATA_ATTR | (cpl << 5));
-}
-
 /**
  * 32-bit protected mode without paging, running task A (TR = TSS_A, busy) at
  * CPL `cpl` with EAX..EDI = 1..8 (ESP = STACK); TSS B is available and starts at
@@ -102,8 +93,7 @@ function taskMachine(cpl = 0): Cpu {
     taskGate(S.TSS_B, 0),                              // 0x68 task gate to B, DPL 0
     segmentDescriptor(0, 0xfff, 0x9a, 0x4),            // 0x70 ring-0 code, limit FFFH
   ];
-  entries.forEach(([lo, hi], k) => { write32(cpu, GDT + 8 * k, lo); write32(cpu, GDT + 8 * k + 4, hi); });
-  cpu.gdtrLo = GDT; cpu.gdtrLimit = entries.length * 8 - 1;
+  writeGdt(cpu, entries);
   const [ldtLo, ldtHi] = segmentDescriptor(LDT_DATA, 0xfff, 0x92, 0x4);
   write32(cpu, LDT, ldtLo); write32(cpu, LDT + 4, ldtHi);
   cpu.idtrLo = IDT; cpu.idtrLimit = 256 * 8 - 1;
@@ -157,7 +147,7 @@ describe('SDM 8.3 and table 8-2: JMP to an available 32-bit TSS', () => {
     expect(esp(cpu)).toBe(KSTACK);
     expect(cpu.segSel[CS]).toBe(S.CODE0);
     expect([SS, DS, ES, FS, GS].map((s) => cpu.segSel[s])).toEqual([S.DATA0, S.DATA0, S.DATA0, S.DATA0, S.DATA0]);
-    expect(cpu.segAttr[SS]).toBe(DATA_ATTR | 1);      // loaded from the descriptor, accessed
+    expect(cpu.segAttr[SS]).toBe(DATA32_ATTR | 1);      // loaded from the descriptor, accessed
     expect(cpu.cpl).toBe(0);
     // Step 8: task A's dynamic fields; the saved EFLAGS keeps NT for a JMP (table 8-2, "NT flag of old task").
     expect(read32(cpu, TSS_A + 0x20)).toBe(CODE + 7);

@@ -7,7 +7,7 @@
 import { FAULT, type Cpu } from './cpu.js';
 import { SegAttr } from './regs.js';
 import { materialize } from './flags.js';
-import { push } from './operands.js';
+import { jumpRelative, push } from './operands.js';
 import { AC, CS, IF, NT, RF, RSP, SS, TF, VM, Vector } from './regs.js';
 import {
   attrOf, desc, dplOf, isCode, isConforming, loadCodeSegment, loadNull, loadStackSegment, longMode,
@@ -118,9 +118,7 @@ function deliverEvent(cpu: Cpu, first: number, kind: EventKind, firstCode: numbe
       // A fault while delivering INT n, INT3, INTO or INT1 is a fault of that
       // instruction: it is reported with RIP at the instruction (vol. 2, INT n "Operation").
       if (k === EventKind.SOFTWARE_INTERRUPT || k === EventKind.SOFTWARE_EXCEPTION || k === EventKind.PRIVILEGED_SOFTWARE_EXCEPTION) {
-        const r = (cpu.ripLo >>> 0) - cpu.excLength;
-        cpu.ripLo = cpu.codeSize === 2 ? r & 0xffff : r | 0;
-        if (r < 0 && cpu.codeSize === 8) cpu.ripHi = (cpu.ripHi - 1) | 0;
+        jumpRelative(cpu, cpu.codeSize, -cpu.excLength);
       }
       during = vector; duringKind = k; duringCode = code;
       const second = cpu.excVector;

@@ -123,6 +123,18 @@ export function writeRm(cpu: Cpu, i: Insn, size: number, lo: number, hi: number)
   cpu.mmu.write(cpu.eaLo, cpu.eaHi, size, lo, hi);
 }
 
+/** The dwords of the last 128-bit memory operand readM128 read: bits 31:0 at 0 ... bits 127:96 at 3. */
+export const m128 = new Int32Array(4);
+
+/** Reads a 128-bit memory operand (the descriptors of INVPCID, INVVPID, INVEPT) into m128. */
+export function readM128(cpu: Cpu, i: Insn): void {
+  effectiveAddress(cpu, i);
+  const m = cpu.mmu, aLo = cpu.eaLo, aHi = cpu.eaHi;
+  m128[0] = m.read64(aLo, aHi); m128[1] = m.hi;
+  const s8 = (aLo >>> 0) + 8;
+  m128[2] = m.read64(s8 | 0, i.mode === 8 ? (aHi + (s8 > 0xffffffff ? 1 : 0)) | 0 : 0); m128[3] = m.hi;
+}
+
 /** Writes the r/m operand that readRm just read (read-modify-write: the address is reused). */
 export function writeBack(cpu: Cpu, i: Insn, size: number, lo: number, hi: number): void {
   if (i.isReg) setReg(cpu, size === 1 ? i.rmB : i.rm, size, lo, hi);

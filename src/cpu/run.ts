@@ -8,6 +8,7 @@ import { FAULT, Pending, type Cpu, type InterruptSource, type StopReason } from 
 import { deliverException, deliverInterrupt, deliverNmi, takeDebugStatus } from './interrupts.js';
 import { compileBlock } from './jit/compile.js';
 import { GPR_NAMES, IF, RF, TF, Vector } from './regs.js';
+import { jumpRelative } from './operands.js';
 import { init, startup } from './reset.js';
 
 /** DR6.BS: the #DB came from single-stepping (SDM vol. 3B, 18.2.3). */
@@ -155,9 +156,7 @@ function internalError(cpu: Cpu, e: unknown): InternalError {
 
 /** Takes back the instruction just executed: RIP to its start, not retired (Pending.VM_EXIT). */
 function unretire(cpu: Cpu): void {
-  const len = cpu.virt.exitingLength(), r = (cpu.ripLo >>> 0) - len;
-  cpu.ripLo = cpu.codeSize === 2 ? r & 0xffff : r | 0;
-  if (r < 0 && cpu.codeSize === 8) cpu.ripHi = (cpu.ripHi - 1) | 0;
+  jumpRelative(cpu, cpu.codeSize, -cpu.virt.exitingLength());
   cpu.insnCount--;
 }
 

@@ -101,7 +101,7 @@ describe('code shared by processors (SDM vol. 3A, 9.1.3 "Handling Self- and Cros
 });
 
 describe('the processors of a machine', () => {
-  it('processor n has APIC ID n, only processor 0 is the BSP, and 1 to 255 processors exist', () => {
+  it('processor n has APIC ID n and only processor 0 is the BSP (SDM vol. 3A, 9.4.1; 11.4.6); 1 to 255 processors exist', () => {
     const m = new PcMachine({ cpus: 3 });
     expect(m.cpus.map((c) => c.msrs.apicId)).toEqual([0, 1, 2]);
     expect(m.cpus.map((c) => c.bsp)).toEqual([true, false, false]);

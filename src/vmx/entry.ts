@@ -12,15 +12,15 @@ import { VmInstructionError } from '../../vmcs/instruction-errors.js';
 import { VmEntryControls as N } from '../../vmcs/controls.js';
 import type { Cpu } from '../cpu/cpu.js';
 import { deliverException, EventKind } from '../cpu/interrupts.js';
+import { jumpRelative } from '../cpu/operands.js';
 import { PagingMode, pagingMode } from '../cpu/paging.js';
-import { CS, DS, EFER_LMA, EFER_LME, ES, FS, GS, LDTR, RSP, SegAttr, SS, TR } from '../cpu/regs.js';
+import { EFER_LMA, EFER_LME, RSP, SegAttr } from '../cpu/regs.js';
 import { checkControls, checkGuestState, checkHostState, type EntryCheckFailure } from './entry-checks.js';
-import { HLT, SEG_ACCESS, SEG_BASE, SEG_LIMIT, SEG_SELECTOR, SHUTDOWN, WAIT_FOR_SIPI } from './exit.js';
+import { HLT, SEG_ACCESS, SEG_BASE, SEG_LIMIT, SEG_SELECTOR, SEGMENTS, SHUTDOWN, WAIT_FOR_SIPI } from './exit.js';
 import { PREEMPTION_TIMER_SHIFT } from './capabilities.js';
 import { loadMsrs } from './msr-areas.js';
 import type { Vmx } from './vmx.js';
 
-const SEGMENTS = [ES, CS, SS, DS, FS, GS, LDTR, TR];
 /** Pending debug exceptions bits (25.4.2, table 25-4): enabled breakpoint, BS. */
 const PENDING_ENABLED_BREAKPOINT = 1 << 12, PENDING_BS = 1 << 14;
 /** VM-entry failure qualifications (27.8). */
@@ -76,10 +76,10 @@ export function vmEntry(vmx: Vmx, cpu: Cpu, launch: boolean): void {
   const lost = vmx.injectPending && (type === 0 || type === 2 || type === 3 || type === 5);
   vmx.pendingDebug = valid && !lost && !(cpu.insnCount < cpu.interruptShadowEnd && cpu.shadowBySs) &&
     !cpu.waitForSipi && !vmx.shutdown ? pending & (0xf | PENDING_BS) : 0;
-  // Monitor trap flag (26.7.2): an MTF VM exit after the first guest instruction, or right
-  // after the delivery of an injected event (27.6.?, "pending MTF VM exit").
+  // Monitor trap flag (26.5.2): an MTF VM exit after the first guest instruction, or right
+  // after the delivery of an injected event (27.7.8, pending MTF VM exits).
   const proc = v.lo(Field.PRIMARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS);
-  // An entry into HLT or shutdown has its MTF exit at once: it wakes the processor (26.7.2).
+  // An entry into HLT or shutdown has its MTF exit at once: it wakes the processor (26.5.2).
   const immediate = vmx.injectPending || cpu.halted;
   vmx.mtfAt = proc & (1 << 27) && !cpu.waitForSipi ? cpu.insnCount + (immediate ? 0 : 1) : -1;
   // VMX-preemption timer (26.5.1): the value counts down once every 2^X TSC ticks (IA32_VMX_MISC[4:0]).
@@ -147,7 +147,7 @@ function loadGuestState(vmx: Vmx, cpu: Cpu): boolean {
   cpu.shadowBySs = (blocking & 2) !== 0;
   cpu.nmiBlocked = (blocking & 8) !== 0;
   const activity = v.lo(Field.GUEST_ACTIVITY_STATE);
-  // Shutdown (27.7.?, "Activity state"): like HLT, but only INIT and NMIs end it, as VM exits.
+  // Shutdown (27.7.2 "Activity State"): like HLT, but only INIT and NMIs end it, as VM exits.
   cpu.halted = activity === HLT || activity === SHUTDOWN;
   vmx.shutdown = activity === SHUTDOWN;
   cpu.waitForSipi = activity === WAIT_FOR_SIPI;
@@ -184,11 +184,8 @@ export function injectEvent(vmx: Vmx, cpu: Cpu): void {
   }
   cpu.excLength = 0;
   if (type >= 4) {
-    const len = v.lo(Field.VM_ENTRY_INSTRUCTION_LENGTH);
-    cpu.excLength = len;
-    const s = (cpu.ripLo >>> 0) + len;
-    cpu.ripLo = s | 0;
-    if (cpu.codeSize === 8 && s > 0xffffffff) cpu.ripHi = (cpu.ripHi + 1) | 0;
+    cpu.excLength = v.lo(Field.VM_ENTRY_INSTRUCTION_LENGTH);
+    jumpRelative(cpu, cpu.codeSize, cpu.excLength);
   }
   cpu.excVector = vector;
   cpu.excKind = kind;

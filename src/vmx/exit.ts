@@ -15,7 +15,8 @@ import { PREEMPTION_TIMER_SHIFT } from './capabilities.js';
 import { loadMsrs, storeMsrs } from './msr-areas.js';
 import type { Vmx } from './vmx.js';
 
-const SEGMENTS = [ES, CS, SS, DS, FS, GS, LDTR, TR];
+/** The segment registers in the order of the VMCS's per-segment fields below. */
+export const SEGMENTS = [ES, CS, SS, DS, FS, GS, LDTR, TR];
 /** Guest selector, base, limit and access-rights fields per segment, in the order of SEGMENTS (ES..TR). */
 export const SEG_SELECTOR = [Field.GUEST_ES_SELECTOR, Field.GUEST_CS_SELECTOR, Field.GUEST_SS_SELECTOR, Field.GUEST_DS_SELECTOR,
   Field.GUEST_FS_SELECTOR, Field.GUEST_GS_SELECTOR, Field.GUEST_LDTR_SELECTOR, Field.GUEST_TR_SELECTOR];

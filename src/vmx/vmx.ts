@@ -14,7 +14,7 @@ import { FAULT, Pending, type Cpu } from '../cpu/cpu.js';
 import { setStatusFlags } from '../cpu/flags.js';
 import { BASE_RIP, type Insn } from '../cpu/insn.js';
 import { deliverException, deliverInterrupt, deliverNmi } from '../cpu/interrupts.js';
-import { effectiveAddress, getReg, readRm, writeRm } from '../cpu/operands.js';
+import { effectiveAddress, getReg, jumpRelative, m128, readM128, readRm, writeRm } from '../cpu/operands.js';
 import { MAXPHYADDR } from '../cpu/paging.js';
 import { lmswValue } from '../cpu/ops/control-registers.js';
 import { AF, CF, EFER_LMA, IF, OF, PF, SF, VM, Vector, ZF } from '../cpu/regs.js';
@@ -89,7 +89,7 @@ export class Vmx implements Virtualization {
   exitBlocksNmi = false;
   /** Debug exceptions (DR6 bits) the VM entry made pending: a #DB trap at the first boundary (27.7.3). */
   pendingDebug = 0;
-  /** Monitor trap flag: the instruction count at which a pending MTF VM exit happens, or -1 (26.7.2). */
+  /** Monitor trap flag: the instruction count at which a pending MTF VM exit happens, or -1 (26.5.2). */
   mtfAt = -1;
   /** PAUSE-loop exiting: TSC of the first and the last PAUSE of the current loop (-1: none since VM entry). */
   pauseLoopStart = -1;
@@ -99,7 +99,7 @@ export class Vmx implements Virtualization {
   /** A MOV to CR8 took VTPR below the TPR threshold: a trap-like VM exit at the next boundary (30.1.2). */
   tprBelowThreshold = false;
 
-  constructor(readonly cpu: Cpu, readonly caps: VmxCapabilities) {
+  constructor(readonly caps: VmxCapabilities) {
     this.supportedFields = Uint8Array.from(VMCS_FIELDS, (f) => (fieldExists(f, (c) => supports(caps, c)) ? 1 : 0));
   }
 
@@ -280,11 +280,8 @@ export class Vmx implements Virtualization {
    */
   private invvpid(cpu: Cpu, i: Insn): void {
     const type = getReg(cpu, i.reg, cpu.codeSize === 8 ? 8 : 4), typeHi = cpu.tHi;
-    effectiveAddress(cpu, i);
-    const m = cpu.mmu, aLo = cpu.eaLo, aHi = cpu.eaHi;
-    const dLo = m.read64(aLo, aHi), dHi = m.hi;
-    const s8 = (aLo >>> 0) + 8;
-    const addrLo = m.read64(s8 | 0, cpu.codeSize === 8 ? (aHi + (s8 > 0xffffffff ? 1 : 0)) | 0 : 0), addrHi = m.hi;
+    readM128(cpu, i);
+    const dLo = m128[0]!, dHi = m128[1]!, addrLo = m128[2]!, addrHi = m128[3]!;
     const vpid = dLo & 0xffff, sh = cpu.mmu.canonicalShift;
     // VMfailValid(28): an unsupported type, reserved descriptor bits, VPID 0 for a type that names one,
     // a non-canonical address for type 0.
@@ -577,7 +574,7 @@ export class Vmx implements Virtualization {
       exits = exits === match;
     }
     if (!exits) {
-      // MTF: a VM exit follows the delivery, before the handler's first instruction (26.7.2).
+      // MTF: a VM exit follows the delivery, before the handler's first instruction (26.5.2).
       if (this.mtfAt >= 0) this.mtfAt = cpu.insnCount;
       return;
     }
@@ -589,9 +586,7 @@ export class Vmx implements Virtualization {
     if (type === 5 || type === 6) {
       // A software exception exits with RIP at its instruction, and that instruction's length (28.2.5, 28.3.3).
       e.instructionLength = cpu.excLength;
-      const s = (cpu.ripLo >>> 0) - cpu.excLength;
-      cpu.ripLo = s | 0;
-      if (s < 0) cpu.ripHi = (cpu.ripHi - 1) | 0;
+      jumpRelative(cpu, cpu.codeSize, -cpu.excLength);
     }
     if (during >= 0) {
       // Exits during event delivery record the event (28.2.4).
@@ -619,7 +614,7 @@ export class Vmx implements Virtualization {
   /**
    * Events at an instruction boundary in non-root operation, in priority order:
    * event injection after VM entry (27.6), INIT and SIPI (26.2), NMIs (NMI exiting
-   * or delivery), NMI-window and interrupt-window exits (26.7.5, 26.7.6), external
+   * or delivery), NMI-window and interrupt-window exits (27.7.5, 27.7.6), external
    * interrupts (external-interrupt exiting, acknowledge on exit; or delivery).
    */
   acceptEvents(cpu: Cpu, limit: number): number {
@@ -643,7 +638,7 @@ export class Vmx implements Virtualization {
       }
     }
     if (cpu.waitForSipi) return limit;
-    // Monitor trap flag (26.7.2): after one guest instruction, or right after an injected or delivered event.
+    // Monitor trap flag (26.5.2): after one guest instruction, or right after an injected or delivered event.
     if (this.mtfAt >= 0) {
       if (cpu.insnCount >= this.mtfAt) { this.exitInfo.begin(ExitReason.MONITOR_TRAP_FLAG); this.exit(cpu); }
       limit = Math.min(limit, this.mtfAt - cpu.insnCount);
@@ -679,7 +674,7 @@ export class Vmx implements Virtualization {
       this.exitBlocksNmi = true;
       this.exit(cpu);
     }
-    // NMI window: no virtual-NMI blocking and no MOV SS blocking (26.7.6).
+    // NMI window: no virtual-NMI blocking and no MOV SS blocking (27.7.6).
     if ((proc & P_NMI_WINDOW) && !cpu.nmiBlocked && !(shadow && cpu.shadowBySs)) {
       this.exitInfo.begin(ExitReason.NMI_WINDOW);
       this.exit(cpu);
@@ -692,7 +687,7 @@ export class Vmx implements Virtualization {
       return limit;
     }
     if (shadow) return Math.min(limit, cpu.interruptShadowEnd - cpu.insnCount);
-    // Interrupt window: RFLAGS.IF = 1 and no STI or MOV SS blocking (26.7.5).
+    // Interrupt window: RFLAGS.IF = 1 and no STI or MOV SS blocking (27.7.5).
     if ((proc & P_INTERRUPT_WINDOW) && (cpu.flags & IF)) {
       this.exitInfo.begin(ExitReason.INTERRUPT_WINDOW);
       this.exit(cpu);
@@ -769,7 +764,7 @@ function descriptorTableInformation(i: Insn, what: Intercept): number {
 
 /** Attaches a VMX unit to the processor: its instructions, non-root decisions and capability MSRs. */
 export function attachVmx(cpu: Cpu, caps: VmxCapabilities = SKYLAKE_VMX): Vmx {
-  const vmx = new Vmx(cpu, caps);
+  const vmx = new Vmx(caps);
   cpu.virt = vmx;
   const handler = {
     msrLo: 0, msrHi: 0,

@@ -9,7 +9,7 @@
 import { Intercept } from '../virtualization.js';
 import type { Cpu } from '../cpu.js';
 import { OpMap, Sz, type Entry, type Insn, type OpDef } from '../insn.js';
-import { effectiveAddress, getReg, readRm, setReg, writeRm } from '../operands.js';
+import { effectiveAddress, getReg, m128, readM128, readRm, setReg, writeRm } from '../operands.js';
 import {
   CR0_CD, CR0_NW, CR0_PE, CR0_PG, CR0_WP, CR3_RSVD_HI, CR4_LA57, CR4_PAE, CR4_PCIDE, CR4_PGE, CR4_PSE,
   CR4_SMAP, CR4_SMEP, PagingMode, pagingMode,
@@ -216,11 +216,8 @@ function invpcid(cpu: Cpu, i: Insn): void {
   // The type register is 64 bits in 64-bit mode, 32 bits elsewhere.
   const typeLo = getReg(cpu, i.reg, i.mode === 8 ? 8 : 4);
   if (cpu.tHi !== 0 || (typeLo >>> 0) > 3) gp(cpu);
-  effectiveAddress(cpu, i);
-  const m = cpu.mmu, aLo = cpu.eaLo, aHi = cpu.eaHi;
-  const descLo = m.read64(aLo, aHi), descHi = m.hi;
-  const s8 = (aLo >>> 0) + 8;
-  const addrLo = m.read64(s8 | 0, i.mode === 8 ? (aHi + (s8 > 0xffffffff ? 1 : 0)) | 0 : 0), addrHi = m.hi;
+  readM128(cpu, i);
+  const descLo = m128[0]!, descHi = m128[1]!, addrLo = m128[2]!, addrHi = m128[3]!;
   // Bits 63:12 of the descriptor are reserved; without PCIDs only PCID 000H may be named.
   if (descHi !== 0 || (descLo & ~0xfff) !== 0) gp(cpu);
   const pcid = descLo & 0xfff;

@@ -22,6 +22,7 @@ import { checkControls, checkGuestState, checkHostState, type EntryCheckFailure 
 import {
   GUEST_CODE, HANDLERS, LAUNCH_ADDRESS, SCRATCH_PAGES, guestPteAddress, runInGuest, type GuestMode, type GuestRun,
 } from '../src/vmx/testing.js';
+import { vmEntry } from '../src/vmx/entry.js';
 import { validVmcs } from '../src/vmx/valid-vmcs.js';
 import type { Vmcs } from '../src/vmx/vmcs.js';
 import { icedDecode } from './iced.js';
@@ -188,6 +189,18 @@ describe('VM-entry checks: one broken rule fails with exactly that rule (27.2, 2
           ? VmInstructionError.ENTRY_INVALID_CONTROL_FIELDS : VmInstructionError.ENTRY_INVALID_HOST_STATE);
       }
     }), runs(150, 5));
+  });
+});
+
+describe('VM entries after one that passed: checks are made again on changed inputs (27.2, 27.3.1)', () => {
+  it('27.2, 27.3.1: a configuration that entered and exited, then given one violation, fails the next entry with exactly that check', () => {
+    fc.assert(fc.property(violatingVmcsConfig(caps), (c) => {
+      const r = runInGuest(VMCALL, (v, cpu) => applyVmcsConfig(c.config, v, cpu), { mode: guestMode(c.config) });
+      expect(r.exited).toBe(true);
+      applyViolation(c, r.vmcs, caps, r.cpu);
+      vmEntry(r.vmx, r.cpu, false);
+      expect(r.vmx.lastEntryFailure?.check).toBe(VIOLATIONS[c.violation]!.check);
+    }), runs(150, 6));
   });
 });
 

@@ -23,10 +23,14 @@ export class Block {
   stale = false;
   /** The compiled form, once the block is hot; null before, or when it cannot be compiled. */
   compiled: CompiledBlock | null = null;
-  /** The block that ran after this one last time, at RIP (nextLo, nextHi), valid for MMU epoch nextEpoch. */
+  /**
+   * The block that ran after this one last time, at RIP (nextLo, nextHi) with
+   * CS base nextBase, valid for MMU epoch nextEpoch.
+   */
   next: Block | null = null;
   nextLo = 0;
   nextHi = 0;
+  nextBase = 0;
   nextEpoch = -1;
   /** Offset of each instruction from the block's first byte. */
   readonly offsets: Int32Array;
@@ -87,7 +91,7 @@ export class BlockCache {
     const cpu = this.cpu, prev = this.last;
     if (prev !== null) {
       const n = prev.next;
-      if (n !== null && prev.nextLo === cpu.ripLo && prev.nextHi === cpu.ripHi &&
+      if (n !== null && prev.nextLo === cpu.ripLo && prev.nextHi === cpu.ripHi && prev.nextBase === cpu.segBase[2 * CS] &&
           prev.nextEpoch === cpu.mmu.epoch && !n.stale && n.mode === cpu.codeSize) {
         this.last = n;
         return n;
@@ -95,7 +99,8 @@ export class BlockCache {
     }
     const b = this.find();
     if (prev !== null) {
-      prev.next = b; prev.nextLo = cpu.ripLo; prev.nextHi = cpu.ripHi; prev.nextEpoch = cpu.mmu.epoch;
+      prev.next = b; prev.nextLo = cpu.ripLo; prev.nextHi = cpu.ripHi; prev.nextBase = cpu.segBase[2 * CS]!;
+      prev.nextEpoch = cpu.mmu.epoch;
     }
     this.last = b;
     return b;

@@ -340,7 +340,6 @@ export class Cpu implements FlagState, MmuHost {
     this.segBase[2 * seg + 1] = baseHi;
     this.segLimit[seg] = limit;
     this.segAttr[seg] = attr;
-    if (seg === CS) this.mmu.epoch++; // CS base takes part in code addresses
     if (seg === CS || seg === SS) this.updateModes();
   }
 

@@ -100,3 +100,43 @@ describe('MMU fast entries (mmu.ts; SDM vol. 3A, 4.6.1 access rights, 4.8 dirty 
     expect(written).toBe(2);
   });
 });
+
+describe('MMU translation contexts (mmu.ts switchContext; VM entries and exits with VPIDs, SDM vol. 3C, 29.4.3.1)', () => {
+  it('a context switched back to has its entries and its epoch again, so block chains made in it stay valid', () => {
+    const { cpu } = cpuWithTables();
+    cpu.paging.switchVpid(0);
+    cpu.mmu.read32(0x10_0000, 0);
+    const host = cpu.mmu.epoch;
+    cpu.paging.switchVpid(1);
+    expect(cpu.mmu.epoch).not.toBe(host);
+    const guest = cpu.mmu.epoch;
+    cpu.paging.switchVpid(0);
+    expect(cpu.mmu.epoch).toBe(host);
+    cpu.paging.switchVpid(1);
+    expect(cpu.mmu.epoch).toBe(guest);
+  });
+
+  it('a flush in one context takes every context\'s entries: the epoch of a context switched back to is new', () => {
+    const { cpu } = cpuWithTables();
+    cpu.paging.switchVpid(0);
+    const host = cpu.mmu.epoch;
+    cpu.paging.switchVpid(1);
+    cpu.mmu.flushFast();
+    cpu.paging.switchVpid(0);
+    expect(cpu.mmu.epoch).not.toBe(host);
+  });
+
+  it('a page that becomes code in one context loses its write entries in the others: a write there still drops the decoded code', () => {
+    const { cpu } = cpuWithTables();
+    cpu.paging.switchVpid(1);
+    cpu.mmu.write8(0x10_0010, 0, 0x90); // a write entry for the page in this context
+    cpu.paging.switchVpid(0);
+    cpu.memory.write8(0x5000, 0xf4); // HLT at the physical page both map
+    cpu.ripLo = 0x10_0000;
+    const block = cpu.blocks.lookup(); // decoded: the page is now watched
+    expect(block.stale).toBe(false);
+    cpu.paging.switchVpid(1);
+    cpu.mmu.write8(0x10_0000, 0, 0x90);
+    expect(block.stale).toBe(true);
+  });
+});

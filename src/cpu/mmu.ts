@@ -62,6 +62,9 @@ function vpnOf(lo: number, hi: number): number {
   return hi * 0x100000 + (lo >>> 12);
 }
 
+/** Translation contexts whose fast entries are kept at once: a VMM and a few guests. */
+const CONTEXTS = 4;
+
 /** The fast entries of one privilege: per access kind, a tag and the page it maps. */
 class EntrySet {
   readonly tagR = new Float64Array(TLB_SIZE).fill(NaN);
@@ -80,6 +83,30 @@ class EntrySet {
   drop(idx: number): void { this.tagR[idx] = NaN; this.tagW[idx] = NaN; this.tagX[idx] = NaN; }
 }
 
+/**
+ * The fast entries of one translation context, both privileges, with what
+ * they depend on besides memory (the key: TLB tag, CR3 and the paging
+ * controls; see Paging.switchVpid), or no key when unknown.
+ */
+class FastContext {
+  readonly supervisor = new EntrySet();
+  readonly user = new EntrySet();
+  known = false;
+  tag = 0; cr3 = 0; controls = 0;
+  /** The MMU epoch while it was current, and when it was last current (for eviction). */
+  epoch = 0;
+  used = 0;
+
+  matches(tag: number, cr3: number, controls: number): boolean {
+    return this.known && this.tag === tag && this.cr3 === cr3 && this.controls === controls;
+  }
+
+  clear(): void {
+    this.supervisor.clear(); this.user.clear();
+    this.known = false;
+  }
+}
+
 export class Mmu {
   /** High half of the last 64-bit read. */
   hi = 0;
@@ -89,8 +116,13 @@ export class Mmu {
   /** Set while data breakpoints are enabled: every data access takes the slow path and is reported. */
   watch: DataWatch | null = null;
 
-  /** Counts flushes: anything that remembers a translation (block chaining) compares it. */
+  /**
+   * Names the current state of translation: it takes a new value whenever a
+   * translation may have changed, and a context switched back to gets its own
+   * back. Anything that remembers a translation (block chaining) compares it.
+   */
   epoch = 0;
+  private epochs = 0;
   /**
    * Set before each translation; a translator clears it when its answer must
    * not be entered in the fast TLB (it depends on state the fast path does not see).
@@ -101,18 +133,24 @@ export class Mmu {
   private cpl3 = false;
   private implicit = false;
 
-  private readonly supervisorSet = new EntrySet();
-  private readonly userSet = new EntrySet();
+  /**
+   * Contexts of translation, each with its own fast entries: VM entries and
+   * exits alternate between a VMM's and a guest's address spaces, and each
+   * keeps its entries while the other runs (switchContext).
+   */
+  private readonly contexts = Array.from({ length: CONTEXTS }, () => new FastContext());
+  private current = this.contexts[0]!;
+  private switches = 0;
   // The set in use, copied into fields so that the fast path reads them directly.
-  private tagR = this.supervisorSet.tagR;
-  private tagW = this.supervisorSet.tagW;
-  private tagX = this.supervisorSet.tagX;
-  private pageR = this.supervisorSet.pageR;
-  private pageW = this.supervisorSet.pageW;
-  private pageX = this.supervisorSet.pageX;
-  private ppnX = this.supervisorSet.ppnX;
-  private ppnW = this.supervisorSet.ppnW;
-  private filled = this.supervisorSet.filled;
+  private tagR = this.current.supervisor.tagR;
+  private tagW = this.current.supervisor.tagW;
+  private tagX = this.current.supervisor.tagX;
+  private pageR = this.current.supervisor.pageR;
+  private pageW = this.current.supervisor.pageW;
+  private pageX = this.current.supervisor.pageX;
+  private ppnX = this.current.supervisor.ppnX;
+  private ppnW = this.current.supervisor.ppnW;
+  private filled = this.current.supervisor.filled;
 
   constructor(readonly memory: PhysicalMemory, private readonly host: MmuHost) {}
 
@@ -150,7 +188,7 @@ export class Mmu {
 
   private selectSet(): void {
     this.user = this.cpl3 && !this.implicit;
-    const s = this.user ? this.userSet : this.supervisorSet;
+    const s = this.user ? this.current.user : this.current.supervisor;
     this.tagR = s.tagR; this.tagW = s.tagW; this.tagX = s.tagX;
     this.pageR = s.pageR; this.pageW = s.pageW; this.pageX = s.pageX;
     this.ppnX = s.ppnX; this.ppnW = s.ppnW;
@@ -169,25 +207,61 @@ export class Mmu {
     this.translator.flush?.();
   }
 
-  /** Drops the fast entries of both privileges (the translator's cache stays). */
+  /** Drops the fast entries of every context and privilege (the translator's cache stays). */
   flushFast(): void {
-    this.supervisorSet.clear();
-    this.userSet.clear();
-    this.epoch++;
+    for (const c of this.contexts) c.clear();
+    this.newEpoch();
+  }
+
+  private newEpoch(): void {
+    this.epoch = ++this.epochs;
+  }
+
+  /**
+   * The translator now works in the context (tag, cr3, controls) (a VM entry
+   * or exit switched VPID, CR3 and the paging controls without a flush): the
+   * current entries stay with their context, and the new context's entries,
+   * if kept, come back with their epoch. The key must name everything the
+   * entries' decisions depend on; whatever drops entries drops them in every context.
+   */
+  switchContext(tag: number, cr3: number, controls: number): void {
+    const cur = this.current;
+    if (cur.matches(tag, cr3, controls)) return;
+    cur.epoch = this.epoch;
+    // Entries made since a flush made the key unknown belong to no context.
+    if (!cur.known) cur.clear();
+    let next: FastContext | null = null;
+    for (const c of this.contexts) if (c.matches(tag, cr3, controls)) next = c;
+    if (next !== null) {
+      this.epoch = next.epoch;
+    } else {
+      // The least recently used context other than the current one makes room.
+      for (const c of this.contexts) if (c !== cur && (next === null || c.used < next.used)) next = c;
+      next!.clear();
+      next!.known = true; next!.tag = tag; next!.cr3 = cr3; next!.controls = controls;
+      this.newEpoch();
+    }
+    next!.used = ++this.switches;
+    this.current = next!;
+    this.selectSet();
   }
 
   /** Drops the fast entries for the linear page holding address bits 31:0 `lo` (any high half). */
   dropPage(lo: number): void {
     const idx = (lo >>> 12) & TLB_MASK;
-    this.supervisorSet.drop(idx);
-    this.userSet.drop(idx);
-    this.epoch++;
+    for (const c of this.contexts) {
+      c.supervisor.drop(idx); c.user.drop(idx);
+      c.epoch = ++this.epochs;
+    }
+    this.newEpoch();
   }
 
   /** Drops write entries that map physical page `ppn` (it is now watched: code or paging structures). */
   protectPage(ppn: number): void {
-    for (const s of [this.supervisorSet, this.userSet]) {
-      for (let i = 0; i < TLB_SIZE; i++) if (s.ppnW[i] === ppn) s.tagW[i] = NaN;
+    for (const c of this.contexts) {
+      for (const s of [c.supervisor, c.user]) {
+        for (let i = 0; i < TLB_SIZE; i++) if (s.ppnW[i] === ppn) s.tagW[i] = NaN;
+      }
     }
   }
 

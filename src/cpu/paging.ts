@@ -88,6 +88,10 @@ export function currentPcid(cpu: Cpu): number {
   return cpu.cr4 & CR4_PCIDE ? cpu.cr3Lo & 0xfff : 0;
 }
 
+/** The CR0 and CR4 bits the MMU's fast entries depend on (their bit positions do not overlap EFER's NXE and LMA). */
+const CONTEXT_CR0 = CR0_PE | CR0_WP | CR0_PG;
+const CONTEXT_CR4 = CR4_PSE | CR4_PAE | CR4_PGE | CR4_LA57 | CR4_PCIDE | CR4_SMEP | CR4_SMAP;
+
 // TLB entry information: combined rights, flags, and the page size as (log2 - 12) in bits 15:8.
 const T_W = 1, T_U = 2, T_XD = 4, T_D = 8, T_G = 16;
 const TLB_BITS = 11, TLB_SIZE = 1 << TLB_BITS, TLB_MASK = TLB_SIZE - 1;
@@ -520,9 +524,11 @@ export class Paging implements Translator {
    * (VPIDs in use: 29.4.3.1); the control registers are taken up anew.
    */
   switchVpid(vpid: number): void {
+    const cpu = this.cpu;
     this.vpid = vpid;
     this.identity = false;
     this.updateWidth();
-    this.cpu.mmu.flushFast();
+    cpu.mmu.switchContext(this.key(), cr3Of(cpu),
+      (cpu.cr0 & CONTEXT_CR0) | (cpu.cr4 & CONTEXT_CR4) | (cpu.efer & (EFER_NXE | EFER_LMA)));
   }
 }

@@ -31,7 +31,8 @@ import {
 } from '../../vmcs/controls.js';
 import { VmEntryFailureQualification } from '../../vmcs/qualifications.js';
 import type { AllowedSettings, VmxCapabilities } from './capabilities.js';
-import { indexOf, type Vmcs } from './vmcs.js';
+import type { Vmcs } from './vmcs.js';
+import { ACCESS_AT, BASE_AT, LIMIT_AT, SELECTOR_AT } from './state-fields.js';
 
 export interface EntryCheckFailure {
   /** 'controls' → VMfailValid(7), 'host' → VMfailValid(8), 'guest' → VM exit with reason 33. */
@@ -341,15 +342,8 @@ export function checkControls(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): EntryCh
       if ((threshold & ~0xf) !== 0) {
         return fail('controls', 'TPR threshold bits 31:4', S1, `TPR threshold = ${hex(threshold)}: bits 31:4 must be 0`);
       }
-      if ((sec & SEC_VIRTUALIZE_APIC_ACCESSES) === 0) {
-        // VTPR is byte 80H of the virtual-APIC page (30.1.1).
-        const page = v.hi(F.VIRTUAL_APIC_ADDRESS) * 2 ** 32 + (v.lo(F.VIRTUAL_APIC_ADDRESS) >>> 0);
-        const vtpr = cpu.memory.read8(page + 0x80);
-        if ((threshold & 0xf) > vtpr >>> 4) {
-          return fail('controls', 'TPR threshold above VTPR', S1,
-            `TPR threshold = ${threshold}: must not exceed VTPR[7:4] = ${vtpr >>> 4}`);
-        }
-      }
+      bad = vtprFailure(cpu, v);
+      if (bad !== null) return bad;
     }
   }
   if ((pin & PIN_NMI_EXITING) === 0 && (pin & PIN_VIRTUAL_NMIS) !== 0) {
@@ -561,6 +555,26 @@ function msrAreaFailure(v: Vmcs, countEnc: number, addressEnc: number, check: st
       `${hex64(last % 2 ** 32, Math.floor(last / 2 ** 32))} is beyond MAXPHYADDR = ${MAXPHYADDR}`);
   }
   return null;
+}
+
+/**
+ * 27.2.1.1: with "use TPR shadow" and neither "virtual-interrupt delivery" nor
+ * "virtualize APIC accesses", the TPR threshold must not exceed VTPR[7:4]. It
+ * reads the virtual-APIC page, so unlike the other control checks its answer
+ * can change without a VMWRITE: VM entry makes it every time.
+ */
+export function vtprFailure(cpu: Cpu, v: Vmcs): EntryCheckFailure | null {
+  const proc = v.lo(PROC_CTLS);
+  const sec = (proc & PROC_SECONDARY) !== 0 ? v.lo(SEC_CTLS) : 0;
+  if ((proc & PROC_USE_TPR_SHADOW) === 0 || (sec & (SEC_VIRTUAL_INTERRUPT_DELIVERY | SEC_VIRTUALIZE_APIC_ACCESSES)) !== 0) {
+    return null;
+  }
+  // VTPR is byte 80H of the virtual-APIC page (30.1.1).
+  const threshold = v.lo(F.TPR_THRESHOLD) & 0xf;
+  const vtpr = cpu.memory.read8(v.num(F.VIRTUAL_APIC_ADDRESS) + 0x80);
+  if (threshold <= vtpr >>> 4) return null;
+  return fail('controls', 'TPR threshold above VTPR', '27.2.1.1',
+    `TPR threshold = ${threshold}: must not exceed VTPR[7:4] = ${vtpr >>> 4}`);
 }
 
 // ---- 27.2.2 - 27.2.4 checks on the host-state area ----------------------------
@@ -842,20 +856,8 @@ export function checkGuestState(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): Entry
   // ---- 27.3.1.4 RIP, RFLAGS and SSP
   const S4 = '27.3.1.4';
   const csL = (gAr[CS]! & AR_L) !== 0;
-  const ripLo = v.lo(F.GUEST_RIP), ripHi = v.hi(F.GUEST_RIP);
-  if (!ia32e || !csL) {
-    if (ripHi !== 0) {
-      return fail('guest', 'guest RIP bits 63:32', S4,
-        `guest RIP = ${hex64(ripLo, ripHi)}: bits 63:32 must be 0 outside 64-bit mode`);
-    }
-  } else {
-    // "bits 63:N must be identical" with N = 48 linear-address bits: bits 63:48, not the canonical 63:47.
-    const top = ripHi >> (GUEST_LINEAR_BITS - 32);
-    if (top !== 0 && top !== -1) {
-      return fail('guest', 'guest RIP bits 63:48', S4,
-        `guest RIP = ${hex64(ripLo, ripHi)}: bits 63:${GUEST_LINEAR_BITS} must be identical`);
-    }
-  }
+  bad = guestRipFailure(v);
+  if (bad !== null) return bad;
   const rflags = v.lo(F.GUEST_RFLAGS), rflagsHi = v.hi(F.GUEST_RFLAGS);
   if (rflagsHi !== 0 || (rflags & RFLAGS_RESERVED) !== 0 || (rflags & RFLAGS_FIXED1) === 0) {
     return fail('guest', 'guest RFLAGS reserved bits', S4,
@@ -996,6 +998,28 @@ export function checkGuestState(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): Entry
 }
 
 /**
+ * 27.3.1.4: guest RIP bits 63:32 are 0 outside 64-bit mode, and bits 63:N
+ * identical in it. The one guest check whose field changes at nearly every
+ * entry (a VMM advances RIP past the exiting instruction), so VM entry makes it
+ * even when the rest of the guest state is known to pass.
+ */
+export function guestRipFailure(v: Vmcs): EntryCheckFailure | null {
+  const ia32e = (v.lo(ENTRY_CTLS) & ENTRY_IA32E_MODE_GUEST) !== 0;
+  const csL = (v.lo(F.GUEST_CS_ACCESS_RIGHTS) & AR_L) !== 0;
+  const ripLo = v.lo(F.GUEST_RIP), ripHi = v.hi(F.GUEST_RIP);
+  if (!ia32e || !csL) {
+    if (ripHi === 0) return null;
+    return fail('guest', 'guest RIP bits 63:32', '27.3.1.4',
+      `guest RIP = ${hex64(ripLo, ripHi)}: bits 63:32 must be 0 outside 64-bit mode`);
+  }
+  // "bits 63:N must be identical" with N = 48 linear-address bits: bits 63:48, not the canonical 63:47.
+  const top = ripHi >> (GUEST_LINEAR_BITS - 32);
+  if (top === 0 || top === -1) return null;
+  return fail('guest', 'guest RIP bits 63:48', '27.3.1.4',
+    `guest RIP = ${hex64(ripLo, ripHi)}: bits 63:${GUEST_LINEAR_BITS} must be identical`);
+}
+
+/**
  * Events that may be injected in each activity state (27.3.1.5): any when
  * active; in HLT external interrupts, NMIs, #DB, #MC and pending MTF VM exits;
  * in shutdown NMIs and #MC; none in wait-for-SIPI.
@@ -1041,15 +1065,6 @@ function firstInOrder(mask: number): number {
   return -1;
 }
 
-/** Dense value indices (Vmcs.values) of the selector, limit, access rights and base of ES..GS, LDTR, TR. */
-const SEL_AT = new Int32Array(8), LIMIT_AT = new Int32Array(8), AR_AT = new Int32Array(8), BASE_AT = new Int32Array(8);
-for (let n = 0; n < 8; n++) {
-  SEL_AT[n] = 2 * indexOf(F.GUEST_ES_SELECTOR + 2 * n);
-  LIMIT_AT[n] = 2 * indexOf(F.GUEST_ES_LIMIT + 2 * n);
-  AR_AT[n] = 2 * indexOf(F.GUEST_ES_ACCESS_RIGHTS + 2 * n);
-  BASE_AT[n] = 2 * indexOf(F.GUEST_ES_BASE + 2 * n);
-}
-
 /**
  * SDM 27.3.1.2: selectors, bases, limits, then access rights, each as the SDM
  * lists them. The access-rights rules that apply to all of CS, SS, DS, ES, FS
@@ -1059,9 +1074,9 @@ for (let n = 0; n < 8; n++) {
 function checkGuestSegments(v: Vmcs, cr0: number, ug: boolean, ia32e: boolean): EntryCheckFailure | null {
   const values = v.values;
   for (let n = 0; n < 8; n++) {
-    gSel[n] = values[SEL_AT[n]!]!;
+    gSel[n] = values[SELECTOR_AT[n]!]!;
     gLimit[n] = values[LIMIT_AT[n]!]!;
-    gAr[n] = values[AR_AT[n]!]!;
+    gAr[n] = values[ACCESS_AT[n]!]!;
     gBaseLo[n] = values[BASE_AT[n]!]!;
     gBaseHi[n] = values[BASE_AT[n]! + 1]!;
   }

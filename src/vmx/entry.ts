@@ -15,8 +15,9 @@ import { deliverException, EventKind } from '../cpu/interrupts.js';
 import { jumpRelative } from '../cpu/operands.js';
 import { PagingMode, pagingMode } from '../cpu/paging.js';
 import { EFER_LMA, EFER_LME, RSP, SegAttr } from '../cpu/regs.js';
-import { checkControls, checkGuestState, checkHostState, type EntryCheckFailure } from './entry-checks.js';
-import { HLT, SEG_ACCESS, SEG_BASE, SEG_LIMIT, SEG_SELECTOR, SEGMENTS, SHUTDOWN, WAIT_FOR_SIPI } from './exit.js';
+import { checkControls, checkGuestState, checkHostState, guestRipFailure, vtprFailure } from './entry-checks.js';
+import { HLT, SHUTDOWN, WAIT_FOR_SIPI } from './exit.js';
+import { ACCESS_AT, BASE_AT, GUEST_AT as G, LIMIT_AT, SEGMENTS, SELECTOR_AT } from './state-fields.js';
 import { PREEMPTION_TIMER_SHIFT } from './capabilities.js';
 import { loadMsrs } from './msr-areas.js';
 import type { Vmx } from './vmx.js';
@@ -33,8 +34,12 @@ const QUALIFICATION_PDPTE = 2;
  */
 export function vmEntry(vmx: Vmx, cpu: Cpu, launch: boolean): void {
   const v = vmx.current!, caps = vmx.caps;
-  let failure: EntryCheckFailure | null = checkControls(cpu, v, caps);
-  if (failure === null) failure = checkHostState(cpu, v, caps);
+  // On the inputs of the last entry that passed, the checks pass again, but for those that read memory
+  // or change with nearly every entry (guest RIP): only those are made. The first failing check in the
+  // SDM's order is the same either way.
+  const lma = cpu.efer & EFER_LMA, recheck = !v.checked || v.checkedLma !== lma;
+  let failure = recheck ? checkControls(cpu, v, caps) : vtprFailure(cpu, v);
+  if (failure === null && recheck) failure = checkHostState(cpu, v, caps);
   if (failure !== null) {
     vmx.entryFailed(failure);
     vmx.failValid(cpu, failure.kind === 'controls'
@@ -43,7 +48,12 @@ export function vmEntry(vmx: Vmx, cpu: Cpu, launch: boolean): void {
   }
   // From here on a failure is a VM exit to the host (27.8); the instruction itself succeeded.
   vmx.succeed(cpu);
-  failure = checkGuestState(cpu, v, caps);
+  failure = recheck ? checkGuestState(cpu, v, caps) : guestRipFailure(v);
+  // The VMCS-link-pointer check reads the linked region (27.3.1.5): with one, the checks are made every time.
+  if (failure === null && recheck && v.lo(Field.VMCS_LINK_POINTER) === -1 && v.hi(Field.VMCS_LINK_POINTER) === -1) {
+    v.checked = true;
+    v.checkedLma = lma;
+  }
   if (failure !== null) {
     vmx.entryFailed(failure);
     entryFailure(vmx, cpu, ExitReason.VM_ENTRY_FAILURE_INVALID_GUEST_STATE, failure.qualification);
@@ -97,20 +107,20 @@ function entryFailure(vmx: Vmx, cpu: Cpu, reason: number, qualification: number)
 
 /** 27.3.2 "Loading Guest State". False when PDPTE loading fails (27.3.1.6). */
 function loadGuestState(vmx: Vmx, cpu: Cpu): boolean {
-  const v = vmx.current!, entry = v.lo(Field.VM_ENTRY_CONTROLS);
+  const v = vmx.current!, vals = v.values, entry = v.lo(Field.VM_ENTRY_CONTROLS);
   const ia32e = (entry & (1 << N.IA_32E_MODE_GUEST)) !== 0;
   // 27.3.2.1: control registers, debug registers, MSRs.
-  cpu.cr0 = v.lo(Field.GUEST_CR0) | 0x10; // ET is always 1
-  cpu.cr4 = v.lo(Field.GUEST_CR4);
-  cpu.cr3Lo = v.lo(Field.GUEST_CR3); cpu.cr3Hi = v.hi(Field.GUEST_CR3);
+  cpu.cr0 = vals[G.CR0]! | 0x10; // ET is always 1
+  cpu.cr4 = vals[G.CR4]!;
+  cpu.cr3Lo = vals[G.CR3]!; cpu.cr3Hi = vals[G.CR3 + 1]!;
   if (entry & (1 << N.LOAD_DEBUG_CONTROLS)) {
     cpu.dr7 = v.lo(Field.GUEST_DR7);
     cpu.msrs.debugCtl = v.lo(Field.GUEST_IA32_DEBUGCTL);
   }
   const m = cpu.msrs;
-  m.sysenterCsLo = v.lo(Field.GUEST_IA32_SYSENTER_CS); m.sysenterCsHi = 0;
-  m.sysenterEspLo = v.lo(Field.GUEST_IA32_SYSENTER_ESP); m.sysenterEspHi = v.hi(Field.GUEST_IA32_SYSENTER_ESP);
-  m.sysenterEipLo = v.lo(Field.GUEST_IA32_SYSENTER_EIP); m.sysenterEipHi = v.hi(Field.GUEST_IA32_SYSENTER_EIP);
+  m.sysenterCsLo = vals[G.SYSENTER_CS]!; m.sysenterCsHi = 0;
+  m.sysenterEspLo = vals[G.SYSENTER_ESP]!; m.sysenterEspHi = vals[G.SYSENTER_ESP + 1]!;
+  m.sysenterEipLo = vals[G.SYSENTER_EIP]!; m.sysenterEipHi = vals[G.SYSENTER_EIP + 1]!;
   if (entry & (1 << N.LOAD_IA32_PAT)) { m.patLo = v.lo(Field.GUEST_IA32_PAT); m.patHi = v.hi(Field.GUEST_IA32_PAT); }
   if (entry & (1 << N.LOAD_IA32_EFER)) cpu.efer = v.lo(Field.GUEST_IA32_EFER);
   else {
@@ -120,17 +130,17 @@ function loadGuestState(vmx: Vmx, cpu: Cpu): boolean {
   }
   // 27.3.2.2: segment registers and descriptor-table registers; an unusable segment holds no access.
   for (let k = 0; k < 8; k++) {
-    const s = SEGMENTS[k]!, ar = v.lo(SEG_ACCESS[k]!);
-    cpu.setSegment(s, v.lo(SEG_SELECTOR[k]!), v.lo(SEG_BASE[k]!), ia32e ? v.hi(SEG_BASE[k]!) : 0,
-      v.lo(SEG_LIMIT[k]!) >>> 0, ar & SegAttr.UNUSABLE ? ar & SegAttr.DPL : ar & 0xf0ff);
+    const ar = vals[ACCESS_AT[k]!]!, base = BASE_AT[k]!;
+    cpu.setSegment(SEGMENTS[k]!, vals[SELECTOR_AT[k]!]!, vals[base]!, ia32e ? vals[base + 1]! : 0,
+      vals[LIMIT_AT[k]!]! >>> 0, ar & SegAttr.UNUSABLE ? ar & SegAttr.DPL : ar & 0xf0ff);
   }
-  cpu.gdtrLo = v.lo(Field.GUEST_GDTR_BASE); cpu.gdtrHi = v.hi(Field.GUEST_GDTR_BASE); cpu.gdtrLimit = v.lo(Field.GUEST_GDTR_LIMIT) & 0xffff;
-  cpu.idtrLo = v.lo(Field.GUEST_IDTR_BASE); cpu.idtrHi = v.hi(Field.GUEST_IDTR_BASE); cpu.idtrLimit = v.lo(Field.GUEST_IDTR_LIMIT) & 0xffff;
+  cpu.gdtrLo = vals[G.GDTR_BASE]!; cpu.gdtrHi = vals[G.GDTR_BASE + 1]!; cpu.gdtrLimit = vals[G.GDTR_LIMIT]! & 0xffff;
+  cpu.idtrLo = vals[G.IDTR_BASE]!; cpu.idtrHi = vals[G.IDTR_BASE + 1]!; cpu.idtrLimit = vals[G.IDTR_LIMIT]! & 0xffff;
   // 27.3.2.3: RIP, RSP, RFLAGS; CPL is SS.DPL.
-  cpu.ripLo = v.lo(Field.GUEST_RIP); cpu.ripHi = v.hi(Field.GUEST_RIP);
-  cpu.gpr[2 * RSP] = v.lo(Field.GUEST_RSP); cpu.gpr[2 * RSP + 1] = v.hi(Field.GUEST_RSP);
-  cpu.rflags = v.lo(Field.GUEST_RFLAGS);
-  cpu.cpl = (v.lo(Field.GUEST_SS_ACCESS_RIGHTS) >>> 5) & 3;
+  cpu.ripLo = vals[G.RIP]!; cpu.ripHi = vals[G.RIP + 1]!;
+  cpu.gpr[2 * RSP] = vals[G.RSP]!; cpu.gpr[2 * RSP + 1] = vals[G.RSP + 1]!;
+  cpu.rflags = vals[G.RFLAGS]!;
+  cpu.cpl = (vals[G.SS_ACCESS]! >>> 5) & 3;
   // Without VPIDs, VM entry invalidates the linear and combined mappings of VPID 0000H; with them,
   // the guest's own tagged mappings stay and are used (29.4.3.1).
   const secondary = v.lo(Field.PRIMARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS) & (1 << 31)

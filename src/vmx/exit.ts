@@ -10,23 +10,11 @@ import { VmExitControls as X } from '../../vmcs/controls.js';
 import { VmxAbort, VMX_ABORT_INDICATOR_OFFSET } from '../../vmcs/layout.js';
 import type { Cpu } from '../cpu/cpu.js';
 import { materialize } from '../cpu/flags.js';
-import { CS, DS, EFER_LMA, EFER_LME, ES, FS, GS, LDTR, RSP, SegAttr, SS, TR } from '../cpu/regs.js';
+import { CS, EFER_LMA, EFER_LME, FS, GS, LDTR, RSP, SegAttr, TR } from '../cpu/regs.js';
 import { PREEMPTION_TIMER_SHIFT } from './capabilities.js';
 import { loadMsrs, storeMsrs } from './msr-areas.js';
+import { ACCESS_AT, BASE_AT, GUEST_AT as G, HOST_AT as H, HOST_SELECTOR_AT, LIMIT_AT, SEGMENTS, SELECTOR_AT } from './state-fields.js';
 import type { Vmx } from './vmx.js';
-
-/** The segment registers in the order of the VMCS's per-segment fields below. */
-export const SEGMENTS = [ES, CS, SS, DS, FS, GS, LDTR, TR];
-/** Guest selector, base, limit and access-rights fields per segment, in the order of SEGMENTS (ES..TR). */
-export const SEG_SELECTOR = [Field.GUEST_ES_SELECTOR, Field.GUEST_CS_SELECTOR, Field.GUEST_SS_SELECTOR, Field.GUEST_DS_SELECTOR,
-  Field.GUEST_FS_SELECTOR, Field.GUEST_GS_SELECTOR, Field.GUEST_LDTR_SELECTOR, Field.GUEST_TR_SELECTOR];
-export const SEG_BASE = [Field.GUEST_ES_BASE, Field.GUEST_CS_BASE, Field.GUEST_SS_BASE, Field.GUEST_DS_BASE,
-  Field.GUEST_FS_BASE, Field.GUEST_GS_BASE, Field.GUEST_LDTR_BASE, Field.GUEST_TR_BASE];
-export const SEG_LIMIT = [Field.GUEST_ES_LIMIT, Field.GUEST_CS_LIMIT, Field.GUEST_SS_LIMIT, Field.GUEST_DS_LIMIT,
-  Field.GUEST_FS_LIMIT, Field.GUEST_GS_LIMIT, Field.GUEST_LDTR_LIMIT, Field.GUEST_TR_LIMIT];
-export const SEG_ACCESS = [Field.GUEST_ES_ACCESS_RIGHTS, Field.GUEST_CS_ACCESS_RIGHTS, Field.GUEST_SS_ACCESS_RIGHTS,
-  Field.GUEST_DS_ACCESS_RIGHTS, Field.GUEST_FS_ACCESS_RIGHTS, Field.GUEST_GS_ACCESS_RIGHTS,
-  Field.GUEST_LDTR_ACCESS_RIGHTS, Field.GUEST_TR_ACCESS_RIGHTS];
 
 /** Interruptibility-state bits (25.4.2, table 25-3). */
 const BLOCKING_BY_STI = 1, BLOCKING_BY_MOV_SS = 2, BLOCKING_BY_NMI = 8;
@@ -104,18 +92,16 @@ function leaveNonRoot(vmx: Vmx, cpu: Cpu): void {
 /** 28.3 "Saving Guest State". */
 function saveGuestState(vmx: Vmx, cpu: Cpu): void {
   const v = vmx.current!, exitControls = v.lo(Field.PRIMARY_VM_EXIT_CONTROLS);
+  // The fields every exit saves are written directly (v.put); `changed` collects what the entry checks see.
   // 28.3.1: CR0, CR3, CR4, DR7 (with "save debug controls"), the SYSENTER MSRs, PAT and EFER when saved.
-  v.set(Field.GUEST_CR0, cpu.cr0);
-  v.set(Field.GUEST_CR3, cpu.cr3Lo, cpu.cr3Hi);
-  v.set(Field.GUEST_CR4, cpu.cr4);
+  let changed = v.put(G.CR0, cpu.cr0, 0) | v.put(G.CR3, cpu.cr3Lo, cpu.cr3Hi) | v.put(G.CR4, cpu.cr4, 0);
   if (exitControls & (1 << X.SAVE_DEBUG_CONTROLS)) {
     v.set(Field.GUEST_DR7, cpu.dr7);
     v.set(Field.GUEST_IA32_DEBUGCTL, cpu.msrs.debugCtl);
   }
   const m = cpu.msrs;
-  v.set(Field.GUEST_IA32_SYSENTER_CS, m.sysenterCsLo);
-  v.set(Field.GUEST_IA32_SYSENTER_ESP, m.sysenterEspLo, m.sysenterEspHi);
-  v.set(Field.GUEST_IA32_SYSENTER_EIP, m.sysenterEipLo, m.sysenterEipHi);
+  changed |= v.put(G.SYSENTER_CS, m.sysenterCsLo, 0) | v.put(G.SYSENTER_ESP, m.sysenterEspLo, m.sysenterEspHi) |
+    v.put(G.SYSENTER_EIP, m.sysenterEipLo, m.sysenterEipHi);
   if (exitControls & (1 << X.SAVE_IA32_PAT)) v.set(Field.GUEST_IA32_PAT, m.patLo, m.patHi);
   if (exitControls & (1 << X.SAVE_IA32_EFER)) v.set(Field.GUEST_IA32_EFER, cpu.efer);
   // IA32_VMX_MISC[5]: the "IA-32e mode guest" entry control follows EFER.LMA.
@@ -124,27 +110,22 @@ function saveGuestState(vmx: Vmx, cpu: Cpu): void {
   // 28.3.2: segment registers (the hidden parts as the processor holds them), GDTR, IDTR.
   for (let k = 0; k < 8; k++) {
     const s = SEGMENTS[k]!;
-    v.set(SEG_SELECTOR[k]!, cpu.segSel[s]!);
-    v.set(SEG_BASE[k]!, cpu.segBase[2 * s]!, cpu.segBase[2 * s + 1]!);
-    v.set(SEG_LIMIT[k]!, cpu.segLimit[s]!);
-    v.set(SEG_ACCESS[k]!, accessRights(cpu.segAttr[s]!));
+    changed |= v.put(SELECTOR_AT[k]!, cpu.segSel[s]!, 0) | v.put(BASE_AT[k]!, cpu.segBase[2 * s]!, cpu.segBase[2 * s + 1]!) |
+      v.put(LIMIT_AT[k]!, cpu.segLimit[s]!, 0) | v.put(ACCESS_AT[k]!, accessRights(cpu.segAttr[s]!), 0);
   }
-  v.set(Field.GUEST_GDTR_BASE, cpu.gdtrLo, cpu.gdtrHi);
-  v.set(Field.GUEST_GDTR_LIMIT, cpu.gdtrLimit);
-  v.set(Field.GUEST_IDTR_BASE, cpu.idtrLo, cpu.idtrHi);
-  v.set(Field.GUEST_IDTR_LIMIT, cpu.idtrLimit);
+  changed |= v.put(G.GDTR_BASE, cpu.gdtrLo, cpu.gdtrHi) | v.put(G.GDTR_LIMIT, cpu.gdtrLimit, 0) |
+    v.put(G.IDTR_BASE, cpu.idtrLo, cpu.idtrHi) | v.put(G.IDTR_LIMIT, cpu.idtrLimit, 0);
   // 28.3.3: RIP (of the instruction or event that caused the exit: the caller left it so), RSP, RFLAGS.
-  v.set(Field.GUEST_RIP, cpu.ripLo, cpu.ripHi);
-  v.set(Field.GUEST_RSP, cpu.gpr[2 * RSP]!, cpu.gpr[2 * RSP + 1]!);
-  v.set(Field.GUEST_RFLAGS, materialize(cpu));
+  v.put(G.RIP, cpu.ripLo, cpu.ripHi); // not among the checks' inputs (vmcs.ts CHECKED)
+  changed |= v.put(G.RSP, cpu.gpr[2 * RSP]!, cpu.gpr[2 * RSP + 1]!) | v.put(G.RFLAGS, materialize(cpu), 0);
   // 28.3.4: activity and interruptibility state.
-  v.set(Field.GUEST_ACTIVITY_STATE, cpu.waitForSipi ? WAIT_FOR_SIPI : vmx.shutdown ? SHUTDOWN : cpu.halted ? HLT : ACTIVE);
+  const activity = cpu.waitForSipi ? WAIT_FOR_SIPI : vmx.shutdown ? SHUTDOWN : cpu.halted ? HLT : ACTIVE;
   let blocking = 0;
   if (cpu.insnCount < cpu.interruptShadowEnd) blocking |= cpu.shadowBySs ? BLOCKING_BY_MOV_SS : BLOCKING_BY_STI;
   if (cpu.nmiBlocked) blocking |= BLOCKING_BY_NMI;
-  v.set(Field.GUEST_INTERRUPTIBILITY_STATE, blocking);
   // Pending debug exceptions (28.3.4): what the entry made pending and was not yet delivered.
-  v.set(Field.GUEST_PENDING_DEBUG_EXCEPTIONS, vmx.pendingDebug);
+  changed |= v.put(G.ACTIVITY, activity, 0) | v.put(G.INTERRUPTIBILITY, blocking, 0) | v.put(G.PENDING_DEBUG, vmx.pendingDebug, 0);
+  if (changed !== 0) v.checked = false;
   // "Save VMX-preemption timer value" (28.3.4): what is left of the count, rounded up.
   if (exitControls & (1 << X.SAVE_VMX_PREEMPTION_TIMER_VALUE) && cpu.eventDeadline !== Infinity) {
     const left = Math.max(0, cpu.eventDeadline - cpu.now());
@@ -165,49 +146,43 @@ function accessRights(attr: number): number {
 /** CR0 bits a VM exit does not load: ET, NW, CD and reserved bits 28:19, 17, 15:6 (28.5.1). */
 const CR0_KEPT = 0x7ffaffd0;
 
-/** Host selector fields in the order of SEGMENTS (no LDTR: it is loaded null). */
-const HOST_SELECTOR = [Field.HOST_ES_SELECTOR, Field.HOST_CS_SELECTOR, Field.HOST_SS_SELECTOR, Field.HOST_DS_SELECTOR,
-  Field.HOST_FS_SELECTOR, Field.HOST_GS_SELECTOR];
-
 /** Flat data-segment access rights after a VM exit: read/write, accessed, present, 4-KByte granularity, 32-bit (28.5.2). */
 const HOST_DATA = 3 | SegAttr.S | SegAttr.P | SegAttr.DB | SegAttr.G;
 
 /** 28.5 "Loading Host State". */
 export function loadHostState(vmx: Vmx, cpu: Cpu): void {
-  const v = vmx.current!, exitControls = v.lo(Field.PRIMARY_VM_EXIT_CONTROLS);
+  const v = vmx.current!, vals = v.values, exitControls = v.lo(Field.PRIMARY_VM_EXIT_CONTROLS);
   const host64 = (exitControls & (1 << X.HOST_ADDRESS_SPACE_SIZE)) !== 0;
   // 28.5.1: CR0, CR3, CR4, DR7, MSRs. CR0.ET, NW, CD and the reserved bits 28:19, 17, 15:6 keep their value.
-  cpu.cr0 = (v.lo(Field.HOST_CR0) & ~CR0_KEPT) | (cpu.cr0 & CR0_KEPT);
-  cpu.cr4 = v.lo(Field.HOST_CR4);
-  cpu.cr3Lo = v.lo(Field.HOST_CR3); cpu.cr3Hi = v.hi(Field.HOST_CR3);
+  cpu.cr0 = (vals[H.CR0]! & ~CR0_KEPT) | (cpu.cr0 & CR0_KEPT);
+  cpu.cr4 = vals[H.CR4]!;
+  cpu.cr3Lo = vals[H.CR3]!; cpu.cr3Hi = vals[H.CR3 + 1]!;
   cpu.dr7 = 0x400;
   const m = cpu.msrs;
   m.debugCtl = 0;
-  m.sysenterCsLo = v.lo(Field.HOST_IA32_SYSENTER_CS); m.sysenterCsHi = 0;
-  m.sysenterEspLo = v.lo(Field.HOST_IA32_SYSENTER_ESP); m.sysenterEspHi = v.hi(Field.HOST_IA32_SYSENTER_ESP);
-  m.sysenterEipLo = v.lo(Field.HOST_IA32_SYSENTER_EIP); m.sysenterEipHi = v.hi(Field.HOST_IA32_SYSENTER_EIP);
+  m.sysenterCsLo = vals[H.SYSENTER_CS]!; m.sysenterCsHi = 0;
+  m.sysenterEspLo = vals[H.SYSENTER_ESP]!; m.sysenterEspHi = vals[H.SYSENTER_ESP + 1]!;
+  m.sysenterEipLo = vals[H.SYSENTER_EIP]!; m.sysenterEipHi = vals[H.SYSENTER_EIP + 1]!;
   if (exitControls & (1 << X.LOAD_IA32_PAT)) { m.patLo = v.lo(Field.HOST_IA32_PAT); m.patHi = v.hi(Field.HOST_IA32_PAT); }
   if (exitControls & (1 << X.LOAD_IA32_EFER)) cpu.efer = v.lo(Field.HOST_IA32_EFER);
   else cpu.efer = host64 ? cpu.efer | EFER_LMA | EFER_LME : cpu.efer & ~(EFER_LMA | EFER_LME);
   // 28.5.2: segments. Selectors from the host fields; CS, SS, DS, ES, FS, GS flat and present
   // (a null SS, DS, ES, FS or GS is unusable), TR a busy 64- or 32-bit TSS of limit 67H, LDTR unusable.
   for (let k = 0; k < 6; k++) {
-    const s = SEGMENTS[k]!, sel = v.lo(HOST_SELECTOR[k]!);
+    const s = SEGMENTS[k]!, sel = vals[HOST_SELECTOR_AT[k]!]!;
     // A null selector (allowed for all but CS, and SS with a 64-bit host) leaves the segment unusable.
     const attr = s === CS ? 0xb | SegAttr.S | SegAttr.P | SegAttr.G | (host64 ? SegAttr.L : SegAttr.DB)
       : sel === 0 ? 0 : HOST_DATA;
-    let baseLo = 0, baseHi = 0;
-    if (s === FS) { baseLo = v.lo(Field.HOST_FS_BASE); baseHi = v.hi(Field.HOST_FS_BASE); }
-    if (s === GS) { baseLo = v.lo(Field.HOST_GS_BASE); baseHi = v.hi(Field.HOST_GS_BASE); }
-    cpu.setSegment(s, sel, baseLo, baseHi, 0xffffffff, attr);
+    const base = s === FS ? H.FS_BASE : s === GS ? H.GS_BASE : -1;
+    cpu.setSegment(s, sel, base < 0 ? 0 : vals[base]!, base < 0 ? 0 : vals[base + 1]!, 0xffffffff, attr);
   }
-  cpu.setSegment(TR, v.lo(Field.HOST_TR_SELECTOR), v.lo(Field.HOST_TR_BASE), v.hi(Field.HOST_TR_BASE), 0x67, 0xb | SegAttr.P);
+  cpu.setSegment(TR, vals[H.TR_SELECTOR]!, vals[H.TR_BASE]!, vals[H.TR_BASE + 1]!, 0x67, 0xb | SegAttr.P);
   cpu.setSegment(LDTR, 0, 0, 0, 0, 0);
-  cpu.gdtrLo = v.lo(Field.HOST_GDTR_BASE); cpu.gdtrHi = v.hi(Field.HOST_GDTR_BASE); cpu.gdtrLimit = 0xffff;
-  cpu.idtrLo = v.lo(Field.HOST_IDTR_BASE); cpu.idtrHi = v.hi(Field.HOST_IDTR_BASE); cpu.idtrLimit = 0xffff;
+  cpu.gdtrLo = vals[H.GDTR_BASE]!; cpu.gdtrHi = vals[H.GDTR_BASE + 1]!; cpu.gdtrLimit = 0xffff;
+  cpu.idtrLo = vals[H.IDTR_BASE]!; cpu.idtrHi = vals[H.IDTR_BASE + 1]!; cpu.idtrLimit = 0xffff;
   // 28.5.3: RIP, RSP; RFLAGS cleared but bit 1.
-  cpu.ripLo = v.lo(Field.HOST_RIP); cpu.ripHi = host64 ? v.hi(Field.HOST_RIP) : 0;
-  cpu.gpr[2 * RSP] = v.lo(Field.HOST_RSP); cpu.gpr[2 * RSP + 1] = host64 ? v.hi(Field.HOST_RSP) : 0;
+  cpu.ripLo = vals[H.RIP]!; cpu.ripHi = host64 ? vals[H.RIP + 1]! : 0;
+  cpu.gpr[2 * RSP] = vals[H.RSP]!; cpu.gpr[2 * RSP + 1] = host64 ? vals[H.RSP + 1]! : 0;
   cpu.rflags = 2;
   cpu.cpl = 0;
   // NMI blocking: an exit caused by an NMI leaves NMIs blocked for the host; with "virtual NMIs"

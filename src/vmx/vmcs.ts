@@ -25,6 +25,17 @@ VMCS_FIELDS.forEach((f, k) => {
   HAS_HIGH[k] = f.width === '64' || f.width === 'natural' ? 1 : 0;
 });
 
+/**
+ * Per index: 1 for the fields the VM-entry checks read, all but the
+ * exit-information fields and guest RIP (whose check entry.ts makes every time).
+ */
+const CHECKED = Uint8Array.from(VMCS_FIELDS, (f) => (f.type === 'read-only' || f.name === 'GUEST_RIP' ? 0 : 1));
+
+/** Where bits 31:0 of the field with full encoding `enc` are in Vmcs.values (bits 63:32 follow). */
+export function valueAt(enc: number): number {
+  return 2 * INDEX[enc]!;
+}
+
 /** The dense index of a field's full encoding, or -1 when no field has it. */
 export function indexOf(encoding: number): number {
   return encoding === (encoding & 0x7fff) ? INDEX[encoding]! : -1;
@@ -39,6 +50,13 @@ export class Vmcs {
   /** Field values: bits 31:0 of field k at 2k, bits 63:32 at 2k + 1. */
   readonly values = new Int32Array(2 * COUNT);
   launched = false;
+  /**
+   * Set when the VMCS passed the VM-entry checks (entry.ts) and no field they
+   * read has changed since (any write that changes one clears it), with
+   * IA32_EFER.LMA then: on the same inputs the checks need not be made again.
+   */
+  checked = false;
+  checkedLma = 0;
 
   constructor(readonly address: number) {}
 
@@ -55,8 +73,22 @@ export class Vmcs {
   }
 
   setIndex(k: number, lo: number, hi: number): void {
-    this.values[2 * k] = lo & LOW_MASK[k]!;
-    this.values[2 * k + 1] = HAS_HIGH[k] ? hi : 0;
+    lo &= LOW_MASK[k]!;
+    hi = HAS_HIGH[k] ? hi : 0;
+    if (CHECKED[k] && (this.values[2 * k] !== lo || this.values[2 * k + 1] !== hi)) this.checked = false;
+    this.values[2 * k] = lo;
+    this.values[2 * k + 1] = hi;
+  }
+
+  /**
+   * Writes bits 63:0 of the field at value index `at` (valueAt), already within
+   * its width, as VM exits save guest state; returns nonzero when a field the
+   * entry checks read changed (the caller then clears `checked`).
+   */
+  put(at: number, lo: number, hi: number): number {
+    const values = this.values, changed = (values[at]! ^ lo) | (values[at + 1]! ^ hi);
+    values[at] = lo; values[at + 1] = hi;
+    return changed;
   }
 
   /** Reads the VMCS data from its region (VMPTRLD of a VMCS the processor does not hold). */

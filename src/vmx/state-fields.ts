@@ -1,0 +1,55 @@
+/**
+ * The guest-state and host-state fields that VM entries load and VM exits
+ * save (SDM vol. 3C, 25.4, 25.5), by segment register, and where their values
+ * lie in Vmcs.values (valueAt): the transitions move them at every entry and
+ * exit, so they index the values directly rather than look encodings up.
+ */
+import { Field } from '../../vmcs/fields.js';
+import { CS, DS, ES, FS, GS, LDTR, SS, TR } from '../cpu/regs.js';
+import { valueAt } from './vmcs.js';
+
+/** The segment registers in the order of the VMCS's per-segment fields below. */
+export const SEGMENTS = [ES, CS, SS, DS, FS, GS, LDTR, TR];
+/** Guest selector, base, limit and access-rights fields per segment, in the order of SEGMENTS (ES..TR). */
+export const SEG_SELECTOR = [Field.GUEST_ES_SELECTOR, Field.GUEST_CS_SELECTOR, Field.GUEST_SS_SELECTOR, Field.GUEST_DS_SELECTOR,
+  Field.GUEST_FS_SELECTOR, Field.GUEST_GS_SELECTOR, Field.GUEST_LDTR_SELECTOR, Field.GUEST_TR_SELECTOR];
+export const SEG_BASE = [Field.GUEST_ES_BASE, Field.GUEST_CS_BASE, Field.GUEST_SS_BASE, Field.GUEST_DS_BASE,
+  Field.GUEST_FS_BASE, Field.GUEST_GS_BASE, Field.GUEST_LDTR_BASE, Field.GUEST_TR_BASE];
+export const SEG_LIMIT = [Field.GUEST_ES_LIMIT, Field.GUEST_CS_LIMIT, Field.GUEST_SS_LIMIT, Field.GUEST_DS_LIMIT,
+  Field.GUEST_FS_LIMIT, Field.GUEST_GS_LIMIT, Field.GUEST_LDTR_LIMIT, Field.GUEST_TR_LIMIT];
+export const SEG_ACCESS = [Field.GUEST_ES_ACCESS_RIGHTS, Field.GUEST_CS_ACCESS_RIGHTS, Field.GUEST_SS_ACCESS_RIGHTS,
+  Field.GUEST_DS_ACCESS_RIGHTS, Field.GUEST_FS_ACCESS_RIGHTS, Field.GUEST_GS_ACCESS_RIGHTS,
+  Field.GUEST_LDTR_ACCESS_RIGHTS, Field.GUEST_TR_ACCESS_RIGHTS];
+/** Host selector fields in the order of SEGMENTS (no LDTR: it is loaded null). */
+export const HOST_SELECTOR = [Field.HOST_ES_SELECTOR, Field.HOST_CS_SELECTOR, Field.HOST_SS_SELECTOR, Field.HOST_DS_SELECTOR,
+  Field.HOST_FS_SELECTOR, Field.HOST_GS_SELECTOR];
+
+/** Value indices of the fields above, in the same order. */
+export const SELECTOR_AT = Int32Array.from(SEG_SELECTOR, valueAt);
+export const BASE_AT = Int32Array.from(SEG_BASE, valueAt);
+export const LIMIT_AT = Int32Array.from(SEG_LIMIT, valueAt);
+export const ACCESS_AT = Int32Array.from(SEG_ACCESS, valueAt);
+export const HOST_SELECTOR_AT = Int32Array.from(HOST_SELECTOR, valueAt);
+
+/** Value indices of the other guest-state fields every entry loads and every exit saves. */
+export const GUEST_AT = {
+  CR0: valueAt(Field.GUEST_CR0), CR3: valueAt(Field.GUEST_CR3), CR4: valueAt(Field.GUEST_CR4),
+  SYSENTER_CS: valueAt(Field.GUEST_IA32_SYSENTER_CS), SYSENTER_ESP: valueAt(Field.GUEST_IA32_SYSENTER_ESP),
+  SYSENTER_EIP: valueAt(Field.GUEST_IA32_SYSENTER_EIP),
+  GDTR_BASE: valueAt(Field.GUEST_GDTR_BASE), GDTR_LIMIT: valueAt(Field.GUEST_GDTR_LIMIT),
+  IDTR_BASE: valueAt(Field.GUEST_IDTR_BASE), IDTR_LIMIT: valueAt(Field.GUEST_IDTR_LIMIT),
+  RIP: valueAt(Field.GUEST_RIP), RSP: valueAt(Field.GUEST_RSP), RFLAGS: valueAt(Field.GUEST_RFLAGS),
+  ACTIVITY: valueAt(Field.GUEST_ACTIVITY_STATE), INTERRUPTIBILITY: valueAt(Field.GUEST_INTERRUPTIBILITY_STATE),
+  PENDING_DEBUG: valueAt(Field.GUEST_PENDING_DEBUG_EXCEPTIONS), SS_ACCESS: valueAt(Field.GUEST_SS_ACCESS_RIGHTS),
+} as const;
+
+/** Value indices of the host-state fields every exit loads. */
+export const HOST_AT = {
+  CR0: valueAt(Field.HOST_CR0), CR3: valueAt(Field.HOST_CR3), CR4: valueAt(Field.HOST_CR4),
+  SYSENTER_CS: valueAt(Field.HOST_IA32_SYSENTER_CS), SYSENTER_ESP: valueAt(Field.HOST_IA32_SYSENTER_ESP),
+  SYSENTER_EIP: valueAt(Field.HOST_IA32_SYSENTER_EIP),
+  FS_BASE: valueAt(Field.HOST_FS_BASE), GS_BASE: valueAt(Field.HOST_GS_BASE),
+  TR_SELECTOR: valueAt(Field.HOST_TR_SELECTOR), TR_BASE: valueAt(Field.HOST_TR_BASE),
+  GDTR_BASE: valueAt(Field.HOST_GDTR_BASE), IDTR_BASE: valueAt(Field.HOST_IDTR_BASE),
+  RIP: valueAt(Field.HOST_RIP), RSP: valueAt(Field.HOST_RSP),
+} as const;

@@ -187,9 +187,9 @@ const FIELDS: FieldChoice[] = [
     breaks: { kind: 'controls', valid: BigInt(VALID.lo(F.PIN_BASED_VM_EXECUTION_CONTROLS)) } },
   { name: 'HOST_CR4', encoding: BigInt(F.HOST_CR4), width: 'natural', breaks: { kind: 'host', valid: BigInt(VALID.lo(F.HOST_CR4)) } },
   { name: 'GUEST_RFLAGS', encoding: BigInt(F.GUEST_RFLAGS), width: 'natural', breaks: { kind: 'guest', valid: BigInt(VALID.lo(F.GUEST_RFLAGS)) } },
-  // No field: an unused encoding, a field of a capability the model lacks (EPT), bits 63:32 set.
+  // No field: an unused encoding, a field of a capability the model lacks (PML), bits 63:32 set.
   { name: 'encoding 7FFFH', encoding: 0x7fffn, width: null },
-  { name: 'EPT_POINTER', encoding: BigInt(F.EPT_POINTER), width: null },
+  { name: 'PML_ADDRESS', encoding: BigInt(F.PML_ADDRESS), width: null },
   { name: 'GUEST_RIP | 1 << 32', encoding: BigInt(F.GUEST_RIP) | (1n << 32n), width: null },
 ];
 /** The stored field a choice reads or writes: the full encoding, and whether the access is to bits 63:32. */

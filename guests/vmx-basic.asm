@@ -114,21 +114,7 @@ G_RBX equ 13 * 8
 G_RCX equ 12 * 8
 G_RDX equ 11 * 8
 vm_exit:
-        push rax
-        push rbx
-        push rcx
-        push rdx
-        push rsi
-        push rdi
-        push rbp
-        push r8
-        push r9
-        push r10
-        push r11
-        push r12
-        push r13
-        push r14
-        push r15
+        PUSH_GPRS
         mov rbp, rsp
         vmr VMCS_EXIT_REASON
         cmp rax, 64                  ; a basic reason, bits 31:16 clear
@@ -192,21 +178,7 @@ vm_exit:
         vmr VMCS_GUEST_RIP
         add rax, rbx
         vmw VMCS_GUEST_RIP, rax
-        pop r15
-        pop r14
-        pop r13
-        pop r12
-        pop r11
-        pop r10
-        pop r9
-        pop r8
-        pop rbp
-        pop rdi
-        pop rsi
-        pop rdx
-        pop rcx
-        pop rbx
-        pop rax
+        POP_GPRS
         VMX "VMRESUME", vmresume
 
 ; ---- After the guest's VMCALL: VMX root operation ----

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseMultibootHeader } from '../../src/platform/loaders/multiboot.js';
 import { bochsAvailable, compareWithBochs, runOnBochs, runOnHvsim } from './bochs.js';
+import { VMX_EPT, VMX_EPT_STATUS } from './vmx-ept.transcript.js';
 
 const guest = (name: string): string => new URL(`../../guests/${name}`, import.meta.url).pathname;
 const lines = (serial: string): string[] => serial.split('\n');
@@ -72,7 +73,7 @@ const VMX_BASIC = [
 ];
 
 describe('guests built on lib/bootsector.inc: one file, a boot sector and a Multiboot kernel', () => {
-  it.each(['oracle-hello.bin', 'vmx-basic.bin', 'bench-vmexit.bin'])(
+  it.each(['oracle-hello.bin', 'vmx-basic.bin', 'bench-vmexit.bin', 'vmx-ept.bin'])(
     '%s: the boot signature at 510, the Multiboot header at offset 0x200 with header_addr - load_addr = 0x200 (Multiboot 0.6.96, 3.1.3)',
     (name) => {
       const bytes = readFileSync(guest(name));
@@ -101,6 +102,15 @@ describe('guests/vmx-basic.bin on hvsim', () => {
   });
 });
 
+describe('guests/vmx-ept.bin on hvsim', () => {
+  it('EPT remapping, violations, a misconfiguration and an unrestricted real-mode guest: the transcript Bochs prints (SDM vol. 3C 25.6.11, 28.2.1, 29.3, 31.3 INVEPT)', () => {
+    const r = runOnHvsim(guest('vmx-ept.bin'));
+    expect(lines(r.serial)).toEqual(VMX_EPT);
+    expect(r.status).toBe(VMX_EPT_STATUS);
+    expect(r.err).toEqual([]);
+  });
+});
+
 describe.skipIf(!bochsAvailable())('Bochs as an oracle', () => {
   it('oracle-hello: hvsim and Bochs print the same lines and end with the same status (SDM vol. 3A 6.15 #DE, #GP; CMOS)', () => {
     const r = compareWithBochs(guest('oracle-hello.bin'));
@@ -117,5 +127,13 @@ describe.skipIf(!bochsAvailable())('Bochs as an oracle', () => {
     expect(r.timedOut).toBe(false);
     expect(lines(r.serial)).toEqual(VMX_BASIC);
     expect(r.status).toBe(STATUS_OK);
+  });
+
+  // The transcript and the SDM rule behind each line: vmx-ept.transcript.ts (shared with the hvsim run above).
+  it('vmx-ept: EPT remapping, violations, a misconfiguration and an unrestricted real-mode guest print the SDM transcript (SDM vol. 3C 25.6.11, 28.2.1, 29.3, 31.3 INVEPT)', () => {
+    const r = runOnBochs(guest('vmx-ept.bin'));
+    expect(r.timedOut).toBe(false);
+    expect(lines(r.serial)).toEqual(VMX_EPT);
+    expect(r.status).toBe(VMX_EPT_STATUS);
   });
 });

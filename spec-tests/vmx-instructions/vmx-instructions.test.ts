@@ -168,8 +168,8 @@ describe('VMREAD and VMWRITE (31.3; encodings 25.11.2)', () => {
     expect(hi.cpu.reg64(3)).toBe(0x3333n);
   });
 
-  it('an encoding no field has is VMfailValid(12); so is a field of a capability the model does not offer (EPT pointer)', () => {
-    for (const enc of [0x7fff, Field.EPT_POINTER]) {
+  it('an encoding no field has is VMfailValid(12); so is a field of a capability the model does not offer (PML address)', () => {
+    for (const enc of [0x7fff, Field.PML_ADDRESS]) {
       const r = run([...base, ...flagsAfter(vmread(enc))]);
       expect(r.cpu.gpr[2]! & (CF | ZF)).toBe(ZF);
       expect(r.vmx.current!.lo(Field.VM_INSTRUCTION_ERROR)).toBe(VmInstructionError.UNSUPPORTED_VMCS_COMPONENT);

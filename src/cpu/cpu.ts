@@ -11,6 +11,7 @@ import { NO_VIRTUALIZATION, type Virtualization } from './virtualization.js';
 import { Paging } from './paging.js';
 import { MsrFile } from './msr.js';
 import { SKYLAKE, type CpuProfile } from './profile.js';
+import { seedRandom } from './ops/random.js';
 import { CS, EFER_LMA, EFER_LME, EFER_SCE, FS, GS, RFLAGS_FIXED1, SegAttr, SS, Vector } from './regs.js';
 
 export { SegAttr, EFER_SCE, EFER_LME, EFER_LMA, EFER_NXE } from './regs.js';
@@ -74,6 +75,8 @@ export interface CpuOptions {
   memory?: PhysicalMemory;
   /** The processor modelled (default: skylake). */
   profile?: CpuProfile;
+  /** Seed of the generator RDRAND and RDSEED draw from (default 0): the same seed, the same numbers. */
+  randomSeed?: number;
 }
 
 /** Why the last run stopped. */
@@ -232,6 +235,14 @@ export class Cpu implements FlagState, MmuHost {
   excDr6 = 0;
   /** Length of the instruction that raised the last software interrupt or exception. */
   excLength = 0;
+  /**
+   * MONITOR armed the address-monitoring hardware (SDM vol. 2, MONITOR), at the
+   * 64-byte line of linear address monitorLo/monitorHi. MWAIT disarms it.
+   */
+  monitorArmed = false;
+  monitorLo = 0; monitorHi = 0;
+  /** State of the deterministic generator RDRAND and RDSEED draw from (ops/random.ts). */
+  readonly randomState = new Int32Array(4);
   /** Guest time (ns) of an event of the processor's own that ends a HLT (the VMX-preemption timer), or Infinity. */
   eventDeadline = Infinity;
   /** The FAULT being thrown is a VM exit (set by `virt`), not an exception. */
@@ -257,6 +268,7 @@ export class Cpu implements FlagState, MmuHost {
     this.paging = new Paging(this);
     this.mmu.translator = this.paging;
     this.blocks = new BlockCache(this);
+    seedRandom(this.randomState, options.randomSeed ?? 0);
   }
 
   /** Instructions retired before the one executing (the time base of the TSC). */

@@ -58,9 +58,20 @@ describe('CPUID leaves of the skylake profile (SDM vol. 2, CPUID, table 3-8)', (
     for (const b of [1, 2, 7, 9, 14, 23, 28]) expect(has(edx, b), `bit ${b}`).toBe(false);
   });
 
-  it('leaf 1 ECX announces exactly CX16 MOVBE POPCNT XSAVE; OSXSAVE follows CR4.OSXSAVE; HYPERVISOR is 0', () => {
-    expect(leaf(1)[2]!.toString(16)).toBe(bits(13, 22, 23, 26).toString(16));
-    expect(leaf(1, 0, (c) => { c.cr4 |= CR4_OSXSAVE; })[2]).toBe(bits(13, 22, 23, 26, 27));
+  it('leaf 1 ECX announces exactly MONITOR CX16 MOVBE POPCNT XSAVE RDRAND; OSXSAVE follows CR4.OSXSAVE; HYPERVISOR is 0', () => {
+    expect(leaf(1)[2]!.toString(16)).toBe(bits(3, 13, 22, 23, 26, 30).toString(16));
+    expect(leaf(1, 0, (c) => { c.cr4 |= CR4_OSXSAVE; })[2]).toBe(bits(3, 13, 22, 23, 26, 27, 30));
+  });
+
+  it('leaf 5 (MONITOR/MWAIT): 64-byte monitor lines, MWAIT extensions and interrupt break-events, no C-state sub-states', () => {
+    expect(leaf(5)).toEqual([64, 64, 3, 0]);
+    // IA32_MISC_ENABLE[18] = 0 hides MONITOR in leaf 1 (SDM vol. 4, 1A0H).
+    expect(has(leaf(1, 0, (c) => { c.msrs.miscEnableLo &= ~(1 << 18); })[2]!, 3)).toBe(false);
+    const features = SKYLAKE.features.filter((f) => f !== 'monitor');
+    const cpu = new Cpu({ memorySize: 1 << 20, profile: { ...SKYLAKE, features } });
+    const out = new Int32Array(4);
+    cpuid(cpu, 5, 0, out);
+    expect(Array.from(out)).toEqual([0, 0, 0, 0]);
   });
 
   it('leaf 1: APIC and x2APIC/TSC-deadline appear with the APIC unit\'s MSR handlers; APIC reads 0 while globally disabled', () => {
@@ -97,9 +108,9 @@ describe('CPUID leaves of the skylake profile (SDM vol. 2, CPUID, table 3-8)', (
     expect(leaf(0x80000006)[2]).toBe((256 << 16 | 4 << 12 | 64) >>> 0);
   });
 
-  it('leaf 6 announces ARAT only; leaf 7.0 BMI1 BMI2 ERMS SMEP TSC_ADJUST FDP_EXCPTN_ONLY FCS/FDS deprecation and the speculation controls', () => {
+  it('leaf 6 announces ARAT only; leaf 7.0 BMI1 BMI2 ERMS SMEP TSC_ADJUST FDP_EXCPTN_ONLY FCS/FDS deprecation RDSEED and the speculation controls', () => {
     expect(leaf(6)).toEqual([4, 0, 0, 0]);
-    expect(leaf(7, 0)).toEqual([0, bits(1, 3, 6, 7, 8, 9, 13), 0, bits(26, 27, 28, 31)]);
+    expect(leaf(7, 0)).toEqual([0, bits(1, 3, 6, 7, 8, 9, 13, 18), 0, bits(26, 27, 28, 31)]);
     expect(leaf(7, 1)).toEqual([0, 0, 0, 0]);
   });
 
@@ -107,9 +118,10 @@ describe('CPUID leaves of the skylake profile (SDM vol. 2, CPUID, table 3-8)', (
     expect(leaf(0xa)).toEqual([2 | 4 << 8 | 48 << 16 | 7 << 24, 0, 0, 3 | 48 << 5]);
   });
 
-  it('leaf 0DH: XCR0 may hold x87 and SSE; 576-byte area; XSAVEOPT and XGETBV with ECX = 1', () => {
+  it('leaf 0DH: XCR0 may hold x87 and SSE; 576-byte area; XSAVEOPT, XSAVEC, XGETBV with ECX = 1, XSAVES; no IA32_XSS bits', () => {
     expect(leaf(0xd, 0)).toEqual([3, 576, 576, 0]);
-    expect(leaf(0xd, 1)).toEqual([bits(0, 2), 576, 0, 0]);
+    // Subleaf 1: EBX is the compacted size for XCR0 | IA32_XSS; ECX/EDX the supported IA32_XSS bits.
+    expect(leaf(0xd, 1)).toEqual([bits(0, 1, 2, 3), 576, 0, 0]);
     expect(leaf(0xd, 2)).toEqual([0, 0, 0, 0]); // AVX is not supported
   });
 
@@ -155,7 +167,7 @@ describe('the CPUID instruction (0F A2)', () => {
 
   it('uses ECX as the subleaf (leaf 0DH, ECX = 1)', () => {
     const { cpu } = runFragment([0x0f, 0xa2], { setup: (c) => { c.setReg64(RAX, 0xdn); c.setReg64(RCX, 1n); } });
-    expect(cpu.reg64(RAX)).toBe(5n);
+    expect(cpu.reg64(RAX)).toBe(15n);
   });
 });
 
@@ -177,6 +189,7 @@ const INSTRUCTION_OF: [number, number, number, number, number[]][] = [
   [1, 0, 3, 25, [0x0f, 0x57, 0xc1]], // SSE: XORPS
   [1, 0, 3, 26, [0x66, 0x0f, 0xd4, 0xc1]], // SSE2: PADDQ
   [1, 0, 2, 0, [0xf2, 0x0f, 0x12, 0xc1]], // SSE3: MOVDDUP
+  [1, 0, 2, 3, [0x31, 0xc9, 0x0f, 0x01, 0xc8]], // MONITOR: xor ecx, ecx; monitor
   [1, 0, 2, 9, [0x66, 0x0f, 0x38, 0x00, 0xc1]], // SSSE3: PSHUFB
   [1, 0, 2, 13, [0x48, 0x0f, 0xc7, 0x0e]], // CX16: CMPXCHG16B [rsi]
   [1, 0, 2, 19, [0x66, 0x0f, 0x38, 0x17, 0xc1]], // SSE4.1: PTEST
@@ -197,6 +210,7 @@ const INSTRUCTION_OF: [number, number, number, number, number[]][] = [
   [0xd, 1, 0, 0, [0x0f, 0xae, 0x36]], // XSAVEOPT [rsi]
   [0xd, 1, 0, 1, [0x0f, 0xc7, 0x26]], // XSAVEC [rsi]
   [0xd, 1, 0, 2, [0xb9, 1, 0, 0, 0, 0x0f, 0x01, 0xd0]], // XGETBV with ECX = 1
+  [0xd, 1, 0, 3, [0x0f, 0xc7, 0x2e]], // XSAVES [rsi]
   [0x80000001, 0, 2, 0, [0x9f]], // LAHF in 64-bit mode
   [0x80000001, 0, 2, 5, [0xf3, 0x0f, 0xbd, 0xc1]], // LZCNT
   [0x80000001, 0, 2, 8, [0x0f, 0x0d, 0x0e]], // PREFETCHW [rsi]
@@ -255,7 +269,7 @@ describe('CPUID announces only what the model implements', () => {
     const msrs = [0x10, 0x17, 0x3a, 0x3b, 0x48, 0x8b, 0xfe, 0x179, 0x17a, 0x1a0, 0x1d9, 0x277, 0x2ff,
       0x250, 0x258, 0x259, 0x268, 0x269, 0x26a, 0x26b, 0x26c, 0x26d, 0x26e, 0x26f,
       0xc0000080, 0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084, 0xc0000100, 0xc0000101, 0xc0000102, 0xc0000103,
-      0xc1, 0xc2, 0xc3, 0xc4, 0x186, 0x187, 0x188, 0x189, 0x309, 0x30a, 0x30b, 0x38d, 0x38e, 0x38f, 0x390];
+      0xc1, 0xc2, 0xc3, 0xc4, 0x186, 0x187, 0x188, 0x189, 0x309, 0x30a, 0x30b, 0x38d, 0x38e, 0x38f, 0x390, 0xda0];
     const vcnt = 10; // IA32_MTRRCAP.VCNT
     for (let n = 0; n < 2 * vcnt; n++) msrs.push(0x200 + n);
     if (has(leaf(1)[3]!, 11)) msrs.push(0x174, 0x175, 0x176);

@@ -9,8 +9,9 @@
  * The result is computed once per processor and again after a handler is
  * attached. Some bits follow the processor's state when CPUID executes:
  * OSXSAVE (CR4.OSXSAVE), APIC (IA32_APIC_BASE[11]), SYSCALL (64-bit mode only
- * on Intel), NX (IA32_MISC_ENABLE XD Bit Disable), HTT (more than one logical
- * processor in the package); HYPERVISOR is always 0.
+ * on Intel), NX (IA32_MISC_ENABLE XD Bit Disable), MONITOR (IA32_MISC_ENABLE
+ * ENABLE MONITOR FSM), HTT (more than one logical processor in the package);
+ * HYPERVISOR is always 0.
  *
  * Leaves beyond the highest basic or extended leaf return the highest basic
  * leaf's data, as Intel processors do (SDM vol. 2, CPUID: "If a value entered
@@ -180,13 +181,20 @@ export function hasFeature(cpu: Cpu, feature: CpuFeature): boolean {
 
 /** Supported XCR0 bits (CPUID.(EAX=0DH,ECX=0):EAX): x87 and SSE. */
 export const XCR0_SUPPORTED = 3;
-/** Bytes of an XSAVE area holding x87 and SSE state: the legacy region and the header (SDM vol. 1, 13.4). */
+/**
+ * Bytes of an XSAVE area holding x87 and SSE state: the legacy region and the
+ * header (SDM vol. 1, 13.4). The compacted format has the same size: components
+ * 0 and 1 always sit in the legacy region (13.4.3), and no component from 2 up
+ * is supported (leaf 0DH reports none), so there are no compacted offsets to compute.
+ */
 export const XSAVE_AREA_SIZE = 576;
+/** Smallest and largest monitor-line size of MONITOR/MWAIT (CPUID.05H:EAX, EBX): one cache line. */
+export const MONITOR_LINE_SIZE = 64;
 
 const CR4_OSXSAVE = 1 << 18;
-/** CPUID.01H:ECX.XSAVE and CPUID.01H:EDX.APIC. */
-const FEATURE_BIT_XSAVE = 1 << 26, FEATURE_BIT_APIC = 1 << 9;
-const MISC_LIMIT_CPUID = 1 << 22, MISC_HI_XD_DISABLE = 1 << 2;
+/** CPUID.01H:ECX.XSAVE, CPUID.01H:ECX.MONITOR and CPUID.01H:EDX.APIC. */
+const FEATURE_BIT_XSAVE = 1 << 26, FEATURE_BIT_MONITOR = 1 << 3, FEATURE_BIT_APIC = 1 << 9;
+const MISC_LIMIT_CPUID = 1 << 22, MISC_ENABLE_MONITOR = 1 << 18, MISC_HI_XD_DISABLE = 1 << 2;
 const APIC_BASE_EN = 1 << 11;
 
 /** Smallest power of two >= n (n >= 1). */
@@ -241,6 +249,8 @@ export function cpuid(cpu: Cpu, leaf: number, subleaf: number, out: Int32Array):
       out[EBX] = (8 << 8) | (Math.min(pow2(n), 0xff) << 16) | ((m.apicId & 0xff) << 24);
       let ecx = w[4 * L1 + ECX]!, edx = w[4 * L1 + EDX]!;
       if ((ecx & FEATURE_BIT_XSAVE) !== 0 && (cpu.cr4 & CR4_OSXSAVE) !== 0) ecx |= 1 << 27;
+      // IA32_MISC_ENABLE[18] = 0 (ENABLE MONITOR FSM) hides MONITOR/MWAIT (SDM vol. 4, 1A0H).
+      if ((m.miscEnableLo & MISC_ENABLE_MONITOR) === 0) ecx &= ~FEATURE_BIT_MONITOR;
       if ((edx & FEATURE_BIT_APIC) !== 0) {
         // CPUID.01H:EDX.APIC reads 0 while IA32_APIC_BASE[11] (global enable) is 0.
         const h = m.handlerOf(0x1b)!;
@@ -264,6 +274,14 @@ export function cpuid(cpu: Cpu, leaf: number, subleaf: number, out: Int32Array):
       out[EDX] = (c.inclusive ? 2 : 0) | (c.complexIndexing ? 4 : 0);
       return;
     }
+    case 5:
+      // MONITOR/MWAIT (SDM vol. 2, CPUID leaf 05H): monitor lines of 64 bytes; MWAIT extensions
+      // enumerated (ECX[0]) and interrupts as break events even with IF = 0 (ECX[1]). EDX reports no
+      // C-state sub-states: MWAIT waits for nothing here (ops/system.ts), and with none enumerated
+      // Linux keeps using HLT to idle, which the model does cheaply.
+      if ((w[4 * L1 + ECX]! & FEATURE_BIT_MONITOR) === 0) return;
+      out[EAX] = MONITOR_LINE_SIZE; out[EBX] = MONITOR_LINE_SIZE; out[ECX] = 3;
+      return;
     case 6:
       out[EAX] = w[4 * L6 + EAX]!;
       return;
@@ -294,6 +312,8 @@ export function cpuid(cpu: Cpu, leaf: number, subleaf: number, out: Int32Array):
         out[EBX] = XSAVE_AREA_SIZE; // for the components XCR0 enables: all are in the legacy region
         out[ECX] = XSAVE_AREA_SIZE;
       } else if (subleaf === 1) {
+        // XSAVEOPT, XSAVEC, XGETBV with ECX = 1, XSAVES/IA32_XSS; EBX: the compacted size for
+        // XCR0 | IA32_XSS; ECX/EDX: the IA32_XSS bits supported, none (no supervisor state).
         out[EAX] = w[4 * LD1 + EAX]!;
         out[EBX] = XSAVE_AREA_SIZE;
       }

@@ -196,6 +196,8 @@ export class Decoder {
       if (mod === 3) {
         insn.isReg = true;
         insn.rm = rm | ((rex & 1) << 3);
+        // A register form may still address memory through DS or an override (MONITOR: DS:rAX).
+        insn.seg = seg >= 0 ? seg : DS;
       } else {
         insn.isReg = false;
         let defaultSeg = DS;

@@ -105,16 +105,22 @@ function deliverEvent(cpu: Cpu, first: number, kind: EventKind, firstCode: numbe
   for (;;) {
     save(cpu);
     const k = previous < 0 ? kind : EventKind.EXCEPTION;
+    let delivering = false;
     try {
       // In VMX non-root operation the exception bitmap may turn the event into a VM exit (SDM vol. 3C, 26.2).
       if (cpu.nonRoot && k !== EventKind.EXTERNAL && k !== EventKind.NMI) cpu.virt.exception(cpu, vector, k, code, during, duringKind, duringCode);
       if (vector === Vector.DB) takeDebugStatus(cpu);
+      delivering = true;
       deliver(cpu, vector, k, code);
       return;
     } catch (e) {
       if (e !== FAULT) throw e;
       restore(cpu);
-      if (cpu.vmExit) throw e;
+      if (cpu.vmExit) {
+        // A VM exit from the delivery itself (an EPT violation on the IDT or stack) records the event (28.2.4).
+        if (delivering) cpu.virt.exitDuringDelivery(cpu, vector, k, code);
+        throw e;
+      }
       // A fault while delivering INT n, INT3, INTO or INT1 is a fault of that
       // instruction: it is reported with RIP at the instruction (vol. 2, INT n "Operation").
       if (k === EventKind.SOFTWARE_INTERRUPT || k === EventKind.SOFTWARE_EXCEPTION || k === EventKind.PRIVILEGED_SOFTWARE_EXCEPTION) {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Cpu } from './cpu.js';
 import { hasFeature } from './cpuid.js';
 import type { MsrHandler } from './msr.js';
+import { SKYLAKE } from './profile.js';
 import { runFragment, type FragmentResult } from './testing.js';
 import { FS, GS, RAX, RCX, RDX } from './regs.js';
 
@@ -56,7 +57,7 @@ describe('RDMSR/WRMSR (SDM vol. 2, RDMSR, WRMSR)', () => {
   });
 
   it('an MSR that does not exist raises #GP(0) (SDM vol. 2, RDMSR: "reserved or unimplemented")', () => {
-    for (const n of [0x5, 0x1234, 0xc0000105, 0x40000000, 0xda0, 0x10a, 0x1b, 0x6e0, 0x802, 0x345]) {
+    for (const n of [0x5, 0x1234, 0xc0000105, 0x40000000, 0x10a, 0x1b, 0x6e0, 0x802, 0x345]) {
       expect(read(n).stop, `0x${n.toString(16)}`).toEqual(GP0);
       expect(write(n, 0n).stop, `0x${n.toString(16)}`).toEqual(GP0);
     }
@@ -74,7 +75,7 @@ describe('RDMSR/WRMSR (SDM vol. 2, RDMSR, WRMSR)', () => {
   it('every MSR that exists accepts the value it reads (read-only ones excepted)', () => {
     const sep = hasFeature(new Cpu(), 'sep') ? [0x174, 0x175, 0x176] : [];
     const list = [...sep, 0x10, 0x3a, 0x3b, 0x48, 0x8b, 0xc1, 0xc2, 0xc3, 0xc4, 0x17a, 0x186, 0x189,
-      0x1a0, 0x1d9, 0x200, 0x213, 0x250, 0x258, 0x259, 0x268, 0x26f, 0x277, 0x2ff, 0x309, 0x30b, 0x38d, 0x38f, 0x390,
+      0x1a0, 0x1d9, 0x200, 0x213, 0xda0, 0x250, 0x258, 0x259, 0x268, 0x26f, 0x277, 0x2ff, 0x309, 0x30b, 0x38d, 0x38f, 0x390,
       0xc0000080, 0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084, 0xc0000100, 0xc0000101, 0xc0000102, 0xc0000103];
     for (const n of list) {
       // rdmsr; wrmsr; rdmsr — the TSC moves on between the reads, everything else reads the same.
@@ -280,11 +281,30 @@ describe('identification and miscellaneous MSRs (SDM vol. 4, table 2-2)', () => 
     expect(write(0x8b, 1n).stop).toEqual(GP0);
   });
 
-  it('IA32_MISC_ENABLE: fast strings and perfmon available at reset; read-only bits keep their values', () => {
-    expect(edxEax(read(0x1a0).cpu)).toBe(0x1881n);
-    expect(roundTrip(0x1a0, 0x4_0040_0000n)).toBe(0x4_0040_1880n); // limit CPUID, XD disable
+  it('IA32_MISC_ENABLE: fast strings, perfmon available and ENABLE MONITOR FSM at reset; read-only bits keep their values', () => {
+    expect(edxEax(read(0x1a0).cpu)).toBe(0x4_1881n);
+    expect(roundTrip(0x1a0, 0x4_0044_0000n)).toBe(0x4_0044_1880n); // limit CPUID, MONITOR, XD disable
     expect(write(0x1a0, 0x8n).stop).toEqual(GP0); // bit 3 (TCC): no thermal monitor
-    expect(write(0x1a0, 0x4_0000n).stop).toEqual(GP0); // bit 18: no MONITOR/MWAIT
+  });
+
+  it('IA32_MISC_ENABLE[18] (ENABLE MONITOR FSM) is R/W where CPUID announces MONITOR; 0 hides CPUID.01H:ECX[3] (SDM vol. 4, 1A0H)', () => {
+    // wrmsr (bit 18 clear); mov eax, 1; cpuid
+    const off = msr({ code: [...WRMSR, 0xb8, 1, 0, 0, 0, ...CPUID], ecx: 0x1a0, value: 0n });
+    expect(off.stop).toEqual(HALT);
+    expect(off.cpu.msrs.miscEnableLo & (1 << 18)).toBe(0);
+    expect((off.cpu.reg64(RCX) >> 3n) & 1n).toBe(0n);
+    expect((msr({ code: [0xb8, 1, 0, 0, 0, ...CPUID], ecx: 0 }).cpu.reg64(RCX) >> 3n) & 1n).toBe(1n);
+    // A profile without MONITOR: the bit reads 0 and writing it raises #GP(0).
+    const cpu = new Cpu({ memorySize: 1 << 20, profile: { ...SKYLAKE, features: SKYLAKE.features.filter((f) => f !== 'monitor') } });
+    expect(cpu.msrs.read(cpu, 0x1a0)).toBe(0x1881);
+    expect(() => cpu.msrs.write(cpu, 0x1a0, 0x4_1881, 0)).toThrow();
+    expect([cpu.excVector, cpu.excCode]).toEqual([13, 0]);
+  });
+
+  it('IA32_XSS exists with XSAVES (CPUID.(EAX=0DH,ECX=1):EAX[3]); it reads 0 and every bit is reserved (SDM vol. 4, DA0H)', () => {
+    expect(edxEax(read(0xda0).cpu)).toBe(0n);
+    expect(roundTrip(0xda0, 0n)).toBe(0n);
+    for (const v of [1n, 0x100n, 0x1_0000_0000n]) expect(write(0xda0, v).stop).toEqual(GP0);
   });
 
   it('IA32_MCG_CAP reports no banks; IA32_MCG_STATUS keeps RIPV, EIPV, MCIP', () => {
@@ -378,6 +398,6 @@ describe('reset (SDM vol. 3A, 10.1.1, table 10-1)', () => {
     expect(cpu.msrs.patLo).toBe(0);
     cpu.msrs.reset();
     expect([cpu.msrs.patLo, cpu.msrs.patHi, cpu.msrs.miscEnableLo, cpu.msrs.featureControl, cpu.msrs.xcr0, cpu.msrs.x87.fcw, cpu.msrs.x87.ftw, cpu.msrs.mtrrVariable[3]])
-      .toEqual([0x00070406, 0x00070406, 0x1881, 0, 1, 0x0040, 0xff, 0]);
+      .toEqual([0x00070406, 0x00070406, 0x41881, 0, 1, 0x0040, 0xff, 0]);
   });
 });

@@ -44,6 +44,7 @@ export const enum Msr {
   IA32_MCG_STATUS = 0x17a,
   IA32_PERFEVTSEL0 = 0x186,
   IA32_MISC_ENABLE = 0x1a0,
+  IA32_XSS = 0xda0,
   IA32_DEBUGCTL = 0x1d9,
   IA32_MTRR_PHYSBASE0 = 0x200,
   IA32_MTRR_FIX64K_00000 = 0x250,
@@ -89,11 +90,14 @@ export interface MsrHandler {
 export const MISC_FAST_STRINGS = 1 << 0, MISC_PERFMON_AVAILABLE = 1 << 7;
 export const MISC_BTS_UNAVAILABLE = 1 << 11, MISC_PEBS_UNAVAILABLE = 1 << 12;
 export const MISC_LIMIT_CPUID = 1 << 22;
+/** Bit 18, ENABLE MONITOR FSM: 0 makes MONITOR/MWAIT #UD and clears CPUID.01H:ECX.MONITOR (R/W, 1 at reset). */
+export const MISC_ENABLE_MONITOR = 1 << 18;
 /** Bit 34, XD Bit Disable, in the high half. */
 export const MISC_HI_XD_DISABLE = 1 << 2;
 /** Read-only bits: writes of either value are ignored. */
 const MISC_READ_ONLY = MISC_PERFMON_AVAILABLE | MISC_BTS_UNAVAILABLE | MISC_PEBS_UNAVAILABLE;
-const MISC_RESET = MISC_FAST_STRINGS | MISC_READ_ONLY;
+/** Bit 18 is stored whatever the profile; it reads as set, and is writable, only where CPUID announces MONITOR. */
+const MISC_RESET = MISC_FAST_STRINGS | MISC_READ_ONLY | MISC_ENABLE_MONITOR;
 
 /** IA32_FEATURE_CONTROL bits (SDM vol. 4, 3AH; vol. 3C, 24.7 "Enabling and Entering VMX Operation"). */
 export const FEATURE_CONTROL_LOCK = 1 << 0, FEATURE_CONTROL_VMX_IN_SMX = 1 << 1, FEATURE_CONTROL_VMX_OUTSIDE_SMX = 1 << 2;
@@ -169,6 +173,12 @@ export class MsrFile {
   // ---- extended state --------------------------------------------------------
   /** XCR0 (SDM vol. 1, 13.3): bit 0 (x87) is always 1; only bits 0 and 1 are supported. */
   xcr0 = 1;
+  /**
+   * IA32_XSS (SDM vol. 1, 13.3): the supervisor state components XSAVES and
+   * XRSTORS manage. None is supported (CPUID.(EAX=0DH,ECX=1):ECX = EDX = 0), so
+   * every bit is reserved and it stays 0.
+   */
+  xss = 0;
   readonly x87 = new X87State();
 
   // ---- fast system calls (SDM vol. 3A, 5.8.7, 5.8.8) ----------------------------
@@ -228,6 +238,7 @@ export class MsrFile {
    */
   reset(): void {
     this.xcr0 = 1;
+    this.xss = 0;
     this.x87.reset();
     this.starLo = 0; this.starHi = 0; this.lstarLo = 0; this.lstarHi = 0; this.cstarLo = 0; this.cstarHi = 0;
     this.fmask = 0; this.kernelGsBaseLo = 0; this.kernelGsBaseHi = 0;
@@ -315,7 +326,11 @@ export class MsrFile {
       // No machine-check banks: MCG_CAP.Count = 0 and no extended registers.
       case Msr.IA32_MCG_CAP: return this.ret2(0, 0);
       case Msr.IA32_MCG_STATUS: return this.ret2(this.mcgStatus, 0);
-      case Msr.IA32_MISC_ENABLE: return this.ret2(this.miscEnableLo, this.miscEnableHi);
+      case Msr.IA32_MISC_ENABLE:
+        return this.ret2(hasFeature(cpu, 'monitor') ? this.miscEnableLo : this.miscEnableLo & ~MISC_ENABLE_MONITOR, this.miscEnableHi);
+      case Msr.IA32_XSS:
+        if (hasFeature(cpu, 'xsaves')) return this.ret2(this.xss, 0);
+        break;
       case Msr.IA32_DEBUGCTL: return this.ret2(this.debugCtl, 0);
       case Msr.IA32_PAT:
         if (hasFeature(cpu, 'pat')) return this.ret2(this.patLo, this.patHi);
@@ -472,11 +487,15 @@ export class MsrFile {
         return true;
       case Msr.IA32_MISC_ENABLE: {
         const writableHi = hasFeature(cpu, 'nx') ? MISC_HI_XD_DISABLE : 0;
-        if ((lo & ~(MISC_FAST_STRINGS | MISC_LIMIT_CPUID | MISC_READ_ONLY)) !== 0 || (hi & ~writableHi) !== 0) return false;
+        const monitor = hasFeature(cpu, 'monitor') ? MISC_ENABLE_MONITOR : 0;
+        if ((lo & ~(MISC_FAST_STRINGS | MISC_LIMIT_CPUID | MISC_READ_ONLY | monitor)) !== 0 || (hi & ~writableHi) !== 0) return false;
         this.miscEnableLo = (lo & ~MISC_READ_ONLY) | MISC_READ_ONLY;
         this.miscEnableHi = hi;
         return true;
       }
+      case Msr.IA32_XSS:
+        // Every bit is reserved: no supervisor state component is supported (SDM vol. 4, DA0H; vol. 1, 13.3).
+        return hasFeature(cpu, 'xsaves') && (lo | hi) === 0;
       case Msr.IA32_DEBUGCTL:
         // LBR (0), BTF (1), FREEZE_LBRS_ON_PMI (11), FREEZE_PERFMON_ON_PMI (12). TR/BTS
         // need the DS area, which CPUID does not announce; the rest is reserved.

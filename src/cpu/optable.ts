@@ -23,6 +23,7 @@ import { FASTCALL_TABLE } from './ops/fastcall.js';
 import { DEBUG_REGISTER_TABLE } from './ops/debug-registers.js';
 import { FPU_TABLE } from './ops/fpu.js';
 import { VMX_TABLE } from './ops/vmx.js';
+import { RANDOM_TABLE } from './ops/random.js';
 
 type Slots = readonly (Entry | undefined)[];
 
@@ -84,5 +85,5 @@ export function buildTable(parts: readonly Readonly<Record<number, Entry>>[]): O
 export const OPCODE_TABLE: OpTable = buildTable([
   ALU_TABLE, MOVE_TABLE, CONTROL_TABLE, STACK_TABLE, SHIFT_TABLE, MULDIV_TABLE,
   BITS_TABLE, STRING_TABLE, SSE_TABLE, SYSTEM_TABLE, CONTROL_REGISTER_TABLE, IO_TABLE, SEGMENT_TABLE,
-  FPU_TABLE, FASTCALL_TABLE, DEBUG_REGISTER_TABLE, VMX_TABLE,
+  FPU_TABLE, FASTCALL_TABLE, DEBUG_REGISTER_TABLE, VMX_TABLE, RANDOM_TABLE,
 ]);

@@ -44,7 +44,8 @@ const RSVD_HI_IA32E = ((1 << 20) - 1) & ~ADDR_HI;
 /** PAE page-directory and page-table entries: bits 62:MAXPHYADDR reserved (4.4.2, tables 4-9 to 4-11). */
 const RSVD_HI_PAE = 0x7fffffff & ~ADDR_HI;
 /** PAE PDPTE: bits 2:1, 8:5 and 63:MAXPHYADDR reserved (4.4.1, table 4-8). */
-const PDPTE_RSVD_LO = 0x1e6, PDPTE_RSVD_HI = ~ADDR_HI;
+export const PDPTE_RSVD_LO = 0x1e6;
+const PDPTE_RSVD_HI = ~ADDR_HI;
 /** 4-MiB PDE (PSE-36): bits 21:(M-19) reserved, with M = min(MAXPHYADDR, 40) (4.3, table 4-4). */
 const PSE36_BITS = Math.min(MAXPHYADDR, 40) - 32;
 const PSE36_RSVD = (1 << 22) - (1 << (PSE36_BITS + 13));
@@ -62,6 +63,43 @@ export function pagingMode(cpu: Cpu): PagingMode {
   if ((cpu.efer & EFER_LME) === 0) return PagingMode.PAE;
   return cpu.cr4 & CR4_LA57 ? PagingMode.LEVEL5 : PagingMode.LEVEL4;
 }
+
+/** What a guest-physical access is, for the exits of a nested translation (SDM vol. 3C, 28.2.1, table 28-7). */
+export const enum GuestPhysical {
+  /** The translation of a linear address (or, with paging off, a linear address itself). */
+  FINAL,
+  /** A paging-structure entry read or updated while translating a linear address. */
+  PAGING_ENTRY,
+  /** An access without a linear address: the PDPTE loads of MOV to CR (4.4.1). */
+  NO_LINEAR,
+}
+
+/**
+ * A second dimension of translation beneath paging (EPT, vol. 3C 29.3): in VMX
+ * non-root operation every guest-physical address paging produces or reads
+ * through is translated again. The processor knows nothing of VMX; the
+ * hardware-assist unit installs this while a guest with EPT runs.
+ */
+export interface NestedPaging {
+  /** Names the nested structures in TLB tags (1, 2, ...): their combined mappings never mix. */
+  readonly tag: number;
+  /** Guest paging-structure accesses count as writes (EPT accessed and dirty flags, 29.3.5). */
+  readonly pagingWrites: boolean;
+  /**
+   * The rights of the last translation, for the combined mapping it becomes part of: read 1,
+   * write 2, execute 4, and 8 when a write needs no walk to set a dirty flag.
+   */
+  readonly rights: number;
+  /**
+   * The host-physical address for guest-physical `gpa` accessed as `access`;
+   * raises the VM exit of a violation or misconfiguration. (lo, hi) is the
+   * linear address of a FINAL or PAGING_ENTRY access.
+   */
+  translate(gpa: number, access: Access, kind: GuestPhysical, lo: number, hi: number): number;
+}
+
+/** A tag's nested-structures part counts in units of 2^28 (above VPID × 4096 + PCID). */
+const NESTED_TAG_UNIT = 2 ** 28;
 
 /** The VPID part of a tag (VPID × 4096 + PCID), as a tag with PCID 0. */
 function vpidOf(key: number): number {
@@ -92,8 +130,10 @@ export function currentPcid(cpu: Cpu): number {
 const CONTEXT_CR0 = CR0_PE | CR0_WP | CR0_PG;
 const CONTEXT_CR4 = CR4_PSE | CR4_PAE | CR4_PGE | CR4_LA57 | CR4_PCIDE | CR4_SMEP | CR4_SMAP;
 
-// TLB entry information: combined rights, flags, and the page size as (log2 - 12) in bits 15:8.
+// TLB entry information: combined rights, flags, and the page size as (log2 - 12) in bits 15:8; under
+// nested paging, the nested rights of the final access (read, write, execute, dirty flag set) in bits 19:16.
 const T_W = 1, T_U = 2, T_XD = 4, T_D = 8, T_G = 16;
+const T_NESTED_SHIFT = 16;
 const TLB_BITS = 11, TLB_SIZE = 1 << TLB_BITS, TLB_MASK = TLB_SIZE - 1;
 
 /**
@@ -102,9 +142,18 @@ const TLB_BITS = 11, TLB_SIZE = 1 << TLB_BITS, TLB_MASK = TLB_SIZE - 1;
  * a VMM and its guests, keep their entries side by side (4.10.1; vol. 3C, 29.1).
  * Global entries, usable under any PCID of their VPID, live in the slot of PCID 0.
  */
-function slot(lo: number, pcid: number): number {
+function slot(lo: number, key: number): number {
+  // Mappings of one VPID and PCID under different nested structures share a slot: the operations that
+  // invalidate them for the VPID do so for every nested tag (vol. 3C, 29.4.3.1), and find them there.
+  const pcid = key % NESTED_TAG_UNIT;
   // The multiplier's high bits mix every bit of the tag in (VPID × 4096 has none below bit 12).
   return ((lo >>> 12) ^ (Math.imul(pcid, 0x9e3779b1) >>> (32 - TLB_BITS))) & TLB_MASK;
+}
+
+/** Whether the nested rights in TLB entry information allow the access; a write also needs the nested dirty flag set. */
+function nestedAllows(info: number, access: Access): boolean {
+  const r = info >>> T_NESTED_SHIFT;
+  return access === Access.EXEC ? (r & 4) !== 0 : access === Access.WRITE ? (r & 10) === 10 : (r & 1) !== 0;
 }
 
 export class Paging implements Translator {
@@ -120,6 +169,10 @@ export class Paging implements Translator {
    * Entries are tagged with VPID × 4096 + PCID.
    */
   vpid = 0;
+  /** The nested translation of a guest with EPT, or null (29.3). */
+  nested: NestedPaging | null = null;
+  /** Counts for the cost model: walks made and the paging-structure entries they read. */
+  readonly counters = { walks: 0, references: 0 };
 
   private readonly tag = new Float64Array(TLB_SIZE).fill(NaN);
   private readonly filled = new FilledSlots(TLB_SIZE >> 3);
@@ -146,8 +199,9 @@ export class Paging implements Translator {
   private readonly info = new Int32Array(TLB_SIZE);
   /** Fragments of large pages may be cached (INVLPG must then look beyond one entry). */
   private large = false;
-  /** Physical addresses of the entries the walk in progress used. */
+  /** Physical addresses of the entries the walk in progress used (host-physical under nested paging), and as the guest named them. */
   private readonly used = new Float64Array(5);
+  private readonly usedGuest = new Float64Array(5);
   private usedCount = 0;
   private readonly scratch = new Int32Array(8);
 
@@ -159,8 +213,12 @@ export class Paging implements Translator {
     const cpu = this.cpu;
     if (this.identity) return hi * 0x100000 + (lo >>> 12);
     const mode = pagingMode(cpu);
-    // Without paging, linear addresses are physical; outside IA-32e mode they are 32 bits (4.1.1).
-    if (mode === PagingMode.NONE) return lo >>> 12;
+    // Without paging, linear addresses are physical (guest-physical under EPT); outside IA-32e mode they
+    // are 32 bits (4.1.1).
+    if (mode === PagingMode.NONE) {
+      const n = this.nested;
+      return n === null ? lo >>> 12 : Math.floor(n.translate(lo >>> 0, access, GuestPhysical.FINAL, lo, 0) / PAGE_SIZE);
+    }
     if (mode < PagingMode.LEVEL4) hi = 0;
     const vpn = hi * 0x100000 + (lo >>> 12), pcid = this.key();
     let idx = this.find(lo, vpn, pcid);
@@ -171,8 +229,9 @@ export class Paging implements Translator {
       // Rights come from the cached entry: after a guest relaxes them without
       // invalidating, this is the "spurious" fault of 4.10.4.3, which invalidates (4.10.4.1).
       if (!this.allows(info, access)) this.fault(lo, hi, access, PF_P, mode);
-      // A write through an entry whose dirty flag is clear walks again to set it (4.8).
-      if (access !== Access.WRITE || (info & T_D) !== 0) {
+      // A write through an entry whose dirty flag is clear walks again to set it (4.8), and so does an
+      // access the nested rights do not allow: the walk makes the EPT exit.
+      if ((access !== Access.WRITE || (info & T_D) !== 0) && (this.nested === null || nestedAllows(info, access))) {
         this.noteCacheable(info, access);
         return this.frame[idx]!;
       }
@@ -180,9 +239,14 @@ export class Paging implements Translator {
     return this.walk(lo, hi, access, mode, vpn, pcid);
   }
 
-  /** The tag of the current context: VPID × 4096 + PCID. */
+  /** The tag of the current context: VPID × 4096 + PCID, and the nested structures' tag × 2^28. */
   private key(): number {
-    return this.vpid * 4096 + currentPcid(this.cpu);
+    return this.vpidKey(this.vpid) + currentPcid(this.cpu);
+  }
+
+  /** The tag of `vpid` with PCID 0 under the current nested structures. */
+  private vpidKey(vpid: number): number {
+    return (this.nested === null ? 0 : this.nested.tag) * NESTED_TAG_UNIT + vpid * 4096;
   }
 
   /**
@@ -200,12 +264,13 @@ export class Paging implements Translator {
   private walk(lo: number, hi: number, access: Access, mode: PagingMode, vpn: number, pcid: number): number {
     const cpu = this.cpu;
     const nxe = (cpu.efer & EFER_NXE) !== 0;
-    let rights = T_W | T_U, xd = 0, frame = 0, shift = 12, leafAt = 0, leaf = 0;
+    let rights = T_W | T_U, xd = 0, frame = 0, shift = 12, leaf = 0;
     this.usedCount = 0;
+    this.counters.walks++;
 
     if (mode === PagingMode.BITS32) {
       // 32-bit paging (4.3): no reserved bits except in a 4-MiB PDE.
-      const pdeAt = ((cpu.cr3Lo & ~PAGE_MASK) >>> 0) + (lo >>> 22) * 4;
+      const pdeAt = this.entryAddress(((cpu.cr3Lo & ~PAGE_MASK) >>> 0) + (lo >>> 22) * 4, lo, hi);
       const pde = this.read32(pdeAt);
       if ((pde & P) === 0) this.fault(lo, hi, access, 0, mode);
       if ((pde & PS) !== 0 && (cpu.cr4 & CR4_PSE) !== 0) {
@@ -214,16 +279,16 @@ export class Paging implements Translator {
         shift = 22;
         // Bits 31:22 of the address, and bits (M-1):32 from PDE bits (M-20):13 (PSE-36).
         frame = ((pde >>> 22) << 10) + ((pde >>> 13) & ((1 << PSE36_BITS) - 1)) * 0x100000 + ((lo >>> 12) & 0x3ff);
-        leafAt = pdeAt; leaf = pde;
+        leaf = pde;
         this.used[this.usedCount++] = pdeAt;
       } else {
         this.used[this.usedCount++] = pdeAt;
-        const pteAt = ((pde & ~PAGE_MASK) >>> 0) + ((lo >>> 12) & 0x3ff) * 4;
+        const pteAt = this.entryAddress(((pde & ~PAGE_MASK) >>> 0) + ((lo >>> 12) & 0x3ff) * 4, lo, hi);
         const pte = this.read32(pteAt);
         if ((pte & P) === 0) this.fault(lo, hi, access, 0, mode);
         rights &= (pde >> 1) & (pte >> 1);
         frame = pte >>> 12;
-        leafAt = pteAt; leaf = pte;
+        leaf = pte;
         this.used[this.usedCount++] = pteAt;
       }
     } else {
@@ -246,7 +311,7 @@ export class Paging implements Translator {
         shift = 3 + 9 * level; // 12, 21, 30, 39, 48 for levels 1-5
         const index = shift < 30 ? (lo >>> shift) & 511
           : shift === 30 ? ((lo >>> 30) | (hi << 2)) & 511 : (hi >>> (shift - 32)) & 511;
-        const at = table + index * 8;
+        const at = this.entryAddress(table + index * 8, lo, hi);
         const eLo = this.read32(at), eHi = this.read32(at + 4);
         if ((eLo & P) === 0) this.fault(lo, hi, access, 0, mode);
         const isLeaf = level === 1 || (level <= 3 && (eLo & PS) !== 0);
@@ -259,7 +324,7 @@ export class Paging implements Translator {
         if (isLeaf) {
           const sizeMask = (1 << (shift - 12)) - 1;
           frame = (eHi & ADDR_HI) * 0x100000 + (((eLo >>> 12) & ~sizeMask) >>> 0) + ((lo >>> 12) & sizeMask);
-          leafAt = at; leaf = eLo;
+          leaf = eLo;
           break;
         }
         table = (eHi & ADDR_HI) * 2 ** 32 + ((eLo & ~PAGE_MASK) >>> 0);
@@ -272,9 +337,15 @@ export class Paging implements Translator {
     if (!this.allows(info, access)) this.fault(lo, hi, access, PF_P, mode);
     // 4.8: the access succeeds, so every entry used gets its accessed flag, and a
     // write sets the dirty flag in the entry that maps the page.
-    for (let k = 0; k < this.usedCount; k++) this.setBits(this.used[k]!, A);
-    if (access === Access.WRITE) { this.setBits(leafAt, D); info |= T_D; }
+    for (let k = 0; k < this.usedCount; k++) this.setBits(k, A, lo, hi);
+    if (access === Access.WRITE) { this.setBits(this.usedCount - 1, D, lo, hi); info |= T_D; }
     this.markPageTables();
+    const n = this.nested;
+    if (n !== null) {
+      // The page itself, through the nested structures (29.3.2): its rights join the entry's.
+      frame = Math.floor(n.translate(frame * PAGE_SIZE + (lo & PAGE_MASK), access, GuestPhysical.FINAL, lo, hi) / PAGE_SIZE);
+      info |= n.rights << T_NESTED_SHIFT;
+    }
     const idx = slot(lo, (info & T_G) !== 0 ? vpidOf(pcid) : pcid);
     this.tag[idx] = vpn;
     this.filled.note(idx);
@@ -376,11 +447,31 @@ export class Paging implements Translator {
     return page === null ? -1 : page.getInt32(pa & PAGE_MASK, true);
   }
 
-  private setBits(pa: number, bits: number): void {
-    const page = this.cpu.memory.page(Math.floor(pa / PAGE_SIZE));
+  /**
+   * Where the walk reads the paging-structure entry at physical address `pa`:
+   * under nested paging `pa` is guest-physical and is translated, as a read, or
+   * as a write when the nested A/D flags make it one (vol. 3C, 29.3.3.2).
+   */
+  private entryAddress(pa: number, lo: number, hi: number): number {
+    this.counters.references++;
+    this.usedGuest[this.usedCount] = pa;
+    const n = this.nested;
+    if (n === null) return pa;
+    return n.translate(pa, n.pagingWrites ? Access.WRITE : Access.READ, GuestPhysical.PAGING_ENTRY, lo, hi);
+  }
+
+  /**
+   * Sets `bits` in the k-th entry the walk used. Under nested paging without
+   * A/D flags the update is a write the nested structures must allow (29.3.3.2).
+   */
+  private setBits(k: number, bits: number, lo: number, hi: number): void {
+    const pa = this.used[k]!, page = this.cpu.memory.page(Math.floor(pa / PAGE_SIZE));
     if (page === null) return;
     const v = page.getInt32(pa & PAGE_MASK, true);
-    if ((v & bits) !== bits) page.setInt32(pa & PAGE_MASK, v | bits, true);
+    if ((v & bits) === bits) return;
+    const n = this.nested;
+    if (n !== null && !n.pagingWrites) n.translate(this.usedGuest[k]!, Access.WRITE, GuestPhysical.PAGING_ENTRY, lo, hi);
+    page.setInt32(pa & PAGE_MASK, v | bits, true);
   }
 
   // ---- PDPTE registers -----------------------------------------------------
@@ -391,7 +482,10 @@ export class Paging implements Translator {
    * returns false: the MOV to CR that loads them raises #GP(0).
    */
   loadPdptes(cr3Lo: number, check = true): boolean {
-    const base = (cr3Lo & ~0x1f) >>> 0, s = this.scratch;
+    const s = this.scratch, n = this.nested;
+    let base = (cr3Lo & ~0x1f) >>> 0;
+    // Under nested paging the 32-byte table is read through it, as reads with no linear address (vol. 3C, 29.3.3.2).
+    if (n !== null) base = n.translate(base, Access.READ, GuestPhysical.NO_LINEAR, 0, 0);
     for (let k = 0; k < 4; k++) {
       const lo = this.read32(base + 8 * k), hi = this.read32(base + 8 * k + 4);
       if (check && (lo & P) !== 0 && ((lo & PDPTE_RSVD_LO) !== 0 || (hi & PDPTE_RSVD_HI) !== 0)) return false;
@@ -403,11 +497,14 @@ export class Paging implements Translator {
 
   // ---- invalidation (SDM vol. 3A, 4.10.4) ----------------------------------
 
-  /** Translator hook of mmu.flush(): everything goes, and the control registers are taken up anew. */
+  /**
+   * Translator hook of mmu.flush(): everything goes, and the control registers are taken up anew
+   * (under nested paging the PDPTEs are the VM entry's to load, vol. 3C 27.3.2.4).
+   */
   flush(): void {
     this.dropEntries(-1, true);
     this.identity = false;
-    if (pagingMode(this.cpu) === PagingMode.PAE) this.loadPdptes(this.cpu.cr3Lo, false);
+    if (pagingMode(this.cpu) === PagingMode.PAE && this.nested === null) this.loadPdptes(this.cpu.cr3Lo, false);
     this.updateWidth();
   }
 
@@ -497,8 +594,10 @@ export class Paging implements Translator {
 
   /** Entry k is a global one of `pcid`'s VPID and `globals`, or a non-global one of `pcid` (-1: any of either). */
   private owned(k: number, pcid: number, globals: boolean): boolean {
-    if ((this.info[k]! & T_G) !== 0) return globals && (pcid < 0 || vpidOf(this.pcid[k]!) === vpidOf(pcid));
-    return pcid < 0 || this.pcid[k] === pcid;
+    const own = this.pcid[k]! % NESTED_TAG_UNIT;
+    pcid %= NESTED_TAG_UNIT;
+    if ((this.info[k]! & T_G) !== 0) return globals && (pcid < 0 || vpidOf(own) === vpidOf(pcid));
+    return pcid < 0 || own === pcid;
   }
 
   /**
@@ -510,12 +609,28 @@ export class Paging implements Translator {
     const tag = this.tag, vpn = hi * 0x100000 + (lo >>> 12);
     for (let k = 0; k < TLB_SIZE; k++) {
       if (tag[k] !== tag[k]) continue;
-      const v = Math.floor(this.pcid[k]! / 4096), size = 2 ** ((this.info[k]! >> 8) & 0xff);
+      // Combined mappings go for every nested tag (29.4.3.1).
+      const v = Math.floor(this.pcid[k]! / 4096) & 0xffff, size = 2 ** ((this.info[k]! >> 8) & 0xff);
       const drop = type === 2 ? v !== 0
         : v === vpid && (type === 1 || (type === 3 ? (this.info[k]! & T_G) === 0
           : Math.floor(tag[k]! / size) === Math.floor(vpn / size)));
       if (drop) tag[k] = NaN;
     }
+    this.cpu.mmu.flushFast();
+  }
+
+  /**
+   * INVEPT (vol. 3C, 31.3; 29.4.3.1): drops the combined mappings made under
+   * nested tag `tag`, or under any nested tag when `tag` < 0.
+   */
+  invept(tag: number): void {
+    const keys = this.tag;
+    for (let k = 0; k < TLB_SIZE; k++) {
+      if (keys[k] !== keys[k]) continue;
+      const t = Math.floor(this.pcid[k]! / NESTED_TAG_UNIT);
+      if (tag < 0 ? t !== 0 : t === tag) keys[k] = NaN;
+    }
+    this.kept.tag.fill(NaN);
     this.cpu.mmu.flushFast();
   }
 

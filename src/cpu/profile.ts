@@ -95,11 +95,12 @@ export interface CpuProfile {
  * Intel Core i7-6700 (Skylake client, family 6 model 5EH stepping 3) with its
  * last microcode (F0H), as far as the model offers it. Left out because the
  * model lacks them (add a name once its unit implements all of it): MMX, SSE3
- * and later vector extensions, AVX, AES, PCLMULQDQ, ADX, RDRAND/RDSEED (the
- * model uses no randomness), CLFLUSHOPT, MONITOR/MWAIT, EIST and thermal
- * monitoring, MCE/MCA (no machine-check banks), VMX/SMX, PCID/INVPCID and
- * 1-GByte pages (paging), FSGSBASE and SMAP (owners of CR4, STAC/CLAC and
- * RD/WRFSBASE turn them on), MD_CLEAR (VERW), XSAVEC/XSAVES, DS/PEBS/PDCM.
+ * and later vector extensions, AVX, AES, PCLMULQDQ, ADX, CLFLUSHOPT, EIST and
+ * thermal monitoring, MCE/MCA (no machine-check banks), VMX/SMX, PCID/INVPCID
+ * and 1-GByte pages (paging), FSGSBASE and SMAP (owners of CR4, STAC/CLAC and
+ * RD/WRFSBASE turn them on), MD_CLEAR (VERW), DS/PEBS/PDCM. RDRAND/RDSEED draw
+ * from a seeded deterministic generator (ops/random.ts); MWAIT returns at once
+ * (ops/system.ts); XSAVES/XRSTORS manage no supervisor state (IA32_XSS = 0).
  */
 export const SKYLAKE: CpuProfile = {
   name: 'skylake',
@@ -113,11 +114,11 @@ export const SKYLAKE: CpuProfile = {
   features: [
     'fpu', 'pse', 'tsc', 'msr', 'pae', 'cx8', 'apic', 'sep', 'mtrr', 'pge', 'cmov', 'pat', 'pse36',
     'clflush', 'fxsr', 'sse', 'sse2', 'ss',
-    'vmx', 'cx16', 'x2apic', 'movbe', 'popcnt', 'tsc_deadline_timer', 'xsave',
+    'monitor', 'vmx', 'cx16', 'x2apic', 'movbe', 'popcnt', 'tsc_deadline_timer', 'xsave', 'rdrand',
     'arat',
-    'tsc_adjust', 'bmi1', 'fdp_excptn_only', 'smep', 'bmi2', 'erms', 'zero_fcs_fds',
+    'tsc_adjust', 'bmi1', 'fdp_excptn_only', 'smep', 'bmi2', 'erms', 'zero_fcs_fds', 'rdseed',
     'spec_ctrl', 'intel_stibp', 'flush_l1d', 'ssbd',
-    'xsaveopt', 'xgetbv1',
+    'xsaveopt', 'xsavec', 'xgetbv1', 'xsaves',
     'lahf_lm', 'abm', '3dnowprefetch', 'syscall', 'nx', 'rdtscp', 'lm',
     'invariant_tsc',
   ],

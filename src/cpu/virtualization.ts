@@ -24,7 +24,7 @@ export const enum VmxInstruction {
  */
 export const enum Intercept {
   CPUID, GETSEC, INVD, XSETBV, HLT, INVLPG, RDPMC, RDTSC, RDTSCP, RDMSR, WRMSR, PAUSE, WBINVD,
-  MWAIT, MONITOR, RDRAND, RDSEED, INVPCID, LGDT, LIDT, SGDT, SIDT, LLDT, LTR, SLDT, STR, MOV_DR,
+  MWAIT, MONITOR, RDRAND, RDSEED, INVPCID, LGDT, LIDT, SGDT, SIDT, LLDT, LTR, SLDT, STR, MOV_DR, XSAVES, XRSTORS,
 }
 
 export interface Virtualization {
@@ -59,6 +59,8 @@ export interface Virtualization {
    * (-1: none), with its kind and error code (for the IDT-vectoring information, 28.2.4).
    */
   exception(cpu: Cpu, vector: number, kind: number, code: number, during: number, duringKind: number, duringCode: number): void;
+  /** Non-root: the VM exit just decided arose while delivering event `vector` of `kind` with error code `code` (-1: none). */
+  exitDuringDelivery(cpu: Cpu, vector: number, kind: number, code: number): void;
   /** Non-root: takes the events waiting at an instruction boundary (26.7, 27.7); returns what acceptInterrupt would. */
   acceptEvents(cpu: Cpu, limit: number): number;
   /** Non-root: a triple fault exits instead of shutting down (26.2). */
@@ -82,6 +84,7 @@ export const NO_VIRTUALIZATION: Virtualization = {
   writeCr: (_cpu, _i, _cr, lo) => lo,
   readCr: () => 0,
   exception: none,
+  exitDuringDelivery: none,
   acceptEvents: (_cpu, limit) => limit,
   tripleFault: none,
   completeExit: none,

@@ -1,9 +1,9 @@
 /**
  * The VMX capabilities this model offers, as the capability MSRs report them
  * (SDM vol. 3D, appendix A). A control is offered only where the model
- * implements what it does: a real Skylake part offers more (EPT, VPID,
- * unrestricted guest, TPR shadow, posted interrupts, ...), which later parts of
- * hvsim add here as they are built.
+ * implements what it does: a real Skylake part offers more (APIC
+ * virtualization, posted interrupts, PML, VM functions, ...), which later parts
+ * of hvsim add here as they are built.
  */
 import { DEFAULT1, VmxMsr } from '../../vmcs/controls.js';
 import { VMCS_FIELDS, fieldExists, index as fieldIndex } from '../../vmcs/fields.js';
@@ -53,15 +53,16 @@ export const SKYLAKE_VMX: VmxCapabilities = {
   proc: {
     // TRUE_PROCBASED: CR3-load and CR3-store exiting (15, 16) may be 0.
     allowed0: (DEFAULT1.proc & ~bits(15, 16)) >>> 0,
-    // Interrupt window, TSC offsetting, HLT, INVLPG, RDPMC, RDTSC, CR3 load/store, CR8 load/store,
+    // Interrupt window, TSC offsetting, HLT, INVLPG, MWAIT, RDPMC, RDTSC, CR3 load/store, CR8 load/store,
     // use TPR shadow, NMI window, MOV DR, unconditional I/O, I/O bitmaps, monitor trap flag, MSR bitmaps,
-    // PAUSE exiting, secondary controls (25.6.2).
-    allowed1: (DEFAULT1.proc | bits(2, 3, 7, 9, 11, 12, 15, 16, 19, 20, 21, 22, 23, 24, 25, 27, 28, 30, 31)) >>> 0,
+    // MONITOR, PAUSE exiting, secondary controls (25.6.2).
+    allowed1: (DEFAULT1.proc | bits(2, 3, 7, 9, 10, 11, 12, 15, 16, 19, 20, 21, 22, 23, 24, 25, 27, 28, 29, 30, 31)) >>> 0,
   },
   secondary: {
     allowed0: 0,
-    // Descriptor-table exiting, enable RDTSCP, enable VPID, WBINVD exiting, PAUSE-loop exiting, enable INVPCID.
-    allowed1: bits(2, 3, 5, 6, 10, 12),
+    // Enable EPT, descriptor-table exiting, enable RDTSCP, enable VPID, WBINVD exiting, unrestricted guest,
+    // PAUSE-loop exiting, RDRAND exiting, enable INVPCID, RDSEED exiting, enable XSAVES/XRSTORS (25.6.2).
+    allowed1: bits(1, 2, 3, 5, 6, 7, 10, 11, 12, 16, 20),
   },
   exit: {
     // TRUE_EXIT: "save debug controls" (2) may be 0.
@@ -103,7 +104,14 @@ export function highestIndex(caps: VmxCapabilities): number {
   return max;
 }
 
-/** IA32_VMX_EPT_VPID_CAP bits 63:32: INVVPID (32), individual-address, single-context, all-context, single-context-retaining-globals types (40-43). */
+/**
+ * IA32_VMX_EPT_VPID_CAP bits 31:0 (A.10): execute-only translations (0), page-walk length 4 (6), memory
+ * types UC (8) and WB (14) for the EPTP, 2-MByte (16) and 1-GByte (17) pages, INVEPT (20), accessed and
+ * dirty flags (21), single-context (25) and all-context (26) INVEPT. No advanced VM-exit information for
+ * EPT violations (22): qualification bits 11:9 stay 0.
+ */
+const EPT_CAPS = bits(0, 6, 8, 14, 16, 17, 20, 21, 25, 26);
+/** Bits 63:32: INVVPID (32), individual-address, single-context, all-context, single-context-retaining-globals types (40-43). */
 const INVVPID_CAPS = bit(0) | bit(8) | bit(9) | bit(10) | bit(11);
 
 /** Bits 63:32 of IA32_VMX_BASIC: region size 4096, write-back VMCS memory, INS/OUTS information, TRUE MSRs (A.1). */
@@ -135,9 +143,10 @@ export function capabilityMsr(caps: VmxCapabilities, msr: number): [number, numb
     // Exists when the primary controls allow "activate secondary controls" (A.3.3).
     case VmxMsr.IA32_VMX_PROCBASED_CTLS2:
       return (caps.proc.allowed1 & bit(31)) !== 0 ? [caps.secondary.allowed0 | 0, caps.secondary.allowed1 | 0] : null;
-    // Exists when EPT or VPID is offered (A.10): INVVPID with all four types, no EPT yet.
+    // Exists when EPT or VPID is offered (A.10); each half describes what is offered.
     case VmxMsr.IA32_VMX_EPT_VPID_CAP:
-      return (caps.secondary.allowed1 & (bit(1) | bit(5))) !== 0 ? [0, INVVPID_CAPS] : null;
+      if ((caps.secondary.allowed1 & (bit(1) | bit(5))) === 0) return null;
+      return [caps.secondary.allowed1 & bit(1) ? EPT_CAPS | 0 : 0, caps.secondary.allowed1 & bit(5) ? INVVPID_CAPS : 0];
     default:
       // VMFUNC, PROCBASED_CTLS3, EXIT_CTLS2: not offered.
       return null;

@@ -253,6 +253,16 @@ const PD_RTM_RESERVED = 0xfffeefff | 0;
  */
 const EPT_MEMORY_TYPE_UC = 0, EPT_MEMORY_TYPE_WB = 6;
 
+/**
+ * The EPTP rules of 27.2.1.1, which INVEPT applies to its descriptor too (31.3):
+ * a supported memory type (UC or WB), a walk length of 4 (bits 5:3 = 3), bit 7
+ * (supervisor shadow stacks) not offered, bits 11:8 and 63:MAXPHYADDR reserved.
+ */
+export function eptpValid(lo: number, hi: number): boolean {
+  const type = lo & 7, walk = (lo >>> 3) & 7;
+  return (type === EPT_MEMORY_TYPE_UC || type === EPT_MEMORY_TYPE_WB) && walk === 3 && (lo & 0xf80) === 0 && !beyondPa(hi);
+}
+
 // ---- fields -----------------------------------------------------------------
 
 const F = Field;
@@ -397,9 +407,7 @@ export function checkControls(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): EntryCh
   const ept = (sec & SEC_ENABLE_EPT) !== 0;
   if (ept) {
     const lo = v.lo(F.EPT_POINTER), hi = v.hi(F.EPT_POINTER);
-    const type = lo & 7, walk = (lo >>> 3) & 7;
-    // Memory type supported (UC or WB), walk length 4, bit 7 (supervisor shadow stacks) not offered, bits 11:8 and 63:N reserved.
-    if ((type !== EPT_MEMORY_TYPE_UC && type !== EPT_MEMORY_TYPE_WB) || walk !== 3 || (lo & 0xf80) !== 0 || beyondPa(hi)) {
+    if (!eptpValid(lo, hi)) {
       return fail('controls', 'EPTP', S1,
         `EPTP = ${hex64(lo, hi)}: memory type must be 0 or 6, bits 5:3 must be 3, bits 11:7 and ${PA_TEXT}`);
     }

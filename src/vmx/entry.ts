@@ -13,13 +13,14 @@ import { VmEntryControls as N } from '../../vmcs/controls.js';
 import type { Cpu } from '../cpu/cpu.js';
 import { deliverException, EventKind } from '../cpu/interrupts.js';
 import { jumpRelative } from '../cpu/operands.js';
-import { PagingMode, pagingMode } from '../cpu/paging.js';
+import { CR3_RSVD_HI, PDPTE_RSVD_LO, PagingMode, pagingMode } from '../cpu/paging.js';
 import { EFER_LMA, EFER_LME, RSP, SegAttr } from '../cpu/regs.js';
 import { checkControls, checkGuestState, checkHostState, guestRipFailure, vtprFailure } from './entry-checks.js';
-import { HLT, SHUTDOWN, WAIT_FOR_SIPI } from './exit.js';
-import { ACCESS_AT, BASE_AT, GUEST_AT as G, LIMIT_AT, SEGMENTS, SELECTOR_AT } from './state-fields.js';
+import { CR0_KEPT, HLT, SHUTDOWN, WAIT_FOR_SIPI } from './exit.js';
+import { ACCESS_AT, BASE_AT, GUEST_AT as G, LIMIT_AT, PDPTE_FIELDS, SEGMENTS, SELECTOR_AT } from './state-fields.js';
 import { PREEMPTION_TIMER_SHIFT } from './capabilities.js';
 import { loadMsrs } from './msr-areas.js';
+import type { Vmcs } from './vmcs.js';
 import type { Vmx } from './vmx.js';
 
 /** Pending debug exceptions bits (25.4.2, table 25-4): enabled breakpoint, BS. */
@@ -110,7 +111,8 @@ function loadGuestState(vmx: Vmx, cpu: Cpu): boolean {
   const v = vmx.current!, vals = v.values, entry = v.lo(Field.VM_ENTRY_CONTROLS);
   const ia32e = (entry & (1 << N.IA_32E_MODE_GUEST)) !== 0;
   // 27.3.2.1: control registers, debug registers, MSRs.
-  cpu.cr0 = vals[G.CR0]! | 0x10; // ET is always 1
+  // ET, CD, NW and the reserved bits keep their value (27.3.2.1), as at VM exits (28.5.1).
+  cpu.cr0 = (vals[G.CR0]! & ~CR0_KEPT) | (cpu.cr0 & CR0_KEPT);
   cpu.cr4 = vals[G.CR4]!;
   cpu.cr3Lo = vals[G.CR3]!; cpu.cr3Hi = vals[G.CR3 + 1]!;
   if (entry & (1 << N.LOAD_DEBUG_CONTROLS)) {
@@ -145,12 +147,16 @@ function loadGuestState(vmx: Vmx, cpu: Cpu): boolean {
   // the guest's own tagged mappings stay and are used (29.4.3.1).
   const secondary = v.lo(Field.PRIMARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS) & (1 << 31)
     ? v.lo(Field.SECONDARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS) : 0;
+  // With "enable EPT", guest-physical addresses go through the EPT the EPTP names (29.3).
+  const ept = (secondary & (1 << 1)) !== 0;
+  if (ept) vmx.ept.use(v.lo(Field.EPT_POINTER), v.hi(Field.EPT_POINTER));
+  cpu.paging.nested = ept ? vmx.ept : null;
   if (secondary & (1 << 5)) cpu.paging.switchVpid(v.lo(Field.VIRTUAL_PROCESSOR_IDENTIFIER));
   else cpu.mmu.flush();
   cpu.paging.updateWidth();
   cpu.updateModes();
-  // 27.3.1.6 / 27.3.2.4: PAE paging without EPT loads the PDPTEs from guest CR3.
-  if (pagingMode(cpu) === PagingMode.PAE && !cpu.paging.loadPdptes(cpu.cr3Lo)) return false;
+  // 27.3.1.6 / 27.3.2.4: PAE paging loads the PDPTEs from guest CR3, or with EPT from the guest PDPTE fields.
+  if (pagingMode(cpu) === PagingMode.PAE && !(ept ? loadPdpteFields(v, cpu) : cpu.paging.loadPdptes(cpu.cr3Lo))) return false;
   // 27.3.2.5 (non-register state): interruptibility and activity.
   const blocking = v.lo(Field.GUEST_INTERRUPTIBILITY_STATE);
   cpu.interruptShadowEnd = blocking & 3 ? cpu.insnCount + 1 : -1;
@@ -166,6 +172,22 @@ function loadGuestState(vmx: Vmx, cpu: Cpu): boolean {
   if (v.lo(Field.PRIMARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS) & (1 << 3)) {
     vmx.guestTscOffset = v.hi(Field.TSC_OFFSET) * 0x100000000 + (v.lo(Field.TSC_OFFSET) >>> 0);
     cpu.tscOffset += vmx.guestTscOffset;
+  }
+  return true;
+}
+
+/**
+ * With EPT and PAE paging, VM entry loads the PDPTEs from the guest PDPTE
+ * fields (27.3.2.4); a present one with a reserved bit set (bits 2:1, 8:5,
+ * 63:MAXPHYADDR) fails the entry (27.3.1.6).
+ */
+function loadPdpteFields(v: Vmcs, cpu: Cpu): boolean {
+  for (let k = 0; k < 4; k++) {
+    const lo = v.lo(PDPTE_FIELDS[k]!), hi = v.hi(PDPTE_FIELDS[k]!);
+    if ((lo & 1) !== 0 && ((lo & PDPTE_RSVD_LO) !== 0 || (hi & CR3_RSVD_HI) !== 0)) return false;
+  }
+  for (let k = 0; k < 4; k++) {
+    cpu.pdpte[2 * k] = v.lo(PDPTE_FIELDS[k]!); cpu.pdpte[2 * k + 1] = v.hi(PDPTE_FIELDS[k]!);
   }
   return true;
 }

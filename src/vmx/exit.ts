@@ -10,10 +10,13 @@ import { VmExitControls as X } from '../../vmcs/controls.js';
 import { VmxAbort, VMX_ABORT_INDICATOR_OFFSET } from '../../vmcs/layout.js';
 import type { Cpu } from '../cpu/cpu.js';
 import { materialize } from '../cpu/flags.js';
+import { PagingMode, pagingMode } from '../cpu/paging.js';
 import { CS, EFER_LMA, EFER_LME, FS, GS, LDTR, RSP, SegAttr, TR } from '../cpu/regs.js';
 import { PREEMPTION_TIMER_SHIFT } from './capabilities.js';
 import { loadMsrs, storeMsrs } from './msr-areas.js';
-import { ACCESS_AT, BASE_AT, GUEST_AT as G, HOST_AT as H, HOST_SELECTOR_AT, LIMIT_AT, SEGMENTS, SELECTOR_AT } from './state-fields.js';
+import {
+  ACCESS_AT, BASE_AT, GUEST_AT as G, HOST_AT as H, HOST_SELECTOR_AT, LIMIT_AT, PDPTE_FIELDS, SEGMENTS, SELECTOR_AT,
+} from './state-fields.js';
 import type { Vmx } from './vmx.js';
 
 /** Interruptibility-state bits (25.4.2, table 25-3). */
@@ -28,6 +31,9 @@ export class ExitInfo {
   /** Guest-linear address: written only by exits that define it (28.2.1, "guest-linear address"). */
   hasLinear = false;
   linearLo = 0; linearHi = 0;
+  /** Guest-physical address: written only by EPT violations and misconfigurations (28.2.1). */
+  hasPhysical = false;
+  physical = 0;
   interruptionInfo = 0; interruptionError = 0;
   idtVectoringInfo = 0; idtVectoringError = 0;
   instructionLength = 0;
@@ -38,6 +44,7 @@ export class ExitInfo {
     this.reason = reason;
     this.qualificationLo = 0; this.qualificationHi = 0;
     this.hasLinear = false;
+    this.hasPhysical = false;
     this.interruptionInfo = 0; this.interruptionError = 0;
     this.idtVectoringInfo = 0; this.idtVectoringError = 0;
     this.instructionLength = 0; this.instructionInfo = 0;
@@ -54,6 +61,7 @@ export function completeExit(vmx: Vmx, cpu: Cpu): void {
   v.set(Field.EXIT_REASON, e.reason);
   v.set(Field.EXIT_QUALIFICATION, e.qualificationLo, e.qualificationHi);
   if (e.hasLinear) v.set(Field.GUEST_LINEAR_ADDRESS, e.linearLo, e.linearHi);
+  if (e.hasPhysical) v.set(Field.GUEST_PHYSICAL_ADDRESS, e.physical % 2 ** 32 | 0, Math.floor(e.physical / 2 ** 32));
   v.set(Field.VM_EXIT_INTERRUPTION_INFORMATION, e.interruptionInfo);
   v.set(Field.VM_EXIT_INTERRUPTION_ERROR_CODE, e.interruptionError);
   v.set(Field.IDT_VECTORING_INFORMATION_FIELD, e.idtVectoringInfo);
@@ -79,6 +87,7 @@ export function completeExit(vmx: Vmx, cpu: Cpu): void {
 /** Undoes what entering non-root operation changed outside the VMCS (TSC offset). */
 function leaveNonRoot(vmx: Vmx, cpu: Cpu): void {
   cpu.nonRoot = false;
+  cpu.paging.nested = null; // the host's addresses are physical (29.3)
   cpu.eventDeadline = Infinity;
   vmx.mtfAt = -1;
   vmx.tprBelowThreshold = false;
@@ -126,6 +135,10 @@ function saveGuestState(vmx: Vmx, cpu: Cpu): void {
   // Pending debug exceptions (28.3.4): what the entry made pending and was not yet delivered.
   changed |= v.put(G.ACTIVITY, activity, 0) | v.put(G.INTERRUPTIBILITY, blocking, 0) | v.put(G.PENDING_DEBUG, vmx.pendingDebug, 0);
   if (changed !== 0) v.checked = false;
+  // With EPT and PAE paging, the PDPTEs are saved to the guest PDPTE fields (28.3.4).
+  if (cpu.paging.nested !== null && pagingMode(cpu) === PagingMode.PAE) {
+    for (let k = 0; k < 4; k++) v.set(PDPTE_FIELDS[k]!, cpu.pdpte[2 * k]!, cpu.pdpte[2 * k + 1]!);
+  }
   // "Save VMX-preemption timer value" (28.3.4): what is left of the count, rounded up.
   if (exitControls & (1 << X.SAVE_VMX_PREEMPTION_TIMER_VALUE) && cpu.eventDeadline !== Infinity) {
     const left = Math.max(0, cpu.eventDeadline - cpu.now());
@@ -143,8 +156,8 @@ function accessRights(attr: number): number {
   return attr & SegAttr.P ? attr & ~SegAttr.UNUSABLE : attr | SegAttr.UNUSABLE;
 }
 
-/** CR0 bits a VM exit does not load: ET, NW, CD and reserved bits 28:19, 17, 15:6 (28.5.1). */
-const CR0_KEPT = 0x7ffaffd0;
+/** CR0 bits VM entries and exits do not load: ET, NW, CD and reserved bits 28:19, 17, 15:6 (27.3.2.1, 28.5.1). */
+export const CR0_KEPT = 0x7ffaffd0;
 
 /** Flat data-segment access rights after a VM exit: read/write, accessed, present, 4-KByte granularity, 32-bit (28.5.2). */
 const HOST_DATA = 3 | SegAttr.S | SegAttr.P | SegAttr.DB | SegAttr.G;

@@ -2,7 +2,8 @@
  * The VM-exit instruction-information field for instructions with a ModRM
  * operand (SDM vol. 3C, 28.2.5, tables 28-10 to 28-14): scaling, address size,
  * register or memory operand, segment, index and base registers, and the
- * second register of VMREAD, VMWRITE, INVEPT and INVVPID.
+ * second register of VMREAD, VMWRITE, INVEPT and INVVPID; and for RDRAND and
+ * RDSEED, their destination register and operand size.
  */
 import { BASE_RIP, type Insn } from '../cpu/insn.js';
 import { VmxInstruction } from '../cpu/virtualization.js';
@@ -20,4 +21,13 @@ export function instructionInformation(i: Insn, op: VmxInstruction | -1): number
   if (op === VmxInstruction.VMREAD || op === VmxInstruction.VMWRITE || op === VmxInstruction.INVEPT ||
       op === VmxInstruction.INVVPID) info |= i.reg << 28;
   return info | 0;
+}
+
+/**
+ * RDRAND and RDSEED (28.2.5, the table for RDRAND, RDSEED, TPAUSE and UMWAIT):
+ * the destination register in bits 6:3, the operand size in bits 12:11 (0: 16-bit,
+ * 1: 32-bit, 2: 64-bit). The other bits are undefined; the model clears them.
+ */
+export function registerOperandInformation(i: Insn): number {
+  return (i.rm << 3) | ((i.opSize === 2 ? 0 : i.opSize === 4 ? 1 : 2) << 11);
 }

@@ -24,6 +24,9 @@ export const SEG_ACCESS = [Field.GUEST_ES_ACCESS_RIGHTS, Field.GUEST_CS_ACCESS_R
 export const HOST_SELECTOR = [Field.HOST_ES_SELECTOR, Field.HOST_CS_SELECTOR, Field.HOST_SS_SELECTOR, Field.HOST_DS_SELECTOR,
   Field.HOST_FS_SELECTOR, Field.HOST_GS_SELECTOR];
 
+/** The guest PDPTE fields, in order: loaded and saved with EPT and PAE paging (25.4.2). */
+export const PDPTE_FIELDS = [Field.GUEST_PDPTE0, Field.GUEST_PDPTE1, Field.GUEST_PDPTE2, Field.GUEST_PDPTE3];
+
 /** Value indices of the fields above, in the same order. */
 export const SELECTOR_AT = Int32Array.from(SEG_SELECTOR, valueAt);
 export const BASE_AT = Int32Array.from(SEG_BASE, valueAt);

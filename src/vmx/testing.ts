@@ -142,6 +142,8 @@ export function runInGuest(
   const vmx = attachVmx(cpu, caps);
   const m = cpu.memory;
 
+  // A host in normal cache mode (CD = NW = 0): VM entry keeps these bits of CR0 (27.3.2.1).
+  cpu.cr0 &= ~0x60000000;
   // What VMXON leaves behind (31.3).
   cpu.cr0 |= 1 << 5;
   cpu.cr4 |= 1 << 13;

@@ -20,10 +20,11 @@ import { lmswValue } from '../cpu/ops/control-registers.js';
 import { AF, CF, EFER_LMA, IF, OF, PF, SF, VM, Vector, ZF } from '../cpu/regs.js';
 import { Intercept, VmxInstruction, type Virtualization } from '../cpu/virtualization.js';
 import { capabilityMsr, SKYLAKE_VMX, supports, type VmxCapabilities } from './capabilities.js';
-import type { EntryCheckFailure } from './entry-checks.js';
+import { eptpValid, type EntryCheckFailure } from './entry-checks.js';
+import { Ept } from './ept.js';
 import { injectEvent, vmEntry } from './entry.js';
 import { completeExit, ExitInfo } from './exit.js';
-import { instructionInformation } from './instruction-information.js';
+import { instructionInformation, registerOperandInformation } from './instruction-information.js';
 import { indexOf, hasHigh, Vmcs } from './vmcs.js';
 
 /** The arithmetic flags VMsucceed and VMfail set (SDM vol. 3C, 31.2 "Conventions"). */
@@ -34,11 +35,12 @@ const CR0_PE = 1, CR4_VMXE = 1 << 13, FEATURE_CONTROL_LOCK = 1, FEATURE_CONTROL_
 
 /** Pin-based, primary and secondary control bits the decisions below read (25.6). */
 const PIN_EXTERNAL_INTERRUPT = 1 << 0, PIN_NMI_EXITING = 1 << 3;
-const P_INTERRUPT_WINDOW = 1 << 2, P_HLT = 1 << 7, P_INVLPG = 1 << 9, P_RDPMC = 1 << 11, P_RDTSC = 1 << 12;
+const P_INTERRUPT_WINDOW = 1 << 2, P_HLT = 1 << 7, P_INVLPG = 1 << 9, P_MWAIT = 1 << 10, P_RDPMC = 1 << 11, P_RDTSC = 1 << 12;
 const P_CR3_LOAD = 1 << 15, P_CR3_STORE = 1 << 16, P_CR8_LOAD = 1 << 19, P_CR8_STORE = 1 << 20, P_TPR_SHADOW = 1 << 21;
 const P_NMI_WINDOW = 1 << 22, P_MOV_DR = 1 << 23, P_UNCONDITIONAL_IO = 1 << 24, P_IO_BITMAPS = 1 << 25;
-const P_MSR_BITMAPS = 1 << 28, P_PAUSE = 1 << 30, P_SECONDARY = 1 << 31;
-const S_DESCRIPTOR_TABLE = 1 << 2, S_RDTSCP = 1 << 3, S_VPID = 1 << 5, S_WBINVD = 1 << 6, S_PAUSE_LOOP = 1 << 10, S_INVPCID = 1 << 12;
+const P_MSR_BITMAPS = 1 << 28, P_MONITOR = 1 << 29, P_PAUSE = 1 << 30, P_SECONDARY = 1 << 31;
+const S_EPT = 1 << 1, S_DESCRIPTOR_TABLE = 1 << 2, S_RDTSCP = 1 << 3, S_VPID = 1 << 5, S_WBINVD = 1 << 6, S_PAUSE_LOOP = 1 << 10;
+const S_RDRAND = 1 << 11, S_INVPCID = 1 << 12, S_RDSEED = 1 << 16, S_XSAVES = 1 << 20;
 const X_ACK_INTERRUPT = 1 << 15;
 
 /** The exit reason of each VMX instruction in non-root operation (appendix C). */
@@ -64,7 +66,7 @@ const INTERCEPT_EXIT: Record<Intercept, number> = {
   [Intercept.SGDT]: ExitReason.GDTR_IDTR_ACCESS, [Intercept.SIDT]: ExitReason.GDTR_IDTR_ACCESS,
   [Intercept.LLDT]: ExitReason.LDTR_TR_ACCESS, [Intercept.LTR]: ExitReason.LDTR_TR_ACCESS,
   [Intercept.SLDT]: ExitReason.LDTR_TR_ACCESS, [Intercept.STR]: ExitReason.LDTR_TR_ACCESS,
-  [Intercept.MOV_DR]: ExitReason.MOV_DR,
+  [Intercept.MOV_DR]: ExitReason.MOV_DR, [Intercept.XSAVES]: ExitReason.XSAVES, [Intercept.XRSTORS]: ExitReason.XRSTORS,
 };
 
 export class Vmx implements Virtualization {
@@ -98,6 +100,8 @@ export class Vmx implements Virtualization {
   shutdown = false;
   /** A MOV to CR8 took VTPR below the TPR threshold: a trap-like VM exit at the next boundary (30.1.2). */
   tprBelowThreshold = false;
+  /** The EPT of the processor (attachVmx): installed beneath paging while a guest with EPT runs. */
+  ept!: Ept;
 
   constructor(readonly caps: VmxCapabilities) {
     this.supportedFields = Uint8Array.from(VMCS_FIELDS, (f) => (fieldExists(f, (c) => supports(caps, c)) ? 1 : 0));
@@ -140,8 +144,9 @@ export class Vmx implements Virtualization {
         cpu.raise(Vector.UD);
       }
       if (op === VmxInstruction.VMXON && !this.on) { this.vmxon(cpu, i); return; }
-      // VMFUNC and INVEPT: the model offers no VM functions or EPT (#UD, as on a part without them); INVVPID needs VPID.
-      if (op === VmxInstruction.VMFUNC || op === VmxInstruction.INVEPT) cpu.raise(Vector.UD);
+      // VMFUNC: the model offers no VM functions (#UD, as on a part without them); INVEPT needs EPT, INVVPID VPID.
+      if (op === VmxInstruction.VMFUNC) cpu.raise(Vector.UD);
+      if (op === VmxInstruction.INVEPT && (this.caps.secondary.allowed1 & S_EPT) === 0) cpu.raise(Vector.UD);
       if (op === VmxInstruction.INVVPID && (this.caps.secondary.allowed1 & S_VPID) === 0) cpu.raise(Vector.UD);
       if (cpu.nonRoot) {
         displacement(cpu, i);
@@ -166,6 +171,7 @@ export class Vmx implements Virtualization {
       case VmxInstruction.VMRESUME: this.launch(cpu, false); return;
       case VmxInstruction.VMCALL: this.fail(cpu, VmInstructionError.VMCALL_IN_ROOT); return;
       case VmxInstruction.INVVPID: this.invvpid(cpu, i); return;
+      case VmxInstruction.INVEPT: this.invept(cpu, i); return;
     }
   }
 
@@ -294,6 +300,23 @@ export class Vmx implements Virtualization {
     this.succeed(cpu);
   }
 
+  /**
+   * INVEPT r, m128 (31.3 INVEPT): the type in the register (1 single-context,
+   * 2 all-context), the EPTP in bits 63:0 of the descriptor.
+   */
+  private invept(cpu: Cpu, i: Insn): void {
+    const type = getReg(cpu, i.reg, cpu.codeSize === 8 ? 8 : 4), typeHi = cpu.tHi;
+    readM128(cpu, i);
+    const eptpLo = m128[0]!, eptpHi = m128[1]!;
+    // VMfailValid(28): a type the processor does not support; for single-context, an EPTP VM entry would reject.
+    if (typeHi !== 0 || (type !== 1 && type !== 2) || (type === 1 && !eptpValid(eptpLo, eptpHi))) {
+      this.fail(cpu, VmInstructionError.INVALID_OPERAND_INVEPT_INVVPID);
+      return;
+    }
+    this.ept.invalidate(type, eptpLo, eptpHi);
+    this.succeed(cpu);
+  }
+
   /** VMLAUNCH and VMRESUME (31.3): their own checks, then VM entry (entry.ts). */
   private launch(cpu: Cpu, launch: boolean): void {
     const v = this.current;
@@ -348,7 +371,7 @@ export class Vmx implements Virtualization {
   }
 
   /** Decides a VM exit: records it and unwinds the instruction (virtualization.ts). */
-  private exit(cpu: Cpu): never {
+  exit(cpu: Cpu): never {
     cpu.vmExit = true;
     throw FAULT;
   }
@@ -403,6 +426,27 @@ export class Vmx implements Virtualization {
         break;
       case Intercept.RDMSR: case Intercept.WRMSR: exits = this.msrExits(cpu, what === Intercept.WRMSR); break;
       case Intercept.WBINVD: exits = (this.secondary & S_WBINVD) !== 0; break;
+      case Intercept.MONITOR: exits = (proc & P_MONITOR) !== 0; break;
+      case Intercept.MWAIT:
+        if ((proc & P_MWAIT) === 0) return false;
+        // Qualification bit 0: the address-range monitoring hardware is armed (28.2.1).
+        return this.instructionExit(cpu, i, ExitReason.MWAIT, 0, cpu.monitorArmed ? 1 : 0);
+      case Intercept.RDRAND: case Intercept.RDSEED:
+        if ((this.secondary & (what === Intercept.RDRAND ? S_RDRAND : S_RDSEED)) === 0) return false;
+        return this.instructionExit(cpu, i, INTERCEPT_EXIT[what], registerOperandInformation(i));
+      case Intercept.XSAVES: case Intercept.XRSTORS: {
+        // Without "enable XSAVES/XRSTORS" they are #UD (26.3). At CPL > 0 their #GP comes first (26.1.1).
+        if ((this.secondary & S_XSAVES) === 0) cpu.raise(Vector.UD);
+        if (cpu.cpl > 0) return false;
+        // 26.1.3: an exit iff EDX:EAX AND IA32_XSS AND the XSS-exiting bitmap has a bit set.
+        // IA32_XSS has no bit above 31 here, so EDX and the bitmap's high half cannot share one.
+        const eax = cpu.gpr[0]!;
+        if ((eax & cpu.msrs.xss & this.current!.lo(Field.XSS_EXITING_BITMAP)) === 0) return false;
+        // The memory-operand information and the displacement as qualification (28.2.1, 28.2.5).
+        displacement(cpu, i);
+        return this.instructionExit(cpu, i, INTERCEPT_EXIT[what],
+          instructionInformation(i, -1), cpu.tHi, disp.hi);
+      }
       case Intercept.PAUSE: exits = (proc & P_PAUSE) !== 0 || this.pauseLoopExits(cpu); break;
       case Intercept.INVPCID:
         if ((this.secondary & S_INVPCID) === 0) cpu.raise(Vector.UD);
@@ -564,6 +608,14 @@ export class Vmx implements Virtualization {
     return cpu.cr8.readCr8();
   }
 
+  /** Exits during event delivery record the event in the IDT-vectoring information (28.2.4). */
+  exitDuringDelivery(_cpu: Cpu, vector: number, kind: number, code: number): void {
+    const e = this.exitInfo;
+    const t = this.injecting !== 0 ? (this.injecting >>> 8) & 7 : interruptionType(kind);
+    e.idtVectoringInfo = (vector | (t << 8) | (code >= 0 ? 1 << 11 : 0) | 0x80000000) | 0;
+    e.idtVectoringError = code >= 0 ? code : 0;
+  }
+
   exception(cpu: Cpu, vector: number, kind: number, code: number, during: number, duringKind: number, duringCode: number): void {
     if (this.injecting !== 0 && during < 0) return; // the injected event itself is not intercepted (27.6.1)
     const v = this.current!;
@@ -588,12 +640,7 @@ export class Vmx implements Virtualization {
       e.instructionLength = cpu.excLength;
       jumpRelative(cpu, cpu.codeSize, -cpu.excLength);
     }
-    if (during >= 0) {
-      // Exits during event delivery record the event (28.2.4).
-      const t = this.injecting !== 0 ? (this.injecting >>> 8) & 7 : interruptionType(duringKind);
-      e.idtVectoringInfo = (during | (t << 8) | (duringCode >= 0 ? 1 << 11 : 0) | 0x80000000) | 0;
-      e.idtVectoringError = duringCode >= 0 ? duringCode : 0;
-    }
+    if (during >= 0) this.exitDuringDelivery(cpu, during, duringKind, duringCode);
     if (vector === Vector.PF) {
       // The qualification holds the faulting address; CR2 is not loaded (28.1).
       e.qualificationLo = cpu.cr2Lo; e.qualificationHi = cpu.cr2Hi;
@@ -765,6 +812,7 @@ function descriptorTableInformation(i: Insn, what: Intercept): number {
 /** Attaches a VMX unit to the processor: its instructions, non-root decisions and capability MSRs. */
 export function attachVmx(cpu: Cpu, caps: VmxCapabilities = SKYLAKE_VMX): Vmx {
   const vmx = new Vmx(caps);
+  vmx.ept = new Ept(cpu, vmx.exitInfo, () => vmx.exit(cpu));
   cpu.virt = vmx;
   const handler = {
     msrLo: 0, msrHi: 0,

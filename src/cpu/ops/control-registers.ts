@@ -25,14 +25,14 @@ const CR0_DEFINED = CR0_PE | CR0_MP | CR0_EM | CR0_TS | CR0_ET | CR0_NE | CR0_WP
 
 /** CR4 bits other than those paging.ts names (SDM vol. 3A, 2.5, figure 2-7). */
 export const CR4_TSD = 1 << 2, CR4_DE = 1 << 3, CR4_MCE = 1 << 6, CR4_PCE = 1 << 8;
-export const CR4_OSFXSR = 1 << 9, CR4_OSXMMEXCPT = 1 << 10, CR4_VMXE = 1 << 13;
+export const CR4_OSFXSR = 1 << 9, CR4_OSXMMEXCPT = 1 << 10, CR4_VMXE = 1 << 13, CR4_OSXSAVE = 1 << 18;
 /**
  * The CR4 bits this model implements; setting any other bit is #GP(0) (SDM vol.
  * 2, MOV CR: "an attempt to write a 1 to any reserved bit in CR4"). Left out:
- * VME, PVI, UMIP, FSGSBASE, OSXSAVE, PKE and the rest, which nothing here implements.
+ * VME, PVI, UMIP, FSGSBASE, PKE and the rest, which nothing here implements.
  */
 export const CR4_SUPPORTED = CR4_TSD | CR4_DE | CR4_PSE | CR4_PAE | CR4_MCE | CR4_PGE | CR4_PCE | CR4_OSFXSR |
-  CR4_OSXMMEXCPT | CR4_LA57 | CR4_VMXE | CR4_PCIDE | CR4_SMEP | CR4_SMAP;
+  CR4_OSXMMEXCPT | CR4_LA57 | CR4_VMXE | CR4_OSXSAVE | CR4_PCIDE | CR4_SMEP | CR4_SMAP;
 
 /** CR4 bits whose change invalidates the whole TLB (SDM vol. 3A, 4.10.4.1; the processor may always do more). */
 const CR4_FLUSH_ALL = CR4_PGE | CR4_PAE | CR4_PSE | CR4_SMEP | CR4_LA57;

@@ -18,6 +18,8 @@ const FXSAVE = [0x0f, 0xae, 0x06], FXRSTOR = [0x0f, 0xae, 0x0e];
 const FXSAVE64 = [0x48, ...FXSAVE], FXRSTOR64 = [0x48, ...FXRSTOR];
 const XSAVE = [0x0f, 0xae, 0x26], XRSTOR = [0x0f, 0xae, 0x2e], XSAVEOPT = [0x0f, 0xae, 0x36];
 const XSAVE64 = [0x48, ...XSAVE], XRSTOR64 = [0x48, ...XRSTOR];
+const XSAVEC = [0x0f, 0xc7, 0x26], XSAVES = [0x0f, 0xc7, 0x2e], XRSTORS = [0x0f, 0xc7, 0x1e];
+const XSAVEC64 = [0x48, ...XSAVEC], XSAVES64 = [0x48, ...XSAVES], XRSTORS64 = [0x48, ...XRSTORS];
 
 function run(code: number[], setup?: (c: Cpu) => void, mode?: 64 | 32): FragmentResult {
   return runFragment(code, { mode, setup: (c) => { c.gpr[2 * RSI] = D; setup?.(c); } });
@@ -229,12 +231,13 @@ describe('XSAVE/XRSTOR/XSAVEOPT (SDM vol. 1, 13.7-13.9; vol. 2, XSAVE, XRSTOR, X
     expect(cpu.mxcsr).toBe(0x9fc0);
   });
 
-  it('XRSTOR raises #GP(0) for an XSTATE_BV bit not in XCR0, a non-zero XCOMP_BV or header bytes 23:16, reserved MXCSR bits', () => {
+  it('XRSTOR raises #GP(0) for an XSTATE_BV bit not in XCR0, a non-zero XCOMP_BV[62:0] or header bytes 23:16, reserved MXCSR bits', () => {
     const cases: ((c: Cpu) => void)[] = [
       (c) => put32(c, D + 512, 4),
       (c) => { c.msrs.xcr0 = 1; put32(c, D + 512, 2); },
       (c) => put32(c, D + 516, 1),
-      (c) => put32(c, D + 524, 0x80000000),
+      (c) => put32(c, D + 520, 1),
+      (c) => put32(c, D + 524, 0x40000000),
       (c) => put32(c, D + 532, 1),
       (c) => put32(c, D + 24, 0x20000),
     ];
@@ -259,6 +262,134 @@ describe('XSAVE/XRSTOR/XSAVEOPT (SDM vol. 1, 13.7-13.9; vol. 2, XSAVE, XRSTOR, X
     expect(cpu.msrs.x87.fcw).toBe(0x027f);
     expect(cpu.xmm[0]).toBe(0x01010101);
     expect(cpu.msrs.x87.fipHi).toBe(0); // 32-bit format
+  });
+});
+
+describe('XSAVEC/XSAVES/XRSTORS and the compacted XRSTOR (SDM vol. 1, 13.4.3, 13.8.2, 13.10-13.12; vol. 2, XSAVEC, XSAVES, XRSTORS, XRSTOR)', () => {
+  const on = (mask: number, more?: (c: Cpu) => void) => (c: Cpu): void => {
+    c.cr4 |= CR4_OSXSAVE; c.msrs.xcr0 = 3; c.setReg64(RAX, BigInt(mask)); c.setReg64(RDX, 0n); more?.(c);
+  };
+  /** Header qwords: XSTATE_BV (bytes 7:0) and XCOMP_BV (bytes 15:8). */
+  const header = (cpu: Cpu): bigint[] => [0, 8].map((o) => BigInt(u32(cpu, D + 512 + o + 4)) << 32n | BigInt(u32(cpu, D + 512 + o)));
+  const COMPACTED = 1n << 63n;
+
+  it('#UD when CR4.OSXSAVE = 0 or with a 66h prefix; #NM when CR0.TS = 1; #GP(0) unless 64-byte aligned', () => {
+    for (const code of [XSAVEC, XSAVES, XRSTORS]) {
+      expect(run(code).stop).toEqual(UD);
+      expect(run([0x66, ...code], on(3)).stop).toEqual(UD);
+      expect(run(code, on(3, (c) => { c.cr0 |= CR0_TS; })).stop).toEqual(NM);
+      expect(run(code, on(3, (c) => { c.gpr[2 * RSI] = D + 32; })).stop).toEqual(GP0);
+    }
+  });
+
+  it('XSAVES and XRSTORS raise #GP(0) at CPL > 0; XSAVEC runs at any CPL', () => {
+    for (const code of [XSAVES, XRSTORS]) expect(run(code, on(3, (c) => { c.cpl = 3; })).stop).toEqual(GP0);
+    // At CPL 3 the HLT behind it would fault: stop after the XSAVEC.
+    const user = runFragment(XSAVEC, { budget: 1, setup: (c) => { c.gpr[2 * RSI] = D; on(3, (x) => { x.cpl = 3; })(c); } });
+    expect(user.stop.kind).toBe('budget');
+    expect(header(user.cpu)[1]).toBe(COMPACTED | 3n);
+  });
+
+  it('XSAVEC64 writes components 0 and 1 at their legacy-region places; XSTATE_BV = RFBM AND XINUSE, XCOMP_BV = RFBM | 2^63; bytes 63:16 of the header are untouched', () => {
+    const { cpu } = run(XSAVEC64, on(0xffffffff, (c) => { distinctState(c); fill(c, D, 576, 0xee); }));
+    expect(u16(cpu, D)).toBe(0x027f);
+    expect(u32(cpu, D + 8)).toBe(0x11223344);
+    expect(u32(cpu, D + 12)).toBe(0x5566); // 64-bit FIP with REX.W
+    expect(cpu.memory.read8(D + 32)).toBe(0x30); // ST0 = R3 (TOP = 3)
+    expect([u32(cpu, D + 24), u32(cpu, D + 28)]).toEqual([0x9fc0, 0xffff]);
+    expect(u32(cpu, D + 400)).toBe(0x3d3d3d3d); // XMM15
+    expect(header(cpu)).toEqual([3n, COMPACTED | 3n]);
+    expect(u32(cpu, D + 528)).toBe(0xeeeeeeee);
+    expect(u32(cpu, D + 572)).toBe(0xeeeeeeee);
+  });
+
+  it('the init optimization: a component in its initial configuration is not written and its XSTATE_BV bit is 0', () => {
+    // After FNINIT with XMM = 0 and MXCSR = 1F80H nothing is in use: only the header is written.
+    const idle = run([...FNINIT, ...XSAVEC], on(3, (c) => fill(c, D, 576, 0xee)));
+    expect(u16(idle.cpu, D)).toBe(0xeeee);
+    expect(u32(idle.cpu, D + 24)).toBe(0xeeeeeeee);
+    expect(header(idle.cpu)).toEqual([0n, COMPACTED | 3n]);
+    // MXCSR other than 1F80H puts SSE state in use for the compacted saves (XMM all 0).
+    const mxcsr = run([...FNINIT, ...XSAVEC], on(3, (c) => { fill(c, D, 576, 0xee); c.mxcsr = 0x1fc0; }));
+    expect(u32(mxcsr.cpu, D + 24)).toBe(0x1fc0);
+    expect(u32(mxcsr.cpu, D + 160)).toBe(0);
+    expect(header(mxcsr.cpu)).toEqual([2n, COMPACTED | 3n]);
+  });
+
+  it('RFBM = XCR0 AND EDX:EAX selects the components and makes XCOMP_BV', () => {
+    const { cpu } = run(XSAVEC, on(1, (c) => { distinctState(c); fill(c, D, 576, 0xee); }));
+    expect(u16(cpu, D)).toBe(0x027f);
+    expect(u32(cpu, D + 24)).toBe(0xeeeeeeee); // SSE not in RFBM: MXCSR and XMM not written
+    expect(u32(cpu, D + 160)).toBe(0xeeeeeeee);
+    expect(header(cpu)).toEqual([1n, COMPACTED | 1n]);
+  });
+
+  it('XSAVES saves as XSAVEC does (IA32_XSS = 0: no supervisor components)', () => {
+    const a = run(XSAVES64, on(3, distinctState)), b = run(XSAVEC64, on(3, distinctState));
+    expect(a.stop).toEqual(HALT);
+    const area = (cpu: Cpu): number[] => Array.from({ length: 576 }, (_, k) => cpu.memory.read8(D + k));
+    expect(area(a.cpu)).toEqual(area(b.cpu));
+    expect(header(a.cpu)).toEqual([3n, COMPACTED | 3n]);
+  });
+
+  it('XRSTORS64 and the compacted XRSTOR64 give back what XSAVES64/XSAVEC64 saved', () => {
+    // save; fninit; xorps xmm0, xmm0; ldmxcsr [rsi-4] (1F80H); restore
+    const clobber = [...FNINIT, 0x0f, 0x57, 0xc0, 0x0f, 0xae, 0x56, 0xfc];
+    const clobbered = run(clobber, on(3, (c) => { distinctState(c); put32(c, D - 4, 0x1f80); })).cpu;
+    expect([clobbered.msrs.x87.fcw, clobbered.xmm[0], clobbered.mxcsr]).toEqual([0x037f, 0, 0x1f80]);
+    for (const [save, restore] of [[XSAVES64, XRSTORS64], [XSAVEC64, XRSTOR64]]) {
+      const { cpu, stop } = run([...save!, ...clobber, ...restore!], on(3, (c) => { distinctState(c); put32(c, D - 4, 0x1f80); }));
+      expect(stop).toEqual(HALT);
+      const s = cpu.msrs.x87;
+      expect([s.fcw, s.fsw, s.ftw, s.fop, s.fipLo, s.fipHi, s.fdpHi, s.st[35]]).toEqual([0x027f, 0x1821, 0xa5, 0x5d9, 0x11223344, 0x5566, 0xbbcc, 0x35]);
+      expect(cpu.xmm[0]).toBe(0x01010101);
+      expect(cpu.mxcsr).toBe(0x9fc0);
+    }
+  });
+
+  it('compacted restore: XSTATE_BV[1] = 0 initializes SSE state with MXCSR = 1F80H (the standard form would load MXCSR)', () => {
+    const image = (c: Cpu): void => {
+      distinctState(c); fill(c, D, 576, 0);
+      put32(c, D + 24, 0x1fc0); put32(c, D + 520, 3); put32(c, D + 524, 0x80000000); // XSTATE_BV = 0
+    };
+    for (const code of [XRSTORS, XRSTOR]) {
+      const { cpu, stop } = run(code, on(3, image));
+      expect(stop).toEqual(HALT);
+      expect(cpu.mxcsr).toBe(0x1f80);
+      expect(Array.from(cpu.xmm).every((v) => v === 0)).toBe(true);
+      expect(cpu.msrs.x87.fcw).toBe(0x037f); // x87 initialized too
+    }
+  });
+
+  it('compacted restore with RFBM = x87 leaves SSE state and MXCSR alone', () => {
+    const { cpu } = run(XRSTORS, on(1, (c) => { distinctState(c); fill(c, D, 576, 0); put32(c, D + 524, 0x80000000); }));
+    expect(cpu.msrs.x87.fcw).toBe(0x037f);
+    expect([cpu.xmm[0], cpu.mxcsr]).toEqual([0x01010101, 0x9fc0]);
+  });
+
+  it('XRSTORS and the compacted XRSTOR raise #GP(0) for a bad header or MXCSR, changing nothing', () => {
+    /** A valid compacted image of x87 and SSE state; `more` spoils it. */
+    const cases: [number[], (c: Cpu) => void][] = [
+      [XRSTORS, (c) => put32(c, D + 524, 0)], // XCOMP_BV[63] = 0: XRSTORS has no standard form
+      [XRSTORS, (c) => put32(c, D + 520, 7)], // XCOMP_BV sets a bit not in XCR0 | IA32_XSS
+      [XRSTORS, (c) => put32(c, D + 524, 0x80000001)],
+      [XRSTORS, (c) => put32(c, D + 520, 1)], // XSTATE_BV[1] = 1 but XCOMP_BV[1] = 0
+      [XRSTORS, (c) => put32(c, D + 516, 1)],
+      [XRSTORS, (c) => put32(c, D + 528, 1)], // header bytes 63:16 not 0
+      [XRSTORS, (c) => put32(c, D + 572, 0x01000000)],
+      [XRSTORS, (c) => put32(c, D + 24, 0x20000)], // reserved MXCSR bit
+      [XRSTOR, (c) => { c.msrs.xcr0 = 1; put32(c, D + 512, 1); put32(c, D + 520, 3); }], // XCOMP_BV[1] = 1, XCR0[1] = 0
+      [XRSTOR, (c) => put32(c, D + 560, 1)],
+    ];
+    for (const [code, more] of cases) {
+      const r = run(code, on(3, (c) => {
+        fill(c, D, 576, 0); put32(c, D + 24, 0x1f80); put32(c, D + 512, 3); put32(c, D + 520, 3); put32(c, D + 524, 0x80000000);
+        distinctState(c); more(c);
+      }));
+      expect(r.stop).toEqual(GP0);
+      expect(r.cpu.msrs.x87.fcw).toBe(0x027f);
+      expect(r.cpu.xmm[0]).toBe(0x01010101);
+    }
   });
 });
 

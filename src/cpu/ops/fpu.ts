@@ -2,8 +2,9 @@
  * What compiled kernels need of the x87 FPU and of state saving (SDM vol. 2,
  * each instruction's page; vol. 1, chapters 8, 10.5 and 13): FNINIT, FNCLEX,
  * FLDCW, FNSTCW, FNSTSW (m16 and AX), FWAIT, EMMS, FXSAVE/FXRSTOR, XSAVE,
- * XRSTOR and XSAVEOPT (x87 and SSE state), and from the same 0F AE group
- * LFENCE, MFENCE, SFENCE and CLFLUSH. The register file is cpu.msrs.x87;
+ * XRSTOR, XSAVEOPT, XSAVEC, XSAVES and XRSTORS (x87 and SSE state; no
+ * supervisor state components), and from the same 0F AE group LFENCE, MFENCE,
+ * SFENCE and CLFLUSH. The register file is cpu.msrs.x87;
  * XCR0 is cpu.msrs.xcr0 (XGETBV/XSETBV are in system.ts).
  *
  * Not implemented, and decoded as undefined (#UD): x87 arithmetic, loads and
@@ -30,11 +31,13 @@
  *   the modified optimisation.
  */
 import type { Cpu } from '../cpu.js';
-import { XCR0_SUPPORTED } from '../cpuid.js';
-import { OpMap, Sz, type Entry, type Insn, type OpDef } from '../insn.js';
+import { hasFeature, XCR0_SUPPORTED } from '../cpuid.js';
+import { OpMap, Sz, type Entry, type Exec, type Insn, type OpDef } from '../insn.js';
 import type { X87State } from '../msr.js';
 import { effectiveAddress, setReg } from '../operands.js';
+import type { CpuFeature } from '../profile.js';
 import { RAX, Vector } from '../regs.js';
+import { Intercept } from '../virtualization.js';
 
 const ONE = OpMap.ONE * 256, TWO = OpMap.TWO * 256;
 
@@ -278,18 +281,56 @@ function fxrstor(cpu: Cpu, i: Insn): void {
   getXmm(cpu, n);
 }
 
-// ---- XSAVE / XRSTOR / XSAVEOPT ---------------------------------------------------------
+// ---- the XSAVE feature set: XSAVE, XSAVEOPT, XSAVEC, XSAVES, XRSTOR, XRSTORS ------------
+
+/** XCOMP_BV[63], in the high half of header bytes 15:8: the area is in the compacted format (SDM vol. 1, 13.4.2). */
+const COMPACTED = 0x80000000 | 0;
+/** MXCSR's initial value (SDM vol. 1, 13.6). */
+const MXCSR_INIT = 0x1f80;
+
 
 /**
- * The checks of the XSAVE family (SDM vol. 1, 13.7-13.9): #UD if
- * CR4.OSXSAVE = 0, #NM if CR0.TS = 1, #GP(0) unless the area is 64-byte
- * aligned. Returns RFBM = XCR0 AND EDX:EAX (XCR0 has no bits above 31).
+ * The checks of the XSAVE family in priority order (SDM vol. 2, each page's
+ * "Exceptions"; vol. 3A, 6.9): #UD if CPUID does not announce `feature` or
+ * CR4.OSXSAVE = 0; for XSAVES and XRSTORS (`what` not -1) in non-root operation,
+ * the #UD or VM exit of "enable XSAVES/XRSTORS" (SDM vol. 3C, 26.1.3, 26.3);
+ * #NM if CR0.TS = 1; #GP(0) at CPL > 0 for XSAVES and XRSTORS; #GP(0) unless
+ * the area is 64-byte aligned. Returns RFBM = XCR0 (OR IA32_XSS for XSAVES and
+ * XRSTORS) AND EDX:EAX, or -1 when the instruction became a VM exit. Neither
+ * XCR0 nor IA32_XSS has a bit above 31, so EDX does not count.
  */
-function xsaveStart(cpu: Cpu, i: Insn): number {
-  if ((cpu.cr4 & CR4_OSXSAVE) === 0) cpu.raise(Vector.UD);
+function xsaveStart(cpu: Cpu, i: Insn, feature: CpuFeature, what: Intercept | -1): number {
+  if (!hasFeature(cpu, feature) || (cpu.cr4 & CR4_OSXSAVE) === 0) cpu.raise(Vector.UD);
+  const supervisor = what !== -1;
+  if (supervisor && cpu.nonRoot && cpu.virt.intercept(cpu, i, what)) return -1;
   if ((cpu.cr0 & CR0_TS) !== 0) cpu.raise(Vector.NM);
+  if (supervisor && cpu.cpl > 0) cpu.raise(Vector.GP, 0);
   areaAddress(cpu, i, 64);
-  return cpu.msrs.xcr0 & cpu.gpr[2 * RAX]! & XCR0_SUPPORTED;
+  return (cpu.msrs.xcr0 | (supervisor ? cpu.msrs.xss : 0)) & cpu.gpr[2 * RAX]! & XCR0_SUPPORTED;
+}
+
+/**
+ * Writes saved state to the area: the x87 region if `save` has bit 0, MXCSR and
+ * MXCSR_MASK if `mxcsr`, the XMM registers if `save` has bit 1, then header
+ * bytes 512 to `headerEnd` as the caller put them in IMG. The write is checked
+ * from the first byte written to the header's end before anything is written.
+ */
+function storeComponents(cpu: Cpu, i: Insn, save: number, mxcsr: boolean, headerEnd: number): void {
+  const first = (save & 1) !== 0 ? 0 : mxcsr ? 24 : 512;
+  at(cpu, first);
+  cpu.mmu.probeWrite(aLo, aHi, headerEnd - first);
+  if ((save & 1) !== 0) {
+    putX87(cpu.msrs.x87, i.rexW);
+    storeRange(cpu, 0, 24);
+    storeRange(cpu, 32, 160);
+  }
+  if (mxcsr) { putMxcsr(cpu); storeRange(cpu, 24, 32); }
+  if ((save & 2) !== 0) {
+    const n = xmmCount(cpu);
+    putXmm(cpu, n);
+    storeRange(cpu, 160, 160 + 16 * n);
+  }
+  storeRange(cpu, 512, headerEnd);
 }
 
 /**
@@ -297,56 +338,107 @@ function xsaveStart(cpu: Cpu, i: Insn): number {
  * skips a component not in use, except MXCSR, which both save whenever RFBM[1] = 1.
  * XSTATE_BV[i] becomes XINUSE[i] where RFBM[i] = 1; the rest of the header is untouched.
  */
-function xsave(optimized: boolean): (cpu: Cpu, i: Insn) => void {
+function xsave(optimized: boolean): Exec {
+  const feature = optimized ? 'xsaveopt' : 'xsave';
   return (cpu, i) => {
-    const rfbm = xsaveStart(cpu, i);
+    const rfbm = xsaveStart(cpu, i, feature, -1);
     const inuse = xinuse(cpu);
-    const save = optimized ? rfbm & inuse : rfbm;
     loadRange(cpu, 512, 520);
-    const n = xmmCount(cpu);
-    // Fault before writing anything: from the first byte written (FCW, MXCSR or XSTATE_BV) to the header.
-    const first = (save & 1) !== 0 ? 0 : (rfbm & 2) !== 0 ? 24 : 512;
-    at(cpu, first);
-    cpu.mmu.probeWrite(aLo, aHi, 520 - first);
-    if ((save & 1) !== 0) {
-      putX87(cpu.msrs.x87, i.rexW);
-      storeRange(cpu, 0, 24);
-      storeRange(cpu, 32, 160);
-    }
-    if ((rfbm & 2) !== 0) { putMxcsr(cpu); storeRange(cpu, 24, 32); }
-    if ((save & 2) !== 0) { putXmm(cpu, n); storeRange(cpu, 160, 160 + 16 * n); }
     V.setInt32(512, (V.getInt32(512, true) & ~rfbm) | (inuse & rfbm), true);
-    storeRange(cpu, 512, 520);
+    storeComponents(cpu, i, optimized ? rfbm & inuse : rfbm, (rfbm & 2) !== 0, 520);
   };
 }
 
-/** XRSTOR, standard form (SDM vol. 1, 13.8.1; vol. 2, XRSTOR "Exceptions"). */
-function xrstor(cpu: Cpu, i: Insn): void {
-  const rfbm = xsaveStart(cpu, i);
-  loadRange(cpu, 512, 536);
-  // #GP: XSTATE_BV sets a bit XCR0 does not, or header bytes 23:8 (XCOMP_BV and
-  // the next 8) are not 0 (no compacted form: XSAVEC is not supported).
-  if ((V.getInt32(512, true) & ~cpu.msrs.xcr0) !== 0 || V.getInt32(516, true) !== 0) cpu.raise(Vector.GP, 0);
-  for (let o = 520; o < 536; o += 4) if (V.getInt32(o, true) !== 0) cpu.raise(Vector.GP, 0);
-  const bv = V.getInt32(512, true);
-  const n = xmmCount(cpu);
-  // Read everything needed before changing anything, so a fault changes nothing.
-  if ((rfbm & bv & 1) !== 0) { loadRange(cpu, 0, 24); loadRange(cpu, 32, 160); }
+/**
+ * XSAVEC and XSAVES (SDM vol. 1, 13.10, 13.11): the compacted format, in which
+ * components 0 and 1 keep their legacy-region places (13.4.3), with the init
+ * optimization. Component i is saved iff RFBM[i] = 1 and it is in use, SSE
+ * state counting as in use while MXCSR is not 1F80H (MXCSR belongs to it here);
+ * XSTATE_BV ← the components saved, XCOMP_BV ← RFBM with bit 63 set; the rest
+ * of the header is untouched. XSAVES may also skip components unmodified since
+ * the last XRSTORS (the modified optimization); the model does not.
+ */
+function xsaveCompacted(supervisor: boolean): Exec {
+  const feature = supervisor ? 'xsaves' : 'xsavec', what = supervisor ? Intercept.XSAVES : -1;
+  return (cpu, i) => {
+    const rfbm = xsaveStart(cpu, i, feature, what);
+    if (rfbm < 0) return;
+    const save = rfbm & (xinuse(cpu) | (cpu.mxcsr !== MXCSR_INIT ? 2 : 0));
+    V.setInt32(512, save, true); V.setInt32(516, 0, true);
+    V.setInt32(520, rfbm, true); V.setInt32(524, COMPACTED, true);
+    storeComponents(cpu, i, save, (save & 2) !== 0, 528);
+  };
+}
+
+/**
+ * Loads the components RFBM selects (SDM vol. 1, 13.8): from the area where
+ * XSTATE_BV has their bit, otherwise their initial configuration. MXCSR comes
+ * from the area whenever RFBM[1] = 1 in the standard form (13.8.1); in the
+ * compacted form it is part of SSE state and initialized with it (13.8.2).
+ * Everything is read, and MXCSR checked, before anything changes.
+ */
+function restoreComponents(cpu: Cpu, i: Insn, rfbm: number, bv: number, compacted: boolean): void {
+  const n = xmmCount(cpu), load = rfbm & bv;
+  if ((load & 1) !== 0) { loadRange(cpu, 0, 24); loadRange(cpu, 32, 160); }
   let mxcsr = cpu.mxcsr;
-  if ((rfbm & 2) !== 0) {
-    // MXCSR is loaded whenever RFBM[1] = 1, whatever XSTATE_BV[1] (13.8.1).
+  if ((compacted ? load & 2 : rfbm & 2) !== 0) {
     loadRange(cpu, 24, 32);
     mxcsr = checkMxcsr(cpu);
+  } else if ((rfbm & 2) !== 0) {
+    mxcsr = MXCSR_INIT;
   }
-  if ((rfbm & bv & 2) !== 0) loadRange(cpu, 160, 160 + 16 * n);
+  if ((load & 2) !== 0) loadRange(cpu, 160, 160 + 16 * n);
   const s = cpu.msrs.x87;
   if ((rfbm & 1) !== 0) {
-    if ((bv & 1) !== 0) getX87(s, i.rexW); else initX87(s);
+    if ((load & 1) !== 0) getX87(s, i.rexW); else initX87(s);
   }
   cpu.mxcsr = mxcsr;
   if ((rfbm & 2) !== 0) {
-    if ((bv & 2) !== 0) getXmm(cpu, n); else cpu.xmm.fill(0, 0, 4 * n);
+    if ((load & 2) !== 0) getXmm(cpu, n); else cpu.xmm.fill(0, 0, 4 * n);
   }
+}
+
+/**
+ * The compacted form of XRSTOR and XRSTORS, header in IMG (SDM vol. 1, 13.8.2,
+ * 13.12; vol. 2, XRSTOR, XRSTORS "Exceptions"): #GP(0) if XCOMP_BV sets a bit
+ * that `enabled` (XCR0, or XCR0 | IA32_XSS) does not, XSTATE_BV sets one that
+ * XCOMP_BV does not, or header bytes 63:16 are not 0.
+ */
+function restoreCompacted(cpu: Cpu, i: Insn, rfbm: number, enabled: number): void {
+  const bv = V.getInt32(512, true), bvHi = V.getInt32(516, true);
+  const comp = V.getInt32(520, true), compHi = V.getInt32(524, true) & ~COMPACTED;
+  if ((comp & ~enabled) !== 0 || compHi !== 0 || (bv & ~comp) !== 0 || bvHi !== 0) cpu.raise(Vector.GP, 0);
+  for (let o = 528; o < 576; o += 4) if (V.getInt32(o, true) !== 0) cpu.raise(Vector.GP, 0);
+  restoreComponents(cpu, i, rfbm, bv, true);
+}
+
+/**
+ * XRSTOR (SDM vol. 1, 13.8; vol. 2, XRSTOR "Exceptions"): the standard form,
+ * or the compacted form when XCOMP_BV[63] = 1 (#GP(0) without XSAVEC support).
+ * The header is one aligned 64-byte block: reading all of it faults no more than reading part.
+ */
+function xrstor(cpu: Cpu, i: Insn): void {
+  const rfbm = xsaveStart(cpu, i, 'xsave', -1);
+  loadRange(cpu, 512, 576);
+  if (V.getInt32(524, true) < 0) {
+    if (!hasFeature(cpu, 'xsavec')) cpu.raise(Vector.GP, 0);
+    restoreCompacted(cpu, i, rfbm, cpu.msrs.xcr0);
+    return;
+  }
+  // #GP: XSTATE_BV sets a bit XCR0 does not, or header bytes 23:8 (XCOMP_BV and the next 8) are not 0.
+  const bv = V.getInt32(512, true);
+  if ((bv & ~cpu.msrs.xcr0) !== 0 || V.getInt32(516, true) !== 0) cpu.raise(Vector.GP, 0);
+  for (let o = 520; o < 536; o += 4) if (V.getInt32(o, true) !== 0) cpu.raise(Vector.GP, 0);
+  restoreComponents(cpu, i, rfbm, bv, false);
+}
+
+/** XRSTORS (SDM vol. 1, 13.12): the compacted form only; #GP(0) if XCOMP_BV[63] = 0. */
+function xrstors(cpu: Cpu, i: Insn): void {
+  const rfbm = xsaveStart(cpu, i, 'xsaves', Intercept.XRSTORS);
+  if (rfbm < 0) return;
+  loadRange(cpu, 512, 576);
+  if (V.getInt32(524, true) >= 0) cpu.raise(Vector.GP, 0);
+  restoreCompacted(cpu, i, rfbm, cpu.msrs.xcr0 | cpu.msrs.xss);
 }
 
 // ---- fences and CLFLUSH ------------------------------------------------------------------
@@ -396,5 +488,10 @@ export const FPU_TABLE: Record<number, Entry> = {
       { mem: { prefixed: [def('xsaveopt', xsave(true))] }, reg: { prefixed: [def('mfence', fence)] } },
       { mem: { prefixed: [def('clflush', clflush)] }, reg: { prefixed: [def('sfence', fence)] } },
     ],
+  },
+  // Group 9 memory forms NP 0F C7 /3, /4, /5 (REX.W: the 64-bit x87 pointer format).
+  [TWO + 0xc7]: {
+    group: [undefined, undefined, undefined, npMem(def('xrstors', xrstors)), npMem(def('xsavec', xsaveCompacted(false))),
+      npMem(def('xsaves', xsaveCompacted(true)))],
   },
 };

@@ -165,3 +165,61 @@ describe('RDPMC (SDM vol. 2, RDPMC)', () => {
     expect(cpu.reg64(RAX)).toBe(99n);
   });
 });
+
+describe('MONITOR/MWAIT (SDM vol. 2, MONITOR, MWAIT; CPUID leaf 05H)', () => {
+  const MONITOR = [0x0f, 0x01, 0xc8], MWAIT = [0x0f, 0x01, 0xc9];
+  const at = (rax: bigint, more?: (c: Cpu) => void) => (c: Cpu): void => {
+    c.setReg64(RAX, rax); c.setReg64(RCX, 0n); c.setReg64(RDX, GARBAGE); more?.(c);
+  };
+
+  it('MONITOR arms the monitor at the 64-byte line of DS:RAX; EDX hints are ignored', () => {
+    const { cpu, stop } = runFragment(MONITOR, { setup: at(0x1_2345_6789n) });
+    expect(stop.kind).toBe('halt');
+    expect(cpu.monitorArmed).toBe(true);
+    expect([cpu.monitorLo >>> 0, cpu.monitorHi]).toEqual([0x2345_6780, 1]);
+  });
+
+  it('takes rAX at the address size: EAX with a 67h prefix in 64-bit mode, AX in 32-bit code', () => {
+    const { cpu } = runFragment([0x67, ...MONITOR], { setup: at(0xffff_ffff_0000_1000n) });
+    expect([cpu.monitorLo, cpu.monitorHi]).toEqual([0x1000, 0]);
+    const ax = runFragment([0x67, ...MONITOR], { mode: 32, setup: at(0x1_2345n) });
+    expect(ax.cpu.monitorLo).toBe(0x2340);
+  });
+
+  it('adds the DS base outside 64-bit mode', () => {
+    const { cpu } = runFragment(MONITOR, { mode: 32, setup: at(0x1000n, (c) => { c.segBase[2 * 3] = 0x20000; }) });
+    expect(cpu.monitorLo).toBe(0x21000);
+  });
+
+  it('is checked like a byte load: a non-canonical address raises #GP(0) and arms nothing', () => {
+    const r = runFragment(MONITOR, { setup: at(0x0000_8000_0000_0000n) });
+    expect(r.stop).toEqual(GP0);
+    expect(r.cpu.monitorArmed).toBe(false);
+  });
+
+  it('MONITOR raises #GP(0) for any ECX extension (RCX in 64-bit mode; ECX only elsewhere)', () => {
+    expect(runFragment(MONITOR, { setup: at(0x1000n, (c) => c.setReg64(RCX, 1n)) }).stop).toEqual(GP0);
+    expect(runFragment(MONITOR, { setup: at(0x1000n, (c) => c.setReg64(RCX, 1n << 32n)) }).stop).toEqual(GP0);
+    expect(runFragment(MONITOR, { mode: 32, setup: at(0x1000n, (c) => c.setReg64(RCX, 1n << 32n)) }).stop.kind).toBe('halt');
+  });
+
+  it('MWAIT returns at once and disarms the monitor; ECX[0] (interrupt break-event) is allowed, other bits raise #GP(0)', () => {
+    const { cpu, stop } = runFragment([...MONITOR, ...MWAIT], { setup: at(0x1000n, (c) => { c.setReg64(RAX, 0x1000n); }) });
+    expect(stop.kind).toBe('halt');
+    expect(cpu.monitorArmed).toBe(false);
+    expect(cpu.rip).toBe(0x1000n + 7n); // after the HLT behind the MWAIT
+    expect(runFragment(MWAIT, { setup: (c) => c.setReg64(RCX, 1n) }).stop.kind).toBe('halt');
+    for (const rcx of [2n, 0x8000_0000n, 1n << 32n]) {
+      expect(runFragment(MWAIT, { setup: (c) => c.setReg64(RCX, rcx) }).stop, rcx.toString(16)).toEqual(GP0);
+    }
+    expect(runFragment(MWAIT, { mode: 32, setup: (c) => c.setReg64(RCX, 1n << 32n) }).stop.kind).toBe('halt');
+  });
+
+  it('both raise #UD at CPL > 0, with IA32_MISC_ENABLE[18] = 0, and with a 66, F2 or F3 prefix', () => {
+    for (const code of [MONITOR, MWAIT]) {
+      expect(runFragment(code, { setup: at(0x1000n, (c) => { c.cpl = 3; }) }).stop).toEqual(UD);
+      expect(runFragment(code, { setup: at(0x1000n, (c) => { c.msrs.miscEnableLo &= ~(1 << 18); }) }).stop).toEqual(UD);
+      for (const p of [0x66, 0xf2, 0xf3]) expect(runFragment([p, ...code], { setup: at(0x1000n) }).stop).toEqual(UD);
+    }
+  });
+});

@@ -1,15 +1,27 @@
 /**
  * System instructions: RDTSC, RDTSCP, RDPMC, RDMSR, WRMSR, CPUID, XGETBV,
- * XSETBV (SDM vol. 2, each instruction's page).
+ * XSETBV, MONITOR, MWAIT (SDM vol. 2, each instruction's page).
  *
  * The time-stamp counter is deterministic: it advances with the instructions
  * retired, never with the host clock (DESIGN): TSC = instructions retired before
  * the RDTSC + tscOffset.
+ *
+ * MWAIT returns at once. The SDM lets the processor leave the optimized state
+ * for implementation-dependent events and resume after the MWAIT, so waiting
+ * for nothing is within it. Waiting like HLT does not fit the run loop: its
+ * halted state ends only by delivering an interrupt, while MWAIT with ECX[0] = 1
+ * must also wake on an interrupt that IF = 0 blocks, and on a store to the
+ * monitored line by any processor or device. The armed state is kept
+ * (cpu.monitorArmed: MONITOR arms, MWAIT disarms, as the wake-up it stands for
+ * would) for the MWAIT exit qualification; stores to the line are not watched
+ * (that would cost a check on every write), so after such a store the monitor
+ * still reads as armed.
  */
 import type { Cpu } from '../cpu.js';
-import { cpuid as cpuidLeaf, hasFeature, XCR0_SUPPORTED } from '../cpuid.js';
+import { cpuid as cpuidLeaf, hasFeature, MONITOR_LINE_SIZE, XCR0_SUPPORTED } from '../cpuid.js';
 import { OpMap, type Entry, type Insn, type OpDef } from '../insn.js';
-import { setReg } from '../operands.js';
+import { MISC_ENABLE_MONITOR } from '../msr.js';
+import { addSegmentBase, setReg } from '../operands.js';
 import { RAX, RBX, RCX, RDX, Vector } from '../regs.js';
 import { Intercept } from '../virtualization.js';
 import { xinuse } from './fpu.js';
@@ -113,6 +125,59 @@ function xsetbv(cpu: Cpu, i: Insn): void {
   cpu.msrs.xcr0 = eax;
 }
 
+/**
+ * The #UD conditions MONITOR and MWAIT share (SDM vol. 2, MONITOR, MWAIT):
+ * CPUID.01H:ECX.MONITOR = 0 (IA32_MISC_ENABLE[18] = 0 clears it, SDM vol. 4,
+ * 1A0H) or CPL > 0 (the model does not offer them to ring 3).
+ */
+function monitorCheck(cpu: Cpu): void {
+  if (!hasFeature(cpu, 'monitor') || (cpu.msrs.miscEnableLo & MISC_ENABLE_MONITOR) === 0 || cpu.cpl > 0) cpu.raise(Vector.UD);
+}
+
+/** ECX holds bits other than `allowed`: in 64-bit mode all of RCX counts (SDM vol. 2, MONITOR, MWAIT, "64-Bit Mode Exceptions"). */
+function rcxReserved(cpu: Cpu, allowed: number): boolean {
+  return (cpu.gpr[2 * RCX]! & ~allowed) !== 0 || (cpu.codeSize === 8 && cpu.gpr[2 * RCX + 1] !== 0);
+}
+
+/**
+ * MONITOR (0F 01 C8): arms the monitor at the line of DS:rAX (RAX, EAX or AX by
+ * address size). No extensions are defined: ECX != 0 raises #GP(0); EDX hints
+ * are ignored. The address is checked as a byte load ("subject to the permission
+ * checking and faults associated with a byte load"). In non-root operation
+ * "MONITOR exiting" comes after the #UD checks and before the others (SDM vol.
+ * 3C, 26.1.1, 26.1.3).
+ * Limitation: the SDM allows a segment override, but the decoder records one
+ * (insn.seg) only for ModRM memory operands, and MONITOR's ModRM names a
+ * register; so DS is used whatever the prefix until decoder.ts records it there too.
+ */
+function monitor(cpu: Cpu, i: Insn): void {
+  monitorCheck(cpu);
+  if (cpu.nonRoot && cpu.virt.intercept(cpu, i, Intercept.MONITOR)) return;
+  if (rcxReserved(cpu, 0)) cpu.raise(Vector.GP, 0);
+  const g = cpu.gpr;
+  cpu.eaLo = i.adSize === 2 ? g[2 * RAX]! & 0xffff : g[2 * RAX]!;
+  cpu.eaHi = i.adSize === 8 ? g[2 * RAX + 1]! : 0;
+  if (i.segBase) addSegmentBase(cpu, i.seg);
+  cpu.accessSeg = i.seg;
+  cpu.mmu.read8(cpu.eaLo, cpu.eaHi);
+  cpu.monitorArmed = true;
+  cpu.monitorLo = cpu.eaLo & -MONITOR_LINE_SIZE;
+  cpu.monitorHi = cpu.eaHi;
+}
+
+/**
+ * MWAIT (0F 01 C9): returns at once (see the top of this file). EAX hints are
+ * ignored; ECX[0], interrupts as break events (CPUID.05H:ECX[1] = 1), is the
+ * only extension, any other ECX bit raises #GP(0). "MWAIT exiting" comes
+ * before that #GP (SDM vol. 3C, 26.1.1).
+ */
+function mwait(cpu: Cpu, i: Insn): void {
+  monitorCheck(cpu);
+  if (cpu.nonRoot && cpu.virt.intercept(cpu, i, Intercept.MWAIT)) return;
+  if (rcxReserved(cpu, 1)) cpu.raise(Vector.GP, 0);
+  cpu.monitorArmed = false;
+}
+
 const def = (name: string, exec: OpDef['exec']): OpDef => ({ name, exec });
 
 export const SYSTEM_TABLE: Record<number, Entry> = {
@@ -121,9 +186,11 @@ export const SYSTEM_TABLE: Record<number, Entry> = {
   [TWO + 0x32]: def('rdmsr', rdmsr),
   [TWO + 0x33]: def('rdpmc', rdpmc),
   [TWO + 0xa2]: def('cpuid', cpuid),
-  // Group 7 register forms: NP 0F 01 D0/D1 (reg = 2, rm = 0/1), 0F 01 F9 (reg = 7, rm = 1).
+  // Group 7 register forms: NP 0F 01 C8/C9 (reg = 1, rm = 0/1), NP 0F 01 D0/D1 (reg = 2, rm = 0/1),
+  // 0F 01 F9 (reg = 7, rm = 1).
   [TWO + 0x01]: {
-    group: [undefined, undefined, { reg: { rm: [{ prefixed: [def('xgetbv', xgetbv)] }, { prefixed: [def('xsetbv', xsetbv)] }] } },
+    group: [undefined, { reg: { rm: [{ prefixed: [def('monitor', monitor)] }, { prefixed: [def('mwait', mwait)] }] } },
+      { reg: { rm: [{ prefixed: [def('xgetbv', xgetbv)] }, { prefixed: [def('xsetbv', xsetbv)] }] } },
       undefined, undefined, undefined, undefined,
       { reg: { rm: [undefined, def('rdtscp', rdtscp)] } }],
   },

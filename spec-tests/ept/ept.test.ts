@@ -94,3 +94,18 @@ describe('EPT misconfigurations (29.3.3.1)', () => {
     expect(r.reason).toBe(ExitReason.EPT_MISCONFIGURATION);
   });
 });
+
+describe('decoding ahead does not take a nested translation\'s exit early (29.3.3.2: the exit belongs to the access that makes it)', () => {
+  it('a guest #PF before an instruction that crosses into an EPT-unmapped page is delivered to the guest, not taken for a VM exit', () => {
+    // At 9FF6H: mov rax, [300000H] (guest #PF: its PTE is cleared); at 9FFEH: mov eax, 1, which crosses into A000H.
+    const code = [...loadRax(0x300000), 0xb8, 1, 0, 0, 0, ...VMCALL];
+    const r = runInGuest([], (v, cpu) => {
+      withEpt((t) => t.map(0xa000, 0xa000, 0))(v, cpu);
+      cpu.memory.write32(guestPteAddress(0x300000), 0);
+      cpu.memory.load(0x9ff6, Uint8Array.from(code));
+      v.set(Field.GUEST_RIP, 0x9ff6);
+    });
+    expect(r.reason).toBe(ExitReason.VMCALL);
+    expect(r.cpu.reg64(0) & 0xffn).toBe(14n); // the guest's #PF handler: mov al, 14; vmcall
+  });
+});

@@ -170,15 +170,16 @@ export class BlockCache {
       if (insns.length === 0) {
         insn = this.decoder.decode(src, mode);
       } else {
-        const savedLo = src.lo, cr2Lo = cpu.cr2Lo, cr2Hi = cpu.cr2Hi;
+        const savedLo = src.lo, cr2Lo = cpu.cr2Lo, cr2Hi = cpu.cr2Hi, vmExit = cpu.vmExit;
         src.lo = (lo + offset) | 0;
         src.hi = mode === 8 && (src.lo >>> 0) < (lo >>> 0) ? (hi + 1) | 0 : hi;
         try {
           insn = this.decoder.decode(src, mode);
         } catch (e) {
           if (e !== FAULT) throw e;
-          // The fault is raised when execution reaches this instruction; until then nothing changed.
-          src.lo = savedLo; cpu.cr2Lo = cr2Lo; cpu.cr2Hi = cr2Hi;
+          // The fault (or the VM exit of a nested translation) is raised when execution reaches this
+          // instruction; until then nothing changed.
+          src.lo = savedLo; cpu.cr2Lo = cr2Lo; cpu.cr2Hi = cr2Hi; cpu.vmExit = vmExit;
           break;
         }
       }

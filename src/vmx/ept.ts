@@ -36,15 +36,15 @@ const CACHED_DIRTY = 8;
 /** Exit-qualification bits of EPT violations (28.2.1, table 28-7). */
 const Q_READ = 1, Q_WRITE = 2, Q_FETCH = 4, Q_LINEAR_VALID = 1 << 7, Q_TRANSLATION = 1 << 8;
 
-/** Counts for the cost model: EPT walks, the EPT entries they read, and the exits they caused. */
-export interface EptCounters { walks: number; references: number; violations: number; misconfigurations: number }
+/** Counts for the cost model: EPT walks and the EPT entries they read (the exits they cause are counted as exits). */
+export interface EptCounters { walks: number; references: number }
 
 export class Ept implements NestedPaging {
   /** The TLB tag of the current EP4TA (1, 2, ...: one per EPT PML4 address met). */
   tag = 0;
   pagingWrites = false;
   rights = 0;
-  readonly counters: EptCounters = { walks: 0, references: 0, violations: 0, misconfigurations: 0 };
+  readonly counters: EptCounters = { walks: 0, references: 0 };
   /** The EPT PML4 table's address (EP4TA, bits 51:12 of the EPTP). */
   private pml4 = 0;
   private readonly tags = new Map<number, number>();
@@ -135,7 +135,6 @@ export class Ept implements NestedPaging {
 
   /** An EPT violation (29.3.3.2): exit reason 48 with the qualification of table 28-7. */
   private violation(gpa: number, access: Access, rights: number, kind: GuestPhysical, lo: number, hi: number): never {
-    this.counters.violations++;
     this.drop(gpa);
     const e = this.exitInfo;
     e.begin(ExitReason.EPT_VIOLATION);
@@ -155,7 +154,6 @@ export class Ept implements NestedPaging {
 
   /** An EPT misconfiguration (29.3.3.1): exit reason 49, qualification 0, the guest-physical address. */
   private misconfiguration(gpa: number): never {
-    this.counters.misconfigurations++;
     this.drop(gpa);
     const e = this.exitInfo;
     e.begin(ExitReason.EPT_MISCONFIGURATION);

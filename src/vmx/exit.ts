@@ -15,7 +15,7 @@ import { CS, EFER_LMA, EFER_LME, FS, GS, LDTR, RSP, SegAttr, TR } from '../cpu/r
 import { PREEMPTION_TIMER_SHIFT } from './capabilities.js';
 import { loadMsrs, storeMsrs } from './msr-areas.js';
 import {
-  ACCESS_AT, BASE_AT, GUEST_AT as G, HOST_AT as H, HOST_SELECTOR_AT, LIMIT_AT, PDPTE_FIELDS, SEGMENTS, SELECTOR_AT,
+  ACCESS_AT, BASE_AT, EXIT_AT, GUEST_AT as G, HOST_AT as H, HOST_SELECTOR_AT, LIMIT_AT, PDPTE_FIELDS, SEGMENTS, SELECTOR_AT,
 } from './state-fields.js';
 import type { Vmx } from './vmx.js';
 
@@ -58,16 +58,17 @@ export class ExitInfo {
 export function completeExit(vmx: Vmx, cpu: Cpu): void {
   const v = vmx.current!, e = vmx.exitInfo;
   cpu.vmExit = false;
-  v.set(Field.EXIT_REASON, e.reason);
-  v.set(Field.EXIT_QUALIFICATION, e.qualificationLo, e.qualificationHi);
-  if (e.hasLinear) v.set(Field.GUEST_LINEAR_ADDRESS, e.linearLo, e.linearHi);
-  if (e.hasPhysical) v.set(Field.GUEST_PHYSICAL_ADDRESS, e.physical % 2 ** 32 | 0, Math.floor(e.physical / 2 ** 32));
-  v.set(Field.VM_EXIT_INTERRUPTION_INFORMATION, e.interruptionInfo);
-  v.set(Field.VM_EXIT_INTERRUPTION_ERROR_CODE, e.interruptionError);
-  v.set(Field.IDT_VECTORING_INFORMATION_FIELD, e.idtVectoringInfo);
-  v.set(Field.IDT_VECTORING_ERROR_CODE, e.idtVectoringError);
-  v.set(Field.VM_EXIT_INSTRUCTION_LENGTH, e.instructionLength);
-  v.set(Field.VM_EXIT_INSTRUCTION_INFORMATION, e.instructionInfo);
+  // The exit-information fields (28.2): written directly, as no entry check reads them.
+  v.put(EXIT_AT.REASON, e.reason, 0);
+  v.put(EXIT_AT.QUALIFICATION, e.qualificationLo, e.qualificationHi);
+  if (e.hasLinear) v.put(EXIT_AT.LINEAR, e.linearLo, e.linearHi);
+  if (e.hasPhysical) v.put(EXIT_AT.PHYSICAL, e.physical % 2 ** 32 | 0, Math.floor(e.physical / 2 ** 32));
+  v.put(EXIT_AT.INTERRUPTION_INFO, e.interruptionInfo, 0);
+  v.put(EXIT_AT.INTERRUPTION_ERROR, e.interruptionError, 0);
+  v.put(EXIT_AT.IDT_VECTORING_INFO, e.idtVectoringInfo, 0);
+  v.put(EXIT_AT.IDT_VECTORING_ERROR, e.idtVectoringError, 0);
+  v.put(EXIT_AT.INSTRUCTION_LENGTH, e.instructionLength, 0);
+  v.put(EXIT_AT.INSTRUCTION_INFO, e.instructionInfo, 0);
   // Every VM exit clears the valid bit of the VM-entry interruption-information field (28.2).
   v.set(Field.VM_ENTRY_INTERRUPTION_INFORMATION_FIELD, v.lo(Field.VM_ENTRY_INTERRUPTION_INFORMATION_FIELD) & 0x7fffffff);
   if ((e.reason & EXIT_REASON_VM_ENTRY_FAILURE) === 0) {
@@ -117,10 +118,15 @@ function saveGuestState(vmx: Vmx, cpu: Cpu): void {
   const entry = v.lo(Field.VM_ENTRY_CONTROLS);
   v.set(Field.VM_ENTRY_CONTROLS, cpu.efer & EFER_LMA ? entry | (1 << 9) : entry & ~(1 << 9));
   // 28.3.2: segment registers (the hidden parts as the processor holds them), GDTR, IDTR.
+  // (Written out rather than through put: this loop runs at every exit. Bits 63:32 of the selector,
+  // limit and access-rights fields are always 0.)
+  const vals = v.values;
   for (let k = 0; k < 8; k++) {
-    const s = SEGMENTS[k]!;
-    changed |= v.put(SELECTOR_AT[k]!, cpu.segSel[s]!, 0) | v.put(BASE_AT[k]!, cpu.segBase[2 * s]!, cpu.segBase[2 * s + 1]!) |
-      v.put(LIMIT_AT[k]!, cpu.segLimit[s]!, 0) | v.put(ACCESS_AT[k]!, accessRights(cpu.segAttr[s]!), 0);
+    const s = SEGMENTS[k]!, sel = SELECTOR_AT[k]!, base = BASE_AT[k]!, limit = LIMIT_AT[k]!, ar = ACCESS_AT[k]!;
+    const nSel = cpu.segSel[s]!, nLo = cpu.segBase[2 * s]!, nHi = cpu.segBase[2 * s + 1]!;
+    const nLimit = cpu.segLimit[s]! | 0, nAr = accessRights(cpu.segAttr[s]!);
+    changed |= (vals[sel]! ^ nSel) | (vals[base]! ^ nLo) | (vals[base + 1]! ^ nHi) | (vals[limit]! ^ nLimit) | (vals[ar]! ^ nAr);
+    vals[sel] = nSel; vals[base] = nLo; vals[base + 1] = nHi; vals[limit] = nLimit; vals[ar] = nAr;
   }
   changed |= v.put(G.GDTR_BASE, cpu.gdtrLo, cpu.gdtrHi) | v.put(G.GDTR_LIMIT, cpu.gdtrLimit, 0) |
     v.put(G.IDTR_BASE, cpu.idtrLo, cpu.idtrHi) | v.put(G.IDTR_LIMIT, cpu.idtrLimit, 0);

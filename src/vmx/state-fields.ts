@@ -1,8 +1,9 @@
 /**
- * The guest-state and host-state fields that VM entries load and VM exits
- * save (SDM vol. 3C, 25.4, 25.5), by segment register, and where their values
- * lie in Vmcs.values (valueAt): the transitions move them at every entry and
- * exit, so they index the values directly rather than look encodings up.
+ * The VMCS fields that VM entries and exits move at every transition: the
+ * guest-state and host-state fields (SDM vol. 3C, 25.4, 25.5), by segment
+ * register, and the exit-information fields (25.9), with where their values
+ * lie in Vmcs.values (valueAt), so that the transitions index the values
+ * directly rather than look encodings up.
  */
 import { Field } from '../../vmcs/fields.js';
 import { CS, DS, ES, FS, GS, LDTR, SS, TR } from '../cpu/regs.js';
@@ -55,4 +56,13 @@ export const HOST_AT = {
   TR_SELECTOR: valueAt(Field.HOST_TR_SELECTOR), TR_BASE: valueAt(Field.HOST_TR_BASE),
   GDTR_BASE: valueAt(Field.HOST_GDTR_BASE), IDTR_BASE: valueAt(Field.HOST_IDTR_BASE),
   RIP: valueAt(Field.HOST_RIP), RSP: valueAt(Field.HOST_RSP),
+} as const;
+
+/** Value indices of the exit-information fields every exit writes (28.2). */
+export const EXIT_AT = {
+  REASON: valueAt(Field.EXIT_REASON), QUALIFICATION: valueAt(Field.EXIT_QUALIFICATION),
+  LINEAR: valueAt(Field.GUEST_LINEAR_ADDRESS), PHYSICAL: valueAt(Field.GUEST_PHYSICAL_ADDRESS),
+  INTERRUPTION_INFO: valueAt(Field.VM_EXIT_INTERRUPTION_INFORMATION), INTERRUPTION_ERROR: valueAt(Field.VM_EXIT_INTERRUPTION_ERROR_CODE),
+  IDT_VECTORING_INFO: valueAt(Field.IDT_VECTORING_INFORMATION_FIELD), IDT_VECTORING_ERROR: valueAt(Field.IDT_VECTORING_ERROR_CODE),
+  INSTRUCTION_LENGTH: valueAt(Field.VM_EXIT_INSTRUCTION_LENGTH), INSTRUCTION_INFO: valueAt(Field.VM_EXIT_INSTRUCTION_INFORMATION),
 } as const;

@@ -7,7 +7,7 @@
  * in non-root operation, for the instructions and events that may exit.
  */
 import { ExitReason } from '../../vmcs/exit-reasons.js';
-import { Field, fieldByEncoding, fieldExists, VMCS_FIELDS } from '../../vmcs/fields.js';
+import { Field, fieldExists, VMCS_FIELDS } from '../../vmcs/fields.js';
 import { VmInstructionError } from '../../vmcs/instruction-errors.js';
 import { VMCS_SHADOW_INDICATOR } from '../../vmcs/layout.js';
 import { FAULT, Pending, type Cpu } from '../cpu/cpu.js';
@@ -25,7 +25,7 @@ import { Ept } from './ept.js';
 import { injectEvent, vmEntry } from './entry.js';
 import { completeExit, ExitInfo } from './exit.js';
 import { instructionInformation, registerOperandInformation } from './instruction-information.js';
-import { indexOf, hasHigh, Vmcs } from './vmcs.js';
+import { hasHigh, Vmcs } from './vmcs.js';
 
 /** The arithmetic flags VMsucceed and VMfail set (SDM vol. 3C, 31.2 "Conventions"). */
 const STATUS = CF | PF | AF | ZF | SF | OF;
@@ -104,7 +104,11 @@ export class Vmx implements Virtualization {
   ept!: Ept;
 
   constructor(readonly caps: VmxCapabilities) {
-    this.supportedFields = Uint8Array.from(VMCS_FIELDS, (f) => (fieldExists(f, (c) => supports(caps, c)) ? 1 : 0));
+    VMCS_FIELDS.forEach((f, k) => {
+      if (!fieldExists(f, (c) => supports(caps, c))) return;
+      this.access[f.encoding] = 2 * k;
+      if (f.width === '64') this.access[f.encoding | 1] = 2 * k + 1;
+    });
   }
 
   /** Records a VM entry that failed `failure` (27.2, 27.3.1). */
@@ -240,15 +244,14 @@ export class Vmx implements Virtualization {
     const v = this.current;
     if (v === null) { this.failInvalid(cpu); return; }
     const size = cpu.codeSize === 8 ? 8 : 4;
-    const enc = getReg(cpu, i.reg, size), encHi = cpu.tHi;
-    const found = encHi === 0 ? fieldByEncoding(enc) : undefined;
-    if (found === undefined || !this.fieldSupported(found.field.encoding)) {
+    const at = this.fieldAccess(getReg(cpu, i.reg, size), cpu.tHi);
+    if (at < 0) {
       this.failValid(cpu, VmInstructionError.UNSUPPORTED_VMCS_COMPONENT);
       return;
     }
-    const k = indexOf(found.field.encoding);
+    const k = at >> 1;
     let lo = v.values[2 * k]!, hi = v.values[2 * k + 1]!;
-    if (found.high) { lo = hi; hi = 0; }
+    if (at & 1) { lo = hi; hi = 0; }
     writeRm(cpu, i, size, lo, size === 8 ? hi : 0);
     this.succeed(cpu);
   }
@@ -263,19 +266,18 @@ export class Vmx implements Virtualization {
     if (v === null) { this.failInvalid(cpu); return; }
     const size = cpu.codeSize === 8 ? 8 : 4;
     const lo = readRm(cpu, i, size), hi = size === 8 ? cpu.tHi : 0;
-    const enc = getReg(cpu, i.reg, size), encHi = cpu.tHi;
-    const found = encHi === 0 ? fieldByEncoding(enc) : undefined;
-    if (found === undefined || !this.fieldSupported(found.field.encoding)) {
+    const at = this.fieldAccess(getReg(cpu, i.reg, size), cpu.tHi);
+    if (at < 0) {
       this.failValid(cpu, VmInstructionError.UNSUPPORTED_VMCS_COMPONENT);
       return;
     }
+    const k = at >> 1;
     // Read-only (VM-exit information) fields take writes when IA32_VMX_MISC[29] says so.
-    if (found.field.type === 'read-only' && (this.caps.misc & (1 << 29)) === 0) {
+    if (VMCS_FIELDS[k]!.type === 'read-only' && (this.caps.misc & (1 << 29)) === 0) {
       this.failValid(cpu, VmInstructionError.VMWRITE_READ_ONLY);
       return;
     }
-    const k = indexOf(found.field.encoding);
-    if (found.high) v.setIndex(k, v.values[2 * k]!, lo);
+    if (at & 1) v.setIndex(k, v.values[2 * k]!, lo);
     else v.setIndex(k, lo, hasHigh(k) ? hi : 0);
     this.succeed(cpu);
   }
@@ -347,13 +349,17 @@ export class Vmx implements Virtualization {
     return (rev & ~VMCS_SHADOW_INDICATOR) !== this.caps.revision || (rev & VMCS_SHADOW_INDICATOR) !== 0;
   }
 
-  /** The field exists on this model (appendix B notes: some need a capability). */
-  private fieldSupported(enc: number): boolean {
-    return this.supportedFields[indexOf(enc)] === 1;
+  /**
+   * What VMREAD/VMWRITE reach with encoding (lo, hi) (25.11.2): 2k for field k,
+   * 2k + 1 for the high half of 64-bit field k, or -1 when no field the model
+   * supports has that encoding (appendix B: some need a capability).
+   */
+  private fieldAccess(lo: number, hi: number): number {
+    return hi === 0 && lo === (lo & 0x7fff) ? this.access[lo]! : -1;
   }
 
   /** Per dense field index: 1 when the model's capabilities give the field. */
-  private readonly supportedFields: Uint8Array;
+  private readonly access = new Int32Array(0x8000).fill(-1);
 
   // ---- VM exits -----------------------------------------------------------------
 

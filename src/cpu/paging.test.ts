@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Cpu } from './cpu.js';
 import { CR0_PG, CR4_LA57, CR4_PAE, CR4_PCIDE, currentPcid, MAXPHYADDR, pagingMode, PagingMode } from './paging.js';
 import { EFER_LME } from './regs.js';
+import { PTE_P, PTE_RW, Tables64 } from '../../spec-tests/paging/tables.js';
 
 describe('paging modes (SDM vol. 3A, 4.1.1, table 4-1)', () => {
   it('CR0.PG, CR4.PAE, EFER.LME and CR4.LA57 select none, 32-bit, PAE, 4-level or 5-level paging', () => {
@@ -50,5 +51,29 @@ describe('PDPTE registers (SDM vol. 3A, 4.4.1)', () => {
     cpu.memory.write8(at + 8, 0x01); // PDPTE1 now present with bit 63 set: reserved
     expect(cpu.paging.loadPdptes(at)).toBe(false);
     expect(cpu.pdpte[2]).toBe(0x6000); // nothing loaded
+  });
+});
+
+describe('counters for the cost model (paging.ts counters)', () => {
+  it('a miss walks and reads four entries under 4-level paging; the next miss of the fast path is a TLB hit; invalidations count by cause', () => {
+    const cpu = new Cpu({ memorySize: 16 * 1024 * 1024 });
+    cpu.enterFlat64();
+    const t = new Tables64(cpu);
+    t.map(0x10_0000n, 0x5000, PTE_P | PTE_RW);
+    t.activate();
+    const c = cpu.paging.counters, before = { ...c, flushes: { ...c.flushes } };
+    cpu.mmu.read32(0x10_0000, 0);
+    expect(c.walks - before.walks).toBe(1);
+    expect(c.references - before.references).toBe(4);
+    cpu.mmu.flushFast(); // the fast entries go; the TLB entry stays
+    cpu.mmu.read32(0x10_0000, 0);
+    expect(c.walks - before.walks).toBe(1);
+    expect(c.hits - before.hits).toBe(1);
+    cpu.paging.invlpg(0x10_0000, 0);
+    cpu.paging.cr3Loaded(false);
+    expect(c.flushes.invlpg - before.flushes.invlpg).toBe(1);
+    expect(c.flushes.cr3 - before.flushes.cr3).toBe(1);
+    cpu.mmu.read32(0x10_0000, 0);
+    expect(c.walks - before.walks).toBe(2);
   });
 });

@@ -171,8 +171,15 @@ export class Paging implements Translator {
   vpid = 0;
   /** The nested translation of a guest with EPT, or null (29.3). */
   nested: NestedPaging | null = null;
-  /** Counts for the cost model: walks made and the paging-structure entries they read. */
-  readonly counters = { walks: 0, references: 0 };
+  /**
+   * Counts for the cost model: translations served by the TLB after a fast-path
+   * miss (`hits`), walks and the paging-structure entries they read, and
+   * invalidations by cause (each call, whatever it dropped).
+   */
+  readonly counters = {
+    hits: 0, walks: 0, references: 0,
+    flushes: { full: 0, control: 0, cr3: 0, invlpg: 0, invpcid: 0, invvpid: 0, invept: 0 },
+  };
 
   private readonly tag = new Float64Array(TLB_SIZE).fill(NaN);
   private readonly filled = new FilledSlots(TLB_SIZE >> 3);
@@ -233,6 +240,7 @@ export class Paging implements Translator {
       // access the nested rights do not allow: the walk makes the EPT exit.
       if ((access !== Access.WRITE || (info & T_D) !== 0) && (this.nested === null || nestedAllows(info, access))) {
         this.noteCacheable(info, access);
+        this.counters.hits++;
         return this.frame[idx]!;
       }
     }
@@ -502,6 +510,7 @@ export class Paging implements Translator {
    * (under nested paging the PDPTEs are the VM entry's to load, vol. 3C 27.3.2.4).
    */
   flush(): void {
+    this.counters.flushes.full++;
     this.dropEntries(-1, true);
     this.identity = false;
     if (pagingMode(this.cpu) === PagingMode.PAE && this.nested === null) this.loadPdptes(this.cpu.cr3Lo, false);
@@ -516,11 +525,13 @@ export class Paging implements Translator {
 
   /** Drops every entry of every PCID, global ones included. */
   flushAll(): void {
+    this.counters.flushes.control++;
     this.dropEntries(-1, true);
   }
 
   /** MOV to CR3 (4.10.4.1): drops the new PCID's non-global entries unless `noFlush`. */
   cr3Loaded(noFlush: boolean): void {
+    this.counters.flushes.cr3++;
     this.identity = false;
     if (!noFlush) this.dropEntries(this.key(), false);
     // The fast entries belong to the previous PCID.
@@ -529,6 +540,7 @@ export class Paging implements Translator {
 
   /** INVLPG: the page's entries for the current PCID, and global ones for any PCID, of the current VPID (4.10.4.1). */
   invlpg(lo: number, hi: number): void {
+    this.counters.flushes.invlpg++;
     this.dropPage(lo, hi, this.key(), true);
   }
 
@@ -538,6 +550,7 @@ export class Paging implements Translator {
    * 3, all non-global entries.
    */
   invpcid(type: number, pcid: number, lo: number, hi: number): void {
+    this.counters.flushes.invpcid++;
     const key = this.vpid * 4096 + pcid;
     switch (type) {
       case 0: this.dropPage(lo, hi, key, false); break;
@@ -606,6 +619,7 @@ export class Paging implements Translator {
    * mappings of every VPID but 0000H; 3, those of `vpid` but global ones.
    */
   invvpid(type: number, vpid: number, lo: number, hi: number): void {
+    this.counters.flushes.invvpid++;
     const tag = this.tag, vpn = hi * 0x100000 + (lo >>> 12);
     for (let k = 0; k < TLB_SIZE; k++) {
       if (tag[k] !== tag[k]) continue;
@@ -624,6 +638,7 @@ export class Paging implements Translator {
    * nested tag `tag`, or under any nested tag when `tag` < 0.
    */
   invept(tag: number): void {
+    this.counters.flushes.invept++;
     const keys = this.tag;
     for (let k = 0; k < TLB_SIZE; k++) {
       if (keys[k] !== keys[k]) continue;

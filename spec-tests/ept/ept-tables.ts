@@ -5,8 +5,11 @@
  * with the permissions and memory type a test asks for.
  */
 import type { Cpu } from '../../src/cpu/cpu.js';
-import { Field } from '../../vmcs/fields.js';
+import { run } from '../../src/cpu/run.js';
+import { vmEntry } from '../../src/vmx/entry.js';
+import { MEMORY_SIZE, type GuestRun } from '../../src/vmx/testing.js';
 import type { Vmcs } from '../../src/vmx/vmcs.js';
+import { Field } from '../../vmcs/fields.js';
 
 /** Where the EPT tables go: above the harness's guest page tables (src/vmx/testing.ts). */
 export const EPT_TABLES = 0x600000;
@@ -85,4 +88,85 @@ export function enableEpt(v: Vmcs, eptp: number, bits = 0): void {
   v.set(proc, v.lo(proc) | (1 << 31));
   v.set(sec, v.lo(sec) | 2 | bits);
   v.set(Field.EPT_POINTER, eptp);
+}
+
+// ---- guest and host code for the EPT tests -------------------------------------------------------
+
+export const VMCALL = [0x0f, 0x01, 0xc1];
+/** mov rax, [abs32]: the address as a 32-bit displacement (SIB form, no base). */
+export const loadRax = (a: number): number[] => [0x48, 0x8b, 0x04, 0x25, ...le32(a)];
+/** mov [abs32], rax. */
+export const storeRax = (a: number): number[] => [0x48, 0x89, 0x04, 0x25, ...le32(a)];
+/** mov rax, imm64. */
+export const movRax = (v: number): number[] => [0x48, 0xb8, ...le32(v % 2 ** 32), ...le32(Math.floor(v / 2 ** 32))];
+/** INVEPT rcx, [rax] and INVVPID rcx, [rax] (66 0F 38 80 / 81 /r). */
+export const INVEPT_RCX_RAX = [0x66, 0x0f, 0x38, 0x80, 0x08], INVVPID_RCX_RAX = [0x66, 0x0f, 0x38, 0x81, 0x08];
+
+export function le32(v: number): number[] {
+  return [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff];
+}
+
+/** Where host code runs after a VM exit, and the INVEPT/INVVPID descriptor it uses (free pages of the harness). */
+export const HOST_CODE = 0x402000, DESCRIPTOR = 0x403000;
+export const CF = 1, ZF = 0x40;
+
+/**
+ * Runs `code` in VMX root operation after a VM exit (the host halted at
+ * HOST_RIP), then PUSHFQ; POP RDX; HLT. Returns RFLAGS after `code`.
+ */
+export function runHost(r: GuestRun, code: number[]): number {
+  const cpu = r.cpu, bytes = Uint8Array.from([...code, 0x9c, 0x5a, 0xf4]);
+  cpu.memory.load(HOST_CODE, bytes);
+  cpu.codeWritten(HOST_CODE, bytes.length); // a decoded block of earlier host code there goes
+  cpu.ripLo = HOST_CODE; cpu.ripHi = 0; cpu.halted = false;
+  run(cpu, 100);
+  return cpu.gpr[2 * 2]!;
+}
+
+/** The host executes INVEPT of `type` with descriptor (EPTP, 0) (31.3 INVEPT); returns RFLAGS after it. */
+export function inveptHost(r: GuestRun, type: number, eptpLo: number, eptpHi = 0): number {
+  const m = r.cpu.memory;
+  m.write32(DESCRIPTOR, eptpLo); m.write32(DESCRIPTOR + 4, eptpHi);
+  m.write32(DESCRIPTOR + 8, 0); m.write32(DESCRIPTOR + 12, 0);
+  return runHost(r, [...movRax(DESCRIPTOR), 0xb9, ...le32(type), ...INVEPT_RCX_RAX]);
+}
+
+/** The host executes INVVPID of `type` for `vpid` (and linear address 0) (31.3 INVVPID); returns RFLAGS. */
+export function invvpidHost(r: GuestRun, type: number, vpid: number): number {
+  const m = r.cpu.memory;
+  m.write32(DESCRIPTOR, vpid); m.write32(DESCRIPTOR + 4, 0);
+  m.write32(DESCRIPTOR + 8, 0); m.write32(DESCRIPTOR + 12, 0);
+  return runHost(r, [...movRax(DESCRIPTOR), 0xb9, ...le32(type), ...INVVPID_RCX_RAX]);
+}
+
+/** VMRESUME (as the instruction's VM entry, 27) at guest RIP `rip` (default: the saved one), then runs the guest. */
+export function resume(r: GuestRun, rip?: number, budget = 100): void {
+  if (rip !== undefined) r.vmcs.set(Field.GUEST_RIP, rip);
+  vmEntry(r.vmx, r.cpu, false);
+  run(r.cpu, budget);
+}
+
+/** The exit information of the last VM exit, read from the VMCS (28.2.1). */
+export function exitOf(r: GuestRun): { reason: number; qualification: number; gpa: number; linear: number; rip: number } {
+  const v = r.vmcs;
+  return {
+    reason: v.lo(Field.EXIT_REASON) >>> 0, qualification: v.num(Field.EXIT_QUALIFICATION),
+    gpa: v.num(Field.GUEST_PHYSICAL_ADDRESS), linear: v.num(Field.GUEST_LINEAR_ADDRESS), rip: v.num(Field.GUEST_RIP),
+  };
+}
+
+/**
+ * A runInGuest `configure` that maps the harness's 16 MiB through an identity
+ * EPT (2-MiB pages, RWX, WB), lets `setup` change it and the VMCS, and turns on
+ * "enable EPT" with the tables' EPTP (bit 6 with `accessedDirty`) and secondary `bits`.
+ */
+export function eptGuest(
+  setup: (t: EptTables, v: Vmcs, cpu: Cpu) => void = () => {}, o: { accessedDirty?: boolean; secondary?: number } = {},
+): (v: Vmcs, cpu: Cpu) => void {
+  return (v, cpu) => {
+    const t = new EptTables(cpu);
+    t.identity(MEMORY_SIZE);
+    enableEpt(v, t.eptp(o.accessedDirty), o.secondary);
+    setup(t, v, cpu);
+  };
 }

@@ -56,9 +56,13 @@ interface CodePage {
   readonly blocks: Set<Block>;
 }
 
-/** Reads instruction bytes at a linear address through the MMU's execute path. */
+/**
+ * Reads instruction bytes through the MMU's execute path: at linear address
+ * (lo, hi) in 64-bit mode, else at CS base + offset `lo`, the offset wrapping
+ * at 64 KiB in 16-bit code (SDM vol. 3A, 20.1.1) and at 4 GiB in 32-bit code.
+ */
 class FetchSource implements ByteSource {
-  lo = 0; hi = 0; mode = 8;
+  lo = 0; hi = 0; mode = 8; base = 0;
   constructor(private readonly cpu: Cpu) {}
   byte(k: number): number {
     if (this.mode === 8) {
@@ -66,7 +70,7 @@ class FetchSource implements ByteSource {
       return this.cpu.mmu.fetch8(s | 0, s > 0xffffffff ? (this.hi + 1) | 0 : this.hi);
     }
     const off = (this.lo + k) | 0;
-    return this.cpu.mmu.fetch8(this.mode === 2 ? off & 0xffff : off, 0);
+    return this.cpu.mmu.fetch8((this.base + (this.mode === 2 ? off & 0xffff : off)) | 0, 0);
   }
 }
 
@@ -161,7 +165,10 @@ export class BlockCache {
 
   private build(lo: number, hi: number, phys: number): Block {
     const cpu = this.cpu, src = this.source, mode = cpu.codeSize;
-    src.lo = lo; src.hi = hi; src.mode = mode;
+    // Outside 64-bit mode the source counts offsets from the CS base (`lo` is linear).
+    src.base = mode === 8 ? 0 : cpu.segBase[2 * CS]!;
+    const first = (lo - src.base) | 0;
+    src.lo = first; src.hi = hi; src.mode = mode;
     const insns: Insn[] = [];
     let offset = 0;
     const pageEnd = PAGE_SIZE - (phys & PAGE_MASK);
@@ -171,8 +178,8 @@ export class BlockCache {
         insn = this.decoder.decode(src, mode);
       } else {
         const savedLo = src.lo, cr2Lo = cpu.cr2Lo, cr2Hi = cpu.cr2Hi, vmExit = cpu.vmExit;
-        src.lo = (lo + offset) | 0;
-        src.hi = mode === 8 && (src.lo >>> 0) < (lo >>> 0) ? (hi + 1) | 0 : hi;
+        src.lo = (first + offset) | 0;
+        src.hi = mode === 8 && (src.lo >>> 0) < (first >>> 0) ? (hi + 1) | 0 : hi;
         try {
           insn = this.decoder.decode(src, mode);
         } catch (e) {

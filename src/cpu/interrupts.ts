@@ -116,15 +116,18 @@ function deliverEvent(cpu: Cpu, first: number, kind: EventKind, firstCode: numbe
     } catch (e) {
       if (e !== FAULT) throw e;
       restore(cpu);
-      if (cpu.vmExit) {
-        // A VM exit from the delivery itself (an EPT violation on the IDT or stack) records the event (28.2.4).
-        if (delivering) cpu.virt.exitDuringDelivery(cpu, vector, k, code);
-        throw e;
-      }
+      // The exception bitmap's own exit for this event (26.2) is complete as it is.
+      if (cpu.vmExit && !delivering) throw e;
       // A fault while delivering INT n, INT3, INTO or INT1 is a fault of that
-      // instruction: it is reported with RIP at the instruction (vol. 2, INT n "Operation").
+      // instruction: it is reported with RIP at the instruction (vol. 2, INT n "Operation"),
+      // and so is a VM exit the delivery causes (vol. 3C, 28.3.3).
       if (k === EventKind.SOFTWARE_INTERRUPT || k === EventKind.SOFTWARE_EXCEPTION || k === EventKind.PRIVILEGED_SOFTWARE_EXCEPTION) {
         jumpRelative(cpu, cpu.codeSize, -cpu.excLength);
+      }
+      if (cpu.vmExit) {
+        // A VM exit from the delivery itself (an EPT violation on the IDT or stack) records the event (28.2.4).
+        cpu.virt.exitDuringDelivery(cpu, vector, k, code);
+        throw e;
       }
       during = vector; duringKind = k; duringCode = code;
       const second = cpu.excVector;

@@ -373,11 +373,26 @@ export class Paging implements Translator {
    * them now take the slow path on every processor, where memory counts them.
    */
   private markPageTables(): void {
-    const cpu = this.cpu;
-    for (let k = 0; k < this.usedCount; k++) {
-      const ppn = Math.floor(this.used[k]! / PAGE_SIZE);
-      if (cpu.memory.markPageTable(ppn)) for (const p of cpu.peers) p.mmu.protectPage(ppn);
-    }
+    for (let k = 0; k < this.usedCount; k++) this.watchTable(this.used[k]!);
+  }
+
+  /**
+   * The page of physical address `pa` holds paging structures (the nested ones
+   * too): writes to it take the slow path on every processor and are counted,
+   * so that entries kept across a full flush are not taken back after them.
+   */
+  watchTable(pa: number): void {
+    const cpu = this.cpu, ppn = Math.floor(pa / PAGE_SIZE);
+    if (cpu.memory.markPageTable(ppn)) for (const p of cpu.peers) p.mmu.protectPage(ppn);
+  }
+
+  /**
+   * Drops the translations of the page of linear address (lo, hi) for the
+   * current tag, as a nested translation's exit does for the linear address it
+   * came from (vol. 3C, 29.4.3.1).
+   */
+  invalidateLinear(lo: number, hi: number): void {
+    this.dropForFault(lo, hi);
   }
 
   /** The kept entry for `vpn` if it is still what a walk would build; it goes back into the TLB. */

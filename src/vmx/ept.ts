@@ -46,7 +46,7 @@ export class Ept implements NestedPaging {
   rights = 0;
   readonly counters: EptCounters = { walks: 0, references: 0 };
   /** The EPT PML4 table's address (EP4TA, bits 51:12 of the EPTP). */
-  private pml4 = 0;
+  private ep4ta = 0;
   private readonly tags = new Map<number, number>();
   private readonly cacheGpn = new Float64Array(CACHE_SIZE).fill(NaN);
   private readonly cacheTag = new Int32Array(CACHE_SIZE);
@@ -57,10 +57,13 @@ export class Ept implements NestedPaging {
 
   constructor(private readonly cpu: Cpu, private readonly exitInfo: ExitInfo, private readonly exit: () => never) {}
 
+  /** The EP4TA in use: where walks start (for translation.ts, which explains them). */
+  get pml4(): number { return this.ep4ta; }
+
   /** Makes `eptp` (bits 31:0, 63:32) the EPTP of the guest being entered (27.3.2). */
   use(eptpLo: number, eptpHi: number): void {
-    this.pml4 = (eptpHi & ADDR_HI) * 2 ** 32 + ((eptpLo & ~PAGE_MASK) >>> 0);
-    this.tag = this.tagOf(this.pml4);
+    this.ep4ta = (eptpHi & ADDR_HI) * 2 ** 32 + ((eptpLo & ~PAGE_MASK) >>> 0);
+    this.tag = this.tagOf(this.ep4ta);
     this.pagingWrites = (eptpLo & EPTP_AD) !== 0;
   }
 
@@ -91,7 +94,7 @@ export class Ept implements NestedPaging {
   private walk(gpa: number, access: Access, kind: GuestPhysical, lo: number, hi: number): number {
     const memory = this.cpu.memory;
     this.counters.walks++;
-    let table = this.pml4, rights = RWX, count = 0, hpn = 0, leafAt = 0, leaf = 0;
+    let table = this.ep4ta, rights = RWX, count = 0, hpn = 0, leafAt = 0, leaf = 0;
     const gLo = gpa % 2 ** 32 | 0, gHi = Math.floor(gpa / 2 ** 32);
     for (let level = 4; ; level--) {
       const shift = 3 + 9 * level; // 39, 30, 21, 12
@@ -99,6 +102,7 @@ export class Ept implements NestedPaging {
       const entryAt = table + index * 8;
       const eLo = memory.read32(entryAt), eHi = memory.read32(entryAt + 4);
       this.counters.references++;
+      this.cpu.paging.watchTable(entryAt);
       this.used[count++] = entryAt;
       if ((eLo & RWX) === 0) this.violation(gpa, access, 0, kind, lo, hi);
       const isLeaf = level === 1 || (level <= 3 && (eLo & LARGE) !== 0);
@@ -108,7 +112,7 @@ export class Ept implements NestedPaging {
       // entry that maps the page. Execute-only (100B) is allowed: IA32_VMX_EPT_VPID_CAP[0] = 1.
       if ((eLo & (R | W)) === W || (eHi & RSVD_HI) !== 0 || (eLo & rsvdLo) !== 0 ||
           (isLeaf && (type === 2 || type === 3 || type === 7))) {
-        this.misconfiguration(gpa);
+        this.misconfiguration(gpa, kind, lo, hi);
       }
       rights &= eLo;
       if (isLeaf) {
@@ -135,7 +139,7 @@ export class Ept implements NestedPaging {
 
   /** An EPT violation (29.3.3.2): exit reason 48 with the qualification of table 28-7. */
   private violation(gpa: number, access: Access, rights: number, kind: GuestPhysical, lo: number, hi: number): never {
-    this.drop(gpa);
+    this.drop(gpa, kind, lo, hi);
     const e = this.exitInfo;
     e.begin(ExitReason.EPT_VIOLATION);
     // A guest paging-structure access that A/D flags make a write reports both read and write.
@@ -153,18 +157,22 @@ export class Ept implements NestedPaging {
   }
 
   /** An EPT misconfiguration (29.3.3.1): exit reason 49, qualification 0, the guest-physical address. */
-  private misconfiguration(gpa: number): never {
-    this.drop(gpa);
+  private misconfiguration(gpa: number, kind: GuestPhysical, lo: number, hi: number): never {
+    this.drop(gpa, kind, lo, hi);
     const e = this.exitInfo;
     e.begin(ExitReason.EPT_MISCONFIGURATION);
     e.hasPhysical = true; e.physical = gpa;
     return this.exit();
   }
 
-  /** An EPT-induced exit invalidates the guest-physical mappings of the address (29.4.3.1). */
-  private drop(gpa: number): void {
+  /**
+   * An EPT-induced exit invalidates the guest-physical mappings of the address,
+   * and the combined mappings of the linear address it translated (29.4.3.1).
+   */
+  private drop(gpa: number, kind: GuestPhysical, lo: number, hi: number): void {
     const at = hpnSlot(gpa);
     if (this.cacheGpn[at] === Math.floor(gpa / PAGE_SIZE)) this.cacheGpn[at] = NaN;
+    if (kind !== GuestPhysical.NO_LINEAR) this.cpu.paging.invalidateLinear(lo, hi);
   }
 
   /**

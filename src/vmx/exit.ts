@@ -5,13 +5,13 @@
  * 27.2 ends here too, without saving guest state (27.8).
  */
 import { Field } from '../../vmcs/fields.js';
-import { EXIT_REASON_VM_ENTRY_FAILURE } from '../../vmcs/exit-reasons.js';
+import { ExitReason, EXIT_REASON_VM_ENTRY_FAILURE } from '../../vmcs/exit-reasons.js';
 import { VmExitControls as X } from '../../vmcs/controls.js';
 import { VmxAbort, VMX_ABORT_INDICATOR_OFFSET } from '../../vmcs/layout.js';
 import type { Cpu } from '../cpu/cpu.js';
 import { materialize } from '../cpu/flags.js';
 import { PagingMode, pagingMode } from '../cpu/paging.js';
-import { CS, EFER_LMA, EFER_LME, FS, GS, LDTR, RSP, SegAttr, TR } from '../cpu/regs.js';
+import { CS, EFER_LMA, EFER_LME, FS, GS, LDTR, RF, RSP, SegAttr, TR } from '../cpu/regs.js';
 import { PREEMPTION_TIMER_SHIFT } from './capabilities.js';
 import { loadMsrs, storeMsrs } from './msr-areas.js';
 import {
@@ -132,7 +132,7 @@ function saveGuestState(vmx: Vmx, cpu: Cpu): void {
     v.put(G.IDTR_BASE, cpu.idtrLo, cpu.idtrHi) | v.put(G.IDTR_LIMIT, cpu.idtrLimit, 0);
   // 28.3.3: RIP (of the instruction or event that caused the exit: the caller left it so), RSP, RFLAGS.
   v.put(G.RIP, cpu.ripLo, cpu.ripHi); // not among the checks' inputs (vmcs.ts CHECKED)
-  changed |= v.put(G.RSP, cpu.gpr[2 * RSP]!, cpu.gpr[2 * RSP + 1]!) | v.put(G.RFLAGS, materialize(cpu), 0);
+  changed |= v.put(G.RSP, cpu.gpr[2 * RSP]!, cpu.gpr[2 * RSP + 1]!) | v.put(G.RFLAGS, savedRflags(vmx, cpu), 0);
   // 28.3.4: activity and interruptibility state.
   const activity = cpu.waitForSipi ? WAIT_FOR_SIPI : vmx.shutdown ? SHUTDOWN : cpu.halted ? HLT : ACTIVE;
   let blocking = 0;
@@ -152,6 +152,18 @@ function saveGuestState(vmx: Vmx, cpu: Cpu): void {
   }
   cpu.halted = false;
   cpu.waitForSipi = false;
+}
+
+/**
+ * RFLAGS as a VM exit saves it (28.3.3): RF is 1 after an EPT violation or
+ * misconfiguration that did not occur during event delivery, so that the
+ * instruction, re-executed, takes no instruction breakpoint again. (During
+ * delivery it would be what the event's RFLAGS image held; the model keeps RF.)
+ */
+function savedRflags(vmx: Vmx, cpu: Cpu): number {
+  const e = vmx.exitInfo, rflags = materialize(cpu);
+  const ept = e.reason === ExitReason.EPT_VIOLATION || e.reason === ExitReason.EPT_MISCONFIGURATION;
+  return ept && (e.idtVectoringInfo & 0x80000000) === 0 ? rflags | RF : rflags;
 }
 
 /**

@@ -125,16 +125,25 @@ function buildGuestTables(cpu: Cpu, mode: GuestMode): void {
   }
 }
 
+/** A guest made ready by prepareGuest: everything up to the VM entry. */
+export interface PreparedGuest {
+  cpu: Cpu;
+  vmx: Vmx;
+  /** The current VMCS. */
+  vmcs: Vmcs;
+}
+
 /**
- * Runs `guestCode` in VMX non-root operation: builds the processor and memory
- * above, makes validVmcs(caps, mode) current, lets `configure` change the VMCS
- * and the processor (guest GPRs other than RSP are the processor's at entry),
- * loads the code at the VMCS's GUEST_RIP (linear = physical; not when it lies
- * outside memory), enters and runs up to `budget` instructions.
+ * Builds the processor and memory above, makes validVmcs(caps, mode) current,
+ * lets `configure` change the VMCS and the processor (guest GPRs other than RSP
+ * are the processor's at entry) and loads `guestCode` at the VMCS's GUEST_RIP
+ * (linear = physical; not when it lies outside memory). Nothing is entered or
+ * run: the caller enters with vmEntry(vmx, cpu, true) and runs (benchmarks,
+ * and tests that look at the guest's state before it runs).
  */
-export function runInGuest(
+export function prepareGuest(
   guestCode: ArrayLike<number>, configure?: (v: Vmcs, cpu: Cpu) => void, o: GuestRunOptions = {},
-): GuestRun {
+): PreparedGuest {
   const mode = o.mode ?? 64, caps = o.caps ?? SKYLAKE_VMX;
   const cpu = o.cpu ?? new Cpu({ memorySize: MEMORY_SIZE });
   cpu.enterFlat64();
@@ -169,7 +178,17 @@ export function runInGuest(
   // A RIP outside memory (a VMCS meant to fail its checks) gets no code: nothing would fetch it.
   const rip = v.hi(Field.GUEST_RIP) === 0 ? v.lo(Field.GUEST_RIP) >>> 0 : MEMORY_SIZE;
   if (rip + guestCode.length <= MEMORY_SIZE) m.load(rip, Uint8Array.from(guestCode));
+  return { cpu, vmx, vmcs: v };
+}
 
+/**
+ * Runs `guestCode` in VMX non-root operation: prepareGuest, then the entry
+ * (direct or by VMLAUNCH) and up to `budget` instructions.
+ */
+export function runInGuest(
+  guestCode: ArrayLike<number>, configure?: (v: Vmcs, cpu: Cpu) => void, o: GuestRunOptions = {},
+): GuestRun {
+  const { cpu, vmx, vmcs: v } = prepareGuest(guestCode, configure, o);
   const budget = o.budget ?? 1000;
   let stop: StopReason | null;
   if (o.launch === 'instruction') {

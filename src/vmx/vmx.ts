@@ -614,12 +614,17 @@ export class Vmx implements Virtualization {
     return cpu.cr8.readCr8();
   }
 
-  /** Exits during event delivery record the event in the IDT-vectoring information (28.2.4). */
-  exitDuringDelivery(_cpu: Cpu, vector: number, kind: number, code: number): void {
+  /**
+   * Exits during event delivery record the event in the IDT-vectoring
+   * information (28.2.4); during a software interrupt or exception, the length
+   * of its instruction too (28.2.5), at which RIP then points (28.3.3).
+   */
+  exitDuringDelivery(cpu: Cpu, vector: number, kind: number, code: number): void {
     const e = this.exitInfo;
     const t = this.injecting !== 0 ? (this.injecting >>> 8) & 7 : interruptionType(kind);
     e.idtVectoringInfo = (vector | (t << 8) | (code >= 0 ? 1 << 11 : 0) | 0x80000000) | 0;
     e.idtVectoringError = code >= 0 ? code : 0;
+    if (t >= 4) e.instructionLength = cpu.excLength;
   }
 
   exception(cpu: Cpu, vector: number, kind: number, code: number, during: number, duringKind: number, duringCode: number): void {

@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { ExitReason } from '../../vmcs/exit-reasons.js';
 import { Field as F } from '../../vmcs/fields.js';
 import { GUEST_CODE, GUEST_STACK, runInGuest, type GuestRun } from '../../src/vmx/testing.js';
+import type { Vmcs } from '../../src/vmx/vmcs.js';
 import {
   EPT_R, EPT_RWX, EPT_W, EPT_WB, EPT_X, EptTables, eptGuest, exitOf, le32, loadRax, resume, storeRax, VMCALL,
 } from './ept-tables.js';
@@ -119,5 +120,44 @@ describe('vol. 3A 20.1.1: 16-bit code with a CS base of 64 KiB or more', () => {
     }, { secondary: 1 << 7 }), { mode: 32, budget: 20 });
     expect(exitOf(r).reason).toBe(ExitReason.VMCALL);
     expect(r.cpu.gpr[2 * 3]! & 0xffff).toBe(0x4242);
+  });
+});
+
+describe('28.2.3: NMI unblocking due to IRET', () => {
+  // "An IRET instruction may unblock NMIs even if the instruction causes a fault or VM exit": the exit then
+  // reports it in bit 12 (of the EPT-violation qualification, or of the VM-exit interruption information),
+  // and the saved interruptibility state no longer shows blocking by NMI.
+  const MOV_ESP = (a: number): number[] => [0xbc, ...le32(a)], IRETQ = [0x48, 0xcf];
+  const FRAME = 0x70000;
+  /** Virtual NMIs (with NMI exiting), the guest entered with (virtual-)NMI blocking when `blocked`. */
+  const nmiControls = (v: Vmcs, blocked: boolean): void => {
+    v.set(F.PIN_BASED_VM_EXECUTION_CONTROLS, v.lo(F.PIN_BASED_VM_EXECUTION_CONTROLS) | (1 << 3) | (1 << 5));
+    v.set(F.GUEST_INTERRUPTIBILITY_STATE, blocked ? 8 : 0);
+  };
+
+  for (const blocked of [true, false]) {
+    it(`28.2.3, 28.2.1: IRETQ whose frame lies in an EPT not-present page, with NMI blocking ${blocked ? 'on: bit 12 set, blocking not saved' : 'off: bit 12 clear'}`, () => {
+      const r = runInGuest([...MOV_ESP(FRAME), ...IRETQ, ...VMCALL], eptGuest((t, v) => {
+        t.map(FRAME, FRAME, 0);
+        nmiControls(v, blocked);
+      }));
+      const e = exitOf(r);
+      expect(e.reason).toBe(ExitReason.EPT_VIOLATION);
+      expect(e.rip).toBe(GUEST_CODE + 5);
+      expect((e.qualification >>> 12) & 1).toBe(blocked ? 1 : 0);
+      expect(r.vmcs.lo(F.GUEST_INTERRUPTIBILITY_STATE) & 8).toBe(0);
+    });
+  }
+
+  it('28.2.3, 28.2.2: an IRETQ that faults (#GP, null CS in its frame) and exits through the exception bitmap sets bit 12 of the interruption information', () => {
+    const r = runInGuest([...MOV_ESP(FRAME), ...IRETQ, ...VMCALL], eptGuest((_t, v, cpu) => {
+      nmiControls(v, true);
+      v.set(F.EXCEPTION_BITMAP, 1 << 13);
+      // The frame: RIP, CS = 0, RFLAGS, RSP, SS.
+      [GUEST_CODE, 0, 2, FRAME, 0x10].forEach((q, k) => { cpu.memory.write32(FRAME + 8 * k, q); cpu.memory.write32(FRAME + 8 * k + 4, 0); });
+    }));
+    expect(exitOf(r).reason).toBe(ExitReason.EXCEPTION_OR_NMI);
+    expect(r.vmcs.lo(F.VM_EXIT_INTERRUPTION_INFORMATION) >>> 0).toBe((0x80000b0d | (1 << 12)) >>> 0);
+    expect(r.vmcs.lo(F.GUEST_INTERRUPTIBILITY_STATE) & 8).toBe(0);
   });
 });

@@ -209,6 +209,12 @@ export class Cpu implements FlagState, MmuHost {
   halted = false;
   /** NMIs are blocked from the delivery of one until the next IRET (SDM vol. 3A, 6.7.1). */
   nmiBlocked = false;
+  /**
+   * The instruction (insnCount + blockIndex while it runs) of the last IRET
+   * that ended NMI blocking, or -1. IRET unblocks NMIs even when it then
+   * faults, and VMX reports that on the exit (vol. 3C, 28.2.3).
+   */
+  iretUnblockedNmiAt = -1;
   /** The time base in ns (1 instruction = 1 ns); the platform adds time skipped while halted. */
   now: () => number = () => this.retired;
   /** The I/O ports (the platform attaches its devices here). */

@@ -15,6 +15,7 @@ import { ExitReason } from '../../vmcs/exit-reasons.js';
 import type { Cpu } from '../cpu/cpu.js';
 import { PAGE_MASK, PAGE_SIZE } from '../cpu/memory.js';
 import { Access } from '../cpu/mmu.js';
+import { iretUnblockedNmi } from '../cpu/ops/segment.js';
 import { GuestPhysical, MAXPHYADDR, type NestedPaging } from '../cpu/paging.js';
 import type { ExitInfo } from './exit.js';
 
@@ -34,7 +35,7 @@ const CACHE_BITS = 10, CACHE_SIZE = 1 << CACHE_BITS, CACHE_MASK = CACHE_SIZE - 1
 const CACHED_DIRTY = 8;
 
 /** Exit-qualification bits of EPT violations (28.2.1, table 28-7). */
-const Q_READ = 1, Q_WRITE = 2, Q_FETCH = 4, Q_LINEAR_VALID = 1 << 7, Q_TRANSLATION = 1 << 8;
+const Q_READ = 1, Q_WRITE = 2, Q_FETCH = 4, Q_LINEAR_VALID = 1 << 7, Q_TRANSLATION = 1 << 8, Q_NMI_UNBLOCKING = 1 << 12;
 
 /** Counts for the cost model: EPT walks and the EPT entries they read (the exits they cause are counted as exits). */
 export interface EptCounters { walks: number; references: number }
@@ -146,6 +147,8 @@ export class Ept implements NestedPaging {
     let q = access === Access.EXEC ? Q_FETCH : access === Access.WRITE ? Q_WRITE : Q_READ;
     if (kind === GuestPhysical.PAGING_ENTRY && access === Access.WRITE && this.pagingWrites) q |= Q_READ;
     q |= (rights & RWX) << 3;
+    // Bit 12: the access was an IRET's, which had ended NMI blocking (28.2.3).
+    if (iretUnblockedNmi(this.cpu)) q |= Q_NMI_UNBLOCKING;
     if (kind !== GuestPhysical.NO_LINEAR) {
       q |= Q_LINEAR_VALID;
       if (kind === GuestPhysical.FINAL) q |= Q_TRANSLATION;

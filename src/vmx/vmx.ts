@@ -17,6 +17,7 @@ import { deliverException, deliverInterrupt, deliverNmi } from '../cpu/interrupt
 import { effectiveAddress, getReg, jumpRelative, m128, readM128, readRm, writeRm } from '../cpu/operands.js';
 import { MAXPHYADDR } from '../cpu/paging.js';
 import { lmswValue } from '../cpu/ops/control-registers.js';
+import { iretUnblockedNmi } from '../cpu/ops/segment.js';
 import { AF, CF, EFER_LMA, IF, OF, PF, SF, VM, Vector, ZF } from '../cpu/regs.js';
 import { Intercept, VmxInstruction, type Virtualization } from '../cpu/virtualization.js';
 import { capabilityMsr, SKYLAKE_VMX, supports, type VmxCapabilities } from './capabilities.js';
@@ -39,6 +40,8 @@ const P_INTERRUPT_WINDOW = 1 << 2, P_HLT = 1 << 7, P_INVLPG = 1 << 9, P_MWAIT = 
 const P_CR3_LOAD = 1 << 15, P_CR3_STORE = 1 << 16, P_CR8_LOAD = 1 << 19, P_CR8_STORE = 1 << 20, P_TPR_SHADOW = 1 << 21;
 const P_NMI_WINDOW = 1 << 22, P_MOV_DR = 1 << 23, P_UNCONDITIONAL_IO = 1 << 24, P_IO_BITMAPS = 1 << 25;
 const P_MSR_BITMAPS = 1 << 28, P_MONITOR = 1 << 29, P_PAUSE = 1 << 30, P_SECONDARY = 1 << 31;
+/** Bit 12 of the VM-exit interruption information and of some exit qualifications (28.2.3). */
+const NMI_UNBLOCKING_DUE_TO_IRET = 1 << 12;
 const S_EPT = 1 << 1, S_DESCRIPTOR_TABLE = 1 << 2, S_RDTSCP = 1 << 3, S_VPID = 1 << 5, S_WBINVD = 1 << 6, S_PAUSE_LOOP = 1 << 10;
 const S_RDRAND = 1 << 11, S_INVPCID = 1 << 12, S_RDSEED = 1 << 16, S_XSAVES = 1 << 20;
 const X_ACK_INTERRUPT = 1 << 15;
@@ -645,6 +648,8 @@ export class Vmx implements Virtualization {
     e.begin(ExitReason.EXCEPTION_OR_NMI);
     const type = interruptionType(kind);
     e.interruptionInfo = (vector | (type << 8) | (code >= 0 ? 1 << 11 : 0) | 0x80000000) | 0;
+    // Bit 12: the fault came from an IRET that had ended NMI blocking (28.2.3); not for exits during delivery.
+    if (during < 0 && iretUnblockedNmi(cpu)) e.interruptionInfo |= NMI_UNBLOCKING_DUE_TO_IRET;
     e.interruptionError = code >= 0 ? code : 0;
     if (type === 5 || type === 6) {
       // A software exception exits with RIP at its instruction, and that instruction's length (28.2.5, 28.3.3).

@@ -347,10 +347,22 @@ function iretFlags(cpu: Cpu, value: number, z: number, cpl: number): void {
   cpu.rflags = (cpu.rflags & ~mask) | (value & mask);
 }
 
-/** IRET/IRETD/IRETQ (CF). Ends the blocking of NMIs (SDM vol. 3A, 6.7.1). */
+/**
+ * IRET/IRETD/IRETQ (CF). Ends the blocking of NMIs (SDM vol. 3A, 6.7.1), even
+ * when the return then faults ("IRET may unblock NMIs even if it causes a
+ * fault", vol. 3C, 28.2.3): the unblocking comes first.
+ */
 function iret(cpu: Cpu, i: Insn): void {
+  if (cpu.nmiBlocked) {
+    cpu.nmiBlocked = false;
+    cpu.iretUnblockedNmiAt = cpu.insnCount + cpu.blockIndex;
+  }
   iretFrame(cpu, i);
-  cpu.nmiBlocked = false;
+}
+
+/** The instruction running (or faulting) now is an IRET that ended NMI blocking. */
+export function iretUnblockedNmi(cpu: Cpu): boolean {
+  return cpu.iretUnblockedNmiAt === cpu.insnCount + cpu.blockIndex;
 }
 
 function iretFrame(cpu: Cpu, i: Insn): void {

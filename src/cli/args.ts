@@ -39,7 +39,7 @@ options:
   --memory SIZE     physical memory, e.g. 64M or 1G (default 64M)
   --cpus N          logical processors (default 1); the others wait for INIT and SIPI
   --max-insns N     stop after N instructions, all processors together (default 10000000000)
-  --stats           print instructions retired and MIPS on stderr
+  --stats           print instructions retired, MIPS, VM exits by reason, page and EPT walks on stderr
   --json            print the result as one JSON object on stdout (serial output is not printed)
   -h, --help        this text
   --version         the version

@@ -31,6 +31,19 @@ describe('hvsim run', () => {
     expect(BigInt(result.registers.rdx)).toBe(142913828922n);
   });
 
+  it('--stats counts the VM exits of a hypervisor on the model by reason, and the walks of both dimensions (vmx-ept: 3 EPT violations, 1 misconfiguration)', () => {
+    const r = capture(['run', bundledGuest('vmx-ept.bin'), '--stats']);
+    expect(r.status).toBe(1);
+    const exits = r.err.find((l) => l.includes('VM exits'));
+    expect(exits).toBe('hvsim: 7 VM exits: EPT_VIOLATION 3, VMCALL 2, HLT 1, EPT_MISCONFIGURATION 1');
+    expect(r.err.some((l) => /^hvsim: \d+ EPT walks \(\d+ entries read\)$/.test(l))).toBe(true);
+    const json = JSON.parse(capture(['run', bundledGuest('vmx-ept.bin'), '--json']).out[0]!);
+    expect(json.vmExits).toEqual({ EPT_VIOLATION: 3, VMCALL: 2, HLT: 1, EPT_MISCONFIGURATION: 1 });
+    expect(json.paging.flushes.invept).toBe(5);
+    expect(json.ept.walks).toBeGreaterThan(0);
+    expect(json.ept.references).toBeGreaterThanOrEqual(json.ept.walks);
+  });
+
   it('exits with the debug-exit status (v << 1) | 1 when the guest writes v to port 0xF4', () => {
     const dir = mkdtempSync(join(tmpdir(), 'hvsim-'));
     const image = join(dir, 'exit.bin');

@@ -3,6 +3,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
+import { exitReasonName } from '../../vmcs/exit-reasons.js';
+import type { Cpu } from '../cpu/cpu.js';
 import { GPR_NAMES, VECTOR_NAMES } from '../cpu/regs.js';
 import { InternalError } from '../cpu/run.js';
 import { ImageError, loadImage } from '../platform/loaders/index.js';
@@ -64,10 +66,52 @@ function watchEntries(vmx: Vmx, io: Output, json: boolean): void {
   };
 }
 
+/** What the processors counted: VM exits by reason, walks of both dimensions, TLB work (all processors together). */
+interface Counts {
+  vmExits: Record<string, number>;
+  paging: { walks: number; references: number; tlbHits: number; flushes: Record<string, number> };
+  ept: { walks: number; references: number };
+}
+
+function countsOf(units: readonly { cpu: Cpu; vmx: Vmx }[]): Counts {
+  const c: Counts = { vmExits: {}, paging: { walks: 0, references: 0, tlbHits: 0, flushes: {} }, ept: { walks: 0, references: 0 } };
+  for (const { cpu, vmx } of units) {
+    vmx.exitCounts.forEach((n, reason) => {
+      if (n > 0) { const name = exitReasonName(reason) ?? `reason ${reason}`; c.vmExits[name] = (c.vmExits[name] ?? 0) + n; }
+    });
+    const p = cpu.paging.counters;
+    c.paging.walks += p.walks; c.paging.references += p.references; c.paging.tlbHits += p.hits;
+    for (const [cause, n] of Object.entries(p.flushes)) c.paging.flushes[cause] = (c.paging.flushes[cause] ?? 0) + n;
+    c.ept.walks += vmx.ept.counters.walks; c.ept.references += vmx.ept.counters.references;
+  }
+  return c;
+}
+
+/** The --stats lines after the MIPS line: exits by reason (most first), then walks and TLB work. */
+function countLines(c: Counts): string[] {
+  const lines: string[] = [];
+  const exits = Object.entries(c.vmExits).sort((a, b) => b[1] - a[1]);
+  if (exits.length > 0) {
+    const total = exits.reduce((t, [, n]) => t + n, 0);
+    lines.push(`hvsim: ${total} VM exits: ${exits.map(([name, n]) => `${name} ${n}`).join(', ')}`);
+  }
+  const flushes = Object.entries(c.paging.flushes).filter(([, n]) => n > 0).map(([cause, n]) => `${cause} ${n}`);
+  lines.push(`hvsim: ${c.paging.walks} page walks (${c.paging.references} entries read), ${c.paging.tlbHits} TLB hits after a fast-path miss` +
+    (flushes.length > 0 ? `; invalidations: ${flushes.join(', ')}` : ''));
+  if (c.ept.walks > 0) lines.push(`hvsim: ${c.ept.walks} EPT walks (${c.ept.references} entries read)`);
+  return lines;
+}
+
 function runCommand(o: RunOptions, io: Output): number {
   const path = o.image ?? bundledGuest('boot64.bin');
   const image = readImage(path);
-  const machine = new PcMachine({ memorySize: o.memory, cpus: o.cpus, attach: (cpu) => { watchEntries(attachVmx(cpu), io, o.json); }, serialOut: o.json ? undefined : io.serial });
+  const units: { cpu: Cpu; vmx: Vmx }[] = [];
+  const attach = (cpu: Cpu): void => {
+    const vmx = attachVmx(cpu);
+    watchEntries(vmx, io, o.json);
+    units.push({ cpu, vmx });
+  };
+  const machine = new PcMachine({ memorySize: o.memory, cpus: o.cpus, attach, serialOut: o.json ? undefined : io.serial });
   const cpu = machine.cpu;
   const loaded = loadImage(cpu, image, {
     format: o.format, load: o.load, mode: o.mode, cmdline: o.cmdline || undefined,
@@ -81,7 +125,8 @@ function runCommand(o: RunOptions, io: Output): number {
   if (o.json) {
     const regs = Object.fromEntries(GPR_NAMES.map((n, k) => [n, hex(cpu.reg64(k))]));
     io.out(JSON.stringify({ image: path, format: loaded.format, stop, status, rip: hex(cpu.rip),
-      instructions: retired, seconds: Number(seconds.toFixed(3)), mips: Number(mips.toFixed(1)), registers: regs }));
+      instructions: retired, seconds: Number(seconds.toFixed(3)), mips: Number(mips.toFixed(1)), registers: regs,
+      ...countsOf(units) }));
     return status;
   }
   if (stop.kind === 'budget') io.err(`hvsim: stopped: instruction budget exhausted after ${retired.toLocaleString('en-US')} instructions at rip=${hex(cpu.rip)}`);
@@ -89,7 +134,10 @@ function runCommand(o: RunOptions, io: Output): number {
   else if (stop.kind === 'exception') {
     io.err(`hvsim: unhandled exception ${VECTOR_NAMES[stop.vector] ?? `vector ${stop.vector}`} at rip=${hex(cpu.rip)}`);
   }
-  if (o.stats) io.err(`hvsim: ${retired} instructions in ${seconds.toFixed(3)} s: ${mips.toFixed(1)} MIPS`);
+  if (o.stats) {
+    io.err(`hvsim: ${retired} instructions in ${seconds.toFixed(3)} s: ${mips.toFixed(1)} MIPS`);
+    for (const line of countLines(countsOf(units))) io.err(line);
+  }
   return status;
 }
 

@@ -58,6 +58,8 @@ export class ExitInfo {
 export function completeExit(vmx: Vmx, cpu: Cpu): void {
   const v = vmx.current!, e = vmx.exitInfo;
   cpu.vmExit = false;
+  const basic = e.reason & 0xffff;
+  if (basic < vmx.exitCounts.length) vmx.exitCounts[basic]++;
   // The exit-information fields (28.2): written directly, as no entry check reads them.
   v.put(EXIT_AT.REASON, e.reason, 0);
   v.put(EXIT_AT.QUALIFICATION, e.qualificationLo, e.qualificationHi);

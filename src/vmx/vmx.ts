@@ -42,6 +42,8 @@ const P_NMI_WINDOW = 1 << 22, P_MOV_DR = 1 << 23, P_UNCONDITIONAL_IO = 1 << 24, 
 const P_MSR_BITMAPS = 1 << 28, P_MONITOR = 1 << 29, P_PAUSE = 1 << 30, P_SECONDARY = 1 << 31;
 /** Bit 12 of the VM-exit interruption information and of some exit qualifications (28.2.3). */
 const NMI_UNBLOCKING_DUE_TO_IRET = 1 << 12;
+/** Basic exit reasons are below this (appendix C). */
+const EXIT_REASON_SLOTS = 128;
 const S_EPT = 1 << 1, S_DESCRIPTOR_TABLE = 1 << 2, S_RDTSCP = 1 << 3, S_VPID = 1 << 5, S_WBINVD = 1 << 6, S_PAUSE_LOOP = 1 << 10;
 const S_RDRAND = 1 << 11, S_INVPCID = 1 << 12, S_RDSEED = 1 << 16, S_XSAVES = 1 << 20;
 const X_ACK_INTERRUPT = 1 << 15;
@@ -105,6 +107,8 @@ export class Vmx implements Virtualization {
   tprBelowThreshold = false;
   /** The EPT of the processor (attachVmx): installed beneath paging while a guest with EPT runs. */
   ept!: Ept;
+  /** VM exits completed, by basic exit reason (appendix C), VM-entry failures included; for statistics. */
+  readonly exitCounts = new Float64Array(EXIT_REASON_SLOTS);
 
   constructor(readonly caps: VmxCapabilities) {
     VMCS_FIELDS.forEach((f, k) => {

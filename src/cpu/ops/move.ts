@@ -98,6 +98,12 @@ function extend(from: number, signed: boolean) {
   };
 }
 
+/** MOVSXD: a source of the operand size, at most 32 bits (SDM vol. 2, MOVSX/MOVSXD: 63 /r MOVSXD r16, r/m16). */
+const movsxd16 = extend(2, true), movsxd32 = extend(4, true);
+function movsxd(cpu: Cpu, i: Insn): void {
+  if (i.opSize === 2) movsxd16(cpu, i); else movsxd32(cpu, i);
+}
+
 function xchgEG(cpu: Cpu, i: Insn): void {
   const z = i.opSize;
   const a = readRmw(cpu, i, z), ah = cpu.tHi;
@@ -255,7 +261,7 @@ const entries: Record<number, Entry> = {
   0xa3: def('mov', movOA, { imm: Im.Ob }),
   0xc6: { group: [def('mov', movEI, { modrm: true, size: Sz.B, imm: Im.Ib, compile: compileMov('EI') })] },
   0xc7: { group: [def('mov', movEI, { modrm: true, imm: Im.Iz, compile: compileMov('EI') })] },
-  0x63: { long64: def('movsxd', extend(4, true), { modrm: true }) },
+  0x63: { long64: def('movsxd', movsxd, { modrm: true }) },
   [TWO + 0xb6]: def('movzx', extend(1, false), { modrm: true }),
   [TWO + 0xb7]: def('movzx', extend(2, false), { modrm: true }),
   [TWO + 0xbe]: def('movsx', extend(1, true), { modrm: true }),

@@ -158,6 +158,20 @@ const APIC_ACCESS: readonly BitField[] = [
   ASYNCHRONOUS,
 ];
 
+/** The bits of the EPT-violation qualification the model sets (table 28-7), for code that builds one. */
+export const EptViolation = {
+  DATA_READ: 1 << 0,
+  DATA_WRITE: 1 << 1,
+  INSTRUCTION_FETCH: 1 << 2,
+  /** Bits 5:3: the R, W, X bits (2:0) of the EPT entries used, ANDed. */
+  PERMISSIONS_SHIFT: 3,
+  GUEST_LINEAR_ADDRESS_VALID: 1 << 7,
+  TRANSLATED_LINEAR_ADDRESS: 1 << 8,
+} as const;
+
+/** Bit 12 of several qualifications and of the VM-exit interruption information (28.2.3). */
+export const NMI_UNBLOCKING_DUE_TO_IRET = 1 << 12;
+
 const EPT_VIOLATION: readonly BitField[] = [
   { name: 'DATA_READ', lsb: 0, width: 1 },
   { name: 'DATA_WRITE', lsb: 1, width: 1 },

@@ -38,9 +38,9 @@ export const PF_P = 1, PF_W = 2, PF_U = 4, PF_RSVD = 8, PF_I = 16;
 const P = 1, A = 1 << 5, D = 1 << 6, PS = 1 << 7, G = 1 << 8;
 
 /** Bits of a physical address above bit 31 that MAXPHYADDR allows. */
-const ADDR_HI = (1 << (MAXPHYADDR - 32)) - 1;
+export const ADDR_HI = (1 << (MAXPHYADDR - 32)) - 1;
 /** 4-level/5-level entries: bits 51:MAXPHYADDR reserved (4.5, tables 4-14 to 4-20). */
-const RSVD_HI_IA32E = ((1 << 20) - 1) & ~ADDR_HI;
+export const RSVD_HI_IA32E = ((1 << 20) - 1) & ~ADDR_HI;
 /** PAE page-directory and page-table entries: bits 62:MAXPHYADDR reserved (4.4.2, tables 4-9 to 4-11). */
 const RSVD_HI_PAE = 0x7fffffff & ~ADDR_HI;
 /** PAE PDPTE: bits 2:1, 8:5 and 63:MAXPHYADDR reserved (4.4.1, table 4-8). */
@@ -386,14 +386,7 @@ export class Paging implements Translator {
     if (cpu.memory.markPageTable(ppn)) for (const p of cpu.peers) p.mmu.protectPage(ppn);
   }
 
-  /**
-   * Drops the translations of the page of linear address (lo, hi) for the
-   * current tag, as a nested translation's exit does for the linear address it
-   * came from (vol. 3C, 29.4.3.1).
-   */
-  invalidateLinear(lo: number, hi: number): void {
-    this.dropForFault(lo, hi);
-  }
+
 
   /** The kept entry for `vpn` if it is still what a walk would build; it goes back into the TLB. */
   private takeBack(lo: number, vpn: number, pcid: number, mode: PagingMode): number {
@@ -447,7 +440,7 @@ export class Paging implements Translator {
     // I/D: an instruction fetch with SMEP, or with PAE/IA-32e paging and EFER.NXE.
     if (access === Access.EXEC &&
         ((cpu.cr4 & CR4_SMEP) !== 0 || ((cpu.cr4 & CR4_PAE) !== 0 && (cpu.efer & EFER_NXE) !== 0))) code |= PF_I;
-    this.dropForFault(lo, hi);
+    this.invalidateLinear(lo, hi);
     cpu.cr2PrevLo = cpu.cr2Lo; cpu.cr2PrevHi = cpu.cr2Hi;
     cpu.cr2Lo = lo;
     cpu.cr2Hi = mode >= PagingMode.LEVEL4 ? hi : 0;
@@ -455,10 +448,12 @@ export class Paging implements Translator {
   }
 
   /**
-   * A page fault invalidates the TLB entries for the faulting page (4.10.4.1):
-   * the cached entry, with every fragment when it is part of a large page.
+   * Drops the TLB entries of the current tag for the page of linear address
+   * (lo, hi), with every fragment when it is part of a large page: as a page
+   * fault does for its page (4.10.4.1), and a nested translation's exit for the
+   * linear address it came from (vol. 3C, 29.4.3.1).
    */
-  private dropForFault(lo: number, hi: number): void {
+  invalidateLinear(lo: number, hi: number): void {
     const pcid = this.key(), idx = this.find(lo, hi * 0x100000 + (lo >>> 12), pcid);
     if (idx >= 0 && (this.info[idx]! >> 8) !== 0) { this.dropPage(lo, hi, pcid, true); return; }
     if (idx >= 0) this.tag[idx] = NaN;

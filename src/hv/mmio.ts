@@ -17,6 +17,7 @@
 import { Decoder, TOO_LONG, UNDEFINED, type ByteSource } from '../cpu/decoder.js';
 import { FlagOp, materialize, setLazy, setLazyCarry, setLazyLogic, type FlagState } from '../cpu/flags.js';
 import { BASE_RIP, HIGH_BYTE, OpMap, type Insn } from '../cpu/insn.js';
+import { PAGE_SIZE } from '../cpu/memory.js';
 import { OPCODE_TABLE } from '../cpu/optable.js';
 import { CF, STATUS_FLAGS } from '../cpu/regs.js';
 
@@ -51,7 +52,6 @@ type Size = 1 | 2 | 4 | 8;
 const decoder = new Decoder(OPCODE_TABLE);
 
 const MAX_LENGTH = 15;
-const PAGE_SIZE = 4096;
 const TWO = OpMap.TWO * 256;
 const MASK: readonly bigint[] = [0n, 0xffn, 0xffffn, 0n, 0xffffffffn, 0n, 0n, 0n, 0xffffffffffffffffn];
 

@@ -12,20 +12,22 @@
  * host-physical) are the paging TLB's (paging.ts), tagged with `tag`.
  */
 import { ExitReason } from '../../vmcs/exit-reasons.js';
+import { EptViolation, NMI_UNBLOCKING_DUE_TO_IRET } from '../../vmcs/qualifications.js';
 import type { Cpu } from '../cpu/cpu.js';
 import { PAGE_MASK, PAGE_SIZE } from '../cpu/memory.js';
 import { Access } from '../cpu/mmu.js';
 import { iretUnblockedNmi } from '../cpu/ops/segment.js';
-import { GuestPhysical, MAXPHYADDR, type NestedPaging } from '../cpu/paging.js';
+import { ADDR_HI, GuestPhysical, RSVD_HI_IA32E, type NestedPaging } from '../cpu/paging.js';
 import type { ExitInfo } from './exit.js';
 
-/** EPT entry bits (29.3.2, tables 29-1 to 29-6). */
-const R = 1, W = 2, X = 4, RWX = 7, LARGE = 1 << 7, ACCESSED = 1 << 8, DIRTY = 1 << 9;
-/** Address bits of an entry above bit 31 that MAXPHYADDR allows; bits 51:MAXPHYADDR are reserved. */
-const ADDR_HI = (1 << (MAXPHYADDR - 32)) - 1;
-const RSVD_HI = ((1 << 20) - 1) & ~ADDR_HI;
-/** Reserved low bits: 7:3 in entries that reference a table; 29:12 (1 GiB) and 20:12 (2 MiB) in large pages. */
-const RSVD_TABLE = 0xf8, RSVD_1G = 0x3ffff000, RSVD_2M = 0x1ff000;
+/** EPT entry bits (29.3.2, tables 29-1 to 29-6); translation.ts describes entries with them too. */
+export const R = 1, W = 2, X = 4, RWX = 7, LARGE = 1 << 7, ACCESSED = 1 << 8, DIRTY = 1 << 9;
+/**
+ * Reserved low bits: 7:3 in entries that reference a table; 29:12 (1 GiB) and
+ * 20:12 (2 MiB) in large pages. Bits 51:MAXPHYADDR are reserved as in 4-level
+ * paging (paging.ts RSVD_HI_IA32E).
+ */
+export const RSVD_TABLE = 0xf8, RSVD_1G = 0x3ffff000, RSVD_2M = 0x1ff000;
 /** EPTP (25.6.11): bit 6 enables accessed and dirty flags. */
 const EPTP_AD = 1 << 6;
 
@@ -34,8 +36,6 @@ const CACHE_BITS = 10, CACHE_SIZE = 1 << CACHE_BITS, CACHE_MASK = CACHE_SIZE - 1
 /** A cached mapping's dirty flag is set (or A/D flags are off): a write need not walk to set it. */
 const CACHED_DIRTY = 8;
 
-/** Exit-qualification bits of EPT violations (28.2.1, table 28-7). */
-const Q_READ = 1, Q_WRITE = 2, Q_FETCH = 4, Q_LINEAR_VALID = 1 << 7, Q_TRANSLATION = 1 << 8, Q_NMI_UNBLOCKING = 1 << 12;
 
 /** Counts for the cost model: EPT walks and the EPT entries they read (the exits they cause are counted as exits). */
 export interface EptCounters { walks: number; references: number }
@@ -111,7 +111,7 @@ export class Ept implements NestedPaging {
       const type = (eLo >>> 3) & 7;
       // Misconfigured (29.3.3.1): write without read; a reserved bit; a reserved memory type (2, 3, 7) in the
       // entry that maps the page. Execute-only (100B) is allowed: IA32_VMX_EPT_VPID_CAP[0] = 1.
-      if ((eLo & (R | W)) === W || (eHi & RSVD_HI) !== 0 || (eLo & rsvdLo) !== 0 ||
+      if ((eLo & (R | W)) === W || (eHi & RSVD_HI_IA32E) !== 0 || (eLo & rsvdLo) !== 0 ||
           (isLeaf && (type === 2 || type === 3 || type === 7))) {
         this.misconfiguration(gpa, kind, lo, hi);
       }
@@ -144,14 +144,15 @@ export class Ept implements NestedPaging {
     const e = this.exitInfo;
     e.begin(ExitReason.EPT_VIOLATION);
     // A guest paging-structure access that A/D flags make a write reports both read and write.
-    let q = access === Access.EXEC ? Q_FETCH : access === Access.WRITE ? Q_WRITE : Q_READ;
-    if (kind === GuestPhysical.PAGING_ENTRY && access === Access.WRITE && this.pagingWrites) q |= Q_READ;
-    q |= (rights & RWX) << 3;
+    const Q = EptViolation;
+    let q = access === Access.EXEC ? Q.INSTRUCTION_FETCH : access === Access.WRITE ? Q.DATA_WRITE : Q.DATA_READ;
+    if (kind === GuestPhysical.PAGING_ENTRY && access === Access.WRITE && this.pagingWrites) q |= Q.DATA_READ;
+    q |= (rights & RWX) << Q.PERMISSIONS_SHIFT;
     // Bit 12: the access was an IRET's, which had ended NMI blocking (28.2.3).
-    if (iretUnblockedNmi(this.cpu)) q |= Q_NMI_UNBLOCKING;
+    if (iretUnblockedNmi(this.cpu)) q |= NMI_UNBLOCKING_DUE_TO_IRET;
     if (kind !== GuestPhysical.NO_LINEAR) {
-      q |= Q_LINEAR_VALID;
-      if (kind === GuestPhysical.FINAL) q |= Q_TRANSLATION;
+      q |= Q.GUEST_LINEAR_ADDRESS_VALID;
+      if (kind === GuestPhysical.FINAL) q |= Q.TRANSLATED_LINEAR_ADDRESS;
       e.hasLinear = true; e.linearLo = lo; e.linearHi = hi;
     }
     e.qualificationLo = q;

@@ -18,7 +18,8 @@ import {
   CR0_WP, CR4_PAE, CR4_PSE, CR4_SMAP, CR4_SMEP, MAXPHYADDR, PF_I, PF_P, PF_RSVD, PF_U, PF_W, PagingMode, pagingMode,
 } from '../cpu/paging.js';
 import { AC, EFER_NXE } from '../cpu/regs.js';
-import { Ept } from './ept.js';
+import { Ept, LARGE as EPT_LARGE_BIT, RSVD_1G as EPT_1G, RSVD_2M as EPT_2M, RSVD_TABLE as EPT_TABLE, RWX as EPT_RIGHTS } from './ept.js';
+import { EptViolation } from '../../vmcs/qualifications.js';
 
 export type AccessKind = 'read' | 'write' | 'fetch';
 
@@ -104,14 +105,14 @@ const RSVD_1G = 0x3fffe000n, RSVD_2M = 0x1fe000n;
 const PSE36_BITS = BigInt(Math.min(MAXPHYADDR, 40) - 32);
 const PSE36_RSVD = (1n << 22n) - (1n << (PSE36_BITS + 13n));
 
-/** EPT entry bits (29.3.2, tables 29-1 to 29-6). */
-const EPT_RWX = 7n, EPT_LARGE = 0x80n;
-/** Reserved low bits: 7:3 in entries that reference a table, 29:12 (1 GiB) and 20:12 (2 MiB) in large pages. */
-const EPT_RSVD_TABLE = 0xf8n, EPT_RSVD_1G = 0x3ffff000n, EPT_RSVD_2M = 0x1ff000n;
+/** EPT entry bits and reserved low bits, as ept.ts has them (29.3.2, tables 29-1 to 29-6). */
+const EPT_RWX = BigInt(EPT_RIGHTS), EPT_LARGE = BigInt(EPT_LARGE_BIT);
+const EPT_RSVD_TABLE = BigInt(EPT_TABLE), EPT_RSVD_1G = BigInt(EPT_1G), EPT_RSVD_2M = BigInt(EPT_2M);
 /** Memory types in bits 5:3 of the entry that maps a page (29.3.7); 2, 3 and 7 are reserved. */
 const MEMORY_TYPES = ['UC', 'WC', 'MT2', 'MT3', 'WT', 'WP', 'WB', 'MT7'];
 /** EPT-violation exit qualification (28.2.1, table 28-7). */
-const Q_READ = 1, Q_WRITE = 2, Q_FETCH = 4, Q_LINEAR_VALID = 1 << 7, Q_TRANSLATION = 1 << 8;
+const Q_READ = EptViolation.DATA_READ, Q_WRITE = EptViolation.DATA_WRITE, Q_FETCH = EptViolation.INSTRUCTION_FETCH;
+const Q_LINEAR_VALID = EptViolation.GUEST_LINEAR_ADDRESS_VALID, Q_TRANSLATION = EptViolation.TRANSLATED_LINEAR_ADDRESS;
 
 const GUEST_NAMES = ['', 'PTE', 'PDE', 'PDPTE', 'PML4E', 'PML5E'];
 const EPT_NAMES = ['', 'EPT PTE', 'EPT PDE', 'EPT PDPTE', 'EPT PML4E'];
@@ -382,7 +383,7 @@ class Explainer {
    * (8) (28.2.1, table 28-7).
    */
   private violation(own: number, rights: number, use: 'final' | 'entry', gpa: bigint, reason: string): TranslationOutcome {
-    const qualification = own | ((rights & 7) << 3) | Q_LINEAR_VALID | (use === 'final' ? Q_TRANSLATION : 0);
+    const qualification = own | ((rights & 7) << EptViolation.PERMISSIONS_SHIFT) | Q_LINEAR_VALID | (use === 'final' ? Q_TRANSLATION : 0);
     return { kind: 'ept-violation', qualification, guestPhysical: gpa, reason };
   }
 

@@ -10,6 +10,7 @@ import { ExitReason } from '../../vmcs/exit-reasons.js';
 import { Field, fieldExists, VMCS_FIELDS } from '../../vmcs/fields.js';
 import { VmInstructionError } from '../../vmcs/instruction-errors.js';
 import { VMCS_SHADOW_INDICATOR } from '../../vmcs/layout.js';
+import { NMI_UNBLOCKING_DUE_TO_IRET } from '../../vmcs/qualifications.js';
 import { FAULT, Pending, type Cpu } from '../cpu/cpu.js';
 import { setStatusFlags } from '../cpu/flags.js';
 import { BASE_RIP, type Insn } from '../cpu/insn.js';
@@ -40,8 +41,6 @@ const P_INTERRUPT_WINDOW = 1 << 2, P_HLT = 1 << 7, P_INVLPG = 1 << 9, P_MWAIT = 
 const P_CR3_LOAD = 1 << 15, P_CR3_STORE = 1 << 16, P_CR8_LOAD = 1 << 19, P_CR8_STORE = 1 << 20, P_TPR_SHADOW = 1 << 21;
 const P_NMI_WINDOW = 1 << 22, P_MOV_DR = 1 << 23, P_UNCONDITIONAL_IO = 1 << 24, P_IO_BITMAPS = 1 << 25;
 const P_MSR_BITMAPS = 1 << 28, P_MONITOR = 1 << 29, P_PAUSE = 1 << 30, P_SECONDARY = 1 << 31;
-/** Bit 12 of the VM-exit interruption information and of some exit qualifications (28.2.3). */
-const NMI_UNBLOCKING_DUE_TO_IRET = 1 << 12;
 /** Basic exit reasons are below this (appendix C). */
 const EXIT_REASON_SLOTS = 128;
 const S_EPT = 1 << 1, S_DESCRIPTOR_TABLE = 1 << 2, S_RDTSCP = 1 << 3, S_VPID = 1 << 5, S_WBINVD = 1 << 6, S_PAUSE_LOOP = 1 << 10;

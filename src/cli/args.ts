@@ -20,18 +20,34 @@ export interface RunOptions {
   maxInsns: number;
   stats: boolean;
   json: boolean;
+  /** CPU profile of the guest. */
+  profile: string;
+  vpid: boolean;
+  /** One JSON object per VM exit to this file. */
+  trace: string | null;
+  /** The guest's serial output to this file instead of stdout. */
+  serial: string | null;
+  quiet: boolean;
 }
 export type Command = RunOptions | { command: 'help' } | { command: 'version' };
 
 export const USAGE = `usage: hvsim run [IMAGE] [options]
 
-Runs IMAGE on a PC built around the x86-64 processor model: a Multiboot kernel
-(ELF32, ELF64 or a.out kludge), a plain ELF, or a flat binary. The guest's COM1
-output goes to stdout. With no IMAGE, runs the bundled default guest
-(guests/boot64.bin: protected mode to long mode, an exception, timer interrupts).
+Runs IMAGE as a guest in VMX non-root operation under hvsim's hypervisor (a
+root-mode handler written in TypeScript serves every VM exit), on a PC built
+around the x86-64 processor model: a Multiboot kernel (ELF32, ELF64 or a.out
+kludge), a plain ELF, or a flat binary. The guest's COM1 output goes to stdout.
+With no IMAGE, runs the bundled default guest (guests/demo.bin: three tasks in
+their own address spaces, switched by timer interrupts).
 
 options:
-  --bare            run on the bare processor (until the hypervisor exists, every run is bare)
+  --bare            run on the bare processor, without the hypervisor
+  --profile NAME    CPU profile of the guest (default skylake)
+  --no-vpid         no VPID: every VM exit and entry flushes the guest's TLB
+  --trace FILE      one JSON object per VM exit (seq, reason, name, rip, len,
+                    qualification, decoded, insn, sinceLast) to FILE
+  --serial FILE     the guest's COM1 output to FILE instead of stdout
+  --quiet           no diagnostics on stderr but errors
   --format F        auto, multiboot, elf or flat (default auto)
   --load ADDR       flat binaries: physical load and start address (default 0x1000)
   --mode M          flat binaries: start in real, 32 (protected) or 64 (long) mode (default 64)
@@ -45,9 +61,10 @@ options:
   --version         the version
 
 exit status: the guest's debug-exit status ((v << 1) | 1 for a write of v to
-port 0xF4); 0 when it halts with interrupts off; 3 instruction budget
-exhausted; 5 triple fault (shutdown); 2 bad usage or a bad image; 70 an
-internal error of the model (reported with the guest's state).`;
+port 0xF4, or v of the EXIT hypercall); 0 when it halts with interrupts off; 3
+instruction budget exhausted; 5 triple fault (shutdown); 6 VM-entry failure;
+7 a VM exit the hypervisor has no handler for; 2 bad usage or a bad image; 70
+an internal error of the model (reported with the guest's state).`;
 
 /** Parses a size such as 4096, 0x1000, 64K, 64M or 1G. */
 export function parseSize(text: string, what: string): number {
@@ -66,7 +83,7 @@ export function parseArgs(argv: readonly string[]): Command {
   const o: RunOptions = {
     command: 'run', image: null, bare: false, load: 0x1000, mode: '64', format: 'auto', cmdline: '',
     memory: 64 * 1024 * 1024,
-    cpus: 1, maxInsns: 1e10, stats: false, json: false,
+    cpus: 1, maxInsns: 1e10, stats: false, json: false, profile: 'skylake', vpid: true, trace: null, serial: null, quiet: false,
   };
   const value = (k: number, name: string): string => {
     const v = argv[k + 1];
@@ -79,6 +96,11 @@ export function parseArgs(argv: readonly string[]): Command {
       case '--bare': o.bare = true; break;
       case '--stats': o.stats = true; break;
       case '--json': o.json = true; break;
+      case '--no-vpid': o.vpid = false; break;
+      case '--quiet': o.quiet = true; break;
+      case '--profile': o.profile = value(k++, a); break;
+      case '--trace': o.trace = value(k++, a); break;
+      case '--serial': o.serial = value(k++, a); break;
       case '-h': case '--help': return { command: 'help' };
       case '--load': o.load = parseSize(value(k++, a), a); break;
       case '--memory': {

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -12,13 +12,31 @@ function capture(argv: string[]): { status: number; out: string[]; err: string[]
 }
 
 describe('hvsim run', () => {
-  it('runs the bundled default guest: Multiboot, long mode, #DE, timer interrupts, halt with IF = 0 (status 0)', () => {
+  it('runs the bundled default guest under the hypervisor: three tasks, timer interrupts, halt with IF = 0 (status 0), as on the bare processor', () => {
     const r = capture(['run']);
     expect(r.err).toEqual([]);
     expect(r.status).toBe(0);
-    expect(r.serial).toBe([
-      'hvsim guest: protected mode', 'hvsim guest: long mode', 'hvsim guest: #DE handled',
-      'hvsim guest: resumed after #DE', 'hvsim guest: 3 timer interrupts', ''].join('\n'));
+    const lines = r.serial.split('\n');
+    expect(lines[0]).toBe('hvsim demo: started by a Multiboot loader, in 32-bit protected mode');
+    expect(lines.at(-2)).toBe('kernel: all tasks done: 55 timer ticks, 49 task switches (MOV to CR3), 20 lines written');
+    expect(capture(['run', '--bare']).serial).toBe(r.serial);
+  });
+
+  it('--trace writes one JSON object per VM exit: seq, reason, name, rip, len, qualification, decoded, insn, sinceLast', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hvsim-'));
+    const file = join(dir, 'trace.jsonl');
+    const r = capture(['run', '--trace', file, '--max-insns', '100000']);
+    expect(r.status).toBe(3);
+    const exits = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(exits.length).toBeGreaterThan(10);
+    exits.forEach((e, k) => expect(e.seq).toBe(k + 1));
+    // The demo's first exits: its serial output, polling LSR (IN from 3FDH) and writing THR (OUT to 3F8H), SDM vol. 3C table 28-5.
+    expect(exits[0]).toMatchObject({ reason: 30, name: 'IO_INSTRUCTION', len: 1, qualification: '0x3fd0008', insn: 'in al, dx',
+      decoded: { SIZE_OF_ACCESS: 0, DIRECTION: 1, STRING_INSTRUCTION: 0, REP_PREFIXED: 0, OPERAND_ENCODING: 0, PORT_NUMBER: 0x3fd } });
+    expect(exits[1]).toMatchObject({ reason: 30, len: 1, qualification: '0x3f80000', insn: 'out dx, al' });
+    expect(exits.every((e) => /^0x[0-9a-f]+$/.test(e.rip) && typeof e.sinceLast === 'number')).toBe(true);
+    const cpuid = exits.find((e) => e.name === 'CPUID');
+    expect(cpuid).toMatchObject({ reason: 10, len: 2, insn: 'cpuid', qualification: '0x0' });
   });
 
   it('runs the sieve as a flat 64-bit image: 148933 primes below 2,000,000, halted with IF = 0 (status 0)', () => {
@@ -32,12 +50,12 @@ describe('hvsim run', () => {
   });
 
   it('--stats counts the VM exits of a hypervisor on the model by reason, and the walks of both dimensions (vmx-ept: 3 EPT violations, 1 misconfiguration)', () => {
-    const r = capture(['run', bundledGuest('vmx-ept.bin'), '--stats']);
+    const r = capture(['run', bundledGuest('vmx-ept.bin'), '--bare', '--stats']);
     expect(r.status).toBe(1);
     const exits = r.err.find((l) => l.includes('VM exits'));
     expect(exits).toBe('hvsim: 7 VM exits: EPT_VIOLATION 3, VMCALL 2, HLT 1, EPT_MISCONFIGURATION 1');
     expect(r.err.some((l) => /^hvsim: \d+ EPT walks \(\d+ entries read\)$/.test(l))).toBe(true);
-    const json = JSON.parse(capture(['run', bundledGuest('vmx-ept.bin'), '--json']).out[0]!);
+    const json = JSON.parse(capture(['run', bundledGuest('vmx-ept.bin'), '--bare', '--json']).out[0]!);
     expect(json.vmExits).toEqual({ EPT_VIOLATION: 3, VMCALL: 2, HLT: 1, EPT_MISCONFIGURATION: 1 });
     expect(json.paging.flushes.invept).toBe(5);
     expect(json.ept.walks).toBeGreaterThan(0);

@@ -1,5 +1,5 @@
 /** The `hvsim` command: main() returns the exit status; output goes through `out` and `err`. */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +10,10 @@ import { InternalError } from '../cpu/run.js';
 import { ImageError, loadImage } from '../platform/loaders/index.js';
 import { PcMachine } from '../platform/machine.js';
 import { attachVmx, type Vmx } from '../vmx/vmx.js';
+import { PROFILES } from '../cpu/profile.js';
+import { vmConfig } from '../hv/config.js';
+import type { ExitRecord } from '../hv/record.js';
+import { createVm, VmConfigError, type Vm, type VmStop } from '../hv/vm.js';
 import { parseArgs, UsageError, USAGE, type RunOptions } from './args.js';
 
 const VERSION = '0.1.0';
@@ -28,7 +32,7 @@ export function bundledGuest(name: string): string {
 export type Print = (line: string) => void;
 
 /** Exit statuses (documented in --help and the README). */
-const EXIT = { halt: 0, usage: 2, budget: 3, exception: 4, shutdown: 5, internal: 70 } as const;
+const EXIT = { halt: 0, usage: 2, budget: 3, exception: 4, shutdown: 5, 'entry-failed': 6, unhandled: 7, internal: 70 } as const;
 
 
 function hex(v: bigint): string { return `0x${v.toString(16)}`; }
@@ -102,9 +106,83 @@ function countLines(c: Counts): string[] {
   return lines;
 }
 
+/** One line of --trace: the exit record with numbers as the trace format gives them (hex strings for addresses). */
+function traceLine(e: ExitRecord): string {
+  return JSON.stringify({
+    seq: e.seq, reason: e.reason, name: e.name, rip: hex(e.rip), len: e.length, qualification: hex(e.qualification),
+    decoded: e.decoded, insn: e.insn, sinceLast: e.sinceLast,
+  });
+}
+
+/** `hvsim run` under the hypervisor: the guest in VMX non-root operation, every exit served by src/hv. */
+function runHypervisor(o: RunOptions, io: Output, path: string, image: Uint8Array): number {
+  if (o.cpus !== 1) throw new UsageError('the hypervisor runs one virtual processor: --cpus needs --bare');
+  if (!(o.profile in PROFILES)) throw new UsageError(`unknown profile '${o.profile}' (known: ${Object.keys(PROFILES).join(', ')})`);
+  const serialFile = o.serial === null ? null : openOutput(o.serial);
+  const serial = serialFile !== null ? (b: number): void => { serialFile.bytes.push(b); } : o.json ? undefined : io.serial;
+  let vm: Vm;
+  try {
+    vm = createVm(vmConfig({ memory: o.memory, profile: o.profile, vpid: o.vpid }), { serialOut: serial });
+  } catch (e) {
+    if (e instanceof VmConfigError) throw new UsageError(e.message);
+    throw e;
+  }
+  const loaded = vm.load(image, { format: o.format, load: o.load, mode: o.mode, cmdline: o.cmdline || undefined });
+  const trace = o.trace === null ? null : openOutput(o.trace);
+  const t0 = performance.now();
+  let inHandlers = 0, stop: VmStop;
+  const end = o.maxInsns;
+  for (;;) {
+    const e = vm.runUntilExit(end - vm.instructions);
+    if ('kind' in e) { stop = e; break; }
+    const h0 = performance.now();
+    if (trace !== null) trace.lines.push(traceLine(e));
+    const result = vm.handle(e);
+    const failed = result === 'resume' ? vm.resume() : result;
+    inHandlers += performance.now() - h0;
+    if (failed !== null) { stop = failed; break; }
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  trace?.close();
+  serialFile?.close();
+  const cpu = vm.cpu, retired = vm.instructions, mips = retired / seconds / 1e6;
+  const status = stop.kind === 'exit' ? stop.status : EXIT[stop.kind];
+  const counts = countsOf([{ cpu, vmx: vm.vmx }]);
+  if (o.json) {
+    io.out(JSON.stringify({ image: path, format: loaded.format, hypervisor: true, stop, status, rip: hex(vm.guest.rip),
+      instructions: retired, seconds: Number(seconds.toFixed(3)), mips: Number(mips.toFixed(1)), ...counts }));
+    return status;
+  }
+  const rip = hex(vm.guest.rip);
+  if (stop.kind === 'budget') io.err(`hvsim: stopped: instruction budget exhausted after ${retired.toLocaleString('en-US')} instructions at rip=${rip}`);
+  else if (stop.kind === 'shutdown') io.err(`hvsim: shutdown: the guest triple-faulted at rip=${rip}`);
+  else if (stop.kind === 'entry-failed') io.err(`hvsim: VM entry failed: ${stop.failure.check} (SDM ${stop.failure.section}): ${stop.failure.detail}`);
+  else if (stop.kind === 'unhandled') io.err(`hvsim: stopped at VM exit ${stop.name} at rip=${rip}: ${stop.detail}`);
+  if (o.stats && !o.quiet) {
+    io.err(`hvsim: ${retired} guest instructions in ${seconds.toFixed(3)} s: ${mips.toFixed(1)} MIPS; ` +
+      `${vm.exits} VM exits, ${(inHandlers / 1000).toFixed(3)} s in handlers, ${(seconds - inHandlers / 1000).toFixed(3)} s in the guest`);
+    for (const line of countLines(counts)) io.err(line);
+  }
+  return status;
+}
+
+/** A file written when the run ends (so a bad path is found before the run, and nothing half-written is left on error). */
+function openOutput(file: string): { lines: string[]; bytes: number[]; close(): void } {
+  try {
+    writeFileSync(file, '');
+  } catch (e) {
+    throw new UsageError(`cannot write '${file}': ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+  const out = { lines: [] as string[], bytes: [] as number[], close: (): void => {
+    writeFileSync(file, out.lines.length > 0 ? out.lines.join('\n') + '\n' : Buffer.from(out.bytes));
+  } };
+  return out;
+}
+
 function runCommand(o: RunOptions, io: Output): number {
-  const path = o.image ?? bundledGuest('boot64.bin');
+  const path = o.image ?? bundledGuest('demo.bin');
   const image = readImage(path);
+  if (!o.bare) return runHypervisor(o, io, path, image);
   const units: { cpu: Cpu; vmx: Vmx }[] = [];
   const attach = (cpu: Cpu): void => {
     const vmx = attachVmx(cpu);

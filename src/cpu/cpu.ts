@@ -85,7 +85,9 @@ export type StopReason =
   | { kind: 'halt' }
   | { kind: 'exception'; vector: number; errorCode: number | null }
   | { kind: 'shutdown' }
-  | { kind: 'stop' };
+  | { kind: 'stop' }
+  /** A VM exit returned control to root-mode software written in TypeScript (src/hv). */
+  | { kind: 'vm-exit' };
 
 export class Cpu implements FlagState, MmuHost {
   /** General-purpose registers: low half of register n at 2n, high half at 2n + 1. */

@@ -225,11 +225,19 @@ function l2AssociativityCode(ways: number): number {
 }
 
 /**
+ * The mode state some leaves reflect (CR4.OSXSAVE, 64-bit mode): the
+ * processor's own, or a guest's as a hypervisor emulating CPUID sees it.
+ */
+export interface CpuidState { readonly cr4: number; readonly mode64: boolean }
+
+/**
  * Writes what CPUID returns for EAX = leaf, ECX = subleaf into out[0..3]
  * (EAX, EBX, ECX, EDX). Has no side effects; the CPUID instruction itself also
  * loads IA32_BIOS_SIGN_ID for leaf 1.
  */
-export function cpuid(cpu: Cpu, leaf: number, subleaf: number, out: Int32Array): void {
+export function cpuid(
+  cpu: Cpu, leaf: number, subleaf: number, out: Int32Array, state: CpuidState = cpu,
+): void {
   const p = cpu.profile, m = cpu.msrs;
   leaf >>>= 0; subleaf >>>= 0;
   out[0] = 0; out[1] = 0; out[2] = 0; out[3] = 0;
@@ -248,7 +256,7 @@ export function cpuid(cpu: Cpu, leaf: number, subleaf: number, out: Int32Array):
       // Brand index 0, CLFLUSH line size in 8-byte units, addressable logical processor IDs, initial APIC ID.
       out[EBX] = (8 << 8) | (Math.min(pow2(n), 0xff) << 16) | ((m.apicId & 0xff) << 24);
       let ecx = w[4 * L1 + ECX]!, edx = w[4 * L1 + EDX]!;
-      if ((ecx & FEATURE_BIT_XSAVE) !== 0 && (cpu.cr4 & CR4_OSXSAVE) !== 0) ecx |= 1 << 27;
+      if ((ecx & FEATURE_BIT_XSAVE) !== 0 && (state.cr4 & CR4_OSXSAVE) !== 0) ecx |= 1 << 27;
       // IA32_MISC_ENABLE[18] = 0 (ENABLE MONITOR FSM) hides MONITOR/MWAIT (SDM vol. 4, 1A0H).
       if ((m.miscEnableLo & MISC_ENABLE_MONITOR) === 0) ecx &= ~FEATURE_BIT_MONITOR;
       if ((edx & FEATURE_BIT_APIC) !== 0) {
@@ -324,7 +332,7 @@ export function cpuid(cpu: Cpu, leaf: number, subleaf: number, out: Int32Array):
     case 0x80000001: {
       let edx = w[4 * E1 + EDX]!;
       // Intel reports SYSCALL only to 64-bit code (SDM vol. 2, CPUID: "available in 64-bit mode").
-      if (!cpu.mode64) edx &= ~(1 << 11);
+      if (!state.mode64) edx &= ~(1 << 11);
       if ((m.miscEnableHi & MISC_HI_XD_DISABLE) !== 0) edx &= ~(1 << 20);
       out[ECX] = w[4 * E1 + ECX]!;
       out[EDX] = edx;

@@ -57,7 +57,7 @@ export const CR3_RSVD_HI = ~ADDR_HI;
 export const enum PagingMode { NONE, BITS32, PAE, LEVEL4, LEVEL5 }
 
 /** The paging mode the control registers select (SDM vol. 3A, 4.1.1, table 4-1). */
-export function pagingMode(cpu: Cpu): PagingMode {
+export function pagingMode(cpu: { readonly cr0: number; readonly cr4: number; readonly efer: number }): PagingMode {
   if ((cpu.cr0 & CR0_PG) === 0) return PagingMode.NONE;
   if ((cpu.cr4 & CR4_PAE) === 0) return PagingMode.BITS32;
   if ((cpu.efer & EFER_LME) === 0) return PagingMode.PAE;

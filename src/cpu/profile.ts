@@ -136,3 +136,6 @@ export const SKYLAKE: CpuProfile = {
   ],
   archCapabilities: [0, 0],
 };
+
+/** The profiles by name (`--profile NAME`). */
+export const PROFILES: Readonly<Record<string, CpuProfile>> = { skylake: SKYLAKE };

@@ -4,7 +4,7 @@
  * with the instructions retired (1 instruction = 1 ns) and, while the processor
  * halts, jumps to the next device deadline, so every run is deterministic.
  */
-import { Cpu } from '../cpu/cpu.js';
+import { Cpu, type InterruptSource } from '../cpu/cpu.js';
 import { PhysicalMemory, type MmioRegion } from '../cpu/memory.js';
 import { MAXPHYADDR } from '../cpu/paging.js';
 import type { CpuProfile } from '../cpu/profile.js';
@@ -17,6 +17,12 @@ import { createPcPorts, type PcPorts } from './pc.js';
 export interface MachineOptions {
   /** Bytes of RAM (default 64 MiB). */
   memorySize?: number;
+  /**
+   * Bytes of physical memory above RAM that the firmware does not report (the
+   * BIOS data area, CMOS, fw_cfg and the loaders see `memorySize` only): where
+   * a hypervisor keeps its own structures (src/hv). Default 0.
+   */
+  hostMemory?: number;
   profile?: CpuProfile;
   /** Bytes the guest writes to COM1. */
   serialOut?: (byte: number) => void;
@@ -56,6 +62,10 @@ export class PcMachine {
   readonly apics: readonly LocalApic[];
   readonly ports: PcPorts;
   readonly ioapic: IoApic;
+  /** Bytes of RAM, as the firmware reports it. */
+  readonly memorySize: number;
+  /** Each processor's interrupt controller as its `interrupts` source: the local APIC, with the 8259A through LINT0. */
+  readonly interruptSources: readonly InterruptSource[];
   private exitStatus: number | null = null;
   /** The processor whose turn it is: MMIO to the APIC page reaches its own APIC. */
   private current = 0;
@@ -65,10 +75,11 @@ export class PcMachine {
 
   constructor(options: MachineOptions = {}) {
     const memorySize = options.memorySize ?? 64 * 1024 * 1024;
+    this.memorySize = memorySize;
     const n = options.cpus ?? 1;
     if (!Number.isInteger(n) || n < 1 || n > MAX_CPUS) throw new RangeError(`a machine has 1 to ${MAX_CPUS} processors, not ${n}`);
-    const cpus: Cpu[] = [], apics: LocalApic[] = [];
-    this.cpus = cpus; this.apics = apics;
+    const cpus: Cpu[] = [], apics: LocalApic[] = [], sources: InterruptSource[] = [];
+    this.cpus = cpus; this.apics = apics; this.interruptSources = sources;
     this.ports = createPcPorts({
       // Guest time: the rounds so far, plus the running processor's part of this one.
       instructions: () => {
@@ -81,7 +92,7 @@ export class PcMachine {
       onExit: (status) => { this.exitStatus = status; cpus[this.current]!.stop({ kind: 'stop' }); },
     });
     const clock = this.ports.clock, pic = this.ports.pic, bus = new ApicBus();
-    const memory = new PhysicalMemory(memorySize);
+    const memory = new PhysicalMemory(memorySize + (options.hostMemory ?? 0));
     this.ioapic = new IoApic(bus, 1);
     // A port access may change what the 8259A would deliver (an EOI, a new mask)
     // without moving its INTR line: every access counts as a change.
@@ -101,7 +112,7 @@ export class PcMachine {
       cpu.msrs.apicId = i;
       cpu.msrs.packageCpus = n;
       cpu.io = io;
-      cpus.push(cpu); apics.push(apic); touches.push(touch);
+      cpus.push(cpu); apics.push(apic); touches.push(touch); sources.push(cpu.interrupts!);
     }
     for (const cpu of cpus) {
       cpu.peers = cpus;
@@ -126,6 +137,8 @@ export class PcMachine {
 
   /** The bootstrap processor. */
   get cpu(): Cpu { return this.cpus[0]!; }
+  /** The status the guest asked for at the debug-exit port ((value << 1) | 1), or null. */
+  get debugExitStatus(): number | null { return this.exitStatus; }
   /** The bootstrap processor's local APIC. */
   get apic(): LocalApic { return this.apics[0]!; }
 
@@ -188,7 +201,7 @@ export class PcMachine {
   }
 
   /** Guest time of the next device event, or Infinity. */
-  private nextDeadline(): number {
+  nextDeadline(): number {
     let d = this.ports.clock.nextDeadline();
     for (const a of this.apics) d = Math.min(d, a.nextDeadline());
     for (const c of this.cpus) d = Math.min(d, c.eventDeadline);
@@ -196,7 +209,7 @@ export class PcMachine {
   }
 
   /** Fires every device event that is due. */
-  private runDue(): void {
+  runDue(): void {
     const clock = this.ports.clock;
     clock.runDue();
     for (let i = 0; i < this.apics.length; i++) {

@@ -84,7 +84,9 @@ export function completeExit(vmx: Vmx, cpu: Cpu): void {
   loadHostState(vmx, cpu);
   if (loadMsrs(cpu, v.num(Field.VM_EXIT_MSR_LOAD_ADDRESS), v.lo(Field.VM_EXIT_MSR_LOAD_COUNT)) !== 0) {
     abort(vmx, cpu, VmxAbort.LOADING_HOST_MSRS);
+    return;
   }
+  if (vmx.stopOnExit) cpu.stop({ kind: 'vm-exit' });
 }
 
 /** Undoes what entering non-root operation changed outside the VMCS (TSC offset). */
@@ -101,8 +103,8 @@ function leaveNonRoot(vmx: Vmx, cpu: Cpu): void {
   vmx.injectPending = false;
 }
 
-/** 28.3 "Saving Guest State". */
-function saveGuestState(vmx: Vmx, cpu: Cpu): void {
+/** 28.3 "Saving Guest State" (also how a hypervisor written in TypeScript takes a loaded guest into its VMCS, src/hv). */
+export function saveGuestState(vmx: Vmx, cpu: Cpu): void {
   const v = vmx.current!, exitControls = v.lo(Field.PRIMARY_VM_EXIT_CONTROLS);
   // The fields every exit saves are written directly (v.put); `changed` collects what the entry checks see.
   // 28.3.1: CR0, CR3, CR4, DR7 (with "save debug controls"), the SYSENTER MSRs, PAT and EFER when saved.

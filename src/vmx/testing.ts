@@ -4,10 +4,9 @@
  * property tests in fuzz/.
  *
  * How VMX operation is entered: not by executing VMXON, but by setting what a
- * successful VMXON leaves behind (SDM vol. 3C, 31.3 VMXON "Operation"): CR4.VMXE
- * and CR0.NE set, IA32_FEATURE_CONTROL locked with VMX outside SMX, vmx.on,
- * the VMXON pointer, INIT blocked. The VMCS of `validVmcs` is then made current
- * and active as VMPTRLD would (vmx.current, vmx.held), with launch state clear.
+ * successful VMXON leaves behind (enterVmxOperation). The VMCS of `validVmcs`
+ * is then made current and active as VMPTRLD would (makeCurrent), with launch
+ * state clear.
  * Tests of the VMX instructions themselves run real instructions
  * (fuzz/vmcs-lifecycle.test.ts, spec-tests/vmx-instructions).
  *
@@ -34,7 +33,7 @@ import { SKYLAKE_VMX, type VmxCapabilities } from './capabilities.js';
 import { vmEntry } from './entry.js';
 import { validVmcs } from './valid-vmcs.js';
 import type { Vmcs } from './vmcs.js';
-import { attachVmx, type Vmx } from './vmx.js';
+import { attachVmx, enterVmxOperation, makeCurrent, type Vmx } from './vmx.js';
 
 export const MEMORY_SIZE = 16 * 1024 * 1024;
 export const GUEST_CODE = 0x1000;
@@ -153,20 +152,10 @@ export function prepareGuest(
 
   // A host in normal cache mode (CD = NW = 0): VM entry keeps these bits of CR0 (27.3.2.1).
   cpu.cr0 &= ~0x60000000;
-  // What VMXON leaves behind (31.3).
-  cpu.cr0 |= 1 << 5;
-  cpu.cr4 |= 1 << 13;
-  cpu.msrs.featureControl = 5;
-  m.write32(VMXON_REGION, caps.revision);
-  vmx.on = true;
-  vmx.vmxonPointer = VMXON_REGION;
-  cpu.initBlocked = true;
-
-  // What VMPTRLD leaves behind: the VMCS current and active, launch state clear.
+  enterVmxOperation(vmx, cpu, VMXON_REGION);
+  // The VMCS current and active, launch state clear.
   const v = validVmcs(caps, { guest: mode === 64 ? 'long' : 'protected', address: VMCS_REGION });
-  m.write32(VMCS_REGION, caps.revision);
-  vmx.held.set(VMCS_REGION, v);
-  vmx.current = v;
+  makeCurrent(vmx, cpu, v);
 
   buildIdentityMap(cpu, HOST_PAGE_TABLES, MEMORY_SIZE);
   buildGuestPageTables(cpu, mode);

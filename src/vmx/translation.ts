@@ -13,7 +13,7 @@
  * processor may still use what its TLB holds (4.10.4.3; vol. 3C, 29.4.3).
  */
 import type { Cpu } from '../cpu/cpu.js';
-import { PAGE_SIZE } from '../cpu/memory.js';
+import { PAGE_SIZE, type PhysicalMemory } from '../cpu/memory.js';
 import {
   CR0_WP, CR4_PAE, CR4_PSE, CR4_SMAP, CR4_SMEP, MAXPHYADDR, PF_I, PF_P, PF_RSVD, PF_U, PF_W, PagingMode, pagingMode,
 } from '../cpu/paging.js';
@@ -134,6 +134,40 @@ interface EptWalk {
 }
 
 /**
+ * What a translation depends on. The processor has it (`translationState`),
+ * and so has a guest seen through its VMCS after a VM exit (src/hv), when the
+ * processor holds host state.
+ */
+export interface TranslationState {
+  readonly cr0: number; readonly cr3Lo: number; readonly cr3Hi: number; readonly cr4: number; readonly efer: number;
+  /** The PDPTE registers of PAE paging, two halves each. */
+  readonly pdpte: Int32Array;
+  readonly cpl: number;
+  /** RFLAGS (AC decides SMAP for supervisor accesses). */
+  readonly flags: number;
+  readonly memory: PhysicalMemory;
+  /** The EPT beneath guest paging, or null. */
+  readonly ept: Ept | null;
+  /** enterFlat64's paging-free identity map. */
+  readonly identity: boolean;
+  /** Accesses are user-mode unless told otherwise (CPL 3, not an implicit supervisor access). */
+  readonly user: boolean;
+  /** 64 minus the linear-address width: 16 (48 bits) or 7 (57 bits, CR4.LA57). */
+  readonly canonicalShift: number;
+}
+
+/** The processor's own translation state. */
+export function translationState(cpu: Cpu): TranslationState {
+  const n = cpu.paging.nested;
+  if (n !== null && !(n instanceof Ept)) throw new Error('explainTranslation: nested paging other than EPT');
+  return {
+    cr0: cpu.cr0, cr3Lo: cpu.cr3Lo, cr3Hi: cpu.cr3Hi, cr4: cpu.cr4, efer: cpu.efer, pdpte: cpu.pdpte, cpl: cpu.cpl,
+    flags: cpu.flags, memory: cpu.memory, ept: n, identity: cpu.paging.identity, user: cpu.mmu.user,
+    canonicalShift: cpu.mmu.canonicalShift,
+  };
+}
+
+/**
  * Explains how the processor in its current state (CR0, CR3, CR4, EFER, the
  * PDPTE registers, CPL and RFLAGS.AC, the EPT of a guest in VMX non-root
  * operation) translates `linear` for `access`. `options.user` makes it a
@@ -141,9 +175,10 @@ interface EptWalk {
  * kind the processor's accesses now are (CPL 3: user).
  */
 export function explainTranslation(
-  cpu: Cpu, linear: bigint, access: AccessKind, options: { user?: boolean } = {},
+  from: Cpu | TranslationState, linear: bigint, access: AccessKind, options: { user?: boolean } = {},
 ): Translation {
-  return new Explainer(cpu, access, options.user ?? cpu.mmu.user).explain(BigInt.asUintN(64, linear));
+  const state = 'paging' in from ? translationState(from) : from;
+  return new Explainer(state, access, options.user ?? state.user).explain(BigInt.asUintN(64, linear));
 }
 
 class Explainer {
@@ -153,15 +188,13 @@ class Explainer {
   private references = 0;
   private readonly ept: Ept | null;
 
-  constructor(private readonly cpu: Cpu, private readonly access: AccessKind, private readonly user: boolean) {
-    const n = cpu.paging.nested;
-    if (n !== null && !(n instanceof Ept)) throw new Error('explainTranslation: nested paging other than EPT');
-    this.ept = n;
+  constructor(private readonly cpu: TranslationState, private readonly access: AccessKind, private readonly user: boolean) {
+    this.ept = cpu.ept;
   }
 
   explain(asked: bigint): Translation {
     const cpu = this.cpu;
-    if (cpu.paging.identity) {
+    if (cpu.identity) {
       // enterFlat64's map: linear = physical without a walk (nested paging is not consulted either).
       if (!this.canonical(asked)) return this.result(asked, 'flat', null, null, null, NON_CANONICAL);
       return this.result(asked, 'flat', asked, asked, null, { kind: 'ok' });
@@ -406,7 +439,7 @@ class Explainer {
 
   /** Canonical in the current linear-address width, 48 or 57 bits (vol. 1, 3.3.7.1; vol. 3A, 4.5.1). */
   private canonical(linear: bigint): boolean {
-    return BigInt.asUintN(64, BigInt.asIntN(64 - this.cpu.mmu.canonicalShift, linear)) === linear;
+    return BigInt.asUintN(64, BigInt.asIntN(64 - this.cpu.canonicalShift, linear)) === linear;
   }
 
   private result(

@@ -106,6 +106,8 @@ export class Vmx implements Virtualization {
   tprBelowThreshold = false;
   /** The EPT of the processor (attachVmx): installed beneath paging while a guest with EPT runs. */
   ept!: Ept;
+  /** Every completed VM exit stops the run ({ kind: 'vm-exit' }): the root-mode handler is TypeScript (src/hv). */
+  stopOnExit = false;
   /** VM exits completed, by basic exit reason (appendix C), VM-entry failures included; for statistics. */
   readonly exitCounts = new Float64Array(EXIT_REASON_SLOTS);
 
@@ -826,6 +828,31 @@ function descriptorTableInformation(i: Insn, what: Intercept): number {
   const identity = what === Intercept.SGDT || what === Intercept.SLDT ? 0 : what === Intercept.SIDT || what === Intercept.STR ? 1
     : what === Intercept.LGDT || what === Intercept.LLDT ? 2 : 3;
   return instructionInformation(i, -1) | (identity << 28) | (i.opSize === 4 ? 1 << 11 : 0);
+}
+
+/**
+ * What a successful VMXON leaves behind (SDM vol. 3C, 31.3 VMXON "Operation"),
+ * for root-mode software written in TypeScript (src/hv) and test harnesses:
+ * CR0.NE and CR4.VMXE set, IA32_FEATURE_CONTROL locked with VMX outside SMX,
+ * the VMXON region with the revision identifier, no current VMCS, INIT blocked.
+ */
+export function enterVmxOperation(vmx: Vmx, cpu: Cpu, region: number): void {
+  cpu.cr0 |= 1 << 5;
+  cpu.cr4 |= CR4_VMXE;
+  cpu.msrs.featureControl = FEATURE_CONTROL_LOCK | FEATURE_CONTROL_VMX_OUTSIDE_SMX;
+  cpu.memory.write32(region, vmx.caps.revision);
+  vmx.on = true;
+  vmx.vmxonPointer = region;
+  vmx.current = null;
+  vmx.held.clear();
+  cpu.initBlocked = true;
+}
+
+/** What VMPTRLD of a VMCS built in TypeScript leaves behind (31.3): current and active, its region's revision set. */
+export function makeCurrent(vmx: Vmx, cpu: Cpu, v: Vmcs): void {
+  cpu.memory.write32(v.address, vmx.caps.revision);
+  vmx.held.set(v.address, v);
+  vmx.current = v;
 }
 
 /** Attaches a VMX unit to the processor: its instructions, non-root decisions and capability MSRs. */

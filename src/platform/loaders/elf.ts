@@ -104,12 +104,12 @@ export function checkEntry(entry: bigint, limit: number): void {
 }
 
 /** Loads a plain ELF executable and leaves the processor at its entry point. */
-export function loadElf(cpu: Cpu, bytes: Uint8Array): ElfImage {
+export function loadElf(cpu: Cpu, bytes: Uint8Array, memorySize = cpu.memory.size): ElfImage {
   const elf = parseElf(bytes);
   powerOn(cpu);
-  const layout = new PhysicalLayout(cpu.memory.size);
+  const layout = new PhysicalLayout(memorySize);
   loadElfSegments(cpu, elf, bytes, layout);
-  checkEntry(elf.entry, cpu.memory.size); // RAM is identity-mapped in 64-bit mode
+  checkEntry(elf.entry, memorySize); // RAM is identity-mapped in 64-bit mode
   enterFlatMode(cpu, layout, elf.bits);
   setEntry(cpu, elf.entry);
   return elf;

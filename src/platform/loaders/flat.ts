@@ -15,7 +15,7 @@ export type StartMode = 'real' | '32' | '64' | 32 | 64;
  * CS:IP = (address >> 4):(address & 0xF); 32-bit mode with the boot GDT; 64-bit
  * mode with the boot GDT and identity-mapped page tables (placed by layout.ts).
  */
-export function loadFlat(cpu: Cpu, image: Uint8Array, address: number, mode: StartMode): void {
+export function loadFlat(cpu: Cpu, image: Uint8Array, address: number, mode: StartMode, memorySize = cpu.memory.size): void {
   if (image.length === 0) throw new ImageError('the image is empty');
   if (!Number.isSafeInteger(address) || address < 0) throw new ImageError(`bad load address ${address}`);
   const m = String(mode);
@@ -23,7 +23,7 @@ export function loadFlat(cpu: Cpu, image: Uint8Array, address: number, mode: Sta
   // Real mode reaches F000:FFFF at most (SDM vol. 3A, 20.1.1): the start must be below 1 MiB.
   if (m === 'real' && address >= 0x100000) throw new ImageError(`real mode cannot start at ${hex(address)}: above 1 MiB`);
   if (m === '32' && address >= 2 ** 32) throw new ImageError(`32-bit mode cannot start at ${hex(address)}: above 4 GiB`);
-  const layout = new PhysicalLayout(cpu.memory.size);
+  const layout = new PhysicalLayout(memorySize);
   layout.claim(address, image.length, 'the image');
   powerOn(cpu);
   cpu.memory.load(address, image);

@@ -38,6 +38,8 @@ export interface LoadOptions {
   cmdline?: string;
   /** Multiboot: boot modules, each with its string. */
   modules?: readonly BootModule[];
+  /** Bytes of RAM the image may use and is told of (default: all of physical memory). */
+  memorySize?: number;
 }
 
 export interface LoadResult {
@@ -64,13 +66,13 @@ export function loadImage(cpu: Cpu, bytes: Uint8Array, options: LoadOptions = {}
       return { format, mode: 32, entry: BigInt(r.entry) };
     }
     case 'elf': {
-      const elf = loadElf(cpu, bytes);
+      const elf = loadElf(cpu, bytes, options.memorySize);
       return { format, mode: elf.bits, entry: elf.entry };
     }
     case 'flat': {
       const mode = options.mode ?? 64;
       const address = options.load ?? 0x1000;
-      loadFlat(cpu, bytes, address, mode);
+      loadFlat(cpu, bytes, address, mode, options.memorySize);
       return { format, mode: mode === 'real' ? 'real' : Number(mode) as 32 | 64, entry: BigInt(address) };
     }
     default:

@@ -37,7 +37,12 @@ export const MBI_SIZE = 120;
 export const BOOT_LOADER_NAME = 'hvsim';
 
 export interface BootModule { bytes: Uint8Array; cmdline?: string }
-export interface MultibootOptions { cmdline?: string; modules?: readonly BootModule[] }
+export interface MultibootOptions {
+  cmdline?: string;
+  modules?: readonly BootModule[];
+  /** Bytes of RAM to report and use (default: all of physical memory). */
+  memorySize?: number;
+}
 
 export interface MultibootHeader {
   /** File offset of the magic. */
@@ -172,7 +177,7 @@ export function loadMultiboot(cpu: Cpu, bytes: Uint8Array, options: MultibootOpt
     throw new ImageError('the Multiboot header has no address fields (flag 16) and the image is not ELF');
   }
   powerOn(cpu);
-  const size = cpu.memory.size;
+  const size = options.memorySize ?? cpu.memory.size;
   const layout = new PhysicalLayout(size);
   // Flag 16 takes precedence over the ELF headers when both are present (3.1.3).
   const entry = h.flags & MB_AOUT_KLUDGE ? loadAout(cpu, bytes, h, layout) : loadElfKernel(cpu, bytes, layout);

@@ -1,0 +1,58 @@
+/**
+ * Every bare-metal guest of guests/ run twice through `hvsim run`: on the bare
+ * processor (--bare) and under the hypervisor in VMX non-root operation, with
+ * the default configuration (EPT, VPID, unrestricted guest, HLT and I/O
+ * exiting, MSR bitmaps). The guest cannot tell: same serial output, same exit
+ * status, and the same number of guest instructions (handlers count the
+ * instructions they emulate, so guest time runs alike).
+ *
+ * Left out: vmx-basic and vmx-ept, hypervisors themselves (a guest that runs
+ * VMX needs nested virtualization, a later issue; the hypervisor offers no VMX
+ * to its guest), and smp (the hypervisor runs one virtual processor, and with
+ * one smp.bin polls the ICR's delivery-status bit through MMIO exits without
+ * end: not yet understood).
+ */
+import { describe, expect, it } from 'vitest';
+import { bundledGuest, main } from '../../src/cli/hvsim.js';
+
+interface Run { status: number; serial: string; err: string[]; json: { instructions: number; vmExits: Record<string, number> } }
+
+function hvsim(args: string[]): Run {
+  const err: string[] = [], serial: number[] = [], out: string[] = [];
+  const status = main(['run', ...args], { out: (l) => out.push(l), err: (l) => err.push(l), serial: (b) => serial.push(b) });
+  // A second run with --json gives the counts (the output is the same run, deterministic).
+  const json: string[] = [];
+  main(['run', ...args, '--json'], { out: (l) => json.push(l), err: () => {}, serial: () => {} });
+  return { status, serial: Buffer.from(serial).toString('latin1'), err, json: JSON.parse(json[0]!) };
+}
+
+const FLAT64 = ['--format', 'flat', '--mode', '64', '--load', '0x100000'];
+const GUESTS: [string, string[], number][] = [
+  ['demo.bin', [], 0],
+  ['boot64.bin', [], 0],
+  ['modes.bin', ['--format', 'flat', '--mode', 'real', '--load', '0x7c00'], 1],
+  ['paging.bin', [], 1],
+  ['exceptions.bin', FLAT64, 1],
+  ['apic-timer.bin', FLAT64, 1],
+  ['syscall.bin', FLAT64, 1],
+  ['triple.bin', FLAT64, 5],
+  ['oracle-hello.bin', [], 1],
+];
+
+describe('a guest runs the same under the hypervisor as on the bare processor', () => {
+  for (const [name, options, status] of GUESTS) {
+    it(`guests/${name}: same serial output, status ${status} and instruction count`, () => {
+      const args = [bundledGuest(name), ...options, '--max-insns', '50000000'];
+      const bare = hvsim([...args, '--bare']), hv = hvsim(args);
+      expect(bare.status).toBe(status);
+      expect(hv.err).toEqual(bare.err.map((l) => l.replace('triple fault at', 'the guest triple-faulted at')));
+      expect(hv.serial).toBe(bare.serial);
+      expect(hv.serial.length).toBeGreaterThan(0);
+      expect(hv.status).toBe(bare.status);
+      expect(hv.json.instructions).toBe(bare.json.instructions);
+      // The bare run took no VM exits; the hypervisor's run took at least its I/O exits.
+      expect(bare.json.vmExits).toEqual({});
+      expect(hv.json.vmExits.IO_INSTRUCTION).toBeGreaterThan(0);
+    });
+  }
+});

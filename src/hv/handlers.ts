@@ -1,0 +1,252 @@
+/**
+ * The default handler of each exit reason: what makes an unmodified PC guest
+ * run under the hypervisor. A handler completes the guest's instruction or
+ * event the way the bare processor would have (Guest.retire, Guest.inject)
+ * and says whether to re-enter or stop. Users replace or wrap entries of
+ * Vm.handlers; a reason with no handler stops the VM, naming the exit.
+ */
+import { InterruptionType } from '../../vmcs/controls.js';
+import { ExitReason } from '../../vmcs/exit-reasons.js';
+import { Field } from '../../vmcs/fields.js';
+import { FAULT } from '../cpu/cpu.js';
+import { cpuid, XCR0_SUPPORTED } from '../cpu/cpuid.js';
+import { IF, RAX, RBX, RCX, RDX, Vector } from '../cpu/regs.js';
+import { controlRegisterAccess, movDr } from './control-registers.js';
+import { GuestFault, type Guest } from './guest.js';
+import { hypercall } from './hypercall.js';
+import { interruptible } from './interrupts.js';
+import { ioInstruction } from './io.js';
+import { emulateMmio, type GuestView, type MmioAccess } from './mmio.js';
+import type { ExitRecord } from './record.js';
+import type { HandlerResult, Vm } from './vm.js';
+
+export type ExitHandler = (exit: ExitRecord, vm: Vm) => HandlerResult;
+
+/** CPUID leaf 40000000H: the highest hypervisor leaf and the signature "hvsimhvsimhv" in EBX, ECX, EDX (as KVM and others do). */
+export const HYPERVISOR_SIGNATURE = 'hvsimhvsimhv';
+const HYPERVISOR_LEAF = 0x40000000, HYPERVISOR_MAX_LEAF = 0x40000001;
+/** Leaf 40000001H EAX: the hypercalls offered (bit n: hypercall n, hypercall.ts). */
+export const HYPERCALL_FEATURES = 0x7;
+const ECX_VMX = 1 << 5, ECX_HYPERVISOR = 1 << 31;
+
+/**
+ * MSRs the hypervisor emulates (their RDMSR/WRMSR exit through the MSR
+ * bitmaps): IA32_FEATURE_CONTROL and the VMX capability MSRs, since the guest
+ * is not offered VMX.
+ */
+export const EMULATED_MSRS: readonly number[] = [0x3a, ...Array.from({ length: 0x14 }, (_, k) => 0x480 + k)];
+const IA32_FEATURE_CONTROL = 0x3a;
+
+const out = new Int32Array(4);
+
+/** CPUID (26.1.2): the profile's leaves as the guest's mode shows them, VMX hidden, the hypervisor announced (leaf 1 ECX[31], leaves 40000000H+). */
+function cpuidExit(e: ExitRecord, vm: Vm): HandlerResult {
+  const g = vm.guest, leaf = g.reg32(RAX), subleaf = g.reg32(RCX);
+  if (leaf >= HYPERVISOR_LEAF && leaf < 0x50000000) {
+    out.fill(0);
+    if (leaf === HYPERVISOR_LEAF) {
+      const sig = Buffer.from(HYPERVISOR_SIGNATURE, 'latin1');
+      out[0] = HYPERVISOR_MAX_LEAF; out[1] = sig.readInt32LE(0); out[2] = sig.readInt32LE(4); out[3] = sig.readInt32LE(8);
+    } else if (leaf === HYPERVISOR_MAX_LEAF) {
+      out[0] = HYPERCALL_FEATURES;
+    }
+  } else {
+    cpuid(vm.cpu, leaf, subleaf, out, { cr4: g.read(Field.GUEST_CR4), mode64: g.codeSize === 8 });
+    if (leaf === 1) out[2] = (out[2]! & ~ECX_VMX) | ECX_HYPERVISOR;
+  }
+  [RAX, RBX, RCX, RDX].forEach((r, k) => g.setReg(r, BigInt(out[k]! >>> 0)));
+  g.retire(e.length);
+  return 'resume';
+}
+
+/** RDMSR/WRMSR that exit (MSR bitmaps, 25.6.9): emulated MSRs here, the rest carried out on the processor's MSRs, #GP as they would raise it. */
+function msrExit(e: ExitRecord, vm: Vm): HandlerResult {
+  const g = vm.guest, msr = g.reg32(RCX), write = e.reason === ExitReason.WRMSR;
+  if (msr === IA32_FEATURE_CONTROL || (msr >= 0x480 && msr < 0x494)) {
+    // VMX is not offered: IA32_FEATURE_CONTROL reads as locked with VMX disabled and cannot be written;
+    // the capability MSRs do not exist (SDM vol. 4, table 2-2).
+    if (write || msr !== IA32_FEATURE_CONTROL) { g.raise(Vector.GP, 0); return 'resume'; }
+    g.setReg(RAX, 1n); g.setReg(RDX, 0n);
+    g.retire(e.length);
+    return 'resume';
+  }
+  const fault = onProcessor(vm, () => {
+    if (write) vm.cpu.msrs.write(vm.cpu, msr, g.reg32(RAX), g.reg32(RDX));
+    else {
+      const lo = vm.cpu.msrs.read(vm.cpu, msr);
+      g.setReg(RAX, BigInt(lo >>> 0)); g.setReg(RDX, BigInt(vm.cpu.msrs.hi >>> 0));
+    }
+  });
+  if (fault) g.raise(Vector.GP, 0);
+  else g.retire(e.length);
+  return 'resume';
+}
+
+/** Runs `f`, which may raise an exception the processor's way; true when it did (the guest takes it instead). */
+export function onProcessor(vm: Vm, f: () => void): boolean {
+  try {
+    f();
+    return false;
+  } catch (err) {
+    if (err !== FAULT) throw err;
+    vm.cpu.excVector = -1;
+    return true;
+  }
+}
+
+/** HLT (26.1.3): the instruction completes, and guest time moves on to the next device event until an interrupt can end the halt. */
+function hltExit(e: ExitRecord, vm: Vm): HandlerResult {
+  const g = vm.guest;
+  g.retire(e.length);
+  const nmi = (): boolean => vm.interrupts.hasNmi?.() === true;
+  // With RFLAGS.IF = 0 only an NMI ends the halt, and the platform raises none by itself: the guest has stopped.
+  if ((g.rflags & IF) === 0 && !nmi()) return { kind: 'halt' };
+  if (vm.idle(() => nmi() || (interruptible(g) && vm.interrupts.hasInterrupt()))) return 'resume';
+  return { kind: 'halt' };
+}
+
+/** XSETBV (26.1.2): XCR0 with the instruction's checks (SDM vol. 2, XSETBV): #GP for another XCR, x87 off, AVX without SSE, unsupported bits. */
+function xsetbvExit(e: ExitRecord, vm: Vm): HandlerResult {
+  const g = vm.guest, lo = g.reg32(RAX), hi = g.reg32(RDX);
+  if (g.reg32(RCX) !== 0 || hi !== 0 || (lo & 1) === 0 || (lo & 6) === 4 || (lo & ~XCR0_SUPPORTED) !== 0) {
+    g.raise(Vector.GP, 0);
+    return 'resume';
+  }
+  vm.cpu.msrs.xcr0 = lo;
+  g.retire(e.length);
+  return 'resume';
+}
+
+/** RDTSC and RDTSCP (RDTSC exiting): the guest's TSC, which is the processor's (no TSC offsetting). */
+function rdtscExit(e: ExitRecord, vm: Vm): HandlerResult {
+  const g = vm.guest, cpu = vm.cpu, lo = cpu.msrs.readTsc(cpu);
+  g.setReg(RAX, BigInt(lo >>> 0)); g.setReg(RDX, BigInt(cpu.msrs.hi >>> 0));
+  if (e.reason === ExitReason.RDTSCP) g.setReg(RCX, BigInt(cpu.msrs.tscAux >>> 0));
+  g.retire(e.length);
+  return 'resume';
+}
+
+/** INVLPG (INVLPG exiting): drops the guest's mappings of the address, as INVVPID type 0 for its VPID does (29.4.3.3). */
+function invlpgExit(e: ExitRecord, vm: Vm): HandlerResult {
+  const g = vm.guest, vpid = g.read(Field.VIRTUAL_PROCESSOR_IDENTIFIER), q = e.qualification;
+  vm.cpu.paging.invvpid(0, vpid, Number(q & 0xffffffffn) | 0, Number(q >> 32n) | 0);
+  g.retire(e.length);
+  return 'resume';
+}
+
+/** An instruction with nothing left to do once it exited (INVD, WBINVD, PAUSE, MONITOR, MWAIT returning at once). */
+function retireExit(e: ExitRecord, vm: Vm): HandlerResult {
+  vm.guest.retire(e.length);
+  return 'resume';
+}
+
+/** Nothing to complete: the exit only gave the hypervisor control (host interrupt, windows, timer, MTF). */
+function resumeExit(): HandlerResult {
+  return 'resume';
+}
+
+/** VMX instructions in the guest: VMX is not offered, so they are undefined (#UD), as on a processor without it. */
+function vmxInstructionExit(_e: ExitRecord, vm: Vm): HandlerResult {
+  vm.guest.raise(Vector.UD);
+  return 'resume';
+}
+
+/**
+ * An exception the exception bitmap intercepts (25.6.3) goes back to the guest
+ * as it was: same vector and error code; a #PF's address into CR2 (which the
+ * exit left unwritten, 28.1); software exceptions with their instruction length.
+ */
+function exceptionExit(e: ExitRecord, vm: Vm): HandlerResult {
+  const x = e.interruption!;
+  if (x.type === InterruptionType.NMI) { vm.guest.inject({ vector: Vector.NMI, type: x.type, errorCode: null }); return 'resume'; }
+  if (x.vector === Vector.PF) { vm.cpu.cr2Lo = Number(e.qualification & 0xffffffffn) | 0; vm.cpu.cr2Hi = Number(e.qualification >> 32n) | 0; }
+  const soft = x.type === InterruptionType.SOFTWARE_EXCEPTION || x.type === InterruptionType.PRIVILEGED_SOFTWARE_EXCEPTION;
+  vm.guest.inject({ vector: x.vector, type: x.type, errorCode: x.errorCode, length: soft ? e.length : undefined });
+  return 'resume';
+}
+
+/** The guest as emulateMmio sees it. */
+function mmioView(g: Guest): GuestView {
+  return {
+    codeSize: g.codeSize, rip: g.rip, csBase: g.read64(Field.GUEST_CS_BASE),
+    fetch: (linear, count) => { const b = g.readLinear(linear, count, 'fetch'); return b instanceof GuestFault ? null : b; },
+    reg: (n) => g.reg(n), setReg: (n, v) => g.setReg(n, v),
+    get rflags() { return g.rflags; }, setRflags: (v) => { g.rflags = v; },
+  };
+}
+
+/**
+ * Reads and writes of guest-physical addresses on the platform's bus: device
+ * registers, or nothing (all ones, writes dropped). Device registers are 32
+ * bits wide and reading one may have side effects: each is read once, whole.
+ */
+function busAccess(vm: Vm): MmioAccess {
+  const m = vm.cpu.memory;
+  return {
+    read: (gpa, size) => {
+      if (!vm.isMmio(gpa)) return (1n << BigInt(8 * size)) - 1n;
+      if (size === 8) return (BigInt(m.read32(gpa + 4) >>> 0) << 32n) | BigInt(m.read32(gpa) >>> 0);
+      const dword = BigInt(m.read32(gpa & ~3) >>> 0) >> BigInt(8 * (gpa & 3));
+      return dword & ((1n << BigInt(8 * size)) - 1n);
+    },
+    write: (gpa, size, v) => {
+      if (!vm.isMmio(gpa)) return;
+      if (size >= 4) for (let k = 0; k < size; k += 4) m.write32(gpa + k, Number((v >> BigInt(8 * k)) & 0xffffffffn) | 0);
+      else for (let k = 0; k < size; k++) m.write8(gpa + k, Number((v >> BigInt(8 * k)) & 0xffn));
+    },
+  };
+}
+
+/**
+ * EPT violation (29.3.3.2): an access to a page EPT leaves out. On a device's
+ * register page (local APIC, I/O APIC) the instruction is emulated against the
+ * device; elsewhere (no RAM there) reads find nothing and writes are dropped.
+ */
+function eptViolationExit(e: ExitRecord, vm: Vm): HandlerResult {
+  const gpa = Number(e.guestPhysical!);
+  if (e.idtVectoring !== null || (e.qualification & 4n) !== 0n) {
+    // During event delivery or an instruction fetch there is no instruction to emulate: nothing can be there.
+    return { kind: 'unhandled', reason: e.reason, name: e.name, detail: `guest ${(e.qualification & 4n) !== 0n ? 'executes' : 'delivers an event through'} guest-physical ${hex(gpa)}, which is not memory` };
+  }
+  const r = emulateMmio(mmioView(vm.guest), gpa, (e.qualification & 2n) !== 0n, busAccess(vm));
+  if (r.kind === 'unsupported') return { kind: 'unhandled', reason: e.reason, name: e.name, detail: `MMIO at ${hex(gpa)}: ${r.reason}` };
+  vm.guest.retire(r.length);
+  return 'resume';
+}
+
+function hex(v: number | bigint): string { return `0x${v.toString(16)}`; }
+
+/** The handler table every VM starts with. */
+export function defaultHandlers(): Map<number, ExitHandler> {
+  const R = ExitReason;
+  const table: [number, ExitHandler][] = [
+    [R.EXCEPTION_OR_NMI, exceptionExit],
+    [R.EXTERNAL_INTERRUPT, resumeExit],
+    [R.TRIPLE_FAULT, () => ({ kind: 'shutdown' })],
+    [R.INTERRUPT_WINDOW, resumeExit],
+    [R.NMI_WINDOW, resumeExit],
+    [R.CPUID, cpuidExit],
+    [R.HLT, hltExit],
+    [R.INVD, retireExit],
+    [R.INVLPG, invlpgExit],
+    [R.RDTSC, rdtscExit],
+    [R.RDTSCP, rdtscExit],
+    [R.VMCALL, hypercall],
+    [R.CONTROL_REGISTER_ACCESS, controlRegisterAccess],
+    [R.MOV_DR, movDr],
+    [R.IO_INSTRUCTION, ioInstruction],
+    [R.RDMSR, msrExit],
+    [R.WRMSR, msrExit],
+    [R.MWAIT, retireExit],
+    [R.MONITOR_TRAP_FLAG, resumeExit],
+    [R.MONITOR, retireExit],
+    [R.PAUSE, retireExit],
+    [R.EPT_VIOLATION, eptViolationExit],
+    [R.VMX_PREEMPTION_TIMER_EXPIRED, resumeExit],
+    [R.WBINVD_WBNOINVD, retireExit],
+    [R.XSETBV, xsetbvExit],
+  ];
+  for (const r of [R.VMCLEAR, R.VMLAUNCH, R.VMPTRLD, R.VMPTRST, R.VMREAD, R.VMRESUME, R.VMWRITE, R.VMXOFF, R.VMXON,
+    R.INVEPT, R.INVVPID, R.VMFUNC]) table.push([r, vmxInstructionExit]);
+  return new Map(table);
+}

@@ -162,7 +162,7 @@ describe('guests/triple.bin: a triple fault shuts the machine down', () => {
 
   it('through the command line: exit status 5', () => {
     const err: string[] = [], serial: number[] = [];
-    const status = main(['run', guestPath('triple.bin'), '--format', 'flat', '--mode', '64', '--load', '0x100000'],
+    const status = main(['run', guestPath('triple.bin'), '--bare', '--format', 'flat', '--mode', '64', '--load', '0x100000'],
       { out: () => {}, err: (l) => err.push(l), serial: (b) => serial.push(b) });
     expect(status).toBe(5);
     expect(err.join('\n')).toContain('shutdown: triple fault');
@@ -173,7 +173,7 @@ describe('guests/triple.bin: a triple fault shuts the machine down', () => {
 describe('guests/vmx-basic.bin through the command line: a failed VM entry names its check', () => {
   it('SDM 27.2.1.1 (pin-based controls reserved bits) and 27.3.1.4 (guest RFLAGS): one stderr line each, the run goes on', () => {
     const err: string[] = [], serial: number[] = [];
-    const status = main(['run', guestPath('vmx-basic.bin')], { out: () => {}, err: (l) => err.push(l), serial: (b) => serial.push(b) });
+    const status = main(['run', guestPath('vmx-basic.bin'), '--bare'], { out: () => {}, err: (l) => err.push(l), serial: (b) => serial.push(b) });
     expect(status).toBe(1);
     expect(err).toEqual([
       'hvsim: VM entry failed with VMfailValid(7): pin-based controls reserved bits (SDM 27.2.1.1): ' +

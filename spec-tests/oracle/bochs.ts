@@ -124,7 +124,7 @@ export function runOnBochs(binPath: string, options: BochsOptions = {}): BochsRu
 /** Runs the image on hvsim (Multiboot, `hvsim run IMAGE`) and returns COM1's output. */
 export function runOnHvsim(binPath: string, maxInsns = 200_000_000): GuestRun & { err: string[] } {
   const serial: number[] = [], err: string[] = [];
-  const status = main(['run', binPath, '--max-insns', String(maxInsns)], {
+  const status = main(['run', binPath, '--bare', '--max-insns', String(maxInsns)], {
     out: () => {}, err: (l) => err.push(l), serial: (b) => serial.push(b),
   });
   // hvsim's own endings share numbers with debug-exit statuses (3 = budget,

@@ -40,7 +40,7 @@ describe('hvsim run', () => {
   });
 
   it('runs the sieve as a flat 64-bit image: 148933 primes below 2,000,000, halted with IF = 0 (status 0)', () => {
-    const r = capture(['run', bundledGuest('sieve.bin'), '--format', 'flat', '--mode', '64', '--json']);
+    const r = capture(['run', bundledGuest('sieve.bin'), '--bare', '--format', 'flat', '--mode', '64', '--json']);
     expect(r.err).toEqual([]);
     expect(r.status).toBe(0);
     const result = JSON.parse(r.out[0]!);
@@ -84,7 +84,7 @@ describe('hvsim run', () => {
     const dir = mkdtempSync(join(tmpdir(), 'hvsim-'));
     const image = join(dir, 'ud.bin');
     writeFileSync(image, Uint8Array.of(0x0f, 0x0b)); // ud2; the loader leaves the IDT limit 0
-    const r = capture(['run', image]);
+    const r = capture(['run', image, '--bare']);
     expect(r.status).toBe(5);
     expect(r.err.join('\n')).toContain('shutdown: triple fault');
   });
@@ -103,7 +103,7 @@ describe('hvsim run', () => {
     expect(capture(['run', empty]).err).toEqual(['hvsim: the image is empty']);
     const big = join(dir, 'big.bin');
     writeFileSync(big, new Uint8Array(8192));
-    const r = capture(['run', big, '--memory', '8K']);
+    const r = capture(['run', big, '--bare', '--memory', '8K']);
     expect(r.status).toBe(2);
     expect(r.err[0]).toMatch(/does not fit in 8192 bytes of memory/);
   });

@@ -155,7 +155,7 @@ function runHypervisor(o: RunOptions, io: Output, path: string, image: Uint8Arra
   }
   const rip = hex(vm.guest.rip);
   if (stop.kind === 'budget') io.err(`hvsim: stopped: instruction budget exhausted after ${retired.toLocaleString('en-US')} instructions at rip=${rip}`);
-  else if (stop.kind === 'shutdown') io.err(`hvsim: shutdown: the guest triple-faulted at rip=${rip}`);
+  else if (stop.kind === 'shutdown') io.err(`hvsim: shutdown: triple fault at rip=${rip}`);
   else if (stop.kind === 'entry-failed') io.err(`hvsim: VM entry failed: ${stop.failure.check} (SDM ${stop.failure.section}): ${stop.failure.detail}`);
   else if (stop.kind === 'unhandled') io.err(`hvsim: stopped at VM exit ${stop.name} at rip=${rip}: ${stop.detail}`);
   if (o.stats && !o.quiet) {

@@ -5,6 +5,8 @@
 bits 32
 org 0x100000
 
+%include "lib/pic8259.inc"
+
 MB_MAGIC equ 0x1BADB002
 MB_FLAGS equ 1 << 16               ; the address fields below are valid
 COM1     equ 0x3f8
@@ -87,25 +89,7 @@ start64:
         lea rsi, [rel msg_after]
         call puts
 
-        ; 8259A: ICW1-4, vectors 0x20/0x28, then unmask IRQ 0 only.
-        mov al, 0x11
-        out 0x20, al
-        out 0xa0, al
-        mov al, 0x20
-        out 0x21, al
-        mov al, 0x28
-        out 0xa1, al
-        mov al, 4
-        out 0x21, al
-        mov al, 2
-        out 0xa1, al
-        mov al, 1
-        out 0x21, al
-        out 0xa1, al
-        mov al, 0xfe
-        out 0x21, al
-        mov al, 0xff
-        out 0xa1, al
+        PIC_INIT_IRQ0_ONLY               ; lib/pic8259.inc
         ; 8254 channel 0, mode 2, count 1193: about 1 kHz.
         mov al, 0x34
         out 0x43, al

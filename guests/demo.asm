@@ -27,6 +27,32 @@
 bits 32
 org 0x100000
 
+%include "lib/pic8259.inc"
+
+; The decimal digits of RAX, most significant first, each handed to %1 as an
+; ASCII character in AL; RBX, RCX, RDX kept. Ends with RET.
+%macro DECIMAL_DIGITS 1
+        push rbx
+        push rcx
+        push rdx
+        mov ebx, 10
+        xor ecx, ecx
+.div:   xor edx, edx
+        div rbx
+        push rdx
+        inc ecx
+        test rax, rax
+        jnz .div
+.out:   pop rax
+        add al, '0'
+        %1
+        loop .out
+        pop rdx
+        pop rcx
+        pop rbx
+        ret
+%endmacro
+
 COM1        equ 0x3f8
 
 ; Multiboot 0.6.96: header magic and flags (3.1.1), the loader's magic (3.2).
@@ -433,27 +459,7 @@ start64:
         cmp rbx, tasks_end
         jb .task
 
-        ; The 8259A pair (8259A datasheet): ICW1 edge-triggered, cascade, ICW4;
-        ; ICW2 vectors 20H (master) and 28H (slave); ICW3 slave on IRQ 2;
-        ; ICW4 8086 mode. Then OCW1: only IRQ 0, the PIT, unmasked.
-        mov al, 0x11
-        out 0x20, al
-        out 0xa0, al
-        mov al, 0x20
-        out 0x21, al
-        mov al, 0x28
-        out 0xa1, al
-        mov al, 4
-        out 0x21, al
-        mov al, 2
-        out 0xa1, al
-        mov al, 1
-        out 0x21, al
-        out 0xa1, al
-        mov al, 0xfe
-        out 0x21, al
-        mov al, 0xff
-        out 0xa1, al
+        PIC_INIT_IRQ0_ONLY               ; lib/pic8259.inc
         ; The 8254 (8254 datasheet): channel 0, LSB then MSB, mode 2 (rate
         ; generator), binary: one IRQ 0 edge every PIT_DIVISOR input clocks.
         mov al, 0x34
@@ -720,25 +726,7 @@ rdmsr64:
         ret
 
 ; putdec: prints RAX in decimal.
-putdec: push rbx
-        push rcx
-        push rdx
-        mov ebx, 10
-        xor ecx, ecx
-.div:   xor edx, edx
-        div rbx
-        push rdx
-        inc ecx
-        test rax, rax
-        jnz .div
-.out:   pop rax
-        add al, '0'
-        call putc
-        loop .out
-        pop rdx
-        pop rcx
-        pop rbx
-        ret
+putdec: DECIMAL_DIGITS {call putc}
 
 %include "lib/idt64.inc"
 %include "lib/serial64.inc"
@@ -755,18 +743,7 @@ msg_write:       db "write, ", 0
 msg_supervisor:  db "supervisor mode", 0
 msg_user:        db "user mode", 0
 
-align 8
-gdt:    dq 0
-        dq 0x00209A0000000000            ; 08H: 64-bit code, DPL 0
-        dq 0x00CF92000000FFFF            ; 10H: data, DPL 0
-        dq 0x00CFFA000000FFFF            ; 18H: 32-bit code, DPL 3 (SYSRET without REX.W)
-        dq 0x00CFF2000000FFFF            ; 20H: data, DPL 3
-        dq 0x0020FA0000000000            ; 28H: 64-bit code, DPL 3
-gdt_tss:
-        dq 0, 0                          ; 30H: 64-bit TSS, filled in by start64
-gdt_ptr:
-        dw gdt_ptr - gdt - 1
-        dq gdt                           ; LGDT in 32-bit mode reads the low 4 bytes
+%include "lib/gdt-user64.inc"
 idt_ptr:
         dw 256 * 16 - 1
         dq idt
@@ -969,25 +946,7 @@ u_str:  lodsb
 .done:  ret
 
 ; u_dec: RAX in decimal.
-u_dec:  push rbx
-        push rcx
-        push rdx
-        mov ebx, 10
-        xor ecx, ecx
-.div:   xor edx, edx
-        div rbx
-        push rdx
-        inc ecx
-        test rax, rax
-        jnz .div
-.out:   pop rax
-        add al, '0'
-        stosb
-        loop .out
-        pop rdx
-        pop rcx
-        pop rbx
-        ret
+u_dec:  DECIMAL_DIGITS stosb
 
 ; u_hex8: EAX as 8 hex digits.
 u_hex8: push rcx

@@ -260,18 +260,7 @@ msg_saved_cs: db ", saved cs=", 0
 msg_rflags:   db " rflags=", 0
 msg_exit:     db "exit from ring 3", 10, 0
 
-align 8
-gdt:    dq 0
-        dq 0x00209A0000000000        ; 08H: 64-bit code, DPL 0
-        dq 0x00CF92000000FFFF        ; 10H: data, DPL 0
-        dq 0x00CFFA000000FFFF        ; 18H: 32-bit code, DPL 3 (SYSRET without REX.W)
-        dq 0x00CFF2000000FFFF        ; 20H: data, DPL 3
-        dq 0x0020FA0000000000        ; 28H: 64-bit code, DPL 3
-gdt_tss:
-        dq 0, 0                      ; 30H: 64-bit TSS, filled in at start
-gdt_ptr:
-        dw gdt_ptr - gdt - 1
-        dq gdt
+%include "lib/gdt-user64.inc"
 idt_ptr:
         dw 256 * 16 - 1
         dq idt

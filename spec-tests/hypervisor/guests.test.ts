@@ -41,7 +41,7 @@ const GUESTS: [string, string[], number][] = [
 
 describe('a guest runs the same under the hypervisor as on the bare processor', () => {
   for (const [name, options, status] of GUESTS) {
-    it(`guests/${name}: same serial output, status ${status} and instruction count`, () => {
+    it(`guests/${name}: same serial output, status ${status} and instruction count (I/O exits, SDM vol. 3C 26.1.3; interrupts injected at VM entry, 27.6, with interrupt-window exiting, 27.7.5)`, () => {
       const args = [bundledGuest(name), ...options, '--max-insns', '50000000'];
       const bare = hvsim([...args, '--bare']), hv = hvsim(args);
       expect(bare.status).toBe(status);

@@ -45,7 +45,7 @@ export const RSVD_HI_IA32E = ((1 << 20) - 1) & ~ADDR_HI;
 const RSVD_HI_PAE = 0x7fffffff & ~ADDR_HI;
 /** PAE PDPTE: bits 2:1, 8:5 and 63:MAXPHYADDR reserved (4.4.1, table 4-8). */
 export const PDPTE_RSVD_LO = 0x1e6;
-const PDPTE_RSVD_HI = ~ADDR_HI;
+export const PDPTE_RSVD_HI = ~ADDR_HI;
 /** 4-MiB PDE (PSE-36): bits 21:(M-19) reserved, with M = min(MAXPHYADDR, 40) (4.3, table 4-4). */
 const PSE36_BITS = Math.min(MAXPHYADDR, 40) - 32;
 const PSE36_RSVD = (1 << 22) - (1 << (PSE36_BITS + 13));

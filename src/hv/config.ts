@@ -14,7 +14,6 @@ export interface ExitConfig {
   readonly hlt: boolean;
   readonly invlpg: boolean;
   readonly rdtsc: boolean;
-  readonly rdpmc: boolean;
   readonly mwait: boolean;
   readonly monitor: boolean;
   readonly pause: boolean;
@@ -63,7 +62,7 @@ export interface VmConfig {
 }
 
 export const DEFAULT_EXITS: ExitConfig = freeze({
-  hlt: true, invlpg: false, rdtsc: false, rdpmc: false, mwait: false, monitor: false, pause: false, wbinvd: false,
+  hlt: true, invlpg: false, rdtsc: false, mwait: false, monitor: false, pause: false, wbinvd: false,
   cr3Load: false, cr3Store: false, cr8Load: false, cr8Store: false, movDr: false, rdrand: false, rdseed: false,
   io: 'bitmap', ioPassthrough: [], msrBitmaps: true, msrIntercepts: [],
   exceptionBitmap: 0, pageFaultErrorCodeMask: 0, pageFaultErrorCodeMatch: 0,

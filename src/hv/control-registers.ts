@@ -13,20 +13,16 @@
  */
 import { VmEntryControls } from '../../vmcs/controls.js';
 import { Field } from '../../vmcs/fields.js';
-import { CR4_SUPPORTED, lmswValue } from '../cpu/ops/control-registers.js';
+import { CR4_DE, CR4_VMXE, cr0Value, cr0WriteFaults, cr4WriteFaults, lmswValue } from '../cpu/ops/control-registers.js';
+import { CR0_PG, CR3_RSVD_HI, CR4_PAE, CR4_PCIDE, PDPTE_RSVD_HI, PDPTE_RSVD_LO } from '../cpu/paging.js';
 import { EFER_LMA, EFER_LME, Vector } from '../cpu/regs.js';
 import { GuestFault, type Guest } from './guest.js';
 import type { ExitHandler } from './handlers.js';
 import type { HandlerResult, Vm } from './vm.js';
 import { forcedValue } from './vmcs-setup.js';
+import { PDPTE_FIELDS } from '../vmx/state-fields.js';
 
-const CR0_PE = 1, CR0_ET = 1 << 4, CR0_NW = 1 << 29, CR0_CD = 1 << 30, CR0_PG = 1 << 31;
-const CR4_PAE = 1 << 5, CR4_PCIDE = 1 << 17, CR4_LA57 = 1 << 12, CR4_VMXE = 1 << 13;
-/** CR0 bits MOV to CR0 keeps (the defined ones; others read as written where reserved are ignored): SDM vol. 3A, 2.5. */
-const CR0_DEFINED = 0xe005003f;
 const IA_32E_MODE_GUEST = 1 << VmEntryControls.IA_32E_MODE_GUEST;
-/** PDPTE reserved bits: 2:1, 8:5 (4.4.1), and 63:MAXPHYADDR. */
-const PDPTE_RSVD_LO = 0x1e6;
 
 /** The guest's view of CR0 or CR4: its own bits, and the shadow for the host's (25.6.6). */
 function visible(g: Guest, cr: 0 | 4): number {
@@ -36,16 +32,16 @@ function visible(g: Guest, cr: 0 | 4): number {
 
 /** Loads the four PDPTEs of PAE paging from guest CR3 into the guest PDPTE fields (4.4.1); false for a reserved bit (#GP). */
 function loadPdptes(g: Guest, cr3: number): boolean {
-  const base = (cr3 & ~0x1f) >>> 0, F = Field, fields = [F.GUEST_PDPTE0, F.GUEST_PDPTE1, F.GUEST_PDPTE2, F.GUEST_PDPTE3];
+  const base = (cr3 & ~0x1f) >>> 0;
   const entries: [number, number][] = [];
   for (let k = 0; k < 4; k++) {
     const bytes = readGuestPhysical(g, base + 8 * k);
     if (bytes === null) return false;
     const dv = new DataView(bytes.buffer), lo = dv.getInt32(0, true), hi = dv.getInt32(4, true);
-    if ((lo & 1) !== 0 && ((lo & PDPTE_RSVD_LO) !== 0 || hi >>> 0 >= 2 ** (46 - 32))) return false;
+    if ((lo & 1) !== 0 && ((lo & PDPTE_RSVD_LO) !== 0 || (hi & PDPTE_RSVD_HI) !== 0)) return false;
     entries.push([lo, hi]);
   }
-  entries.forEach(([lo, hi], k) => g.write(fields[k]!, lo, hi));
+  entries.forEach(([lo, hi], k) => g.write(PDPTE_FIELDS[k]!, lo, hi));
   return true;
 }
 
@@ -64,29 +60,21 @@ function readGuestPhysical(g: Guest, gpa: number): Uint8Array | null {
  */
 function writeControl(vm: Vm, cr: 0 | 4, value: number, hi: number): boolean {
   const g = vm.guest, F = Field, caps = vm.vmx.caps, old = visible(g, cr);
-  const efer = g.read(F.GUEST_IA32_EFER), lma = (efer & EFER_LMA) !== 0;
-  let v: number;
+  const efer = g.read(F.GUEST_IA32_EFER);
   if (hi !== 0) return false;
+  const v = cr === 0 ? cr0Value(value) >>> 0 : value >>> 0;
   if (cr === 0) {
-    v = ((value & CR0_DEFINED) | CR0_ET) >>> 0;
-    if ((v & CR0_PG) && !(v & CR0_PE)) return false;
-    if ((v & CR0_NW) && !(v & CR0_CD)) return false;
-    const on = (v & CR0_PG) !== 0 && (old & CR0_PG) === 0, off = (v & CR0_PG) === 0 && (old & CR0_PG) !== 0;
-    if (on && (efer & EFER_LME) && !(visible(g, 4) & CR4_PAE)) return false;
-    if (off && (g.codeSize === 8 || (visible(g, 4) & CR4_PCIDE))) return false;
-    if (on || off) {
-      const nowLma = on && (efer & EFER_LME) !== 0;
+    if (cr0WriteFaults(v, old, efer, visible(g, 4), g.codeSize === 8)) return false;
+    if ((v ^ old) & CR0_PG) {
+      // Paging on with EFER.LME enters IA-32e mode, paging off leaves it (SDM vol. 3A, 10.8.5).
+      const nowLma = (v & CR0_PG) !== 0 && (efer & EFER_LME) !== 0;
       g.write(F.GUEST_IA32_EFER, nowLma ? efer | EFER_LMA : efer & ~EFER_LMA);
       const entry = g.read(F.VM_ENTRY_CONTROLS);
       g.write(F.VM_ENTRY_CONTROLS, nowLma ? entry | IA_32E_MODE_GUEST : entry & ~IA_32E_MODE_GUEST);
     }
-  } else {
-    // VMX is not offered to the guest: CR4.VMXE is reserved for it like the bits the model lacks.
-    v = value >>> 0;
-    if ((v & ~CR4_SUPPORTED) !== 0 || (v & CR4_VMXE) !== 0) return false;
-    const changed = v ^ old;
-    if (lma && (!(v & CR4_PAE) || (changed & CR4_LA57))) return false;
-    if ((v & CR4_PCIDE) && !(old & CR4_PCIDE) && (!lma || (g.read(F.GUEST_CR3) & 0xfff) !== 0)) return false;
+  } else if (cr4WriteFaults(v, old, efer, g.read(F.GUEST_CR3)) || (v & CR4_VMXE) !== 0) {
+    // VMX is not offered to the guest: CR4.VMXE is reserved for it.
+    return false;
   }
   const cr0 = cr === 0 ? v : visible(g, 0), cr4 = cr === 4 ? v : visible(g, 4);
   const pae = (cr0 & CR0_PG) !== 0 && (cr4 & CR4_PAE) !== 0 && (g.read(F.GUEST_IA32_EFER) & EFER_LME) === 0;
@@ -122,7 +110,7 @@ export const controlRegisterAccess: ExitHandler = (e, vm): HandlerResult => {
       // CR3-load exiting: CR3 takes the value; PAE paging reloads the PDPTEs; the guest's non-global entries go.
       const pcide = (visible(g, 4) & CR4_PCIDE) !== 0, noFlush = pcide && hi < 0;
       const high = pcide ? hi & 0x7fffffff : hi;
-      if (g.codeSize === 8 && high >>> 0 >= 2 ** (46 - 32)) ok = false;
+      if ((g.read(F.GUEST_IA32_EFER) & EFER_LMA) !== 0 && (high & CR3_RSVD_HI) !== 0) ok = false;
       else if ((visible(g, 0) & CR0_PG) && (visible(g, 4) & CR4_PAE) && !(g.read(F.GUEST_IA32_EFER) & EFER_LME) && !loadPdptes(g, lo)) ok = false;
       else {
         g.write(F.GUEST_CR3, lo, high);
@@ -156,7 +144,7 @@ export const movDr: ExitHandler = (e, vm): HandlerResult => {
   let dr = q & 7;
   const toDr = (q & 0x10) === 0, reg = (q >>> 8) & 15;
   if (dr === 4 || dr === 5) {
-    if (visible(g, 4) & (1 << 3)) { g.raise(Vector.UD); return 'resume'; }
+    if (visible(g, 4) & CR4_DE) { g.raise(Vector.UD); return 'resume'; }
     dr += 2;
   }
   if (toDr) {

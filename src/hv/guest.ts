@@ -12,10 +12,13 @@
 import { InterruptionType } from '../../vmcs/controls.js';
 import { Field } from '../../vmcs/fields.js';
 import type { Cpu } from '../cpu/cpu.js';
+import { hasErrorCode } from '../cpu/interrupts.js';
 import { RF, RSP, TF, Vector } from '../cpu/regs.js';
+import { PDPTE_FIELDS } from '../vmx/state-fields.js';
 import { explainTranslation, type AccessKind, type Translation, type TranslationState } from '../vmx/translation.js';
 import type { Vmcs } from '../vmx/vmcs.js';
 import type { Vmx } from '../vmx/vmx.js';
+import type { GuestView } from './mmio.js';
 
 /** Interruptibility state (25.4.2, table 25-3): blocking by STI, by MOV SS, by NMI. */
 export const BLOCKING_BY_STI = 1, BLOCKING_BY_MOV_SS = 2, BLOCKING_BY_NMI = 8;
@@ -31,11 +34,6 @@ export interface GuestEvent {
   readonly errorCode: number | null;
   /** Instruction length for software interrupts and exceptions. */
   readonly length?: number;
-}
-
-/** Whether hardware exception `vector` pushes an error code (SDM vol. 3A, 6.15). */
-export function hasErrorCode(vector: number): boolean {
-  return vector === Vector.DF || (vector >= Vector.TS && vector <= Vector.PF) || vector === Vector.AC || vector === 21;
 }
 
 /** A guest access refused by the guest's paging: the #PF to inject (or #GP for a non-canonical address). */
@@ -126,10 +124,33 @@ export class Guest {
     this.inject({ vector, type: InterruptionType.HARDWARE_EXCEPTION, errorCode: hasErrorCode(vector) ? code : null });
   }
 
+  /** Injects the fault a guest access took; a #PF's linear address goes to CR2, which VM entries leave alone (SDM vol. 3A, 4.7). */
+  injectFault(fault: GuestFault): void {
+    if (fault.event.vector === Vector.PF) this.setCr2(fault.linear);
+    this.inject(fault.event);
+  }
+
+  /** CR2 is not part of the VMCS: the guest's is the processor's own (28.3.1). */
+  setCr2(linear: bigint): void {
+    this.cpu.cr2Lo = Number(linear & 0xffffffffn) | 0;
+    this.cpu.cr2Hi = Number((linear >> 32n) & 0xffffffffn) | 0;
+  }
+
+  /** The guest as the MMIO emulator and the exit records read it. */
+  view(): GuestView {
+    const g = this; // eslint-disable-line @typescript-eslint/no-this-alias -- the getter below reads the live RFLAGS
+    return {
+      codeSize: g.codeSize, rip: g.rip, csBase: g.read64(Field.GUEST_CS_BASE),
+      fetch: (linear, count) => { const b = g.readLinear(linear, count, 'fetch'); return b instanceof GuestFault ? null : b; },
+      reg: (n) => g.reg(n), setReg: (n, v) => g.setReg(n, v),
+      get rflags() { return g.rflags; }, setRflags: (v) => { g.rflags = v; },
+    };
+  }
+
   /** The guest's translation state from the VMCS: its control registers, PDPTEs, CPL, RFLAGS, and the EPT. */
   translationState(): TranslationState {
     const pdpte = new Int32Array(8), F = Field;
-    [F.GUEST_PDPTE0, F.GUEST_PDPTE1, F.GUEST_PDPTE2, F.GUEST_PDPTE3].forEach((f, k) => {
+    PDPTE_FIELDS.forEach((f, k) => {
       pdpte[2 * k] = this.vmcs.lo(f); pdpte[2 * k + 1] = this.vmcs.hi(f);
     });
     const cpl = this.cpl, cr4 = this.vmcs.lo(F.GUEST_CR4);
@@ -187,11 +208,5 @@ export class Guest {
   /** A byte of host-physical memory (the bus floats above it). */
   private physicalByte(pa: number): number {
     return pa < this.cpu.memory.size ? this.cpu.memory.read8(pa) & 0xff : 0xff;
-  }
-
-  /** The linear address of RIP: CS base + RIP outside 64-bit mode. */
-  get ripLinear(): bigint {
-    const rip = this.rip;
-    return this.codeSize === 8 ? rip : (this.read64(Field.GUEST_CS_BASE) + rip) & 0xffffffffn;
   }
 }

@@ -10,13 +10,13 @@ import { ExitReason } from '../../vmcs/exit-reasons.js';
 import { Field } from '../../vmcs/fields.js';
 import { FAULT } from '../cpu/cpu.js';
 import { cpuid, XCR0_SUPPORTED } from '../cpu/cpuid.js';
-import { IF, RAX, RBX, RCX, RDX, Vector } from '../cpu/regs.js';
+import { nextRandom } from '../cpu/ops/random.js';
+import { CF, IF, RAX, RBX, RCX, RDX, STATUS_FLAGS, Vector } from '../cpu/regs.js';
 import { controlRegisterAccess, movDr } from './control-registers.js';
-import { GuestFault, type Guest } from './guest.js';
 import { hypercall } from './hypercall.js';
 import { interruptible } from './interrupts.js';
 import { ioInstruction } from './io.js';
-import { emulateMmio, type GuestView, type MmioAccess } from './mmio.js';
+import { emulateMmio, type MmioAccess } from './mmio.js';
 import type { ExitRecord } from './record.js';
 import type { HandlerResult, Vm } from './vm.js';
 
@@ -83,7 +83,7 @@ function msrExit(e: ExitRecord, vm: Vm): HandlerResult {
 }
 
 /** Runs `f`, which may raise an exception the processor's way; true when it did (the guest takes it instead). */
-export function onProcessor(vm: Vm, f: () => void): boolean {
+function onProcessor(vm: Vm, f: () => void): boolean {
   try {
     f();
     return false;
@@ -134,6 +134,22 @@ function invlpgExit(e: ExitRecord, vm: Vm): HandlerResult {
   return 'resume';
 }
 
+/**
+ * RDRAND and RDSEED (RDRAND/RDSEED exiting, 26.1.3): the register the
+ * instruction information names gets the processor's next random value (the
+ * same generator the instruction draws from), CF = 1, OF SF ZF AF PF = 0
+ * (SDM vol. 2, RDRAND).
+ */
+function randomExit(e: ExitRecord, vm: Vm): HandlerResult {
+  const g = vm.guest, reg = (e.instructionInformation >>> 3) & 15, size = (e.instructionInformation >>> 11) & 3;
+  const s = vm.cpu.randomState, lo = BigInt(nextRandom(s) >>> 0), hi = size === 2 ? BigInt(nextRandom(s) >>> 0) : 0n;
+  const old = g.reg(reg);
+  g.setReg(reg, size === 0 ? (old & ~0xffffn) | (lo & 0xffffn) : (hi << 32n) | lo);
+  g.rflags = (g.rflags & ~STATUS_FLAGS) | CF;
+  g.retire(e.length);
+  return 'resume';
+}
+
 /** An instruction with nothing left to do once it exited (INVD, WBINVD, PAUSE, MONITOR, MWAIT returning at once). */
 function retireExit(e: ExitRecord, vm: Vm): HandlerResult {
   vm.guest.retire(e.length);
@@ -159,20 +175,10 @@ function vmxInstructionExit(_e: ExitRecord, vm: Vm): HandlerResult {
 function exceptionExit(e: ExitRecord, vm: Vm): HandlerResult {
   const x = e.interruption!;
   if (x.type === InterruptionType.NMI) { vm.guest.inject({ vector: Vector.NMI, type: x.type, errorCode: null }); return 'resume'; }
-  if (x.vector === Vector.PF) { vm.cpu.cr2Lo = Number(e.qualification & 0xffffffffn) | 0; vm.cpu.cr2Hi = Number(e.qualification >> 32n) | 0; }
+  if (x.vector === Vector.PF) vm.guest.setCr2(e.qualification); // the exit left CR2 unwritten (28.1)
   const soft = x.type === InterruptionType.SOFTWARE_EXCEPTION || x.type === InterruptionType.PRIVILEGED_SOFTWARE_EXCEPTION;
   vm.guest.inject({ vector: x.vector, type: x.type, errorCode: x.errorCode, length: soft ? e.length : undefined });
   return 'resume';
-}
-
-/** The guest as emulateMmio sees it. */
-function mmioView(g: Guest): GuestView {
-  return {
-    codeSize: g.codeSize, rip: g.rip, csBase: g.read64(Field.GUEST_CS_BASE),
-    fetch: (linear, count) => { const b = g.readLinear(linear, count, 'fetch'); return b instanceof GuestFault ? null : b; },
-    reg: (n) => g.reg(n), setReg: (n, v) => g.setReg(n, v),
-    get rflags() { return g.rflags; }, setRflags: (v) => { g.rflags = v; },
-  };
 }
 
 /**
@@ -208,7 +214,7 @@ function eptViolationExit(e: ExitRecord, vm: Vm): HandlerResult {
     // During event delivery or an instruction fetch there is no instruction to emulate: nothing can be there.
     return { kind: 'unhandled', reason: e.reason, name: e.name, detail: `guest ${(e.qualification & 4n) !== 0n ? 'executes' : 'delivers an event through'} guest-physical ${hex(gpa)}, which is not memory` };
   }
-  const r = emulateMmio(mmioView(vm.guest), gpa, (e.qualification & 2n) !== 0n, busAccess(vm));
+  const r = emulateMmio(vm.guest.view(), gpa, (e.qualification & 2n) !== 0n, busAccess(vm));
   if (r.kind === 'unsupported') return { kind: 'unhandled', reason: e.reason, name: e.name, detail: `MMIO at ${hex(gpa)}: ${r.reason}` };
   vm.guest.retire(r.length);
   return 'resume';
@@ -245,6 +251,8 @@ export function defaultHandlers(): Map<number, ExitHandler> {
     [R.VMX_PREEMPTION_TIMER_EXPIRED, resumeExit],
     [R.WBINVD_WBNOINVD, retireExit],
     [R.XSETBV, xsetbvExit],
+    [R.RDRAND, randomExit],
+    [R.RDSEED, randomExit],
   ];
   for (const r of [R.VMCLEAR, R.VMLAUNCH, R.VMPTRLD, R.VMPTRST, R.VMREAD, R.VMRESUME, R.VMWRITE, R.VMXOFF, R.VMXON,
     R.INVEPT, R.INVVPID, R.VMFUNC]) table.push([r, vmxInstructionExit]);

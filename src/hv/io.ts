@@ -34,12 +34,8 @@ export const ioInstruction: ExitHandler = (e, vm): HandlerResult => {
     return 'resume';
   }
   const fault = stringIo(vm, g, e.instructionInformation, size, isIn, port, (q & 0x20) !== 0);
-  if (fault !== null) {
-    if (fault.event.vector === 14) { vm.cpu.cr2Lo = Number(fault.linear & 0xffffffffn) | 0; vm.cpu.cr2Hi = Number(fault.linear >> 32n) | 0; }
-    g.inject(fault.event);
-  } else {
-    g.retire(e.length);
-  }
+  if (fault !== null) g.injectFault(fault);
+  else g.retire(e.length);
   return 'resume';
 };
 

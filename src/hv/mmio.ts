@@ -196,7 +196,8 @@ export function emulateMmio(guest: GuestView, gpa: number, write: boolean, devic
 }
 
 /** Up to 15 bytes at CS:RIP; only those before the page end when the next page is not mapped. */
-function fetchInstruction(guest: GuestView): Uint8Array | null {
+/** Up to 15 bytes at the guest's CS:RIP, fewer when the next page cannot be fetched; null when none can. */
+export function fetchInstruction(guest: GuestView): Uint8Array | null {
   // The linear address wraps at 4 GiB outside 64-bit mode (SDM vol. 3A, 3.4.4 and 3.3).
   const linear = guest.codeSize === 8 ? guest.rip : (guest.rip + (guest.csBase ?? 0n)) & 0xffffffffn;
   const all = guest.fetch(linear, MAX_LENGTH);

@@ -5,12 +5,12 @@
  * counted VMREAD.
  */
 import { freeze } from 'immer';
-import { VM_EXIT_INTERRUPTION_INFORMATION_LAYOUT } from '../../vmcs/controls.js';
-import { EXIT_REASON_VM_ENTRY_FAILURE, exitReasonName } from '../../vmcs/exit-reasons.js';
+import { ExitReason, EXIT_REASON_VM_ENTRY_FAILURE, exitReasonName } from '../../vmcs/exit-reasons.js';
 import { Field } from '../../vmcs/fields.js';
-import { decodeBits, QUALIFICATION_LAYOUTS } from '../../vmcs/qualifications.js';
+import { decodeBits, EptViolation, QUALIFICATION_LAYOUTS } from '../../vmcs/qualifications.js';
 import type { Vmcs } from '../vmx/vmcs.js';
 import { disassemble } from './disassemble.js';
+import { fetchInstruction } from './mmio.js';
 import type { Guest } from './guest.js';
 
 /** An event the exit reports (VM-exit interruption information or IDT-vectoring information, 25.9.2, 25.9.3). */
@@ -63,8 +63,8 @@ function u64(v: Vmcs, f: number): bigint {
 
 /** The guest-linear address field is meaningful: EPT violations with bit 7, INS/OUTS (28.2.1). */
 function linearValid(reason: number, qualification: bigint): boolean {
-  if (reason === 48) return (qualification & 0x80n) !== 0n;
-  return reason === 30 && (qualification & 0x10n) !== 0n;
+  if (reason === ExitReason.EPT_VIOLATION) return (qualification & BigInt(EptViolation.GUEST_LINEAR_ADDRESS_VALID)) !== 0n;
+  return reason === ExitReason.IO_INSTRUCTION && (qualification & 0x10n) !== 0n; // bit 4: a string instruction
 }
 
 /** The record of the exit just completed; `seq` and `sinceLast` come from the VM. */
@@ -83,22 +83,19 @@ export function exitRecord(guest: Guest, seq: number, sinceLast: number): ExitRe
     length: v.lo(F.VM_EXIT_INSTRUCTION_LENGTH), instructionInformation: v.lo(F.VM_EXIT_INSTRUCTION_INFORMATION),
     insn: null as string | null,
     guestLinear: linearValid(reason, qualification) ? u64(v, F.GUEST_LINEAR_ADDRESS) : null,
-    guestPhysical: reason === 48 || reason === 49 ? u64(v, F.GUEST_PHYSICAL_ADDRESS) : null,
+    guestPhysical: reason === ExitReason.EPT_VIOLATION || reason === ExitReason.EPT_MISCONFIGURATION ? u64(v, F.GUEST_PHYSICAL_ADDRESS) : null,
     interruption: event(v.lo(F.VM_EXIT_INTERRUPTION_INFORMATION), v.lo(F.VM_EXIT_INTERRUPTION_ERROR_CODE)),
     idtVectoring: event(v.lo(F.IDT_VECTORING_INFORMATION_FIELD), v.lo(F.IDT_VECTORING_ERROR_CODE)),
     sinceLast, instructions: guest.cpu.insnCount,
   };
   // The bytes are fetched now (the guest may change them once resumed); iced-x86 formats them when asked.
-  const bits = guest.codeSize * 8 as 16 | 32 | 64, bytes = guest.readLinear(guest.ripLinear, 15, 'fetch');
+  const bits = guest.codeSize * 8 as 16 | 32 | 64, bytes = fetchInstruction(guest.view());
   Object.defineProperty(record, 'insn', {
     enumerable: true,
     get: () => {
-      if (text === undefined) text = bytes instanceof Uint8Array ? disassemble(bytes, bits, rip).text : null;
+      if (text === undefined) text = bytes === null ? null : disassemble(bytes, bits, rip).text;
       return text;
     },
   });
   return freeze(record) as ExitRecord;
 }
-
-/** The interruption-information layout, for those decoding the raw fields themselves. */
-export const INTERRUPTION_LAYOUT = VM_EXIT_INTERRUPTION_INFORMATION_LAYOUT;

@@ -101,7 +101,7 @@ export class Vm {
     this.layout = hostLayout(config.memory);
     let vmx: Vmx | null = null;
     this.machine = new PcMachine({
-      memorySize: config.memory, hostMemory: this.layout.vmxon - config.memory + this.layout.size, profile,
+      memorySize: config.memory, hostMemory: this.layout.size, profile,
       serialOut: this.serialOut, attach: (cpu) => { vmx = attachVmx(cpu, caps); },
     });
     this.cpu = this.machine.cpu;

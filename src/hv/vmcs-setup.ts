@@ -61,7 +61,7 @@ function eptPages(memory: number): number {
 }
 
 export function hostLayout(memory: number): HostLayout {
-  const base = Math.ceil(memory / PAGE_SIZE) * PAGE_SIZE;
+  const base = memory; // a multiple of 4 KiB (vm.ts checks)
   // The identity map covers 4 GiB and everything up to the end of the EPT tables (at most 66 of its own pages).
   const end = base + 0x9000 + (66 + eptPages(memory)) * PAGE_SIZE;
   const identityPages = 2 + Math.ceil(Math.max(FOUR_GIB, end) / GIB);
@@ -139,7 +139,7 @@ function controls(caps: VmxCapabilities, config: VmConfig): { pin: number; proc:
   if (x.preemptionTimer !== null) pin |= bit(Pin.ACTIVATE_VMX_PREEMPTION_TIMER);
   const flags: [boolean, number][] = [
     [x.hlt, Proc.HLT_EXITING], [x.invlpg, Proc.INVLPG_EXITING], [x.mwait, Proc.MWAIT_EXITING],
-    [x.rdpmc, Proc.RDPMC_EXITING], [x.rdtsc, Proc.RDTSC_EXITING], [x.cr3Load, Proc.CR3_LOAD_EXITING],
+    [x.rdtsc, Proc.RDTSC_EXITING], [x.cr3Load, Proc.CR3_LOAD_EXITING],
     [x.cr3Store, Proc.CR3_STORE_EXITING], [x.cr8Load, Proc.CR8_LOAD_EXITING], [x.cr8Store, Proc.CR8_STORE_EXITING],
     [x.movDr, Proc.MOV_DR_EXITING], [x.io === 'unconditional', Proc.UNCONDITIONAL_IO_EXITING],
     [x.io === 'bitmap', Proc.USE_IO_BITMAPS], [x.msrBitmaps, Proc.USE_MSR_BITMAPS], [x.monitor, Proc.MONITOR_EXITING],

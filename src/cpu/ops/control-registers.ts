@@ -51,19 +51,46 @@ function loadPdptes(cpu: Cpu, cr3Lo: number): void {
   if (!cpu.paging.loadPdptes(cr3Lo)) gp(cpu);
 }
 
-/** MOV to CR0 with every check of SDM vol. 2, MOV CR, and vol. 3A, 2.5 and 4.1.2. */
-export function writeCr0(cpu: Cpu, lo: number, hi: number): void {
-  // Bits 63:32 are reserved (2.5); among bits 31:0, reserved ones are ignored and ET is fixed at 1.
-  if (hi !== 0) gp(cpu);
-  const old = cpu.cr0, v = (lo & CR0_DEFINED) | CR0_ET;
-  if ((v & CR0_PG) !== 0 && (v & CR0_PE) === 0) gp(cpu);
-  if ((v & CR0_NW) !== 0 && (v & CR0_CD) === 0) gp(cpu);
+/** The value MOV to CR0 gives CR0 from bits 31:0 of its source: reserved bits ignored, ET fixed at 1 (SDM vol. 3A, 2.5). */
+export function cr0Value(lo: number): number {
+  return (lo & CR0_DEFINED) | CR0_ET;
+}
+
+/**
+ * Whether MOV to CR0 of `v` (cr0Value) over `old` is #GP(0) (SDM vol. 2, MOV CR;
+ * vol. 3A, 2.5, 4.1.2): PG without PE, NW without CD, paging on with EFER.LME
+ * and CR4.PAE = 0, paging off in 64-bit mode or with CR4.PCIDE = 1. Shared with
+ * a hypervisor emulating the instruction on guest state (src/hv).
+ */
+export function cr0WriteFaults(v: number, old: number, efer: number, cr4: number, mode64: boolean): boolean {
+  if ((v & CR0_PG) !== 0 && (v & CR0_PE) === 0) return true;
+  if ((v & CR0_NW) !== 0 && (v & CR0_CD) === 0) return true;
   const pagingOn = (v & CR0_PG) !== 0 && (old & CR0_PG) === 0;
   const pagingOff = (v & CR0_PG) === 0 && (old & CR0_PG) !== 0;
-  // 4.1.2: paging cannot be enabled with EFER.LME = 1 and CR4.PAE = 0.
-  if (pagingOn && (cpu.efer & EFER_LME) !== 0 && (cpu.cr4 & CR4_PAE) === 0) gp(cpu);
-  // MOV CR: 64-bit mode cannot clear CR0.PG; nor can compatibility mode while CR4.PCIDE = 1.
-  if (pagingOff && (cpu.codeSize === 8 || (cpu.cr4 & CR4_PCIDE) !== 0)) gp(cpu);
+  if (pagingOn && (efer & EFER_LME) !== 0 && (cr4 & CR4_PAE) === 0) return true;
+  return pagingOff && (mode64 || (cr4 & CR4_PCIDE) !== 0);
+}
+
+/**
+ * Whether MOV to CR4 of `v` over `old` is #GP(0) (SDM vol. 2, MOV CR; vol. 3A,
+ * 2.5, 4.1.2, 4.10.1): an unsupported bit; in IA-32e mode PAE cleared or LA57
+ * changed; PCIDE set outside IA-32e mode or with CR3[11:0] not 0.
+ */
+export function cr4WriteFaults(v: number, old: number, efer: number, cr3Lo: number): boolean {
+  const changed = v ^ old, lma = (efer & EFER_LMA) !== 0;
+  if ((v & ~CR4_SUPPORTED) !== 0) return true;
+  if (lma && ((v & CR4_PAE) === 0 || (changed & CR4_LA57) !== 0)) return true;
+  return (v & CR4_PCIDE) !== 0 && (old & CR4_PCIDE) === 0 && (!lma || (cr3Lo & 0xfff) !== 0);
+}
+
+/** MOV to CR0 with every check of SDM vol. 2, MOV CR, and vol. 3A, 2.5 and 4.1.2. */
+export function writeCr0(cpu: Cpu, lo: number, hi: number): void {
+  // Bits 63:32 are reserved (2.5).
+  if (hi !== 0) gp(cpu);
+  const old = cpu.cr0, v = cr0Value(lo);
+  if (cr0WriteFaults(v, old, cpu.efer, cpu.cr4, cpu.codeSize === 8)) gp(cpu);
+  const pagingOn = (v & CR0_PG) !== 0 && (old & CR0_PG) === 0;
+  const pagingOff = (v & CR0_PG) === 0 && (old & CR0_PG) !== 0;
   if (paePaging(cpu, v, cpu.cr4) && ((v ^ old) & CR0_PDPTE) !== 0) loadPdptes(cpu, cpu.cr3Lo);
   cpu.cr0 = v;
   // SDM vol. 3A, 10.8.5: enabling paging with EFER.LME = 1 activates IA-32e mode; disabling it leaves.
@@ -95,12 +122,8 @@ export function writeCr3(cpu: Cpu, lo: number, hi: number): void {
 
 /** MOV to CR4 (SDM vol. 2, MOV CR; vol. 3A, 2.5, 4.1.2, 4.10.1, 4.10.4.1). */
 export function writeCr4(cpu: Cpu, lo: number, hi: number): void {
-  if (hi !== 0 || (lo & ~CR4_SUPPORTED) !== 0) gp(cpu);
-  const old = cpu.cr4, changed = lo ^ old, lma = (cpu.efer & EFER_LMA) !== 0;
-  // 4.1.2: IA-32e mode cannot be left by clearing PAE; 2.5: LA57 cannot change in IA-32e mode.
-  if (lma && ((lo & CR4_PAE) === 0 || (changed & CR4_LA57) !== 0)) gp(cpu);
-  // 4.10.1: PCIDE can be set only in IA-32e mode and only with CR3[11:0] = 0.
-  if ((lo & CR4_PCIDE) !== 0 && (old & CR4_PCIDE) === 0 && (!lma || (cpu.cr3Lo & 0xfff) !== 0)) gp(cpu);
+  if (hi !== 0 || cr4WriteFaults(lo, cpu.cr4, cpu.efer, cpu.cr3Lo)) gp(cpu);
+  const old = cpu.cr4, changed = lo ^ old;
   if (paePaging(cpu, cpu.cr0, lo) && (changed & CR4_PDPTE) !== 0) loadPdptes(cpu, cpu.cr3Lo);
   cpu.cr4 = lo;
   if ((changed & CR4_FLUSH_ALL) !== 0 || (old & ~lo & CR4_PCIDE) !== 0) cpu.paging.flushAll();

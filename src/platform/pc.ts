@@ -4,7 +4,7 @@
  * RTC → IRQ 8) into the 8259A pair.
  *
  * Ports: 0x20-0x21/0xA0-0xA1 PIC, 0x40-0x43 PIT, 0x60/0x64 8042, 0x61 port B,
- * 0x70-0x71 CMOS/RTC, 0x80 POST, 0x92 port A, 0xF4 debug-exit, 0x3F8-0x3FF COM1,
+ * 0x70-0x71 CMOS/RTC, 0x80 POST, 0x92 port A, 0xE0 phase marker, 0xF4 debug-exit, 0x3F8-0x3FF COM1,
  * 0x4D0-0x4D1 ELCR, 0x510-0x511 fw_cfg, 0xCF8-0xCFF PCI configuration.
  */
 import { Clock } from './clock.js';
@@ -12,6 +12,7 @@ import { Cmos } from './cmos.js';
 import { DebugExit } from './debug-exit.js';
 import { FwCfg } from './fwcfg.js';
 import { PciHost } from './pci.js';
+import { PhaseMarker } from './phase-marker.js';
 import { PicPair } from './pic8259.js';
 import { Pit8254 } from './pit8254.js';
 import { Kbc8042, PortBus, SystemPorts } from './ports.js';
@@ -44,6 +45,8 @@ export interface PcPorts {
   fwcfg: FwCfg;
   pci: PciHost;
   debugExit: DebugExit;
+  /** Port 0xE0: the phase the guest marked for the cost model. */
+  phase: PhaseMarker;
   /** Ports 0x61/0x80/0x92: `a20Enabled`, `postCode`. */
   system: SystemPorts;
   kbc: Kbc8042;
@@ -60,8 +63,9 @@ export function createPcPorts(options: PcOptions): PcPorts {
   const fwcfg = new FwCfg({ memorySize: options.memorySize, cpuCount: options.cpuCount });
   const pci = new PciHost();
   const debugExit = new DebugExit(options.onExit ?? (() => {}));
+  const phase = new PhaseMarker();
   const system = new SystemPorts(pit, options.onReset);
   const kbc = new Kbc8042(system);
-  for (const device of [pic, pit, uart, cmos, fwcfg, pci, debugExit, system, kbc]) device.attach(bus);
-  return { bus, pic, pit, uart, cmos, fwcfg, pci, debugExit, system, kbc, clock };
+  for (const device of [pic, pit, uart, cmos, fwcfg, pci, debugExit, phase, system, kbc]) device.attach(bus);
+  return { bus, pic, pit, uart, cmos, fwcfg, pci, debugExit, phase, system, kbc, clock };
 }

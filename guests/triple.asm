@@ -1,6 +1,6 @@
 ; A triple fault: with an empty IDT (limit 0) the #UD from UD2 cannot be
 ; delivered, nor can the #GP that reports it, nor the #DF that follows, and the
-; processor shuts down (hvsim: stop 'shutdown', exit status 5). The guest
+; processor shuts down (hvsim: stop 'shutdown', exit status 10). The guest
 ; prints a line first; the line after UD2 must never appear.
 ;
 ; Flat binary at 1 MiB, started in 64-bit mode:

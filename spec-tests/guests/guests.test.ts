@@ -160,11 +160,11 @@ describe('guests/triple.bin: a triple fault shuts the machine down', () => {
     expect(stop).toEqual({ kind: 'shutdown' });
   });
 
-  it('through the command line: exit status 5', () => {
+  it('through the command line: exit status 10', () => {
     const err: string[] = [], serial: number[] = [];
     const status = main(['run', guestPath('triple.bin'), '--bare', '--format', 'flat', '--mode', '64', '--load', '0x100000'],
       { out: () => {}, err: (l) => err.push(l), serial: (b) => serial.push(b) });
-    expect(status).toBe(5);
+    expect(status).toBe(10);
     expect(err.join('\n')).toContain('shutdown: triple fault');
     expect(Buffer.from(serial).toString('latin1')).toBe('empty IDT loaded, executing UD2\n');
   });

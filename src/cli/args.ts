@@ -61,10 +61,11 @@ options:
   --version         the version
 
 exit status: the guest's debug-exit status ((v << 1) | 1 for a write of v to
-port 0xF4, or v of the EXIT hypercall); 0 when it halts with interrupts off; 3
-instruction budget exhausted; 5 triple fault (shutdown); 6 VM-entry failure;
-7 a VM exit the hypervisor has no handler for; 2 bad usage or a bad image; 70
-an internal error of the model (reported with the guest's state).`;
+port 0xF4 or v of the EXIT hypercall: always odd); 0 when it halts with
+interrupts off; 2 bad usage or a bad image; 4 an exception with no way to
+deliver it; 6 VM-entry failure; 8 instruction budget exhausted; 10 triple
+fault (shutdown); 12 a VM exit the hypervisor has no handler for; 70 an
+internal error of the model (reported with the guest's state).`;
 
 /** Parses a size such as 4096, 0x1000, 64K, 64M or 1G. */
 export function parseSize(text: string, what: string): number {

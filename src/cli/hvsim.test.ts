@@ -26,7 +26,7 @@ describe('hvsim run', () => {
     const dir = mkdtempSync(join(tmpdir(), 'hvsim-'));
     const file = join(dir, 'trace.jsonl');
     const r = capture(['run', '--trace', file, '--max-insns', '100000']);
-    expect(r.status).toBe(3);
+    expect(r.status).toBe(8);
     const exits = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(exits.length).toBeGreaterThan(10);
     exits.forEach((e, k) => expect(e.seq).toBe(k + 1));
@@ -71,21 +71,21 @@ describe('hvsim run', () => {
     expect(r.err).toEqual([]);
   });
 
-  it('runs a flat image and reports an exhausted budget with status 3', () => {
+  it('runs a flat image and reports an exhausted budget with status 8', () => {
     const dir = mkdtempSync(join(tmpdir(), 'hvsim-'));
     const image = join(dir, 'loop.bin');
     writeFileSync(image, Uint8Array.of(0xeb, 0xfe)); // jmp $
     const r = capture(['run', image, '--max-insns', '1000']);
-    expect(r.status).toBe(3);
+    expect(r.status).toBe(8);
     expect(r.err.join('\n')).toContain('instruction budget exhausted after 1,000 instructions');
   });
 
-  it('reports a triple fault with status 5: #UD with no IDT (SDM vol. 3A, 6.15)', () => {
+  it('reports a triple fault with status 10: #UD with no IDT (SDM vol. 3A, 6.15)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'hvsim-'));
     const image = join(dir, 'ud.bin');
     writeFileSync(image, Uint8Array.of(0x0f, 0x0b)); // ud2; the loader leaves the IDT limit 0
     const r = capture(['run', image, '--bare']);
-    expect(r.status).toBe(5);
+    expect(r.status).toBe(10);
     expect(r.err.join('\n')).toContain('shutdown: triple fault');
   });
 

@@ -31,8 +31,11 @@ export function bundledGuest(name: string): string {
 
 export type Print = (line: string) => void;
 
-/** Exit statuses (documented in --help and the README). */
-const EXIT = { halt: 0, usage: 2, budget: 3, exception: 4, shutdown: 5, 'entry-failed': 6, unhandled: 7, internal: 70 } as const;
+/**
+ * Exit statuses (documented in --help and the README). The model's own are even:
+ * a debug-exit status ((v << 1) | 1) is always odd, so the two never collide.
+ */
+const EXIT = { halt: 0, usage: 2, exception: 4, 'entry-failed': 6, budget: 8, shutdown: 10, unhandled: 12, internal: 70 } as const;
 
 
 function hex(v: bigint): string { return `0x${v.toString(16)}`; }

@@ -192,7 +192,7 @@ function busAccess(vm: Vm): MmioAccess {
     read: (gpa, size) => {
       if (!vm.isMmio(gpa)) return (1n << BigInt(8 * size)) - 1n;
       if (size === 8) return (BigInt(m.read32(gpa + 4) >>> 0) << 32n) | BigInt(m.read32(gpa) >>> 0);
-      const dword = BigInt(m.read32(gpa & ~3) >>> 0) >> BigInt(8 * (gpa & 3));
+      const dword = BigInt(m.read32(gpa - (gpa & 3)) >>> 0) >> BigInt(8 * (gpa & 3));
       return dword & ((1n << BigInt(8 * size)) - 1n);
     },
     write: (gpa, size, v) => {

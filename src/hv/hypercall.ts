@@ -7,7 +7,8 @@
  *   0 PRINT  RBX = guest-linear address, RCX = length (at most 4096): the bytes
  *            go to the VM's serial output. RAX = 0, or 1 when the buffer is
  *            not mapped readable.
- *   1 EXIT   RBX = status (bits 7:0): the VM stops with that exit status.
+ *   1 EXIT   RBX = v (bits 7:0): the VM stops as on a write of v to the
+ *            debug-exit port, with status (v << 1) | 1.
  *   2 TIME   RAX = guest time in ns (1 ns per guest instruction retired).
  * Any other number: RAX = all ones. A call from CPL > 0: RAX = all ones but
  * bit 0 (refused), as hypervisors keep hypercalls to the guest's kernel.
@@ -31,7 +32,7 @@ export const hypercall: ExitHandler = (e, vm): HandlerResult => {
     else { for (const b of bytes) vm.serialOut(b); result = 0n; }
   } else if (call === BigInt(Hypercall.EXIT)) {
     g.retire(e.length);
-    return { kind: 'exit', status: Number(g.reg(RBX) & 0xffn) };
+    return { kind: 'exit', status: (Number(g.reg(RBX) & 0xffn) << 1) | 1 };
   } else if (call === BigInt(Hypercall.TIME)) {
     result = BigInt(vm.machine.ports.clock.ns());
   }

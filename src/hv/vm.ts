@@ -29,7 +29,6 @@ import { Field } from '../../vmcs/fields.js';
 import type { Cpu, InterruptSource } from '../cpu/cpu.js';
 import { PROFILES } from '../cpu/profile.js';
 import { powerOn } from '../cpu/reset.js';
-import { run } from '../cpu/run.js';
 import { loadImage, type LoadOptions, type LoadResult } from '../platform/loaders/index.js';
 import { PcMachine } from '../platform/machine.js';
 import { SKYLAKE_VMX } from '../vmx/capabilities.js';
@@ -178,7 +177,7 @@ export class Vm {
       const left = end - cpu.insnCount;
       if (left <= 0) return { kind: 'budget' };
       const slice = Math.max(1, Math.min(left, machine.nextDeadline() - clock.ns()));
-      const stop = run(cpu, slice);
+      const stop = machine.runTurn(0, slice);
       const status = machine.debugExitStatus;
       if (status !== null) return { kind: 'exit', status };
       if (stop.kind === 'vm-exit' || !cpu.nonRoot) return this.recordExit();

@@ -53,6 +53,7 @@ export class Timer {
   set(ns: number): void {
     this.deadline = ns;
     this.clock.dirty = true;
+    if (ns < this.clock.sliceEnd) this.clock.onSooner?.();
   }
 
   cancel(): void {
@@ -66,6 +67,13 @@ export class Clock {
   private earliest = Infinity;
   /** @internal set by Timer when a deadline changes. */
   dirty = false;
+  /**
+   * Guest time at which the run loop's current slice ends (Infinity between
+   * slices). A timer armed for before then calls `onSooner`, so that the loop
+   * can end the slice there: a device programmed by the running guest fires on time.
+   */
+  sliceEnd = Infinity;
+  onSooner: (() => void) | null = null;
 
   /** `now` returns the number of instructions retired so far. */
   constructor(private readonly now: () => number) {}

@@ -59,3 +59,35 @@ describe('CR8 and the local APIC (SDM vol. 3A, 11.8.6)', () => {
     expect(m.cpu.gpr[2 * 3]).toBe(9);
   });
 });
+
+describe('device deadlines armed by the running guest', () => {
+  it('a PIT channel 0 programmed while the guest runs (no HLT) interrupts it on time, not when the budget ends (8254 mode 2; SDM vol. 3A, 6.8.1)', () => {
+    const m = new PcMachine({ memorySize: 4 << 20 });
+    const cpu = m.cpu;
+    const code: number[] = [
+      // 8259A: ICW1-4, vectors 0x20.., only IRQ 0 unmasked.
+      0xb0, 0x11, 0xe6, 0x20, 0xb0, 0x20, 0xe6, 0x21, 0xb0, 0x04, 0xe6, 0x21, 0xb0, 0x01, 0xe6, 0x21,
+      0xb0, 0xfe, 0xe6, 0x21,
+      // PIT channel 0, mode 2, count 100 (about 84 µs: 84,000 instructions of guest time).
+      0xb0, 0x34, 0xe6, 0x43, 0xb0, 100, 0xe6, 0x40, 0xb0, 0, 0xe6, 0x40,
+      0xfb,             // sti
+      0x41,             // spin: inc ecx
+      0x85, 0xdb,       // test ebx, ebx
+      0x74, 0xfb,       // jz spin (until the handler has run)
+      0xfa, 0xf4,       // cli; hlt
+    ];
+    loadImage(cpu, Uint8Array.from(code), { format: 'flat', load: 0x1000, mode: '32' });
+    cpu.gpr[2 * 4] = 0x8000;
+    cpu.memory.load(0x2000 + 0x20 * 8, Uint8Array.of(0x00, 0x30, cpu.segSel[1]!, 0, 0, 0x8e, 0, 0));
+    cpu.idtrLo = 0x2000; cpu.idtrLimit = 0x20 * 8 + 7;
+    // Handler: inc ebx; EOI; iret.
+    cpu.memory.load(0x3000, Uint8Array.of(0x43, 0xb0, 0x20, 0xe6, 0x20, 0xcf));
+    expect(m.run(100_000_000)).toEqual({ kind: 'halt' });
+    expect(cpu.gpr[2 * 3]).toBe(1);
+    // 100 PIT ticks at 1.193182 MHz are 83,810 ns, and the count loads on the next tick (838 ns):
+    // the spin loop, 3 instructions a turn, ends within those (before the fix it ran the whole budget).
+    const spun = cpu.gpr[2 * 1]!;
+    expect(spun * 3).toBeGreaterThan(83_810);
+    expect(spun * 3).toBeLessThan(83_810 + 838 + 3);
+  });
+});

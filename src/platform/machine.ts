@@ -4,7 +4,7 @@
  * with the instructions retired (1 instruction = 1 ns) and, while the processor
  * halts, jumps to the next device deadline, so every run is deterministic.
  */
-import { Cpu, type InterruptSource } from '../cpu/cpu.js';
+import { Cpu, type InterruptSource, type StopReason } from '../cpu/cpu.js';
 import { PhysicalMemory, type MmioRegion } from '../cpu/memory.js';
 import { MAXPHYADDR } from '../cpu/paging.js';
 import type { CpuProfile } from '../cpu/profile.js';
@@ -92,6 +92,7 @@ export class PcMachine {
       onExit: (status) => { this.exitStatus = status; cpus[this.current]!.stop({ kind: 'stop' }); },
     });
     const clock = this.ports.clock, pic = this.ports.pic, bus = new ApicBus();
+    clock.onSooner = () => this.endSliceEarly();
     const memory = new PhysicalMemory(memorySize + (options.hostMemory ?? 0));
     this.ioapic = new IoApic(bus, 1);
     // A port access may change what the 8259A would deliver (an EOI, a new mask)
@@ -121,7 +122,7 @@ export class PcMachine {
     memory.mapMmio({
       contains: (pa) => { const b = apics[this.current]!.mmioBase; return b >= 0 && pa >= b && pa < b + APIC_PAGE; },
       read: (pa, size) => { const a = apics[this.current]!; return a.read(pa - a.mmioBase, size); },
-      write: (pa, size, v) => { const a = apics[this.current]!; touches[this.current]!(); a.write(pa - a.mmioBase, size, v); },
+      write: (pa, size, v) => { const a = apics[this.current]!; touches[this.current]!(); a.write(pa - a.mmioBase, size, v); this.endSliceEarly(); },
     });
     memory.mapMmio(mmio(() => IOAPIC_DEFAULT_BASE, APIC_PAGE, this.ioapic));
 
@@ -165,7 +166,7 @@ export class PcMachine {
       get msrLo() { return apic.msrLo; },
       get msrHi() { return apic.msrHi; },
       rdmsr: (msr: number) => apic.rdmsr(msr),
-      wrmsr: (msr: number, lo: number, hi: number) => { touch(); return apic.wrmsr(msr, lo, hi); },
+      wrmsr: (msr: number, lo: number, hi: number) => { touch(); const done = apic.wrmsr(msr, lo, hi); this.endSliceEarly(); return done; },
     };
     cpu.msrs.attach(MSR_IA32_APIC_BASE, MSR_IA32_APIC_BASE, apicMsrs);
     cpu.msrs.attach(MSR_IA32_TSC_DEADLINE, MSR_IA32_TSC_DEADLINE, apicMsrs);
@@ -208,6 +209,26 @@ export class PcMachine {
     return d;
   }
 
+  /**
+   * Runs processor `i` for at most `n` instructions: its turn in a round, or a
+   * stretch of a guest under the hypervisor. A device deadline the guest arms
+   * for before the end (a timer programmed through a port, the APIC page or an
+   * MSR) ends the turn at that instruction.
+   */
+  runTurn(i: number, n: number): StopReason {
+    const clock = this.ports.clock;
+    clock.sliceEnd = clock.ns() + n;
+    const stop = run(this.cpus[i]!, n);
+    clock.sliceEnd = Infinity;
+    return stop;
+  }
+
+  /** A deadline now comes before the running turn's end: the turn stops after this instruction. */
+  private endSliceEarly(): void {
+    const clock = this.ports.clock;
+    if (clock.sliceEnd !== Infinity && this.nextDeadline() < clock.sliceEnd) this.cpus[this.current]!.stop({ kind: 'stop' });
+  }
+
   /** Fires every device event that is due. */
   runDue(): void {
     const clock = this.ports.clock;
@@ -233,7 +254,7 @@ export class PcMachine {
         const cpu = cpus[i]!, before = cpu.insnCount;
         this.current = i;
         this.turnStart = cpu.retired;
-        const stop = run(cpu, Math.min(slice, left));
+        const stop = this.runTurn(i, Math.min(slice, left));
         const ran = cpu.insnCount - before;
         left -= ran;
         if (ran > longest) longest = ran;

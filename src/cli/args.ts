@@ -47,7 +47,7 @@ options:
   --trace FILE      one JSON object per VM exit (seq, reason, name, rip, len,
                     qualification, decoded, insn, sinceLast) to FILE
   --serial FILE     the guest's COM1 output to FILE instead of stdout
-  --quiet           no diagnostics on stderr but errors
+  --quiet           no diagnostics or progress line on stderr, only errors
   --format F        auto, multiboot, elf or flat (default auto)
   --load ADDR       flat binaries: physical load and start address (default 0x1000)
   --mode M          flat binaries: start in real, 32 (protected) or 64 (long) mode (default 64)

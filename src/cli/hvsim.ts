@@ -8,13 +8,14 @@ import type { Cpu } from '../cpu/cpu.js';
 import { GPR_NAMES, VECTOR_NAMES } from '../cpu/regs.js';
 import { InternalError } from '../cpu/run.js';
 import { ImageError, loadImage } from '../platform/loaders/index.js';
-import { PcMachine } from '../platform/machine.js';
+import { PcMachine, SOLO_QUANTUM } from '../platform/machine.js';
 import { attachVmx, type Vmx } from '../vmx/vmx.js';
 import { PROFILES } from '../cpu/profile.js';
 import { vmConfig } from '../hv/config.js';
 import type { ExitRecord } from '../hv/record.js';
 import { createVm, VmConfigError, type Vm, type VmStop } from '../hv/vm.js';
 import { parseArgs, UsageError, USAGE, type RunOptions } from './args.js';
+import { Progress } from './progress.js';
 
 const VERSION = '0.1.0';
 /** A bundled guest: guests/NAME in the package, found from this module in src/ or dist/. */
@@ -57,8 +58,11 @@ function readImage(path: string): Uint8Array {
   }
 }
 
-/** Where the command writes: result lines, diagnostics, and the guest's serial bytes. */
-export interface Output { out: Print; err: Print; serial: (byte: number) => void }
+/**
+ * Where the command writes: result lines, diagnostics, the guest's serial
+ * bytes, and (when stderr is a terminal) the progress line of a long run.
+ */
+export interface Output { out: Print; err: Print; serial: (byte: number) => void; progress?: (text: string) => void }
 
 /**
  * A failed VM entry is the guest hypervisor's business (VMfailValid or an exit
@@ -132,12 +136,17 @@ function runHypervisor(o: RunOptions, io: Output, path: string, image: Uint8Arra
   }
   const loaded = vm.load(image, { format: o.format, load: o.load, mode: o.mode, cmdline: o.cmdline || undefined });
   const trace = o.trace === null ? null : openOutput(o.trace);
-  const t0 = performance.now();
+  const t0 = performance.now(), progress = new Progress(o.quiet ? null : io.progress ?? null);
   let inHandlers = 0, stop: VmStop;
   const end = o.maxInsns;
   for (;;) {
-    const e = vm.runUntilExit(end - vm.instructions);
-    if ('kind' in e) { stop = e; break; }
+    progress.update(vm.instructions, vm.exits);
+    // A stretch is at most SOLO_QUANTUM instructions long, so that the progress line moves in a guest that rarely exits.
+    const e = vm.runUntilExit(Math.min(end - vm.instructions, SOLO_QUANTUM));
+    if ('kind' in e) {
+      if (e.kind === 'budget' && vm.instructions < end) continue;
+      stop = e; break;
+    }
     const h0 = performance.now();
     if (trace !== null) trace.lines.push(traceLine(e));
     const result = vm.handle(e);
@@ -146,6 +155,7 @@ function runHypervisor(o: RunOptions, io: Output, path: string, image: Uint8Arra
     if (failed !== null) { stop = failed; break; }
   }
   const seconds = (performance.now() - t0) / 1000;
+  progress.done();
   trace?.close();
   serialFile?.close();
   const cpu = vm.cpu, retired = vm.instructions, mips = retired / seconds / 1e6;
@@ -197,9 +207,10 @@ function runCommand(o: RunOptions, io: Output): number {
   const loaded = loadImage(cpu, image, {
     format: o.format, load: o.load, mode: o.mode, cmdline: o.cmdline || undefined,
   });
-  const t0 = performance.now();
-  const stop = machine.run(o.maxInsns);
+  const t0 = performance.now(), progress = new Progress(o.quiet ? null : io.progress ?? null);
+  const stop = machine.run(o.maxInsns, () => progress.update(machine.retired, null));
   const seconds = (performance.now() - t0) / 1000;
+  progress.done();
   const retired = machine.retired;
   const mips = retired / seconds / 1e6;
   const status = stop.kind === 'exit' ? stop.status : EXIT[stop.kind];

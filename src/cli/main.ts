@@ -11,5 +11,7 @@ process.exitCode = main(process.argv.slice(2), {
   out: (line) => { flush(); console.log(line); },
   err: (line) => { flush(); console.error(line); },
   serial: (byte) => { serial.push(byte); if (byte === 10 || serial.length >= 4096) flush(); },
+  // The progress line of a long run, on a terminal only (not in a pipe or a file).
+  progress: process.stderr.isTTY ? (text) => { flush(); process.stderr.write(text); } : undefined,
 });
 flush();

@@ -49,6 +49,8 @@ export const MAX_CPUS = 255;
  * lasts as long as its longest turn.
  */
 export const QUANTUM = 1000;
+/** A lone processor's round: it has no one to take turns with, so the length only bounds the time between `onRound` calls. */
+export const SOLO_QUANTUM = 1 << 22;
 
 const APIC_PAGE = 0x1000;
 /** LVT delivery modes: ExtINT (111b) on LINT0 and NMI (100b) on LINT1, unmasked (SDM vol. 3A, 11.5.1). */
@@ -242,10 +244,12 @@ export class PcMachine {
   /**
    * Runs until the guest exits, every processor halts for good, one shuts down,
    * or `budget` instructions (all processors together) have retired.
+   * `onRound` is called between rounds (a round is at most QUANTUM
+   * instructions per processor, or SOLO_QUANTUM for a lone processor).
    */
-  run(budget: number): MachineStop {
+  run(budget: number, onRound?: () => void): MachineStop {
     const cpus = this.cpus, clock = this.ports.clock;
-    const quantum = cpus.length === 1 ? Infinity : QUANTUM;
+    const quantum = cpus.length === 1 ? SOLO_QUANTUM : QUANTUM;
     let left = budget;
     while (left > 0) {
       const slice = Math.max(1, Math.min(quantum, this.nextDeadline() - clock.ns()));
@@ -264,6 +268,7 @@ export class PcMachine {
         if (stop.kind === 'budget' && ran === 0) stalled = true;
       }
       this.endRound(longest, null);
+      onRound?.();
       this.runDue();
       if (stalled) return { kind: 'budget' };
       if (cpus.every(idle) && !this.wake()) return { kind: 'halt' };

@@ -12,6 +12,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { bundledGuest, main } from '../../src/cli/hvsim.js';
+import { GUESTS } from './bundled-guests.js';
 
 interface Run { status: number; serial: string; err: string[]; json: { instructions: number; vmExits: Record<string, number> } }
 
@@ -23,20 +24,6 @@ function hvsim(args: string[]): Run {
   main(['run', ...args, '--json'], { out: (l) => json.push(l), err: () => {}, serial: () => {} });
   return { status, serial: Buffer.from(serial).toString('latin1'), err, json: JSON.parse(json[0]!) };
 }
-
-const FLAT64 = ['--format', 'flat', '--mode', '64', '--load', '0x100000'];
-const GUESTS: [string, string[], number][] = [
-  ['demo.bin', [], 0],
-  ['boot64.bin', [], 0],
-  ['modes.bin', ['--format', 'flat', '--mode', 'real', '--load', '0x7c00'], 1],
-  ['paging.bin', [], 1],
-  ['exceptions.bin', FLAT64, 1],
-  ['syscall.bin', FLAT64, 1],
-  ['triple.bin', FLAT64, 10],
-  ['oracle-hello.bin', [], 1],
-  ['apic-timer.bin', FLAT64, 1],
-  ['smp.bin', [], 1],
-];
 
 describe('a guest runs the same under the hypervisor as on the bare processor', () => {
   for (const [name, options, status] of GUESTS) {

@@ -50,8 +50,9 @@ function checkIo(e: ExitRecord, insn: Instruction): void {
   expect(d.STRING_INSTRUCTION).toBe(string ? 1 : 0);
   expect(d.REP_PREFIXED).toBe(insn.hasRepPrefix ? 1 : 0);
   // The data operand: AL/AX/EAX for IN/OUT, the element for INS/OUTS.
+  const data = isIn ? insn.op0Register : insn.op1Register;
   const size = string ? [Mnemonic.Insb, Mnemonic.Outsb].includes(m) ? 1 : [Mnemonic.Insw, Mnemonic.Outsw].includes(m) ? 2 : 4
-    : insn.opKind(isIn ? 0 : 1) === OpKind.Register ? { [Register.AL]: 1, [Register.AX]: 2, [Register.EAX]: 4 }[isIn ? insn.op0Register : insn.op1Register]! : 0;
+    : data === Register.AL ? 1 : data === Register.AX ? 2 : data === Register.EAX ? 4 : 0;
   expect(d.SIZE_OF_ACCESS! + 1, 'size of access').toBe(size);
   const portOperand = string ? -1 : isIn ? 1 : 0;
   const immediate = portOperand >= 0 && insn.opKind(portOperand) === OpKind.Immediate8;

@@ -14,3 +14,5 @@ export type {
   GuestKind, GuestState, GuestStateOptions, VmcsConfig, VmcsConfigOptions, Violation, ViolatingConfig, GuestInstruction,
   IoInstruction, MsrAccess, CrAccess,
 } from './vmx-arbitraries.js';
+export { hypervisorProgram, programStep, exitChoices, programImage, expectedExits, PROGRAM_BASE } from './hv-programs.js';
+export type { HypervisorProgram, ProgramStep, ExitPoint, ExitCause, ExpectedExit, OwnedBits } from './hv-programs.js';

@@ -13,6 +13,7 @@ import { cpuid, XCR0_SUPPORTED } from '../cpu/cpuid.js';
 import { nextRandom } from '../cpu/ops/random.js';
 import { CF, IF, RAX, RBX, RCX, RDX, STATUS_FLAGS, Vector } from '../cpu/regs.js';
 import { controlRegisterAccess, movDr } from './control-registers.js';
+import { isGuestStateMsr, readGuestStateMsr, writeGuestStateMsr } from './guest-msrs.js';
 import { hypercall } from './hypercall.js';
 import { interruptible } from './interrupts.js';
 import { ioInstruction } from './io.js';
@@ -70,13 +71,23 @@ function msrExit(e: ExitRecord, vm: Vm): HandlerResult {
     g.retire(e.length);
     return 'resume';
   }
-  const fault = onProcessor(vm, () => {
-    if (write) vm.cpu.msrs.write(vm.cpu, msr, g.reg32(RAX), g.reg32(RDX));
+  const writeOnProcessor = (): boolean => !onProcessor(vm, () => vm.cpu.msrs.write(vm.cpu, msr, g.reg32(RAX), g.reg32(RDX)));
+  let fault: boolean;
+  if (isGuestStateMsr(msr)) {
+    // The guest's value is in the guest-state area, the host's on the processor (guest-msrs.ts).
+    if (write) fault = !writeGuestStateMsr(g, msr, writeOnProcessor);
     else {
+      const v = readGuestStateMsr(g, msr);
+      g.setReg(RAX, v & 0xffffffffn); g.setReg(RDX, v >> 32n);
+      fault = false;
+    }
+  } else if (write) fault = !writeOnProcessor();
+  else {
+    fault = onProcessor(vm, () => {
       const lo = vm.cpu.msrs.read(vm.cpu, msr);
       g.setReg(RAX, BigInt(lo >>> 0)); g.setReg(RDX, BigInt(vm.cpu.msrs.hi >>> 0));
-    }
-  });
+    });
+  }
   if (fault) g.raise(Vector.GP, 0);
   else g.retire(e.length);
   return 'resume';

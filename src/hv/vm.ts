@@ -175,17 +175,17 @@ export class Vm {
     for (;;) {
       if (!cpu.nonRoot) return this.recordExit();
       const left = end - cpu.insnCount;
-      if (left <= 0) return { kind: 'budget' };
+      if (left <= 0) return this.stopInGuest({ kind: 'budget' });
       const slice = Math.max(1, Math.min(left, machine.nextDeadline() - clock.ns()));
       const stop = machine.runTurn(0, slice);
       const status = machine.debugExitStatus;
-      if (status !== null) return { kind: 'exit', status };
+      if (status !== null) return this.stopInGuest({ kind: 'exit', status });
       if (stop.kind === 'vm-exit' || !cpu.nonRoot) return this.recordExit();
-      if (stop.kind === 'shutdown') return { kind: 'shutdown' };
+      if (stop.kind === 'shutdown') return this.stopInGuest({ kind: 'shutdown' });
       if (stop.kind === 'halt') {
         // The guest halted in non-root operation (HLT exiting off): time moves to the next device event.
         const next = machine.nextDeadline();
-        if (next === Infinity) return { kind: 'halt' };
+        if (next === Infinity) return this.stopInGuest({ kind: 'halt' });
         clock.skipTo(next);
       }
       // A device event is due: it fires, and the host's timer interrupt exits the guest.
@@ -195,6 +195,16 @@ export class Vm {
         cpu.signalInterrupt();
       }
     }
+  }
+
+  /**
+   * The VM stops while the processor is still in non-root operation: the
+   * guest-state area takes the processor's state, as at an exit (28.3), so
+   * that `guest` shows where the guest is; running on continues from the processor.
+   */
+  private stopInGuest(stop: VmStop): VmStop {
+    saveGuestState(this.vmx, this.cpu);
+    return stop;
   }
 
   private recordExit(): ExitRecord {

@@ -1,7 +1,7 @@
 /**
  * Guest programs for testing a hypervisor's exits: random sequences of
  * instructions that may exit (CPUID, IN/OUT, RDMSR/WRMSR, MOV CR0/CR3/CR4/CR8,
- * CLTS, RDTSC(P), INVLPG, PAUSE, WBINVD, MOV DR) between ordinary ones, with a
+ * CLTS, RDTSC(P), INVLPG, INVPCID, PAUSE, WBINVD, MOV DR) between ordinary ones, with a
  * random choice of the exits the hypervisor asks for, and the list of exits the
  * SDM says those controls call for (vol. 3C, 26.1: unconditional exits; 26.1.3:
  * exits under the controls of 25.6). A program is 64-bit code for a flat
@@ -19,6 +19,8 @@ import type { ExitConfig } from '../src/hv/config.js';
 
 /** Where programImage() is loaded and started (a flat binary in 64-bit mode). */
 export const PROGRAM_BASE = 0x100000;
+/** The stack steps that need one use (the loader maps the first MiBs one to one). */
+const STACK_TOP = PROGRAM_BASE + 0x80000;
 
 /** Why a step's exiting instruction exits (or not): the control it depends on. */
 export type ExitCause =
@@ -139,6 +141,11 @@ const controlled: fc.Arbitrary<ProgramStep> = fc.oneof(
   fc.constant(step([], [0x0f, 0x31], [], control(R.RDTSC, 'rdtsc'), 'rdtsc')),
   fc.constant(step([], [0x0f, 0x01, 0xf9], [], control(R.RDTSCP, 'rdtsc'), 'rdtscp')),
   fc.integer({ min: 0, max: 0x3ff }).map((page) => step(movEax(page << 12), [0x0f, 0x01, 0x38], [], control(R.INVLPG, 'invlpg'), `invlpg [0x${(page << 12).toString(16)}]`)),
+  // INVPCID rax, [rsp] with the descriptor (PCID 0, an address) pushed on a stack of its own (STACK_TOP):
+  // with "enable INVPCID", under INVLPG exiting.
+  fc.record({ type: fc.integer({ min: 0, max: 3 }), page: fc.integer({ min: 0, max: 0x3ff }) }).map(({ type, page }) =>
+    step([0xbc, ...le32(STACK_TOP), 0x68, ...le32(page << 12), 0x6a, 0x00, ...movEax(type)], [0x66, 0x0f, 0x38, 0x82, 0x04, 0x24], [0x48, 0x83, 0xc4, 0x10],
+      control(R.INVPCID, 'invlpg'), `invpcid type ${type} [0x${(page << 12).toString(16)}]`)),
   fc.constant(step([], [0xf3, 0x90], [], control(R.PAUSE, 'pause'), 'pause')),
   fc.constant(step([], [0x0f, 0x09], [], control(R.WBINVD_WBNOINVD, 'wbinvd'), 'wbinvd')),
   fc.constant(step([], [0x0f, 0x21, 0xf8], [], control(R.MOV_DR, 'movDr'), 'mov rax, dr7')),

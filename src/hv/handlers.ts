@@ -13,7 +13,9 @@ import { cpuid, XCR0_SUPPORTED } from '../cpu/cpuid.js';
 import { nextRandom } from '../cpu/ops/random.js';
 import { CF, IF, RAX, RBX, RCX, RDX, STATUS_FLAGS, Vector } from '../cpu/regs.js';
 import { controlRegisterAccess, movDr } from './control-registers.js';
+import { GuestFault } from './guest.js';
 import { isGuestStateMsr, readGuestStateMsr, writeGuestStateMsr } from './guest-msrs.js';
+import { memoryOperand } from './memory-operand.js';
 import { hypercall } from './hypercall.js';
 import { interruptible } from './interrupts.js';
 import { ioInstruction } from './io.js';
@@ -145,6 +147,36 @@ function invlpgExit(e: ExitRecord, vm: Vm): HandlerResult {
   return 'resume';
 }
 
+const CR4_PCIDE = 1 << 17, CR4_LA57 = 1 << 12;
+
+/**
+ * INVPCID (INVLPG exiting with "enable INVPCID", 26.1.3): the instruction's
+ * checks on the type and the descriptor (SDM vol. 2, INVPCID), then the
+ * guest's mappings it names go, as INVVPID for the guest's VPID removes them:
+ * for type 0 the address in every PCID, for type 1 and 3 all non-global
+ * mappings, for type 2 all. Invalidating more than asked is allowed (4.10.4).
+ */
+function invpcidExit(e: ExitRecord, vm: Vm): HandlerResult {
+  const g = vm.guest, info = e.instructionInformation;
+  const type = g.reg((info >>> 28) & 15) & (g.codeSize === 8 ? (1n << 64n) - 1n : 0xffffffffn);
+  if (type > 3n) { g.raise(Vector.GP, 0); return 'resume'; }
+  const descriptor = g.readLinear(memoryOperand(g, info, e.qualification), 16);
+  if (descriptor instanceof GuestFault) { g.injectFault(descriptor); return 'resume'; }
+  const d = new DataView(descriptor.buffer, descriptor.byteOffset, 16);
+  const pcid = d.getUint32(0, true) & 0xfff, addrLo = d.getUint32(8, true) | 0, addrHi = d.getUint32(12, true) | 0;
+  const cr4 = g.read(Field.GUEST_CR4), shift = cr4 & CR4_LA57 ? 7 : 16;
+  // Bits 63:12 of the descriptor are reserved; without CR4.PCIDE only PCID 000H; type 0 needs a canonical address.
+  if ((d.getUint32(0, true) & ~0xfff) !== 0 || d.getUint32(4, true) !== 0 ||
+      (type <= 1n && pcid !== 0 && (cr4 & CR4_PCIDE) === 0) || (type === 0n && ((addrHi << shift) >> shift) !== addrHi)) {
+    g.raise(Vector.GP, 0);
+    return 'resume';
+  }
+  const vpid = g.read(Field.VIRTUAL_PROCESSOR_IDENTIFIER);
+  vm.cpu.paging.invvpid(type === 0n ? 0 : type === 2n ? 1 : 3, vpid, addrLo, addrHi);
+  g.retire(e.length);
+  return 'resume';
+}
+
 /**
  * RDRAND and RDSEED (RDRAND/RDSEED exiting, 26.1.3): the register the
  * instruction information names gets the processor's next random value (the
@@ -220,12 +252,20 @@ function busAccess(vm: Vm): MmioAccess {
  * device; elsewhere (no RAM there) reads find nothing and writes are dropped.
  */
 function eptViolationExit(e: ExitRecord, vm: Vm): HandlerResult {
-  const gpa = Number(e.guestPhysical!);
-  if (e.idtVectoring !== null || (e.qualification & 4n) !== 0n) {
+  return guestPhysicalAccess(e, vm, Number(e.guestPhysical!), (e.qualification & 2n) !== 0n, (e.qualification & 4n) !== 0n);
+}
+
+/**
+ * A guest access to guest-physical `gpa`, which is not RAM (a write when
+ * `write`, an instruction fetch when `fetch`): the emulation EPT violations get,
+ * shared with shadow paging's #PF exits whose guest walk leads outside RAM.
+ */
+export function guestPhysicalAccess(e: ExitRecord, vm: Vm, gpa: number, write: boolean, fetch: boolean): HandlerResult {
+  if (e.idtVectoring !== null || fetch) {
     // During event delivery or an instruction fetch there is no instruction to emulate: nothing can be there.
-    return { kind: 'unhandled', reason: e.reason, name: e.name, detail: `guest ${(e.qualification & 4n) !== 0n ? 'executes' : 'delivers an event through'} guest-physical ${hex(gpa)}, which is not memory` };
+    return { kind: 'unhandled', reason: e.reason, name: e.name, detail: `guest ${fetch ? 'executes' : 'delivers an event through'} guest-physical ${hex(gpa)}, which is not memory` };
   }
-  const r = emulateMmio(vm.guest.view(), gpa, (e.qualification & 2n) !== 0n, busAccess(vm));
+  const r = emulateMmio(vm.guest.view(), gpa, write, busAccess(vm));
   if (r.kind === 'unsupported') return { kind: 'unhandled', reason: e.reason, name: e.name, detail: `MMIO at ${hex(gpa)}: ${r.reason}` };
   vm.guest.retire(r.length);
   return 'resume';
@@ -246,6 +286,7 @@ export function defaultHandlers(): Map<number, ExitHandler> {
     [R.HLT, hltExit],
     [R.INVD, retireExit],
     [R.INVLPG, invlpgExit],
+    [R.INVPCID, invpcidExit],
     [R.RDTSC, rdtscExit],
     [R.RDTSCP, rdtscExit],
     [R.VMCALL, hypercall],

@@ -8,14 +8,11 @@
  * with the registers of the iterations done, and the guest takes the #PF, as
  * on the processor (SDM vol. 2, INS/OUTS, REP).
  */
-import { Field } from '../../vmcs/fields.js';
-import { DF, RAX, RCX, RDI, RSI } from '../cpu/regs.js';
+import { DF, ES, RAX, RCX, RDI, RSI } from '../cpu/regs.js';
 import { GuestFault, type Guest } from './guest.js';
 import type { ExitHandler } from './handlers.js';
+import { addressMask, linearAddress } from './memory-operand.js';
 import type { HandlerResult, Vm } from './vm.js';
-
-const ADDRESS_MASKS = [0xffffn, 0xffffffffn, (1n << 64n) - 1n];
-const ES = 0;
 
 /** RAX with its low `size` bytes replaced by `value` (a 4-byte IN zero-extends, as a 32-bit write does). */
 function merge(rax: bigint, value: number, size: number): bigint {
@@ -41,15 +38,13 @@ export const ioInstruction: ExitHandler = (e, vm): HandlerResult => {
 
 /** INS/OUTS, REP or not: the iterations, with RSI/RDI/RCX kept current; the fault that stopped them, or null. */
 function stringIo(vm: Vm, g: Guest, info: number, size: 1 | 2 | 4, isIn: boolean, port: number, rep: boolean): GuestFault | null {
-  const mask = ADDRESS_MASKS[(info >>> 7) & 7] ?? ADDRESS_MASKS[2]!;
+  const mask = addressMask(info);
   const index = isIn ? RDI : RSI, segment = isIn ? ES : (info >>> 15) & 7;
-  // Outside 64-bit mode the segment base applies; in it, only FS and GS have one (SDM vol. 3A, 3.4.4).
-  const base = g.codeSize !== 8 || segment >= 4 ? g.read64(Field.GUEST_ES_BASE + 2 * segment) : 0n;
   const step = (g.rflags & DF) !== 0 ? -BigInt(size) : BigInt(size);
   let count = rep ? g.reg(RCX) & mask : 1n;
   while (count > 0n) {
     const offset = g.reg(index) & mask;
-    const linear = g.codeSize === 8 ? base + offset : (base + offset) & 0xffffffffn;
+    const linear = linearAddress(g, segment, offset);
     if (isIn) {
       const v = vm.cpu.io.read(port, size), bytes = new Uint8Array(size);
       for (let k = 0; k < size; k++) bytes[k] = (v >>> (8 * k)) & 0xff;

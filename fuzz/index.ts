@@ -16,3 +16,4 @@ export type {
 } from './vmx-arbitraries.js';
 export { hypervisorProgram, programStep, exitChoices, programImage, expectedExits, PROGRAM_BASE } from './hv-programs.js';
 export type { HypervisorProgram, ProgramStep, ExitPoint, ExitCause, ExpectedExit, OwnedBits } from './hv-programs.js';
+export { costCountsArbitrary, phaseCountsArbitrary, costPricesArbitrary, costProfileArbitrary } from '../src/cost/arbitraries.js';

@@ -6,7 +6,7 @@
 ; shadow-paging hypervisor must trap such writes; with EPT (the hypervisor's
 ; default, SDM vol. 3C 29.3) they are ordinary stores and do not exit. The
 ; line prints the entry read back: "nano-ptemod: 10000 iterations, PTE
-; 0x201007" (P, R/W, U/S; A and D still 0: nothing used the page).
+; 0x201027" (P, R/W, U/S, A from the read; D still 0: nothing wrote the page).
 ;
 ;   hvsim run guests/nano-ptemod.bin           (under the hypervisor)
 ;   hvsim run guests/nano-ptemod.bin --bare    (on the bare processor)
@@ -25,6 +25,7 @@ PTE_ADDR equ nano_pt + ((PTE_PAGE - NANO_4K_BASE) >> 12) * 8
 
 bits 64
 nano_setup:
+        mov al, [PTE_PAGE]           ; the walk sets A in the PTE (4.8)
         lea rdi, [rel PTE_ADDR]
         mov rax, [rdi]
         ret

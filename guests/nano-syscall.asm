@@ -10,6 +10,7 @@
 ;
 ; SDM vol. 2: SYSCALL, SYSRET; vol. 3A: 5.8.8 (STAR, LSTAR, FMASK, EFER.SCE).
 %include "lib/bootsector.inc"
+%include "lib/syscall64.inc"
 
 %define NANO_USER
 %define NANO_NAME "nano-syscall"
@@ -17,32 +18,10 @@
         syscall
 %endmacro
 
-IA32_EFER  equ 0xC0000080
-IA32_STAR  equ 0xC0000081
-IA32_LSTAR equ 0xC0000082
-IA32_FMASK equ 0xC0000084
 
 bits 64
 nano_setup:
-        ; STAR[47:32] = 08H: SYSCALL loads CS 08H, SS 10H. STAR[63:48] =
-        ; 18H: SYSRETQ loads CS 18H + 16 = 2BH, SS 18H + 8 = 23H (5.8.8).
-        mov ecx, IA32_STAR
-        xor eax, eax
-        mov edx, (0x18 << 16) | SEL_KCODE
-        wrmsr
-        mov ecx, IA32_LSTAR
-        lea rax, [rel syscall_entry]
-        mov rdx, rax
-        shr rdx, 32
-        wrmsr
-        mov ecx, IA32_FMASK          ; TF, IF, DF, AC: cleared in the kernel
-        mov eax, 0x40700
-        xor edx, edx
-        wrmsr
-        mov ecx, IA32_EFER
-        rdmsr
-        or eax, 1                    ; SCE
-        wrmsr
+        ENABLE_SYSCALL syscall_entry, 0x40700 ; SYSCALL clears TF, IF, DF and AC
         ret
 
 ; SYSCALL leaves RSP alone; the handler needs no stack.

@@ -23,10 +23,8 @@ SEL_KDATA  equ 0x10
 SEL_UDATA  equ 0x20 | 3
 SEL_UCODE  equ 0x28 | 3
 SEL_TSS    equ 0x30
-IA32_EFER  equ 0xc0000080
-IA32_STAR  equ 0xc0000081
-IA32_LSTAR equ 0xc0000082
-IA32_FMASK equ 0xc0000084
+
+%include "lib/syscall64.inc"
 
 start:
         mov rsp, kstack_top
@@ -86,25 +84,7 @@ start:
         call set_gate
         lidt [rel idt_ptr]
 
-        ; STAR[47:32] = 08H: SYSCALL loads CS = 08H, SS = 10H.
-        ; STAR[63:48] = 18H: SYSRETQ loads CS = 18H + 16 = 28H | 3, SS = 18H + 8 = 20H | 3.
-        mov ecx, IA32_STAR
-        xor eax, eax
-        mov edx, (0x18 << 16) | SEL_KCODE
-        wrmsr
-        mov ecx, IA32_LSTAR
-        lea rax, [rel syscall_entry]
-        mov rdx, rax
-        shr rdx, 32
-        wrmsr
-        mov ecx, IA32_FMASK          ; SYSCALL clears TF, IF and DF
-        mov eax, 0x700
-        xor edx, edx
-        wrmsr
-        mov ecx, IA32_EFER
-        rdmsr
-        or eax, 1                    ; SCE
-        wrmsr
+        ENABLE_SYSCALL syscall_entry, 0x700   ; SYSCALL clears TF, IF and DF
 
         ; Enter ring 3: IRETQ pops RIP, CS, RFLAGS, RSP, SS.
         push SEL_UDATA

@@ -62,7 +62,7 @@ const GUESTS: Nano[] = [
   { name: 'nano-divzero', line: 'nano-divzero: 10000 iterations, 10000 divide errors',
     sdm: 'SDM vol. 3A 6.15 interrupt 0 (#DE, a fault); vol. 3C 25.6.3 (exception bitmap 0: no exit)',
     exitPerIteration: null, absent: 'EXCEPTION_OR_NMI', retired: 3 },
-  { name: 'nano-ptemod', line: 'nano-ptemod: 10000 iterations, PTE 0x201007',
+  { name: 'nano-ptemod', line: 'nano-ptemod: 10000 iterations, PTE 0x201027',
     sdm: 'SDM vol. 3A 4.5 (a 4 KiB PTE), 4.8 (A and D stay 0 on an unused page), 4.10.4 (an unchanged entry needs no INVLPG); vol. 3C 29.3 (with EPT a store to a guest PTE does not exit)',
     exitPerIteration: null, absent: 'EPT_VIOLATION', retired: 1 },
 ];

@@ -1,6 +1,20 @@
 import { describe, expect, it } from 'vitest';
 import { PcMachine } from './machine.js';
 import { loadImage } from './loaders/index.js';
+import type { Cpu } from '../cpu/cpu.js';
+
+/** 32-bit code: the master 8259A's ICW1-4 (vectors 20H..), then its mask (OCW1). */
+function picInit(mask: number): number[] {
+  return [0xb0, 0x11, 0xe6, 0x20, 0xb0, 0x20, 0xe6, 0x21, 0xb0, 0x04, 0xe6, 0x21, 0xb0, 0x01, 0xe6, 0x21, 0xb0, mask, 0xe6, 0x21];
+}
+
+/** An IDT at 2000H with 32-bit interrupt gates (vector, handler below 64 KiB) in the current CS. */
+function interruptGates(cpu: Cpu, gates: readonly [number, number][]): void {
+  for (const [vector, handler] of gates) {
+    cpu.memory.load(0x2000 + vector * 8, Uint8Array.of(handler & 0xff, handler >> 8, cpu.segSel[1]!, 0, 0, 0x8e, 0, 0));
+  }
+  cpu.idtrLo = 0x2000; cpu.idtrLimit = Math.max(...gates.map(([v]) => v)) * 8 + 7;
+}
 
 /**
  * The machine's interrupt path: an interrupt that becomes deliverable through a
@@ -14,9 +28,7 @@ describe('PcMachine interrupt delivery', () => {
     const cpu = m.cpu;
     // 32-bit flat protected mode; the IDT is built below.
     const code: number[] = [
-      // 8259A: ICW1-4 for the master, vectors 0x20.., IRQ 0 and 1 unmasked.
-      0xb0, 0x11, 0xe6, 0x20, 0xb0, 0x20, 0xe6, 0x21, 0xb0, 0x04, 0xe6, 0x21, 0xb0, 0x01, 0xe6, 0x21,
-      0xb0, 0xfc, 0xe6, 0x21,
+      ...picInit(0xfc), // IRQ 0 and 1 unmasked
       0xfb,             // sti
       0xf4,             // hlt: IRQ 0's handler, then IRQ 1's, run from here
       0xfa, 0xf4,       // cli; hlt
@@ -24,13 +36,7 @@ describe('PcMachine interrupt delivery', () => {
     loadImage(cpu, Uint8Array.from(code), { format: 'flat', load: 0x1000, mode: '32' });
     cpu.gpr[2 * 4] = 0x8000;
     // IDT at 0x2000 with 32-bit interrupt gates for vectors 0x20 and 0x21.
-    const gate = (vector: number, handler: number): void => {
-      const at = 0x2000 + vector * 8;
-      cpu.memory.load(at, Uint8Array.of(handler & 0xff, handler >> 8, cpu.segSel[1]!, 0, 0, 0x8e, 0, 0));
-    };
-    gate(0x20, 0x3000);
-    gate(0x21, 0x3100);
-    cpu.idtrLo = 0x2000; cpu.idtrLimit = 0x21 * 8 + 7;
+    interruptGates(cpu, [[0x20, 0x3000], [0x21, 0x3100]]);
     // Handler 0x20: inc ebx; mov al, 0x20; out 0x20, al (EOI); iret. Handler 0x21: inc esi; EOI; iret.
     cpu.memory.load(0x3000, Uint8Array.of(0x43, 0xb0, 0x20, 0xe6, 0x20, 0xcf));
     cpu.memory.load(0x3100, Uint8Array.of(0x46, 0xb0, 0x20, 0xe6, 0x20, 0xcf));
@@ -65,9 +71,7 @@ describe('device deadlines armed by the running guest', () => {
     const m = new PcMachine({ memorySize: 4 << 20 });
     const cpu = m.cpu;
     const code: number[] = [
-      // 8259A: ICW1-4, vectors 0x20.., only IRQ 0 unmasked.
-      0xb0, 0x11, 0xe6, 0x20, 0xb0, 0x20, 0xe6, 0x21, 0xb0, 0x04, 0xe6, 0x21, 0xb0, 0x01, 0xe6, 0x21,
-      0xb0, 0xfe, 0xe6, 0x21,
+      ...picInit(0xfe), // only IRQ 0 unmasked
       // PIT channel 0, mode 2, count 100 (about 84 µs: 84,000 instructions of guest time).
       0xb0, 0x34, 0xe6, 0x43, 0xb0, 100, 0xe6, 0x40, 0xb0, 0, 0xe6, 0x40,
       0xfb,             // sti
@@ -78,8 +82,7 @@ describe('device deadlines armed by the running guest', () => {
     ];
     loadImage(cpu, Uint8Array.from(code), { format: 'flat', load: 0x1000, mode: '32' });
     cpu.gpr[2 * 4] = 0x8000;
-    cpu.memory.load(0x2000 + 0x20 * 8, Uint8Array.of(0x00, 0x30, cpu.segSel[1]!, 0, 0, 0x8e, 0, 0));
-    cpu.idtrLo = 0x2000; cpu.idtrLimit = 0x20 * 8 + 7;
+    interruptGates(cpu, [[0x20, 0x3000]]);
     // Handler: inc ebx; EOI; iret.
     cpu.memory.load(0x3000, Uint8Array.of(0x43, 0xb0, 0x20, 0xe6, 0x20, 0xcf));
     expect(m.run(100_000_000)).toEqual({ kind: 'halt' });

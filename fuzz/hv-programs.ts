@@ -20,7 +20,7 @@ import type { ExitConfig } from '../src/hv/config.js';
 /** Where programImage() is loaded and started (a flat binary in 64-bit mode). */
 export const PROGRAM_BASE = 0x100000;
 /** The stack steps that need one use (the loader maps the first MiBs one to one). */
-const STACK_TOP = PROGRAM_BASE + 0x80000;
+export const STACK_TOP = PROGRAM_BASE + 0x80000;
 
 /** Why a step's exiting instruction exits (or not): the control it depends on. */
 export type ExitCause =

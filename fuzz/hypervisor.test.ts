@@ -18,7 +18,9 @@ import { PcMachine } from '../src/platform/machine.js';
 import { vmConfig } from '../src/hv/config.js';
 import { EMULATED_MSRS } from '../src/hv/handlers.js';
 import { createVm, type Vm } from '../src/hv/vm.js';
-import { expectedExits, hypervisorProgram, programImage, PROGRAM_BASE, type ExpectedExit, type HypervisorProgram } from './hv-programs.js';
+import { ExitReason } from '../vmcs/exit-reasons.js';
+import { memoryOperand } from '../src/hv/memory-operand.js';
+import { expectedExits, hypervisorProgram, programImage, PROGRAM_BASE, STACK_TOP, type ExpectedExit, type HypervisorProgram } from './hv-programs.js';
 
 const RUNS = 60 * Math.max(1, Math.floor(Number(process.env.HVSIM_FUZZ_RUNS) || 1));
 const SEED = Number(process.env.HVSIM_FUZZ_SEED ?? 0x6876) | 0;
@@ -62,6 +64,11 @@ function hypervisorRun(p: HypervisorProgram, image: Uint8Array): { exits: Expect
     if ('kind' in e) return { exits, vm, stop: e.kind };
     // The host's own timer is not the guest's doing (the programs arm none, so there is none).
     exits.push({ reason: e.reason, rip: Number(e.rip), length: e.length });
+    if (e.reason === ExitReason.INVPCID) {
+      // INVPCID rax, [rsp] (28.2.5): the type register RAX in bits 31:28, the operand at the pushed descriptor.
+      expect((e.instructionInformation >>> 28) & 15).toBe(0);
+      expect(memoryOperand(vm.guest, e.instructionInformation, e.qualification)).toBe(BigInt(STACK_TOP - 16));
+    }
     const result = vm.handle(e);
     if (result !== 'resume') return { exits, vm, stop: result.kind };
     const failed = vm.resume();

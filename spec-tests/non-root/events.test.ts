@@ -148,6 +148,21 @@ describe('exceptions that exit (26.2; 28.2.2 interruption information; 28.2.4 ID
     expect(r.vmcs.lo(Field.IDT_VECTORING_INFORMATION_FIELD) >>> 0).toBe((3 | (6 << 8) | 0x80000000) >>> 0);
   });
 
+  it('26.2, 28.2.4: a #NP raised while delivering a #GP meets the exception bitmap before table 6-5: it exits, with the #GP in the IDT-vectoring information, instead of becoming #DF', () => {
+    // mov rbx, 8000000000000000H; mov rax, [rbx]: #GP(0); its gate is made not present: #NP(13 << 3 | IDT).
+    const r = runInGuest([0x48, 0xbb, 0, 0, 0, 0, 0, 0, 0, 0x80, 0x48, 0x8b, 0x03, ...VMCALL], (v, cpu) => {
+      v.set(Field.EXCEPTION_BITMAP, 1 << 11);
+      cpu.memory.write32(GUEST_IDT + 16 * 13 + 4, cpu.memory.read32(GUEST_IDT + 16 * 13 + 4) & ~0x8000);
+    });
+    expect(r.reason).toBe(ExitReason.EXCEPTION_OR_NMI);
+    expect(r.vmcs.lo(Field.VM_EXIT_INTERRUPTION_INFORMATION) >>> 0).toBe((11 | (3 << 8) | (1 << 11) | 0x80000000) >>> 0);
+    // Index 13, IDT (bit 1), EXT (bit 0): the fault happened while delivering a hardware exception (6.13).
+    expect(r.vmcs.lo(Field.VM_EXIT_INTERRUPTION_ERROR_CODE)).toBe(13 * 8 + 2 + 1);
+    expect(r.vmcs.lo(Field.IDT_VECTORING_INFORMATION_FIELD) >>> 0).toBe((13 | (3 << 8) | (1 << 11) | 0x80000000) >>> 0);
+    expect(r.vmcs.lo(Field.IDT_VECTORING_ERROR_CODE)).toBe(0);
+    expect(r.vmcs.num(Field.GUEST_RIP)).toBe(GUEST_CODE + 10); // the faulting MOV: the #GP was not delivered
+  });
+
   it('a triple fault exits with reason 2 instead of shutting down', () => {
     // An empty IDT: #UD cannot be delivered, nor #DF: triple fault (SDM vol. 3A, 6.15).
     const r = runInGuest([0x0f, 0x0b], (v) => v.set(Field.GUEST_IDTR_LIMIT, 0));

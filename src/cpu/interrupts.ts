@@ -131,6 +131,10 @@ function deliverEvent(cpu: Cpu, first: number, kind: EventKind, firstCode: numbe
       }
       during = vector; duringKind = k; duringCode = code;
       const second = cpu.excVector;
+      // In VMX non-root operation the exception that faulted the delivery meets the exception bitmap
+      // before table 6-5 does: if it exits, the exit is one during delivery of the first event, which the
+      // IDT-vectoring information records (SDM vol. 3C, 26.2, 28.2.4); only otherwise can it become #DF.
+      if (cpu.nonRoot) cpu.virt.exception(cpu, second, EventKind.EXCEPTION, cpu.excHasCode ? cpu.excCode : -1, during, duringKind, duringCode);
       const c1 = classOf(vector), c2 = classOf(second);
       if (c1 === FaultClass.DOUBLE_FAULT && c2 !== FaultClass.BENIGN) {
         // Triple fault: shutdown (SDM vol. 3A, 6.15, "Interrupt 8"), or a VM exit in non-root operation.

@@ -464,8 +464,11 @@ export class Vmx implements Virtualization {
       case Intercept.PAUSE: exits = (proc & P_PAUSE) !== 0 || this.pauseLoopExits(cpu); break;
       case Intercept.INVPCID:
         if ((this.secondary & S_INVPCID) === 0) cpu.raise(Vector.UD);
-        exits = (proc & P_INVLPG) !== 0;
-        break;
+        if ((proc & P_INVLPG) === 0) return false;
+        // The memory operand and the type register (bits 31:28) as instruction information, the
+        // displacement as qualification (28.2.5, the table for INVEPT, INVPCID and INVVPID; 28.2.1).
+        displacement(cpu, i);
+        return this.instructionExit(cpu, i, ExitReason.INVPCID, instructionInformation(i, -1) | (i.reg << 28), cpu.tHi, disp.hi);
       case Intercept.MOV_DR:
         if ((proc & P_MOV_DR) === 0) return false;
         // Qualification (table 28-4): DR number, direction (1 = MOV from DR), general register.

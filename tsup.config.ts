@@ -6,6 +6,7 @@ export default defineConfig({
     'cli/main': 'src/cli/main.ts',
     'fuzz/index': 'fuzz/index.ts',
     'bench/run': 'bench/run.ts',
+    'bench/reproduce': 'bench/reproduce.ts',
   },
   format: ['esm'],
   target: 'node20',

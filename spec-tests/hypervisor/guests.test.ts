@@ -53,3 +53,36 @@ describe('a guest that is itself a hypervisor finds no VMX under the hypervisor'
     });
   }
 });
+
+describe('a guest runs the same without EPT, its page tables shadowed by the hypervisor (--no-ept)', () => {
+  for (const [name, options, status] of GUESTS) {
+    // A guest that starts in real mode needs unrestricted guest, which needs EPT (SDM vol. 3C 27.2.1.1).
+    if (options.includes('real')) {
+      it(`guests/${name} starts in real mode: without EPT (no unrestricted guest, SDM vol. 3C 27.2.1.1; CR0.PE fixed to 1, A.7) the hypervisor refuses it in one line, status 2`, () => {
+        const err: string[] = [], out: string[] = [], serial: number[] = [];
+        const status = main(['run', bundledGuest(name), ...options, '--no-ept'],
+          { out: (l) => out.push(l), err: (l) => err.push(l), serial: (b) => serial.push(b) });
+        expect(status).toBe(2);
+        expect(err).toHaveLength(1);
+        expect(err[0]).toMatch(/^hvsim: the guest starts in real mode .*unrestricted guest needs EPT/);
+        expect([out, serial]).toEqual([[], []]);
+      });
+      continue;
+    }
+    it(`guests/${name}: same serial output, status ${status} and instruction count as with EPT and on the bare processor (shadow paging: #PF exits, SDM vol. 3C 25.6.3; CR3-load/store and INVLPG exiting, 26.1.3; guest/host masks, 25.6.6)`, () => {
+      const args = [bundledGuest(name), ...options, '--max-insns', '50000000'];
+      const bare = hvsim([...args, '--bare']), ept = hvsim(args), shadow = hvsim([...args, '--no-ept']);
+      expect(shadow.status).toBe(status);
+      expect(shadow.status).toBe(ept.status);
+      expect(shadow.err).toEqual(ept.err);
+      expect(shadow.serial).toBe(ept.serial);
+      expect(shadow.serial).toBe(bare.serial);
+      expect(shadow.json.instructions).toBe(ept.json.instructions);
+      expect(shadow.json.instructions).toBe(bare.json.instructions);
+      // No EPT, so no EPT exits; the guest's page tables were shadowed through #PF exits.
+      expect(shadow.json.vmExits.EPT_VIOLATION).toBeUndefined();
+      expect(shadow.json.vmExits.EXCEPTION_OR_NMI).toBeGreaterThan(0);
+      expect((shadow.json as unknown as { shadow: { hiddenFaults: number } }).shadow.hiddenFaults).toBeGreaterThan(0);
+    });
+  }
+});

@@ -4,7 +4,8 @@ import { MAX_CPUS } from '../platform/machine.js';
 export class UsageError extends Error {}
 
 export interface RunOptions {
-  command: 'run';
+  /** `run`: one run; `cost`: a bare and a hypervisor run of the image, priced on cost profiles. */
+  command: 'run' | 'cost';
   image: string | null;
   bare: boolean;
   load: number;
@@ -23,6 +24,12 @@ export interface RunOptions {
   /** CPU profile of the guest. */
   profile: string;
   vpid: boolean;
+  /** EPT; off: the hypervisor shadows the guest's page tables. */
+  ept: boolean;
+  /** Cost profiles (src/cost/profiles.ts) to price the run on: `run --cost NAME`, `cost --profile A,B,C`. */
+  costProfiles: string[];
+  /** `cost`: the breakdown as an SVG stacked bar chart to this file. */
+  plot: string | null;
   /** One JSON object per VM exit to this file. */
   trace: string | null;
   /** The guest's serial output to this file instead of stdout. */
@@ -44,6 +51,9 @@ options:
   --bare            run on the bare processor, without the hypervisor
   --profile NAME    CPU profile of the guest (default skylake)
   --no-vpid         no VPID: every VM exit and entry flushes the guest's TLB
+  --no-ept          no EPT: the hypervisor shadows the guest's page tables, as
+                    first-generation VT-x monitors did (the guest must start in
+                    protected mode: real mode needs unrestricted guest, and so EPT)
   --trace FILE      one JSON object per VM exit (seq, reason, name, rip, len,
                     qualification, decoded, insn, sinceLast) to FILE
   --serial FILE     the guest's COM1 output to FILE instead of stdout
@@ -55,10 +65,31 @@ options:
   --memory SIZE     physical memory, e.g. 64M or 1G (default 64M)
   --cpus N          logical processors (default 1); the others wait for INIT and SIPI
   --max-insns N     stop after N instructions, all processors together (default 10000000000)
-  --stats           print instructions retired, MIPS, VM exits by reason, page and EPT walks on stderr
+  --stats           print instructions retired, MIPS, VM exits by reason, page and EPT walks
+                    (with --no-ept, shadow paging's faults, roots and entries) on stderr
   --json            print the result as one JSON object on stdout (serial output is not printed)
+  --cost NAME       price the run on a processor's cost profile (prescott, merom, penryn,
+                    nehalem, westmere, sandybridge, skylake) and print the breakdown on stderr
+  --gdb PORT        serve the run to gdb on 127.0.0.1:PORT (0: a free port): in
+                    gdb, target remote 127.0.0.1:PORT
   -h, --help        this text
   --version         the version
+
+usage: hvsim debug [IMAGE] [options]
+
+The debugger: step instructions and VM exits, break on RIPs, exit reasons
+and memory, see the VMCS and what each handler changed, go back to earlier
+exits. 'hvsim debug --help' tells more.
+
+usage: hvsim cost [IMAGE] [--profile A,B,C] [--json] [--plot FILE.svg] [image options]
+
+Runs IMAGE on the bare processor and under the hypervisor, as each processor
+would: with EPT and VPID where it has them, with shadow paging where it has
+not, and prices both runs with the published figures of each profile (default:
+every profile): cycles in the guest, in VM transitions, in handlers and in
+page walks, the overhead against native, and the costliest exit reasons.
+--json prints one JSON array (per profile its name and total cycles, the
+breakdown and the top exits); --plot draws the breakdown as a stacked bar chart.
 
 exit status: the guest's debug-exit status ((v << 1) | 1 for a write of v to
 port 0xF4 or v of the EXIT hypercall: always odd); 0 when it halts with
@@ -80,11 +111,12 @@ export function parseSize(text: string, what: string): number {
 export function parseArgs(argv: readonly string[]): Command {
   if (argv.length === 0 || argv[0] === '-h' || argv[0] === '--help' || argv[0] === 'help') return { command: 'help' };
   if (argv[0] === '--version') return { command: 'version' };
-  if (argv[0] !== 'run') throw new UsageError(`unknown command '${argv[0]}' (try 'hvsim --help')`);
+  if (argv[0] !== 'run' && argv[0] !== 'cost') throw new UsageError(`unknown command '${argv[0]}' (try 'hvsim --help')`);
+  const cost = argv[0] === 'cost';
   const o: RunOptions = {
-    command: 'run', image: null, bare: false, load: 0x1000, mode: '64', format: 'auto', cmdline: '',
+    command: cost ? 'cost' : 'run', image: null, bare: false, costProfiles: [], plot: null, load: 0x1000, mode: '64', format: 'auto', cmdline: '',
     memory: 64 * 1024 * 1024,
-    cpus: 1, maxInsns: 1e10, stats: false, json: false, profile: 'skylake', vpid: true, trace: null, serial: null, quiet: false,
+    cpus: 1, maxInsns: 1e10, stats: false, json: false, profile: 'skylake', vpid: true, ept: true, trace: null, serial: null, quiet: false,
   };
   const value = (k: number, name: string): string => {
     const v = argv[k + 1];
@@ -98,8 +130,12 @@ export function parseArgs(argv: readonly string[]): Command {
       case '--stats': o.stats = true; break;
       case '--json': o.json = true; break;
       case '--no-vpid': o.vpid = false; break;
+      case '--no-ept': o.ept = false; break;
       case '--quiet': o.quiet = true; break;
-      case '--profile': o.profile = value(k++, a); break;
+      // For `cost`, the cost profiles to price on; for `run`, the guest's CPU profile.
+      case '--profile': if (cost) o.costProfiles = value(k++, a).split(','); else o.profile = value(k++, a); break;
+      case '--cost': if (cost) throw new UsageError('--cost is an option of run; cost takes --profile A,B,C'); o.costProfiles = [value(k++, a)]; break;
+      case '--plot': if (!cost) throw new UsageError('--plot is an option of cost'); o.plot = value(k++, a); break;
       case '--trace': o.trace = value(k++, a); break;
       case '--serial': o.serial = value(k++, a); break;
       case '-h': case '--help': return { command: 'help' };

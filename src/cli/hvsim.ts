@@ -1,8 +1,5 @@
 /** The `hvsim` command: main() returns the exit status; output goes through `out` and `err`. */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
-import { fileURLToPath } from 'node:url';
+import { writeFileSync } from 'node:fs';
 import { exitReasonName } from '../../vmcs/exit-reasons.js';
 import type { Cpu } from '../cpu/cpu.js';
 import { GPR_NAMES, VECTOR_NAMES } from '../cpu/regs.js';
@@ -15,22 +12,16 @@ import { vmConfig } from '../hv/config.js';
 import type { ExitRecord } from '../hv/record.js';
 import { createVm, VmConfigError, type Vm, type VmStop } from '../hv/vm.js';
 import { parseArgs, UsageError, USAGE, type RunOptions } from './args.js';
+import { costProfiles, hypervisorSource, priceRun, runCost } from './cost.js';
+import { CostRecorder } from '../cost/collect.js';
+import { renderText, toJson } from '../cost/report.js';
+import { bundledGuest, readImage, type Output } from './image.js';
 import { Progress } from './progress.js';
 
-const VERSION = '0.1.0';
-/** A bundled guest: guests/NAME in the package, found from this module in src/ or dist/. */
-export function bundledGuest(name: string): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const candidate = join(dir, 'guests', name);
-    if (existsSync(candidate)) return candidate;
-    const up = dirname(dir);
-    if (up === dir) throw new ImageError(`the bundled guest ${name} is missing from this installation`);
-    dir = up;
-  }
-}
+export { bundledGuest, type Output, type Print } from './image.js';
 
-export type Print = (line: string) => void;
+const VERSION = '0.1.0';
+
 
 /**
  * Exit statuses (documented in --help and the README). The model's own are even:
@@ -41,28 +32,7 @@ const EXIT = { halt: 0, usage: 2, exception: 4, 'entry-failed': 6, budget: 8, sh
 
 function hex(v: bigint): string { return `0x${v.toString(16)}`; }
 
-/** Reads an image; a gzip-compressed one is decompressed, as GRUB does for kernels and modules. */
-function readImage(path: string): Uint8Array {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new ImageError(`cannot read image '${path}': ${code === 'ENOENT' ? 'no such file' : code ?? String(e)}`);
-  }
-  if (bytes.length < 2 || bytes[0] !== 0x1f || bytes[1] !== 0x8b) return bytes;
-  try {
-    return gunzipSync(bytes);
-  } catch (e) {
-    throw new ImageError(`cannot decompress gzip image '${path}': ${(e as Error).message}`);
-  }
-}
 
-/**
- * Where the command writes: result lines, diagnostics, the guest's serial
- * bytes, and (when stderr is a terminal) the progress line of a long run.
- */
-export interface Output { out: Print; err: Print; serial: (byte: number) => void; progress?: (text: string) => void }
 
 /**
  * A failed VM entry is the guest hypervisor's business (VMfailValid or an exit
@@ -127,20 +97,25 @@ function runHypervisor(o: RunOptions, io: Output, path: string, image: Uint8Arra
   if (!(o.profile in PROFILES)) throw new UsageError(`unknown profile '${o.profile}' (known: ${Object.keys(PROFILES).join(', ')})`);
   const serialFile = o.serial === null ? null : openOutput(o.serial);
   const serial = serialFile !== null ? (b: number): void => { serialFile.bytes.push(b); } : o.json ? undefined : io.serial;
-  let vm: Vm;
+  let vm: Vm, loaded: ReturnType<Vm['load']>;
   try {
-    vm = createVm(vmConfig({ memory: o.memory, profile: o.profile, vpid: o.vpid }), { serialOut: serial });
+    // --no-ept: shadow paging, and so no unrestricted guest (it needs EPT, SDM vol. 3C 27.2.1.1).
+    vm = createVm(vmConfig({ memory: o.memory, profile: o.profile, vpid: o.vpid, ept: o.ept, unrestrictedGuest: o.ept }), { serialOut: serial });
+    loaded = vm.load(image, { format: o.format, load: o.load, mode: o.mode, cmdline: o.cmdline || undefined });
   } catch (e) {
     if (e instanceof VmConfigError) throw new UsageError(e.message);
     throw e;
   }
-  const loaded = vm.load(image, { format: o.format, load: o.load, mode: o.mode, cmdline: o.cmdline || undefined });
   const trace = o.trace === null ? null : openOutput(o.trace);
+  const profiles = costProfiles(o.costProfiles);
+  const recorder = profiles.length === 0 || o.costProfiles.length === 0 ? null
+    : new CostRecorder(() => hypervisorSource(vm), vm.machine.ports.phase, () => vm.cpu.stop({ kind: 'stop' }));
   const t0 = performance.now(), progress = new Progress(o.quiet ? null : io.progress ?? null);
   let inHandlers = 0, stop: VmStop;
   const end = o.maxInsns;
   for (;;) {
     progress.update(vm.instructions, vm.exits);
+    recorder?.sync();
     // A stretch is at most SOLO_QUANTUM instructions long, so that the progress line moves in a guest that rarely exits.
     const e = vm.runUntilExit(Math.min(end - vm.instructions, SOLO_QUANTUM));
     if ('kind' in e) {
@@ -156,6 +131,7 @@ function runHypervisor(o: RunOptions, io: Output, path: string, image: Uint8Arra
   }
   const seconds = (performance.now() - t0) / 1000;
   progress.done();
+  const cost = recorder === null ? null : priceRun(profiles, recorder.finish());
   trace?.close();
   serialFile?.close();
   const cpu = vm.cpu, retired = vm.instructions, mips = retired / seconds / 1e6;
@@ -163,9 +139,11 @@ function runHypervisor(o: RunOptions, io: Output, path: string, image: Uint8Arra
   const counts = countsOf([{ cpu, vmx: vm.vmx }]);
   if (o.json) {
     io.out(JSON.stringify({ image: path, format: loaded.format, hypervisor: true, stop, status, rip: hex(vm.guest.rip),
-      instructions: retired, seconds: Number(seconds.toFixed(3)), mips: Number(mips.toFixed(1)), ...counts }));
+      instructions: retired, seconds: Number(seconds.toFixed(3)), mips: Number(mips.toFixed(1)), ...counts,
+      ...(vm.shadow !== null ? { shadow: vm.shadow.counters } : {}), ...(cost !== null ? { cost: toJson(cost) } : {}) }));
     return status;
   }
+  if (cost !== null && !o.quiet) for (const line of renderText(cost).trimEnd().split('\n')) io.err(line);
   const rip = hex(vm.guest.rip);
   if (stop.kind === 'budget') io.err(`hvsim: stopped: instruction budget exhausted after ${retired.toLocaleString('en-US')} instructions at rip=${rip}`);
   else if (stop.kind === 'shutdown') io.err(`hvsim: shutdown: triple fault at rip=${rip}`);
@@ -175,6 +153,13 @@ function runHypervisor(o: RunOptions, io: Output, path: string, image: Uint8Arra
     io.err(`hvsim: ${retired} guest instructions in ${seconds.toFixed(3)} s: ${mips.toFixed(1)} MIPS; ` +
       `${vm.exits} VM exits, ${(inHandlers / 1000).toFixed(3)} s in handlers, ${(seconds - inHandlers / 1000).toFixed(3)} s in the guest`);
     for (const line of countLines(counts)) io.err(line);
+    if (vm.shadow !== null) {
+      const s = vm.shadow.counters;
+      io.err(`hvsim: shadow paging: ${s.hiddenFaults} hidden #PF, ${s.trueFaults} true #PF, ${s.mmioFaults} MMIO #PF, ` +
+        `${s.pteWrites} paging-structure writes (${s.emulatedWrites} emulated), ${s.cr3Switches} CR3 loads (${s.rootHits} cached roots), ` +
+        `${s.entriesBuilt} entries built, ${s.protects} pages protected, ${s.invalidations} INVLPG/INVPCID, ` +
+        `${s.flushes} flushes (${s.poolResets} pool resets)`);
+    }
   }
   return status;
 }
@@ -195,6 +180,7 @@ function openOutput(file: string): { lines: string[]; bytes: number[]; close(): 
 function runCommand(o: RunOptions, io: Output): number {
   const path = o.image ?? bundledGuest('demo.bin');
   const image = readImage(path);
+  if (o.command === 'cost') return runCost(o, io, path, image);
   if (!o.bare) return runHypervisor(o, io, path, image);
   const units: { cpu: Cpu; vmx: Vmx }[] = [];
   const attach = (cpu: Cpu): void => {
@@ -208,9 +194,13 @@ function runCommand(o: RunOptions, io: Output): number {
     format: o.format, load: o.load, mode: o.mode, cmdline: o.cmdline || undefined,
   });
   const t0 = performance.now(), progress = new Progress(o.quiet ? null : io.progress ?? null);
-  const stop = machine.run(o.maxInsns, () => progress.update(machine.retired, null));
+  const recorder = o.costProfiles.length === 0 ? null
+    : new CostRecorder(() => ({ units }), machine.ports.phase, () => { for (const u of units) u.cpu.stop({ kind: 'stop' }); });
+  const profiles = costProfiles(o.costProfiles);
+  const stop = machine.run(o.maxInsns, () => { progress.update(machine.retired, null); recorder?.sync(); });
   const seconds = (performance.now() - t0) / 1000;
   progress.done();
+  const cost = recorder === null ? null : priceRun(profiles, recorder.finish());
   const retired = machine.retired;
   const mips = retired / seconds / 1e6;
   const status = stop.kind === 'exit' ? stop.status : EXIT[stop.kind];
@@ -218,9 +208,10 @@ function runCommand(o: RunOptions, io: Output): number {
     const regs = Object.fromEntries(GPR_NAMES.map((n, k) => [n, hex(cpu.reg64(k))]));
     io.out(JSON.stringify({ image: path, format: loaded.format, stop, status, rip: hex(cpu.rip),
       instructions: retired, seconds: Number(seconds.toFixed(3)), mips: Number(mips.toFixed(1)), registers: regs,
-      ...countsOf(units) }));
+      ...countsOf(units), ...(cost !== null ? { cost: toJson(cost) } : {}) }));
     return status;
   }
+  if (cost !== null && !o.quiet) for (const line of renderText(cost).trimEnd().split('\n')) io.err(line);
   if (stop.kind === 'budget') io.err(`hvsim: stopped: instruction budget exhausted after ${retired.toLocaleString('en-US')} instructions at rip=${hex(cpu.rip)}`);
   else if (stop.kind === 'shutdown') io.err(`hvsim: shutdown: triple fault at rip=${hex(cpu.rip)}`);
   else if (stop.kind === 'exception') {

@@ -4,6 +4,7 @@
  * that holds cached code drops every block on that page whose bytes it touches
  * (tracked in 64-byte chunks), so self-modifying code sees its new bytes.
  */
+import { classPrefix } from './insn-class.js';
 import { FAULT, type Cpu } from './cpu.js';
 import { Decoder, type ByteSource } from './decoder.js';
 import type { Insn } from './insn.js';
@@ -34,6 +35,8 @@ export class Block {
   nextEpoch = -1;
   /** Offset of each instruction from the block's first byte. */
   readonly offsets: Int32Array;
+  /** Instructions of each class among the first k (insn-class.ts), for the cost model's counts. */
+  readonly classes: Int32Array;
   constructor(
     readonly phys: number,
     /** Code size it was decoded for: 2, 4 or 8. */
@@ -47,6 +50,7 @@ export class Block {
     this.offsets = new Int32Array(insns.length);
     let o = 0;
     insns.forEach((i, k) => { this.offsets[k] = o; o += i.len; });
+    this.classes = classPrefix(insns);
   }
 }
 
@@ -108,6 +112,15 @@ export class BlockCache {
     }
     this.last = b;
     return b;
+  }
+
+  /**
+   * The block at the current CS:RIP, as lookup() would return it, without
+   * taking it as the one that runs next (an external debugger looks ahead
+   * with it, run.ts). Raises the fetch's fault.
+   */
+  peek(): Block {
+    return this.find();
   }
 
   private find(): Block {

@@ -6,7 +6,7 @@
 import { BlockCache } from './blocks.js';
 import { FlagOp, materialize, type FlagState } from './flags.js';
 import { PhysicalMemory } from './memory.js';
-import { Mmu, type MmuHost } from './mmu.js';
+import { Mmu, type DataWatch, type MmuHost } from './mmu.js';
 import { NO_VIRTUALIZATION, type Virtualization } from './virtualization.js';
 import { Paging } from './paging.js';
 import { MsrFile } from './msr.js';
@@ -66,6 +66,25 @@ export interface InterruptSource {
   takeSipi?(): number;
 }
 
+/** The bit of Cpu.breakOnExecute that arms Cpu.executionHook (bits 3:0 are DR0-DR3). */
+export const EXTERNAL_BREAK = 1 << 4;
+
+/**
+ * An external debugger's view of execution (src/debug): RIP breakpoints that
+ * are not the guest's own debug registers. The run loop asks it at an
+ * instruction boundary, before the next block runs, while
+ * Cpu.breakOnExecute has EXTERNAL_BREAK set; with that bit clear it costs nothing.
+ */
+export interface ExecutionHook {
+  /**
+   * At most `limit` instructions are about to run from the current RIP:
+   * returns how many may run before one the debugger stops in front of, or 0
+   * to end the run here (run() then returns `{ kind: 'stop' }` with nothing
+   * executed). It may raise the fetch fault of the next instruction.
+   */
+  allow(cpu: Cpu, limit: number): number;
+}
+
 /** Nothing attached: reads float high, writes are dropped. */
 export const NO_PORTS: PortIo = { read: (_p, size) => (size === 4 ? -1 : (1 << (8 * size)) - 1), write: () => {} };
 
@@ -117,7 +136,11 @@ export class Cpu implements FlagState, MmuHost {
   readonly dr = new Int32Array(8);
   dr6 = 0xffff0ff0 | 0;
   dr7 = 0x400;
-  /** Enabled instruction breakpoints (bit n: DRn), from DR7 (SDM vol. 3B, 18.2.4). */
+  /**
+   * Enabled instruction breakpoints (bit n: DRn), from DR7 (SDM vol. 3B, 18.2.4);
+   * bit 4 (EXTERNAL_BREAK) while an external debugger's `executionHook` is armed.
+   * The run loop looks at both through this one word.
+   */
   breakOnExecute = 0;
   /** Enabled I/O breakpoints (bit n: DRn with R/W = 10; they act while CR4.DE = 1). */
   breakOnIo = 0;
@@ -166,6 +189,8 @@ export class Cpu implements FlagState, MmuHost {
 
   /** Instructions retired: the time base of the deterministic TSC. */
   insnCount = 0;
+  /** Instructions retired by class (insn-class.ts), when the cost model asks for them; null: not counted. */
+  classCounts: Float64Array | null = null;
   tscOffset = 0;
 
   /**
@@ -232,6 +257,15 @@ export class Cpu implements FlagState, MmuHost {
   cr2PrevLo = 0; cr2PrevHi = 0;
   /** The shadow comes from MOV SS or POP SS (blocking by MOV SS), not STI (SDM vol. 3C, 25.4.2). */
   shadowBySs = false;
+  /**
+   * An external debugger (src/debug), not the guest: asked at instruction
+   * boundaries while breakOnExecute has EXTERNAL_BREAK set (run.ts).
+   */
+  executionHook: ExecutionHook | null = null;
+  /** An external debugger's data watch; the MMU's `watch` tells it of accesses with the guest's data breakpoints (ops/debug-registers.ts). */
+  externalWatch: DataWatch | null = null;
+  /** The guest's own data breakpoints as a watch (DR0-DR3 with R/W = 01 or 11), or null. */
+  dataBreakWatch: DataWatch | null = null;
   /** The hardware-assist unit (VMX); without one, VMX instructions are #UD. */
   virt: Virtualization = NO_VIRTUALIZATION;
   /** In VMX non-root operation: the instructions and events of virtualization.ts ask `virt`. */

@@ -45,7 +45,12 @@ export interface MmuHost {
 
 /** Data breakpoints: told of every read and write while set (the MMU then keeps no data TLB entries). */
 export interface DataWatch {
-  access(lo: number, hi: number, size: number, write: boolean): void;
+  /**
+   * An access of `size` bytes at linear address (lo, hi), about to be made;
+   * `pa` is the physical address of its first byte (its first page only when
+   * it crosses into a second).
+   */
+  access(lo: number, hi: number, size: number, write: boolean, pa: number): void;
 }
 
 export const identityTranslator: Translator = {
@@ -412,7 +417,7 @@ export class Mmu {
   /** A read that missed the TLB, crosses a page, or touches unbacked memory. */
   private readSlow(lo: number, hi: number, size: number, access: Access): number {
     const ppn0 = this.resolve(lo, hi, access);
-    if (this.watch !== null && access === Access.READ) this.watch.access(lo, hi, size, false);
+    if (this.watch !== null && access === Access.READ) this.watch.access(lo, hi, size, false, ppn0 * PAGE_SIZE + (lo & PAGE_MASK));
     const off = lo & PAGE_MASK;
     let ppn1 = ppn0;
     if (off + size > PAGE_SIZE) {
@@ -438,7 +443,7 @@ export class Mmu {
   /** A write that missed the TLB, crosses a page, or lands on code or unbacked memory. */
   private writeSlow(lo: number, hi: number, size: number, vLo: number, vHi: number): void {
     const ppn0 = this.resolve(lo, hi, Access.WRITE);
-    if (this.watch !== null) this.watch.access(lo, hi, size, true);
+    if (this.watch !== null) this.watch.access(lo, hi, size, true, ppn0 * PAGE_SIZE + (lo & PAGE_MASK));
     const off = lo & PAGE_MASK;
     let ppn1 = ppn0;
     if (off + size > PAGE_SIZE) {

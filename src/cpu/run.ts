@@ -4,7 +4,9 @@
  * pending-work word at each instruction boundary.
  */
 import type { Block } from './blocks.js';
-import { FAULT, Pending, type Cpu, type InterruptSource, type StopReason } from './cpu.js';
+import type { Insn } from './insn.js';
+import { insnClass } from './insn-class.js';
+import { EXTERNAL_BREAK, FAULT, Pending, type Cpu, type InterruptSource, type StopReason } from './cpu.js';
 import { deliverException, deliverInterrupt, deliverNmi, takeDebugStatus } from './interrupts.js';
 import { compileBlock } from './jit/compile.js';
 import { GPR_NAMES, IF, RF, TF, Vector } from './regs.js';
@@ -65,15 +67,25 @@ function execBlock(cpu: Cpu, block: Block, limit: number): number {
     } catch (e) {
       if (e !== FAULT) throw e;
       if (!cpu.excTrap) { cpu.ripLo = lo; cpu.ripHi = hi; }
-      cpu.insnCount += cpu.excTrap ? k + 1 : k;
+      retire(cpu, block, cpu.excTrap ? k + 1 : k);
       cpu.blockIndex = 0;
       return FAULTED;
     }
     if (cpu.pending !== 0) { k++; break; }
   }
-  cpu.insnCount += k;
+  retire(cpu, block, k);
   cpu.blockIndex = 0;
   return k;
+}
+
+/** The first k instructions of `block` retired: counted, and by class when the cost model asks. */
+function retire(cpu: Cpu, block: Block, k: number): void {
+  cpu.insnCount += k;
+  const c = cpu.classCounts;
+  if (c !== null) {
+    const p = block.classes, at = 4 * k;
+    c[0] += p[at]!; c[1] += p[at + 1]!; c[2] += p[at + 2]!; c[3] += p[at + 3]!;
+  }
 }
 
 function execCompiled(cpu: Cpu, block: Block): number {
@@ -88,11 +100,11 @@ function execCompiled(cpu: Cpu, block: Block): number {
     const off = block.offsets[j]! + (cpu.excTrap ? block.insns[j]!.len : 0);
     cpu.ripLo = block.mode === 2 ? (lo + off) & 0xffff : (lo + off) | 0;
     cpu.ripHi = hi;
-    cpu.insnCount += cpu.excTrap ? j + 1 : j;
+    retire(cpu, block, cpu.excTrap ? j + 1 : j);
     cpu.blockIndex = 0;
     return FAULTED;
   }
-  cpu.insnCount += k;
+  retire(cpu, block, k);
   return k;
 }
 
@@ -150,14 +162,30 @@ function checkInstructionBreakpoints(cpu: Cpu): void {
   cpu.raise(Vector.DB);
 }
 
+/**
+ * The run loop's look at execution breakpoints, made only while any is armed:
+ * the guest's own (DR0-DR3, one instruction at a time), then an external
+ * debugger's (Cpu.executionHook). Returns how many instructions may run.
+ */
+function executionBreakpoints(cpu: Cpu, limit: number): number {
+  const armed = cpu.breakOnExecute;
+  if ((armed & 0xf) !== 0) {
+    limit = 1;
+    checkInstructionBreakpoints(cpu);
+  }
+  const hook = cpu.executionHook;
+  return (armed & EXTERNAL_BREAK) !== 0 && hook !== null ? hook.allow(cpu, limit) : limit;
+}
+
 function internalError(cpu: Cpu, e: unknown): InternalError {
   return new InternalError(`internal error at rip=0x${cpu.rip.toString(16)}: ${String(e)}`, e, describeState(cpu));
 }
 
-/** Takes back the instruction just executed: RIP to its start, not retired (Pending.VM_EXIT). */
-function unretire(cpu: Cpu): void {
+/** Takes back instruction `i`, just executed: RIP to its start, not retired (Pending.VM_EXIT). */
+function unretire(cpu: Cpu, i: Insn): void {
   jumpRelative(cpu, cpu.codeSize, -cpu.virt.exitingLength());
   cpu.insnCount--;
+  if (cpu.classCounts !== null) cpu.classCounts[insnClass(i)]--;
 }
 
 /**
@@ -209,17 +237,19 @@ export function run(cpu: Cpu, budget: number): StopReason {
       const singleStep = (cpu.flags & TF) !== 0 && cpu.insnCount >= cpu.interruptShadowEnd;
       if (singleStep) limit = 1;
       if (cpu.breakOnExecute !== 0) {
-        limit = 1;
-        checkInstructionBreakpoints(cpu);
+        limit = executionBreakpoints(cpu, limit);
+        // An external debugger stops in front of this instruction (nothing of it has run).
+        if (limit === 0) { cpu.stopReason = { kind: 'stop' }; return cpu.stopReason; }
       }
       const block = cpu.blocks.lookup();
       // A fault returns here rather than unwinding further: exceptions and VM exits are frequent.
-      if (execBlock(cpu, block, limit) === FAULTED) {
+      const executed = execBlock(cpu, block, limit);
+      if (executed === FAULTED) {
         if (!onFault(cpu)) return cpu.stopReason;
       } else if ((cpu.pending & Pending.VM_EXIT) !== 0) {
         // The last instruction became a VM exit without unwinding: it did not retire.
         cpu.pending &= ~Pending.VM_EXIT;
-        unretire(cpu);
+        unretire(cpu, block.insns[executed - 1]!);
         afterFault(cpu);
       } else {
         // RF suppresses instruction breakpoints for one instruction (18.3.1.1).

@@ -52,12 +52,18 @@ export interface VmConfig {
   readonly memory: number;
   /** The CPU profile the guest sees (src/cpu/profile.ts PROFILES). */
   readonly profile: string;
-  /** EPT (29.3): guest-physical memory through nested paging; the local APIC and I/O APIC pages left out (MMIO). */
+  /**
+   * EPT (29.3): guest-physical memory through nested paging; the local APIC and I/O APIC pages left out (MMIO).
+   * Off: the hypervisor shadows the guest's page tables (src/hv/shadow), which needs `unrestrictedGuest: false`
+   * (27.2.1.1) and a guest that starts in protected mode.
+   */
   readonly ept: boolean;
   /** VPID (29.1): the guest's TLB entries survive VM exits. */
   readonly vpid: boolean;
   /** Unrestricted guest (25.6.2): real mode and unpaged protected mode in non-root operation; needs EPT. */
   readonly unrestrictedGuest: boolean;
+  /** Without EPT: pages of the hypervisor's shadow page-table pool; null sizes it from `memory` (shadow/pool.ts). */
+  readonly shadowPages: number | null;
   readonly exits: ExitConfig;
 }
 
@@ -70,7 +76,8 @@ export const DEFAULT_EXITS: ExitConfig = freeze({
 }, true);
 
 export const DEFAULT_CONFIG: VmConfig = freeze({
-  memory: 64 * 1024 * 1024, profile: 'skylake', ept: true, vpid: true, unrestrictedGuest: true, exits: DEFAULT_EXITS,
+  memory: 64 * 1024 * 1024, profile: 'skylake', ept: true, vpid: true, unrestrictedGuest: true, shadowPages: null,
+  exits: DEFAULT_EXITS,
 }, true);
 
 /** A configuration as a user writes it: any part may be left out. */

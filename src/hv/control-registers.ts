@@ -60,7 +60,7 @@ function readGuestPhysical(g: Guest, gpa: number): Uint8Array | null {
  */
 function writeControl(vm: Vm, cr: 0 | 4, value: number, hi: number): boolean {
   const g = vm.guest, F = Field, caps = vm.vmx.caps, old = visible(g, cr);
-  const efer = g.read(F.GUEST_IA32_EFER);
+  const efer = guestEfer(vm);
   if (hi !== 0) return false;
   const v = cr === 0 ? cr0Value(value) >>> 0 : value >>> 0;
   if (cr === 0) {
@@ -68,23 +68,40 @@ function writeControl(vm: Vm, cr: 0 | 4, value: number, hi: number): boolean {
     if ((v ^ old) & CR0_PG) {
       // Paging on with EFER.LME enters IA-32e mode, paging off leaves it (SDM vol. 3A, 10.8.5).
       const nowLma = (v & CR0_PG) !== 0 && (efer & EFER_LME) !== 0;
-      g.write(F.GUEST_IA32_EFER, nowLma ? efer | EFER_LMA : efer & ~EFER_LMA);
+      setGuestEfer(vm, nowLma ? efer | EFER_LMA : efer & ~EFER_LMA);
       const entry = g.read(F.VM_ENTRY_CONTROLS);
       g.write(F.VM_ENTRY_CONTROLS, nowLma ? entry | IA_32E_MODE_GUEST : entry & ~IA_32E_MODE_GUEST);
     }
-  } else if (cr4WriteFaults(v, old, efer, g.read(F.GUEST_CR3)) || (v & CR4_VMXE) !== 0) {
+  } else if (cr4WriteFaults(v, old, efer, guestCr3(vm)[0]) || (v & CR4_VMXE) !== 0) {
     // VMX is not offered to the guest: CR4.VMXE is reserved for it.
     return false;
   }
   const cr0 = cr === 0 ? v : visible(g, 0), cr4 = cr === 4 ? v : visible(g, 4);
-  const pae = (cr0 & CR0_PG) !== 0 && (cr4 & CR4_PAE) !== 0 && (g.read(F.GUEST_IA32_EFER) & EFER_LME) === 0;
-  if (pae && ((v ^ old) !== 0) && !loadPdptes(g, g.read(F.GUEST_CR3))) return false;
+  const pae = (cr0 & CR0_PG) !== 0 && (cr4 & CR4_PAE) !== 0 && (guestEfer(vm) & EFER_LME) === 0;
+  if (pae && ((v ^ old) !== 0) && !loadPdptes(g, guestCr3(vm)[0])) return false;
   const mask = g.read(cr === 0 ? F.CR0_GUEST_HOST_MASK : F.CR4_GUEST_HOST_MASK);
   g.write(cr === 0 ? F.CR0_READ_SHADOW : F.CR4_READ_SHADOW, v);
   g.write(cr === 0 ? F.GUEST_CR0 : F.GUEST_CR4,
     cr === 0 ? forcedValue(v, caps.cr0Fixed0, caps.cr0Fixed1, mask) : forcedValue(v, caps.cr4Fixed0, caps.cr4Fixed1, mask));
+  // Shadow paging: the processor's CR0, CR4 and EFER follow, and the shadows where a paging bit changed.
+  vm.shadow?.controlsWritten();
   flushGuestTlb(vm);
   return true;
+}
+
+/** The guest's IA32_EFER: the guest-state field, or with shadow paging the hypervisor's copy (the field is the processor's). */
+function guestEfer(vm: Vm): number {
+  return vm.shadow !== null ? vm.shadow.efer : vm.guest.read(Field.GUEST_IA32_EFER);
+}
+
+function setGuestEfer(vm: Vm, value: number): void {
+  if (vm.shadow !== null) vm.shadow.efer = value;
+  else vm.guest.write(Field.GUEST_IA32_EFER, value);
+}
+
+/** The guest's CR3 (bits 31:0, 63:32): GUEST_CR3, or with shadow paging the hypervisor's copy (GUEST_CR3 is a shadow root). */
+function guestCr3(vm: Vm): [number, number] {
+  return vm.shadow !== null ? [vm.shadow.cr3Lo, vm.shadow.cr3Hi] : [vm.guest.read(Field.GUEST_CR3), vm.vmcs.hi(Field.GUEST_CR3)];
 }
 
 /** The guest's TLB entries go, as a control-register change makes them (4.10.4.1): all of its VPID. */
@@ -110,8 +127,9 @@ export const controlRegisterAccess: ExitHandler = (e, vm): HandlerResult => {
       // CR3-load exiting: CR3 takes the value; PAE paging reloads the PDPTEs; the guest's non-global entries go.
       const pcide = (visible(g, 4) & CR4_PCIDE) !== 0, noFlush = pcide && hi < 0;
       const high = pcide ? hi & 0x7fffffff : hi;
-      if ((g.read(F.GUEST_IA32_EFER) & EFER_LMA) !== 0 && (high & CR3_RSVD_HI) !== 0) ok = false;
-      else if ((visible(g, 0) & CR0_PG) && (visible(g, 4) & CR4_PAE) && !(g.read(F.GUEST_IA32_EFER) & EFER_LME) && !loadPdptes(g, lo)) ok = false;
+      if ((guestEfer(vm) & EFER_LMA) !== 0 && (high & CR3_RSVD_HI) !== 0) ok = false;
+      else if ((visible(g, 0) & CR0_PG) && (visible(g, 4) & CR4_PAE) && !(guestEfer(vm) & EFER_LME) && !loadPdptes(g, lo)) ok = false;
+      else if (vm.shadow !== null) vm.shadow.loadCr3(lo, high, noFlush);
       else {
         g.write(F.GUEST_CR3, lo, high);
         const vpid = g.read(F.VIRTUAL_PROCESSOR_IDENTIFIER);
@@ -122,7 +140,8 @@ export const controlRegisterAccess: ExitHandler = (e, vm): HandlerResult => {
       else vm.machine.apic.writeCr8(lo);
     }
   } else if (type === 1) {
-    const value = cr === 3 ? g.read64(F.GUEST_CR3) : BigInt(vm.machine.apic.readCr8());
+    const cr3 = guestCr3(vm);
+    const value = cr === 3 ? (BigInt(cr3[1] >>> 0) << 32n) | BigInt(cr3[0] >>> 0) : BigInt(vm.machine.apic.readCr8());
     g.setReg(reg, g.codeSize === 8 ? value : value & 0xffffffffn);
   } else if (type === 2) {
     ok = writeControl(vm, 0, visible(g, 0) & ~(1 << 3), 0); // CLTS

@@ -10,8 +10,10 @@
  * reading or writing guest-linear memory with the #PF the guest would take.
  */
 import { InterruptionType } from '../../vmcs/controls.js';
+import { ExitReason as R } from '../../vmcs/exit-reasons.js';
 import { Field } from '../../vmcs/fields.js';
 import type { Cpu } from '../cpu/cpu.js';
+import { InsnClass } from '../cpu/insn-class.js';
 import { hasErrorCode } from '../cpu/interrupts.js';
 import { RF, RSP, TF, Vector } from '../cpu/regs.js';
 import { PDPTE_FIELDS } from '../vmx/state-fields.js';
@@ -36,15 +38,48 @@ export interface GuestEvent {
   readonly length?: number;
 }
 
+/**
+ * The class of the instruction a handler emulates, by its exit reason: I/O,
+ * the system instructions (privileged), MMIO through an EPT violation (a
+ * memory operand); CPUID, PAUSE, RDRAND and RDSEED are ordinary.
+ */
+const EXIT_INSN_CLASS: ReadonlyMap<number, number> = new Map([
+  [R.IO_INSTRUCTION, InsnClass.IO], [R.EPT_VIOLATION, InsnClass.MEMORY],
+  ...[R.HLT, R.INVD, R.INVLPG, R.INVPCID, R.RDPMC, R.RDTSC, R.RDTSCP, R.RDMSR, R.WRMSR, R.CONTROL_REGISTER_ACCESS, R.MOV_DR,
+    R.MWAIT, R.MONITOR, R.WBINVD_WBNOINVD, R.XSETBV, R.XSAVES, R.XRSTORS, R.GDTR_IDTR_ACCESS, R.LDTR_TR_ACCESS,
+  ].map((r) => [r, InsnClass.PRIVILEGED] as [number, number]),
+]);
+
 /** A guest access refused by the guest's paging: the #PF to inject (or #GP for a non-canonical address). */
 export class GuestFault {
   constructor(readonly event: GuestEvent, readonly linear: bigint, readonly translation: Translation) {}
+}
+
+/**
+ * The guest's own paging registers where the VMCS does not hold them: with
+ * shadow paging (src/hv/shadow) the guest-state area has the values the
+ * processor runs the guest with, and guest-physical memory is RAM only.
+ */
+export interface GuestPaging {
+  readonly cr0: number;
+  readonly cr3Lo: number;
+  readonly cr3Hi: number;
+  readonly cr4: number;
+  readonly efer: number;
+  /** Guest-physical `pa` is guest RAM (elsewhere a handler's access finds no memory, as EPT leaves it out). */
+  isRam(pa: number): boolean;
+  /** The hypervisor wrote `length` bytes of guest memory at `pa` for the guest (string I/O, emulation). */
+  written(pa: number, length: number): void;
 }
 
 export class Guest {
   /** VMREADs and VMWRITEs the handler issued (for the cost model). */
   vmreads = 0;
   vmwrites = 0;
+  /** Events injected (for the cost model). */
+  injections = 0;
+  /** With shadow paging, the guest's own paging registers (vm.ts sets it); null with EPT. */
+  paging: GuestPaging | null = null;
 
   constructor(readonly cpu: Cpu, readonly vmx: Vmx, readonly vmcs: Vmcs) {}
 
@@ -106,10 +141,14 @@ export class Guest {
     if (flags & RF) this.rflags = flags & ~RF;
     if (flags & TF) this.write(Field.GUEST_PENDING_DEBUG_EXCEPTIONS, this.read(Field.GUEST_PENDING_DEBUG_EXCEPTIONS) | PENDING_BS);
     this.cpu.insnCount++;
+    // Its class, as the processor would have counted it (insn-class.ts): known from the exit reason.
+    const c = this.cpu.classCounts;
+    if (c !== null) c[EXIT_INSN_CLASS.get(this.vmcs.lo(Field.EXIT_REASON) & 0xffff) ?? InsnClass.ORDINARY]!++;
   }
 
   /** Injects `e` at the next VM entry (27.6): the VM-entry interruption-information field and its companions. */
   inject(e: GuestEvent): void {
+    this.injections++;
     const code = e.errorCode !== null;
     this.write(Field.VM_ENTRY_INTERRUPTION_INFORMATION_FIELD, (0x80000000 | (code ? 1 << 11 : 0) | (e.type << 8) | e.vector) | 0);
     if (code) this.write(Field.VM_ENTRY_EXCEPTION_ERROR_CODE, e.errorCode!);
@@ -153,10 +192,11 @@ export class Guest {
     PDPTE_FIELDS.forEach((f, k) => {
       pdpte[2 * k] = this.vmcs.lo(f); pdpte[2 * k + 1] = this.vmcs.hi(f);
     });
-    const cpl = this.cpl, cr4 = this.vmcs.lo(F.GUEST_CR4);
+    const cpl = this.cpl, p = this.paging, cr4 = p !== null ? p.cr4 : this.vmcs.lo(F.GUEST_CR4);
     return {
-      cr0: this.vmcs.lo(F.GUEST_CR0), cr3Lo: this.vmcs.lo(F.GUEST_CR3), cr3Hi: this.vmcs.hi(F.GUEST_CR3), cr4,
-      efer: this.vmcs.lo(F.GUEST_IA32_EFER), pdpte, cpl, flags: this.vmcs.lo(F.GUEST_RFLAGS), memory: this.cpu.memory,
+      cr0: p !== null ? p.cr0 : this.vmcs.lo(F.GUEST_CR0), cr3Lo: p !== null ? p.cr3Lo : this.vmcs.lo(F.GUEST_CR3),
+      cr3Hi: p !== null ? p.cr3Hi : this.vmcs.hi(F.GUEST_CR3), cr4,
+      efer: p !== null ? p.efer : this.vmcs.lo(F.GUEST_IA32_EFER), pdpte, cpl, flags: this.vmcs.lo(F.GUEST_RFLAGS), memory: this.cpu.memory,
       ept: this.eptEnabled ? this.vmx.ept : null, identity: false, user: cpl === 3,
       canonicalShift: cr4 & CR4_LA57 ? 7 : 16,
     };
@@ -169,7 +209,8 @@ export class Guest {
   /** Where a guest-linear access goes: the host-physical address, or the fault the guest takes. */
   translate(linear: bigint, access: AccessKind, state = this.translationState()): number | GuestFault {
     const t = explainTranslation(state, linear, access);
-    if (t.outcome.kind === 'ok') return Number(t.hostPhysical!);
+    // Without EPT, guest-physical is host-physical: outside guest RAM nothing is memory (as EPT leaves it out).
+    if (t.outcome.kind === 'ok' && (this.paging === null || this.paging.isRam(Number(t.hostPhysical!)))) return Number(t.hostPhysical!);
     if (t.outcome.kind === 'page-fault') {
       return new GuestFault({ vector: Vector.PF, type: InterruptionType.HARDWARE_EXCEPTION, errorCode: t.outcome.errorCode }, t.linear, t);
     }
@@ -200,6 +241,7 @@ export class Guest {
       const n = Math.min(bytes.length - k, 4096 - (pa % 4096));
       for (let j = 0; j < n; j++) this.cpu.memory.write8(pa + j, bytes[k + j]!);
       this.cpu.codeWritten(pa, n);
+      this.paging?.written(pa, n);
       k += n;
     }
     return null;

@@ -233,12 +233,14 @@ function busAccess(vm: Vm): MmioAccess {
   const m = vm.cpu.memory;
   return {
     read: (gpa, size) => {
+      vm.deviceOps++;
       if (!vm.isMmio(gpa)) return (1n << BigInt(8 * size)) - 1n;
       if (size === 8) return (BigInt(m.read32(gpa + 4) >>> 0) << 32n) | BigInt(m.read32(gpa) >>> 0);
       const dword = BigInt(m.read32(gpa - (gpa & 3)) >>> 0) >> BigInt(8 * (gpa & 3));
       return dword & ((1n << BigInt(8 * size)) - 1n);
     },
     write: (gpa, size, v) => {
+      vm.deviceOps++;
       if (!vm.isMmio(gpa)) return;
       if (size >= 4) for (let k = 0; k < size; k += 4) m.write32(gpa + k, Number((v >> BigInt(8 * k)) & 0xffffffffn) | 0);
       else for (let k = 0; k < size; k++) m.write8(gpa + k, Number((v >> BigInt(8 * k)) & 0xffn));

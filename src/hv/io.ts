@@ -25,6 +25,7 @@ export const ioInstruction: ExitHandler = (e, vm): HandlerResult => {
   const g = vm.guest, q = Number(e.qualification & 0xffffffffn);
   const size = ((q & 7) + 1) as 1 | 2 | 4, isIn = (q & 8) !== 0, port = q >>> 16;
   if ((q & 0x10) === 0) {
+    vm.deviceOps++;
     if (isIn) g.setReg(RAX, merge(g.reg(RAX), vm.cpu.io.read(port, size), size));
     else vm.cpu.io.write(port, size, Number(g.reg(RAX) & 0xffffffffn) & (size === 4 ? -1 : (1 << (8 * size)) - 1));
     g.retire(e.length);
@@ -43,6 +44,7 @@ function stringIo(vm: Vm, g: Guest, info: number, size: 1 | 2 | 4, isIn: boolean
   const step = (g.rflags & DF) !== 0 ? -BigInt(size) : BigInt(size);
   let count = rep ? g.reg(RCX) & mask : 1n;
   while (count > 0n) {
+    vm.deviceOps++;
     const offset = g.reg(index) & mask;
     const linear = linearAddress(g, segment, offset);
     if (isIn) {

@@ -43,6 +43,13 @@ import { defaultHandlers, EMULATED_MSRS, type ExitHandler } from './handlers.js'
 import { injectPending } from './interrupts.js';
 import { exitRecord, type ExitRecord } from './record.js';
 import { buildVmcs, forcedValue, hostLayout, MMIO_HOLE, ownedBits, type HostLayout } from './vmcs-setup.js';
+import { installShadowHandlers } from './shadow/handlers.js';
+import { MIN_POOL_PAGES, shadowPoolPages } from './shadow/pool.js';
+import { ShadowPaging } from './shadow/shadow.js';
+
+/** Why a guest that starts in real mode cannot run without EPT (one line for the CLI). */
+const REAL_MODE_NEEDS_EPT = 'the guest starts in real mode (CR0.PE = 0), which VMX non-root operation runs only as an ' +
+  'unrestricted guest, and unrestricted guest needs EPT (SDM vol. 3C 27.2.1.1): run it with EPT';
 
 /** The vector of the host's timer interrupt (the host's choice; Linux uses ECH for its local APIC timer). */
 export const HOST_TIMER_VECTOR = 0xec;
@@ -76,18 +83,30 @@ export class Vm {
   readonly vmcs: Vmcs;
   readonly guest: Guest;
   readonly layout: HostLayout;
+  /** Without EPT (config.ept false): the shadow paging that virtualizes the guest's MMU, and its counters; else null. */
+  readonly shadow: ShadowPaging | null;
   /** The handler of each basic exit reason; replace or wrap entries to change how exits are served. */
   readonly handlers: Map<number, ExitHandler>;
   /** The guest's interrupt controllers (local APIC, 8259A through LINT0): what the hypervisor injects from. */
   readonly interrupts: InterruptSource;
-  /** VM exits so far. */
+  /** VM exits so far, successful VM entries, and device operations the handlers emulated (port and MMIO accesses). */
   exits = 0;
+  entries = 0;
+  deviceOps = 0;
   /** Where the guest's COM1 bytes (and hypercall prints) go. */
   readonly serialOut: (byte: number) => void;
+  /**
+   * Set by a debugger (src/debug) from its breakpoint or watchpoint hook: the
+   * running runUntilExit returns at the next instruction boundary, in the
+   * guest, as if its budget had run out ({ kind: 'budget' }); it clears the flag.
+   */
+  breakRequested = false;
   /** The host's timer interrupt is pending (it exits the guest at the next instruction boundary). */
   private hostInterrupt = false;
   private lastExitAt = 0;
   private entered = false;
+  /** Shadow paging and a guest in real mode: it cannot be entered (load() and the first entry refuse it). */
+  private realModeGuest = false;
 
   constructor(readonly config: VmConfig, options: VmOptions = {}) {
     const profile = PROFILES[config.profile];
@@ -97,7 +116,16 @@ export class Vm {
     }
     const caps = SKYLAKE_VMX;
     this.serialOut = options.serialOut ?? ((): void => {});
-    this.layout = hostLayout(config.memory);
+    const shadowPages = config.ept ? 0 : config.shadowPages ?? shadowPoolPages(config.memory);
+    if (!config.ept && (!Number.isSafeInteger(shadowPages) || shadowPages < MIN_POOL_PAGES)) {
+      throw new VmConfigError(`the shadow-page pool needs at least ${MIN_POOL_PAGES} pages, not ${shadowPages}`);
+    }
+    this.layout = hostLayout(config.memory, shadowPages);
+    if (!config.ept && config.memory + this.layout.size > MMIO_HOLE) {
+      // PAE paging's CR3 has 32 bits: shadow roots, after guest RAM, must lie below the MMIO hole.
+      throw new VmConfigError(`without EPT guest memory and the hypervisor's ${this.layout.size} bytes must fit below ` +
+        `0x${MMIO_HOLE.toString(16)}: at most ${Math.floor((MMIO_HOLE - this.layout.size) / 2 ** 20)} MiB of guest memory`);
+    }
     let vmx: Vmx | null = null;
     this.machine = new PcMachine({
       memorySize: config.memory, hostMemory: this.layout.size, profile,
@@ -115,6 +143,12 @@ export class Vm {
     this.vmcs = buildVmcs(this.cpu, caps, config, this.layout, [...EMULATED_MSRS, ...config.exits.msrIntercepts]);
     this.guest = new Guest(this.cpu, this.vmx, this.vmcs);
     this.handlers = defaultHandlers();
+    // Without EPT the hypervisor shadows the guest's page tables (shadow/shadow.ts) and serves the exits that needs.
+    this.shadow = config.ept ? null : new ShadowPaging(this);
+    if (this.shadow !== null) {
+      this.guest.paging = this.shadow;
+      installShadowHandlers(this.handlers);
+    }
     // Without an image the guest starts where a processor does at power-up: real mode at the reset vector.
     powerOn(this.cpu);
     this.takeGuestState();
@@ -125,6 +159,7 @@ export class Vm {
     if (this.entered) throw new VmConfigError('the guest is already running: load images before the first run');
     const result = loadImage(this.cpu, image, { ...options, memorySize: this.config.memory });
     this.takeGuestState();
+    if (this.realModeGuest) throw new VmConfigError(REAL_MODE_NEEDS_EPT);
     return result;
   }
 
@@ -146,11 +181,15 @@ export class Vm {
     v.set(Field.GUEST_DR7, cpu.dr7);
     v.set(Field.GUEST_IA32_DEBUGCTL, cpu.msrs.debugCtl);
     v.set(Field.VM_ENTRY_INTERRUPTION_INFORMATION_FIELD, 0);
+    // Shadow paging: the guest's paging registers become the hypervisor's copy; the processor's point at the shadows.
+    this.realModeGuest = this.shadow !== null && (cpu.cr0 & 1) === 0;
+    this.shadow?.takeGuestState();
     loadHostState(this.vmx, cpu);
     enterVmxOperation(this.vmx, cpu, this.layout.vmxon);
     makeCurrent(this.vmx, cpu, v);
     // The configuration passes the checks of 27.2 and 27.3.1, or is refused by the first that fails.
-    const failure = checkControls(cpu, v, caps) ?? checkHostState(cpu, v, caps) ?? checkGuestState(cpu, v, caps);
+    const failure = checkControls(cpu, v, caps) ?? checkHostState(cpu, v, caps) ??
+      (this.realModeGuest ? null : checkGuestState(cpu, v, caps));
     if (failure !== null) {
       throw new VmConfigError(`the configuration fails the VM-entry check '${failure.check}' (SDM ${failure.section}): ${failure.detail}`, failure);
     }
@@ -166,6 +205,7 @@ export class Vm {
    */
   runUntilExit(budget = Infinity): ExitRecord | VmStop {
     if (!this.entered) {
+      if (this.realModeGuest) throw new VmConfigError(REAL_MODE_NEEDS_EPT);
       this.entered = true;
       const stop = this.enter(true);
       if (stop !== null) return stop;
@@ -193,6 +233,11 @@ export class Vm {
         machine.runDue();
         this.hostInterrupt = true;
         cpu.signalInterrupt();
+      }
+      // After the device events of this boundary, so that the run goes on exactly as it would have.
+      if (this.breakRequested) {
+        this.breakRequested = false;
+        return this.stopInGuest({ kind: 'budget' });
       }
     }
   }
@@ -239,14 +284,19 @@ export class Vm {
   private enter(launch: boolean): VmStop | null {
     vmEntry(this.vmx, this.cpu, launch);
     const failure = this.vmx.lastEntryFailure;
+    if (failure === null) this.entries++;
     if (failure === null || failure.kind === 'guest') return null; // a guest-state failure is an exit (27.8)
     return { kind: 'entry-failed', failure };
   }
 
-  /** Runs, handles and resumes until the guest stops or `budget` guest instructions have retired. */
-  run(budget = Infinity): VmStop {
+  /**
+   * Runs, handles and resumes until the guest stops or `budget` guest
+   * instructions have retired; `between` is called before each stretch in the guest.
+   */
+  run(budget = Infinity, between?: () => void): VmStop {
     const end = this.cpu.insnCount + budget;
     for (;;) {
+      between?.();
       const e = this.runUntilExit(end - this.cpu.insnCount);
       if ('kind' in e) return e;
       const result = this.handle(e);

@@ -10,7 +10,8 @@
  *   +0000H VMXON region   +1000H VMCS region   +2000H MSR bitmaps
  *   +3000H I/O bitmap A   +4000H I/O bitmap B  +5000H host GDT
  *   +6000H host TSS       +7000H host IDT      +8000H host stack (top +9000H)
- *   +9000H host page tables (identity, 2-MiB pages), then the EPT tables.
+ *   +9000H host page tables (identity, 2-MiB pages), then the EPT tables, or
+ *          without EPT the pool of shadow page-table pages (shadow/pool.ts).
  * The host never runs x86 code: a VM exit returns to TypeScript (vm.ts).
  */
 import { Field } from '../../vmcs/fields.js';
@@ -22,6 +23,7 @@ import type { Cpu } from '../cpu/cpu.js';
 import { PAGE_SIZE } from '../cpu/memory.js';
 import { buildIdentityMap } from '../cpu/reset.js';
 import { EFER_LMA, EFER_LME } from '../cpu/regs.js';
+import { CR0_WP, CR4_LA57, CR4_PAE as PAGING_PAE, CR4_PCIDE, CR4_PGE, CR4_PSE, CR4_SMAP, CR4_SMEP } from '../cpu/paging.js';
 import type { VmxCapabilities } from '../vmx/capabilities.js';
 import { Vmcs } from '../vmx/vmcs.js';
 import type { ExitConfig, VmConfig } from './config.js';
@@ -43,8 +45,12 @@ export interface HostLayout {
   readonly idt: number;
   readonly stackTop: number;
   readonly pageTables: number;
+  /** The EPT tables (none with shadow paging). */
   readonly ept: number;
-  /** Bytes from the first page to the end of the EPT tables. */
+  /** Shadow paging (no EPT): the pool of shadow page-table pages (shadow/pool.ts) and how many. */
+  readonly shadowPool: number;
+  readonly shadowPages: number;
+  /** Bytes from the first page to the end of the EPT tables or the shadow pool. */
   readonly size: number;
 }
 
@@ -60,16 +66,21 @@ function eptPages(memory: number): number {
   return 2 + Math.ceil(memory / GIB) + 2 * ranges.length;
 }
 
-export function hostLayout(memory: number): HostLayout {
+/**
+ * The hypervisor's pages for `memory` bytes of guest RAM: with `shadowPages`
+ * (shadow paging, no EPT) a pool of that many pages takes the EPT tables' place.
+ */
+export function hostLayout(memory: number, shadowPages = 0): HostLayout {
   const base = memory; // a multiple of 4 KiB (vm.ts checks)
-  // The identity map covers 4 GiB and everything up to the end of the EPT tables (at most 66 of its own pages).
-  const end = base + 0x9000 + (66 + eptPages(memory)) * PAGE_SIZE;
+  const tables = shadowPages > 0 ? shadowPages : eptPages(memory);
+  // The identity map covers 4 GiB and everything up to the end of the EPT tables or pool (at most 66 of its own pages).
+  const end = base + 0x9000 + (66 + tables) * PAGE_SIZE;
   const identityPages = 2 + Math.ceil(Math.max(FOUR_GIB, end) / GIB);
   const ept = base + 0x9000 + identityPages * PAGE_SIZE;
   return {
     vmxon: base, vmcs: base + 0x1000, msrBitmaps: base + 0x2000, ioBitmapA: base + 0x3000, ioBitmapB: base + 0x4000,
     gdt: base + 0x5000, tss: base + 0x6000, idt: base + 0x7000, stackTop: base + 0x9000, pageTables: base + 0x9000,
-    ept, size: ept - base + eptPages(memory) * PAGE_SIZE,
+    ept, shadowPool: ept, shadowPages, size: ept - base + tables * PAGE_SIZE,
   };
 }
 
@@ -116,14 +127,24 @@ export function buildEpt(cpu: Cpu, at: number, memory: number): { lo: number; hi
   return { lo: (pml4 % FOUR_GIB) | EPTP_FLAGS, hi: Math.floor(pml4 / FOUR_GIB) };
 }
 
-/** The CR0 and CR4 bits the hypervisor must own: those VMX operation fixes (A.7, A.8), PE and PG free under unrestricted guest. */
+/**
+ * The CR0 and CR4 bits the hypervisor must own: those VMX operation fixes (A.7, A.8), PE and PG free under
+ * unrestricted guest; without EPT also the bits paging depends on, which shadow paging virtualizes
+ * (shadow/shadow.ts): CR0.WP, CR4.PSE, PAE, PGE, PCIDE, SMEP, SMAP, LA57.
+ */
 export function ownedBits(caps: VmxCapabilities, config: VmConfig): { cr0: number; cr4: number } {
   const free = config.unrestrictedGuest ? 0x80000001 : 0;
+  const shadow = config.ept ? { cr0: 0, cr4: 0 } : { cr0: SHADOW_CR0, cr4: SHADOW_CR4 };
   return {
-    cr0: ((caps.cr0Fixed0 & ~free) | ~caps.cr0Fixed1 | config.exits.cr0Mask) >>> 0,
-    cr4: (caps.cr4Fixed0 | ~caps.cr4Fixed1 | config.exits.cr4Mask) >>> 0,
+    cr0: ((caps.cr0Fixed0 & ~free) | ~caps.cr0Fixed1 | config.exits.cr0Mask | shadow.cr0) >>> 0,
+    cr4: (caps.cr4Fixed0 | ~caps.cr4Fixed1 | config.exits.cr4Mask | shadow.cr4) >>> 0,
   };
 }
+
+/** The paging bits of CR0 and CR4 (SDM vol. 3A, 2.5) a shadow-paging hypervisor owns. */
+const SHADOW_CR0 = CR0_WP, SHADOW_CR4 = CR4_PSE | PAGING_PAE | CR4_PGE | CR4_PCIDE | CR4_SMEP | CR4_SMAP | CR4_LA57;
+/** IA32_EFER, whose accesses exit under shadow paging (the processor runs the guest with other LME and NXE). */
+const IA32_EFER = 0xc0000080;
 
 /** The value a guest's CR0 or CR4 write gives the register when the host owns `mask`: the fixed bits forced. */
 export function forcedValue(value: number, fixed0: number, fixed1: number, mask: number): number {
@@ -134,7 +155,8 @@ const bit = (n: number): number => (1 << n) >>> 0;
 
 /** The controls of a configuration (25.6-25.8), each group's must-be-1 bits included. */
 function controls(caps: VmxCapabilities, config: VmConfig): { pin: number; proc: number; secondary: number; exit: number; entry: number } {
-  const x: ExitConfig = config.exits;
+  // Shadow paging (no EPT) needs the exits on CR3 loads and stores and INVLPG (26.1.3).
+  const x: ExitConfig = config.ept ? config.exits : { ...config.exits, invlpg: true, cr3Load: true, cr3Store: true };
   let pin = caps.pin.allowed0 | bit(Pin.EXTERNAL_INTERRUPT_EXITING) | bit(Pin.VIRTUAL_NMIS) | bit(Pin.NMI_EXITING);
   if (x.preemptionTimer !== null) pin |= bit(Pin.ACTIVATE_VMX_PREEMPTION_TIMER);
   const flags: [boolean, number][] = [
@@ -179,9 +201,10 @@ export function buildVmcs(cpu: Cpu, caps: VmxCapabilities, config: VmConfig, lay
   v.set(F.SECONDARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS, c.secondary);
   v.set(F.PRIMARY_VM_EXIT_CONTROLS, c.exit);
   v.set(F.VM_ENTRY_CONTROLS, c.entry);
-  v.set(F.EXCEPTION_BITMAP, x.exceptionBitmap);
-  v.set(F.PAGE_FAULT_ERROR_CODE_MASK, x.pageFaultErrorCodeMask);
-  v.set(F.PAGE_FAULT_ERROR_CODE_MATCH, x.pageFaultErrorCodeMatch);
+  // Shadow paging: every #PF exits (25.6.3; bit 14 with mask = match = 0, 26.2).
+  v.set(F.EXCEPTION_BITMAP, config.ept ? x.exceptionBitmap : x.exceptionBitmap | (1 << 14));
+  v.set(F.PAGE_FAULT_ERROR_CODE_MASK, config.ept ? x.pageFaultErrorCodeMask : 0);
+  v.set(F.PAGE_FAULT_ERROR_CODE_MATCH, config.ept ? x.pageFaultErrorCodeMatch : 0);
   const owned = ownedBits(caps, config);
   v.set(F.CR0_GUEST_HOST_MASK, owned.cr0);
   v.set(F.CR4_GUEST_HOST_MASK, owned.cr4);
@@ -197,7 +220,7 @@ export function buildVmcs(cpu: Cpu, caps: VmxCapabilities, config: VmConfig, lay
     m.write8(at, m.read8(at) & ~(1 << (port & 7)));
   }
   for (let k = 0; k < PAGE_SIZE; k += 4) m.write32(layout.msrBitmaps + k, 0);
-  for (const msr of msrIntercepts) {
+  for (const msr of config.ept ? msrIntercepts : [...msrIntercepts, IA32_EFER]) {
     // Read bitmap for low MSRs at 0, high MSRs (C0000000H-C0001FFFH) at 1024; the write bitmaps 2048 further.
     const high = msr >= 0xc0000000, index = high ? msr - 0xc0000000 : msr;
     if (index > 0x1fff) continue;

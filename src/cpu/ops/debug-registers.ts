@@ -4,7 +4,8 @@
  * nothing to do on a model without caches beyond their privilege check.
  */
 import { Intercept } from '../virtualization.js';
-import type { Cpu } from '../cpu.js';
+import { EXTERNAL_BREAK, type Cpu } from '../cpu.js';
+import type { DataWatch } from '../mmu.js';
 import { OpMap, Sz, type Entry, type Insn, type OpDef } from '../insn.js';
 import { getReg, setReg } from '../operands.js';
 import { VM, Vector } from '../regs.js';
@@ -77,9 +78,10 @@ export function updateBreakpoints(cpu: Cpu): void {
     else if (rw === 1 || rw === 3) data |= 1 << n;
     else io |= 1 << n;
   }
-  cpu.breakOnExecute = exec;
+  // Bit 4 is an external debugger's, not a DRn (cpu.ts EXTERNAL_BREAK).
+  cpu.breakOnExecute = exec | (cpu.breakOnExecute & EXTERNAL_BREAK);
   cpu.breakOnIo = io;
-  const watch = data === 0 ? null : {
+  cpu.dataBreakWatch = data === 0 ? null : {
     access(lo: number, hi: number, size: number, write: boolean): void {
       for (let n = 0; n < 4; n++) {
         if (!((data >> n) & 1) || (!write && rwOf(cpu.dr7, n) === 1)) continue;
@@ -89,6 +91,22 @@ export function updateBreakpoints(cpu: Cpu): void {
         const a = lo >>> 0;
         if (a < start + len && start < a + size) { cpu.dataBreakHits |= 1 << n; cpu.signalInterrupt(); }
       }
+    },
+  };
+  installDataWatch(cpu);
+}
+
+/**
+ * Gives the MMU the watch that reports data accesses to the guest's data
+ * breakpoints (Cpu.dataBreakWatch) and to an external debugger
+ * (Cpu.externalWatch), either or both; none keeps data accesses on the fast path.
+ */
+export function installDataWatch(cpu: Cpu): void {
+  const own = cpu.dataBreakWatch, external = cpu.externalWatch;
+  const watch: DataWatch | null = own === null ? external : external === null ? own : {
+    access(lo: number, hi: number, size: number, write: boolean, pa: number): void {
+      own.access(lo, hi, size, write, pa);
+      external.access(lo, hi, size, write, pa);
     },
   };
   if ((watch === null) !== (cpu.mmu.watch === null)) cpu.mmu.flushFast();

@@ -24,6 +24,8 @@ export interface GdbServerOptions extends ProtocolOptions {
    * the target); the client is disconnected. Default: one line on stderr.
    */
   readonly onError?: (error: unknown) => void;
+  /** Called when a gdb's connection has ended (kill, detach, or gdb went away). */
+  readonly onDisconnect?: () => void;
 }
 
 /** A listening stub. */
@@ -91,6 +93,7 @@ export async function startGdbServer(target: GdbTarget, options: GdbServerOption
     socket.on('close', () => {
       connection.dispose();
       if (active === socket) active = null;
+      options.onDisconnect?.();
     });
   });
 

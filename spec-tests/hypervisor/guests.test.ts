@@ -86,3 +86,13 @@ describe('a guest runs the same without EPT, its page tables shadowed by the hyp
     });
   }
 });
+
+describe('guest time does not see the faults a hypervisor hides', () => {
+  it('guests/sieve.bin (REP STOSQ over pages shadow paging maps on demand): the same instruction count bare and with --no-ept (SDM vol. 2, REP: a fault part way is restartable; hidden #PF exits, 25.6.3)', () => {
+    const args = [bundledGuest('sieve.bin'), '--format', 'flat', '--mode', '64', '--load', '0x1000', '--max-insns', '50000000'];
+    const bare = hvsim([...args, '--bare']), shadow = hvsim([...args, '--no-ept']);
+    expect(shadow.status).toBe(0);
+    expect((shadow.json as unknown as { shadow: { hiddenFaults: number } }).shadow.hiddenFaults).toBeGreaterThan(0);
+    expect(shadow.json.instructions).toBe(bare.json.instructions);
+  });
+});

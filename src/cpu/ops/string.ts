@@ -7,7 +7,10 @@
  * when work remains, points RIP back at itself: every chunk retires as one
  * instruction, so the run loop sees budgets and events between chunks. The
  * registers always describe the iterations completed, so a fault is restartable
- * (SDM vol. 2, REP: "the registers are updated after each iteration").
+ * (SDM vol. 2, REP: "the registers are updated after each iteration"). A chunk
+ * ends where the count register reaches a multiple of CHUNK, so the instructions
+ * retired (guest time) do not depend on where faults interrupted the run: a
+ * page fault a hypervisor hides costs the guest no time.
  */
 import type { Cpu } from '../cpu.js';
 import { getZF } from '../flags.js';
@@ -222,12 +225,14 @@ function stringOp(kind: Kind) {
     // SDM vol. 2, REP: nothing at all happens while the count register is 0.
     cxLo = loadOffset(cpu, RCX, ad); cxHi = outHi;
     if (cxLo === 0 && cxHi === 0) return;
+    // Iterations to the next multiple of CHUNK in the count (CHUNK divides 2^32: the low half decides).
+    const chunk = (cxLo & (CHUNK - 1)) || CHUNK;
     let done = 0, slow = 0;
     try {
       for (;;) {
         let n = 0;
         if (fast && step > 0 && slow === 0) {
-          n = fastRun(cpu, i, kind, z, cxHi !== 0 ? CHUNK - done : Math.min(CHUNK - done, cxLo >>> 0));
+          n = fastRun(cpu, i, kind, z, chunk - done);
           if (n < 0) { slow = -n; n = 0; }
         }
         if (n === 0) { iterate(cpu, i, kind, z, step); n = 1; if (slow > 0) slow--; }
@@ -237,7 +242,7 @@ function stringOp(kind: Kind) {
         // REPE stops on ZF = 0, REPNE on ZF = 1, tested after the count. F2/F3 on MOVS, STOS
         // and LODS both repeat on the count alone, as Intel processors do (the SDM names only F3).
         if (compares && (getZF(cpu) !== 0) !== (i.rep === 0xf3)) return;
-        if (done >= CHUNK) { repeatInstruction(cpu, i); return; }
+        if (done >= chunk) { repeatInstruction(cpu, i); return; }
       }
     } finally {
       // Also on a fault: the registers describe the iterations completed before it.

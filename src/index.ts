@@ -9,3 +9,10 @@ export { type ExitRecord, type EventRecord } from './hv/record.js';
 export { type ExitHandler, HYPERVISOR_SIGNATURE } from './hv/handlers.js';
 export { Hypercall } from './hv/hypercall.js';
 export { Guest, type GuestEvent } from './hv/guest.js';
+// The cost model (its fast-check arbitraries are in hvsim/fuzz, so that the main entry needs no fast-check).
+export { price, overhead, evaluate, type CostResult, type CostBreakdown } from './cost/model.js';
+export { COST_PROFILES, findProfile, type CostProfile } from './cost/profiles.js';
+export { emptyCounts, addCounts, type CostCounts, type PhaseCounts } from './cost/counts.js';
+export { renderText, renderJson, toJson } from './cost/report.js';
+export { renderSvg } from './cost/plot.js';
+export { CostRecorder, countsNow, type CountSource } from './cost/collect.js';

@@ -19,7 +19,7 @@ import { PcMachine, type MachineStop } from '../platform/machine.js';
 import { attachVmx, type Vmx } from '../vmx/vmx.js';
 import type { Cpu } from '../cpu/cpu.js';
 import { UsageError, type RunOptions } from './args.js';
-import type { Output } from './image.js';
+import { checkWritable, type Output } from './image.js';
 
 /** The cost profiles named, or every profile. */
 export function costProfiles(names: readonly string[]): CostProfile[] {
@@ -92,11 +92,7 @@ export function priceRun(profiles: readonly CostProfile[], counts: CostCounts): 
 /** `hvsim cost`: IMAGE (read from `path`) bare and under the hypervisor, priced on the profiles. */
 export function runCost(o: RunOptions, io: Output, path: string, image: Uint8Array): number {
   const profiles = costProfiles(o.costProfiles);
-  if (o.plot !== null) {
-    try { writeFileSync(o.plot, ''); } catch (e) {
-      throw new UsageError(`cannot write '${o.plot}': ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-    }
-  }
+  if (o.plot !== null) checkWritable(o.plot);
   const native = countBare(o, image, io);
   const runs = new Map<string, CostCounts>();
   const results = priceRuns(profiles, (p) => {

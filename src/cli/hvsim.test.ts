@@ -135,4 +135,17 @@ describe('command-line parsing', () => {
     expect(capture(['--help']).out[0]).toMatch(/^usage: hvsim run/);
     expect(capture(['--version']).out).toEqual(['0.1.0']);
   });
+
+  it('bad input loses nothing: a trace file and a plot keep their contents when the run is refused before it starts (status 2)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hvsim-'));
+    const trace = join(dir, 'trace.jsonl'), plot = join(dir, 'cost.svg');
+    writeFileSync(trace, 'earlier trace\n');
+    writeFileSync(plot, '<svg/>');
+    // A real-mode guest without EPT (no unrestricted guest): refused after the outputs were checked.
+    const modes = [bundledGuest('modes.bin'), '--format', 'flat', '--mode', 'real', '--load', '0x7c00'];
+    expect(capture(['run', ...modes, '--no-ept', '--trace', trace]).status).toBe(2);
+    expect(capture(['cost', ...modes, '--profile', 'prescott', '--plot', plot]).status).toBe(2);
+    expect(readFileSync(trace, 'utf8')).toBe('earlier trace\n');
+    expect(readFileSync(plot, 'utf8')).toBe('<svg/>');
+  });
 });

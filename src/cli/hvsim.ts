@@ -15,7 +15,7 @@ import { parseArgs, UsageError, USAGE, type RunOptions } from './args.js';
 import { costProfiles, hypervisorSource, priceRun, runCost } from './cost.js';
 import { CostRecorder } from '../cost/collect.js';
 import { renderText, toJson } from '../cost/report.js';
-import { bundledGuest, readImage, type Output } from './image.js';
+import { bundledGuest, checkWritable, readImage, type Output } from './image.js';
 import { Progress } from './progress.js';
 
 export { bundledGuest, type Output, type Print } from './image.js';
@@ -166,11 +166,7 @@ function runHypervisor(o: RunOptions, io: Output, path: string, image: Uint8Arra
 
 /** A file written when the run ends (so a bad path is found before the run, and nothing half-written is left on error). */
 function openOutput(file: string): { lines: string[]; bytes: number[]; close(): void } {
-  try {
-    writeFileSync(file, '');
-  } catch (e) {
-    throw new UsageError(`cannot write '${file}': ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
+  checkWritable(file);
   const out = { lines: [] as string[], bytes: [] as number[], close: (): void => {
     writeFileSync(file, out.lines.length > 0 ? out.lines.join('\n') + '\n' : Buffer.from(out.bytes));
   } };

@@ -1,9 +1,10 @@
 /** Images and output of the `hvsim` command: where bundled guests are, reading an image, where output goes. */
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { ImageError } from '../platform/loaders/index.js';
+import { UsageError } from './args.js';
 
 /** A bundled guest: guests/NAME in the package, found from this module in src/ or dist/. */
 export function bundledGuest(name: string): string {
@@ -41,3 +42,16 @@ export function readImage(path: string): Uint8Array {
  * bytes, and (when stderr is a terminal) the progress line of a long run.
  */
 export interface Output { out: Print; err: Print; serial: (byte: number) => void; progress?: (text: string) => void }
+
+/**
+ * Fails with a usage error, before any run, when `file` cannot be written;
+ * opens it for appending, so an existing file keeps its contents until the
+ * run's output replaces it at the end.
+ */
+export function checkWritable(file: string): void {
+  try {
+    closeSync(openSync(file, 'a'));
+  } catch (e) {
+    throw new UsageError(`cannot write '${file}': ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+}

@@ -59,7 +59,9 @@ describe('hvsim debug', () => {
     const cases: [string[], RegExp][] = [
       [['debug', '/no/such/image.bin'], /^hvsim: cannot read image '\/no\/such\/image\.bin': no such file$/],
       [['debug', ORACLE, '--bogus'], /^hvsim: unknown option '--bogus'/],
-      [['debug', ORACLE, '--bare'], /--bare does not go with debug/],
+      [['debug', ORACLE, '--bare', '--gdb', '0'], /--gdb serves a guest of hvsim's hypervisor: it does not go with --bare/],
+      [['run', ORACLE, '--bare', '--gdb', '0'], /--gdb serves a guest of hvsim's hypervisor: it does not go with --bare/],
+      [['debug', ORACLE, '--bare', '--cpus', '2'], /--cpus does not go with debug --bare/],
       [['debug', ORACLE, '--gdb', 'http'], /--gdb needs a TCP port from 0 to 65535/],
       [['debug', ORACLE, '--commands', '/no/such/file'], /^hvsim: cannot read the commands file '\/no\/such\/file': ENOENT$/],
       [['debug', ORACLE, '--trace', 'x.jsonl'], /--trace is an option of a plain run/],
@@ -73,6 +75,37 @@ describe('hvsim debug', () => {
       expect(c.err[0]).toMatch(message);
       expect(c.out).toEqual([]);
     }
+  });
+
+  it('debugs the image\'s own hypervisor on the bare machine with --bare: exits of its VMCS, its handler, the failed entries', async () => {
+    const c = capture();
+    const script = 'where\nnext-exit\nfinish-handler\nvmcs diff\nbreak entry-failure\ncontinue\nwhy-entry-failed\nback-exit\nquit\n';
+    expect(await debugMain(['debug', bundledGuest('vmx-basic.bin'), '--bare', '--commands', commandsFile(script)], c.io)).toBe(0);
+    expect(c.err).toEqual([]);
+    const out = c.out.filter((l) => !l.startsWith('serial| '));
+    expect(out.slice(0, 9)).toEqual([
+      '(hvsim) where',
+      'outside VMX operation: rip 0x100220  cmp eax, 0x2badb002  [0 instructions, 0 exits]',
+      '(hvsim) next-exit',
+      'VM exit #1 CPUID (reason 10) at guest rip 0x10120f: cpuid',
+      'at exit #1 CPUID (reason 10), first instruction of the root-mode handler (HOST_RIP), VMX root operation: rip 0x1012c0  push rax  [7247 instructions, 1 exit]',
+      '(hvsim) finish-handler',
+      'VM entry succeeded: the processor is back in VMX non-root operation',
+      'in VMX non-root operation (the guest): rip 0x101211  mov [rel 0x1019d9], ebx  [7321 instructions, 1 exit]',
+      '(hvsim) vmcs diff',
+    ]);
+    expect(out.slice(9, 14)).toEqual([
+      'by the handler of exit #1 CPUID (its VMCS at the exit -> the VM entry after it):',
+      '    GUEST_RIP: 0x10120f -> 0x101211',
+      '(hvsim) break entry-failure',
+      'breakpoint 1, on a failed VM entry',
+      '(hvsim) continue',
+    ]);
+    expect(out[14]).toBe('breakpoint 1, on a failed VM entry');
+    expect(out[15]).toMatch(/^VM entry failed: pin-based controls reserved bits \(SDM 27\.2\.1\.1\): .*bit 1 must be 1/);
+    expect(out).toContain('SDM 27.2.1.1');
+    expect(out).toContain("error: back-exit is not available with --bare: time travel needs the snapshots of hvsim's own VM; debug without --bare to go back");
+    expect(c.out).toContain('serial| vmx-basic: VMXON');
   });
 
   it('has --help, and hvsim --help names it; only debug and run --gdb go to the debugger', async () => {

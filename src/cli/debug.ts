@@ -13,6 +13,8 @@ import { PROFILES } from '../cpu/profile.js';
 import { vmConfig } from '../hv/config.js';
 import { VmConfigError, type VmStop } from '../hv/vm.js';
 import { ImageError } from '../platform/loaders/index.js';
+import { BareEngine } from '../debug/bare-engine.js';
+import { BareSession } from '../debug/bare-session.js';
 import { DebugEngine } from '../debug/engine.js';
 import { startGdbServer } from '../debug/gdb/server.js';
 import { DebugSession, PROMPT, runScript, SerialLines } from '../debug/repl.js';
@@ -39,6 +41,10 @@ options (and the image options of 'hvsim run': --format, --load, --mode,
   --gdb PORT        serve the guest to gdb on 127.0.0.1:PORT (0: a free port,
                     printed on stderr): in gdb, target remote 127.0.0.1:PORT;
                     'monitor help' lists the debugger's commands there
+  --bare            run IMAGE on the bare machine, as 'hvsim run --bare' does,
+                    to debug its own hypervisor: the VM exits are those of its
+                    VMCS; next-exit stops at HOST_RIP, finish-handler runs the
+                    root-mode handler to its VM entry; no time travel, no --gdb
   --att             disassemble in AT&T syntax (default Intel)
   -h, --help        this text
 
@@ -96,8 +102,8 @@ function parseDebugArgs(argv: readonly string[]): DebugOptions {
   const o = parseArgs(['run', ...rest]);
   // `hvsim run --gdb PORT --help`: the help of run.
   if (o.command !== 'run') return { run: null, debug, commands, gdb, att, help: true };
-  if (o.bare) throw new UsageError('the debugger runs the guest under the hypervisor: --bare does not go with debug or --gdb');
-  if (o.cpus !== 1) throw new UsageError('the hypervisor runs one virtual processor: --cpus does not go with debug or --gdb');
+  if (o.bare && (gdb !== null || !debug)) throw new UsageError('--gdb serves a guest of hvsim\'s hypervisor: it does not go with --bare');
+  if (o.cpus !== 1) throw new UsageError(o.bare ? 'the debugger runs one processor: --cpus does not go with debug --bare' : 'the hypervisor runs one virtual processor: --cpus does not go with debug or --gdb');
   const plain = [o.trace !== null && '--trace', o.serial !== null && '--serial', o.json && '--json', o.stats && '--stats',
     o.costProfiles.length > 0 && '--cost'].filter((x): x is string => x !== false);
   if (plain.length > 0) throw new UsageError(`${plain.join(', ')} ${plain.length === 1 ? 'is an option' : 'are options'} of a plain run, not of debug or --gdb`);
@@ -132,6 +138,17 @@ export async function debugMain(argv: readonly string[], io: DebugIo): Promise<n
       }
     }
     const image = readImage(r.image ?? bundledGuest('demo.bin'));
+    if (r.bare) {
+      const bare = new BareEngine({ image, memory: r.memory, load: { format: r.format, load: r.load, mode: r.mode, cmdline: r.cmdline || undefined },
+        serialOut: (b) => serial.push(b) });
+      const session = new BareSession(bare, { syntax: o.att ? 'att' : 'intel', maxInsns: r.maxInsns, serial });
+      script ??= io.stdinScript();
+      if (script !== null) { runScript(session, script, io.out); return 0; }
+      if (io.terminal === undefined) return 0;
+      await interactive(session, io.terminal, `hvsim debugger, bare machine (the image's own hypervisor in VMX root operation), ` +
+        `${(r.memory / 2 ** 20).toFixed(0)} MiB; help lists the commands`);
+      return 0;
+    }
     engine = DebugEngine.create({
       config: vmConfig({ memory: r.memory, profile: r.profile, vpid: r.vpid, ept: r.ept, unrestrictedGuest: r.ept }),
       image, load: { format: r.format, load: r.load, mode: r.mode, cmdline: r.cmdline || undefined },
@@ -159,7 +176,7 @@ export async function debugMain(argv: readonly string[], io: DebugIo): Promise<n
     return 0;
   }
   if (io.terminal === undefined) return 0;
-  await interactive(session, io.terminal);
+  await interactive(session, io.terminal, `hvsim debugger: ${engine.vm.config.profile} guest, ${(engine.vm.config.memory / 2 ** 20).toFixed(0)} MiB; help lists the commands`);
   return 0;
 }
 
@@ -185,7 +202,7 @@ async function serveGdb(engine: DebugEngine, port: number, io: DebugIo): Promise
 }
 
 /** The interactive REPL: readline with history and completion; Ctrl-C stops a running command; quit or Ctrl-D ends it. */
-function interactive(session: DebugSession, terminal: NonNullable<DebugIo['terminal']>): Promise<void> {
+function interactive(session: Pick<DebugSession, 'executeAsync' | 'endLines' | 'complete'>, terminal: NonNullable<DebugIo['terminal']>, banner: string): Promise<void> {
   return new Promise((resolve) => {
     const rl = createInterface({
       input: terminal.input, output: terminal.output, prompt: PROMPT, historySize: 1000,
@@ -213,7 +230,7 @@ function interactive(session: DebugSession, terminal: NonNullable<DebugIo['termi
       if (!running && queue.length === 1) void next();
     });
     rl.on('close', () => { session.endLines().forEach(print); resolve(); });
-    print(`hvsim debugger: ${session.engine.vm.config.profile} guest, ${(session.engine.vm.config.memory / 2 ** 20).toFixed(0)} MiB; help lists the commands`);
+    print(banner);
     rl.prompt();
   });
 }

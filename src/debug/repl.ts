@@ -512,7 +512,7 @@ function errorLines(e: unknown): string[] {
  * Runs a script: each non-empty line is printed after the prompt, then its
  * output (lines starting with # are printed and not run). Stops after `quit`.
  */
-export function runScript(session: DebugSession, script: string, print: (line: string) => void): void {
+export function runScript(session: Pick<DebugSession, 'execute' | 'endLines'>, script: string, print: (line: string) => void): void {
   for (const raw of script.split(/\r?\n/)) {
     const line = raw.trim();
     if (line === '') continue;

@@ -12,10 +12,10 @@ import { InternalError } from '../cpu/run.js';
 import { CS, VECTOR_NAMES } from '../cpu/regs.js';
 import { disassemble, type Syntax } from '../hv/disassemble.js';
 import type { ExitRecord } from '../hv/record.js';
-import { describeBreakpoint, parseCondition, type BreakpointSpec } from './breakpoints.js';
+import { describeBreakpoint, parseBreakSpec } from './breakpoints.js';
 import type { BareEnd, BareEngine, BareStop } from './bare-engine.js';
 import { exitLines, traceLines } from './inspect.js';
-import { DebugInputError, didYouMean, parseCount, parseExitReason, parseNumber } from './names.js';
+import { atMost, DebugInputError, didYouMean, parseCount, parseNumber } from './names.js';
 import type { CommandResult, SerialLines } from './repl.js';
 import { bitNames, decodeField, fieldLine, findField, hex, RFLAGS_BITS, VMCS_GROUPS, vmcsDiff, type VmcsState } from './vmcs-view.js';
 
@@ -59,9 +59,6 @@ function hex64(v: bigint): string {
   return `0x${BigInt.asUintN(64, v).toString(16).padStart(16, '0')}`;
 }
 
-function atMost(args: readonly string[], n: number, usage: string): void {
-  if (args.length > n) throw new DebugInputError(`too many arguments: ${usage}`);
-}
 
 const COMMANDS: readonly BareCommand[] = [
   { name: 'help', aliases: ['h', '?'], usage: 'help [COMMAND]', help: 'Lists the commands, or explains one.', run: (s, a) => s.help(a[0]) },
@@ -418,27 +415,11 @@ export class BareSession {
   }
 
   setBreak(args: readonly string[]): string[] {
-    const usage = 'break ADDR | break exit [REASON] [FIELD=VALUE ...] | break entry-failure | break insn N';
-    if (args.length === 0) throw new DebugInputError(`break needs something to stop on: ${usage}`);
-    const what = args[0]!.toLowerCase();
-    let spec: BreakpointSpec;
-    if (what === 'exit') {
-      let reason: number | null = null, rest = args.slice(1);
-      if (rest.length > 0 && !rest[0]!.includes('=')) { reason = parseExitReason(rest[0]!); rest = rest.slice(1); }
-      spec = { kind: 'exit', reason, conditions: rest.map((c) => parseCondition(c, reason, this.engine.fields)) };
-    } else if (what === 'entry-failure' || what === 'entry-failed') {
-      atMost(args, 1, usage);
-      spec = { kind: 'entry-failure' };
-    } else if (what === 'insn' || what === 'instruction') {
-      if (args.length !== 2) throw new DebugInputError('break insn takes an instruction count: break insn 5000, or break insn +100 from here');
-      const rel = args[1]!.startsWith('+'), n = parseCount(rel ? args[1]!.slice(1) : args[1], 0, 'the instruction count', Number.MAX_SAFE_INTEGER);
-      spec = { kind: 'instruction', count: rel ? this.engine.insns + n : n };
-    } else {
-      atMost(args, 1, usage);
-      const at = this.parseAddress(args[0]!);
+    const spec = parseBreakSpec(args, this.engine.fields, this.engine.insns, (text) => {
+      const at = this.parseAddress(text);
       if (at.space !== 'linear') throw new DebugInputError('with --bare a breakpoint address is linear (0x1000), as RIP is: not a p: one');
-      spec = { kind: 'address', address: at.address };
-    }
+      return { kind: 'address', address: at.address };
+    });
     const bp = this.engine.addBreakpoint(spec);
     return [`breakpoint ${bp.id}, ${describeBreakpoint(spec)}`];
   }

@@ -10,7 +10,7 @@ import type { VmcsField } from '../../vmcs/fields.js';
 import { QUALIFICATION_LAYOUTS, type BitField } from '../../vmcs/qualifications.js';
 import type { ExitRecord } from '../hv/record.js';
 import type { Vmcs } from '../vmx/vmcs.js';
-import { DebugInputError, didYouMean, parseNumber } from './names.js';
+import { atMost, DebugInputError, didYouMean, parseCount, parseExitReason, parseNumber } from './names.js';
 import { hex } from './vmcs-view.js';
 
 /** Kinds of memory access a watchpoint catches; `access` is read or write. */
@@ -152,4 +152,32 @@ export function describeBreakpoint(spec: BreakpointSpec): string {
       return `watch ${what} of ${spec.length} byte${spec.length === 1 ? '' : 's'} at ${at}`;
     }
   }
+}
+
+/**
+ * The arguments of `break`: an exit (with a reason and conditions on fields),
+ * a failed entry, an instruction count (`+N` from `insnsNow`), or an address,
+ * which `address` turns into the session's own kind of breakpoint.
+ */
+export function parseBreakSpec(args: readonly string[], fields: readonly VmcsField[], insnsNow: number,
+  address: (text: string) => BreakpointSpec): BreakpointSpec {
+  const usage = 'break ADDR | break exit [REASON] [FIELD=VALUE ...] | break entry-failure | break insn N';
+  if (args.length === 0) throw new DebugInputError(`break needs something to stop on: ${usage}`);
+  const what = args[0]!.toLowerCase();
+  if (what === 'exit') {
+    let reason: number | null = null, rest = args.slice(1);
+    if (rest.length > 0 && !rest[0]!.includes('=')) { reason = parseExitReason(rest[0]!); rest = rest.slice(1); }
+    return { kind: 'exit', reason, conditions: rest.map((c) => parseCondition(c, reason, fields)) };
+  }
+  if (what === 'entry-failure' || what === 'entry-failed') {
+    atMost(args, 1, usage);
+    return { kind: 'entry-failure' };
+  }
+  if (what === 'insn' || what === 'instruction') {
+    if (args.length !== 2) throw new DebugInputError('break insn takes an instruction count: break insn 5000, or break insn +100 from here');
+    const rel = args[1]!.startsWith('+'), n = parseCount(rel ? args[1]!.slice(1) : args[1], 0, 'the instruction count', Number.MAX_SAFE_INTEGER);
+    return { kind: 'instruction', count: rel ? insnsNow + n : n };
+  }
+  atMost(args, 1, usage);
+  return address(args[0]!);
 }

@@ -105,3 +105,8 @@ export function parseCount(text: string | undefined, fallback: number, what: str
   if (v < 1n || v > BigInt(max)) throw new DebugInputError(`${what} must be between 1 and ${max}, not '${text}'`);
   return Number(v);
 }
+
+/** A command that takes no more than `n` arguments. */
+export function atMost(args: readonly string[], n: number, usage: string): void {
+  if (args.length > n) throw new DebugInputError(`too many arguments: ${usage}`);
+}

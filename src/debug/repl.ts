@@ -16,14 +16,14 @@ import type { Syntax } from '../hv/disassemble.js';
 import { VmConfigError } from '../hv/vm.js';
 import { exitReasonName } from '../../vmcs/exit-reasons.js';
 import { QUALIFICATION_LAYOUTS } from '../../vmcs/qualifications.js';
-import { describeBreakpoint, parseCondition, type BreakpointSpec, type WatchAccess } from './breakpoints.js';
+import { describeBreakpoint, parseBreakSpec, type WatchAccess } from './breakpoints.js';
 import type { DebugEngine, EngineStop, RunOptions } from './engine.js';
 import { GuestState } from './guest-state.js';
 import {
   disasmLines, dumpLines, exitLines, regsLines, sregsLines, stopLines, traceLines, translateLines, vmcsDiffLines, vmcsLines,
   whereLine, whyEntryFailedLines, type Address,
 } from './inspect.js';
-import { DebugInputError, didYouMean, exitReasonNames, parseCount, parseExitReason, parseNumber } from './names.js';
+import { atMost, DebugInputError, didYouMean, exitReasonNames, parseCount, parseExitReason, parseNumber } from './names.js';
 import { VMCS_GROUPS } from './vmcs-view.js';
 
 /** The prompt scripts and the REPL show. */
@@ -104,10 +104,6 @@ export function parseAddress(text: string, g: GuestState): Address {
   return { space, address };
 }
 
-/** A command that takes no more than `n` arguments. */
-function atMost(args: readonly string[], n: number, usage: string): void {
-  if (args.length > n) throw new DebugInputError(`too many arguments: ${usage}`);
-}
 
 const COMMANDS: readonly CommandDef[] = [
   {
@@ -423,28 +419,12 @@ export class DebugSession {
   }
 
   setBreak(args: readonly string[]): string[] {
-    const usage = 'break ADDR | break exit [REASON] [FIELD=VALUE ...] | break entry-failure | break insn N';
-    if (args.length === 0) throw new DebugInputError(`break needs something to stop on: ${usage}`);
-    const what = args[0]!.toLowerCase();
-    let spec: BreakpointSpec;
-    if (what === 'exit') {
-      let reason: number | null = null, rest = args.slice(1);
-      if (rest.length > 0 && !rest[0]!.includes('=')) { reason = parseExitReason(rest[0]!); rest = rest.slice(1); }
-      spec = { kind: 'exit', reason, conditions: rest.map((c) => parseCondition(c, reason, this.engine.fields)) };
-    } else if (what === 'entry-failure' || what === 'entry-failed') {
-      atMost(args, 1, usage);
-      spec = { kind: 'entry-failure' };
-    } else if (what === 'insn' || what === 'instruction') {
-      if (args.length !== 2) throw new DebugInputError('break insn takes an instruction count: break insn 5000, or break insn +100 from here');
-      const rel = args[1]!.startsWith('+'), n = parseCount(rel ? args[1]!.slice(1) : args[1], 0, 'the instruction count', Number.MAX_SAFE_INTEGER);
-      spec = { kind: 'instruction', count: rel ? this.engine.position.insns + n : n };
-    } else {
-      atMost(args, 1, usage);
-      const at = parseAddress(args[0]!, this.guest);
+    const spec = parseBreakSpec(args, this.engine.fields, this.engine.position.insns, (text) => {
+      const at = parseAddress(text, this.guest);
       if (at.space === 'host') throw new DebugInputError('a breakpoint address is guest-linear (0x1000) or guest-physical (p:0x1000), not host-physical');
-      spec = at.space === 'linear' ? { kind: 'address', address: at.address }
+      return at.space === 'linear' ? { kind: 'address', address: at.address }
         : { kind: 'watch', space: 'physical', access: 'execute', address: at.address, length: 1 };
-    }
+    });
     const bp = this.engine.addBreakpoint(spec);
     return [`breakpoint ${bp.id}, ${describeBreakpoint(spec)}`];
   }

@@ -46,6 +46,19 @@ function classOf(vector: number): FaultClass {
   return FaultClass.BENIGN;
 }
 
+/**
+ * Table 6-5 (SDM vol. 3A, 6.15, "Conditions for Generating a Double Fault"):
+ * what exception `second`, raised while delivering exception `first`, becomes:
+ * `second` itself (handled serially), #DF, or -1 for a triple fault (shutdown).
+ */
+export function secondException(first: number, second: number): number {
+  const c1 = classOf(first), c2 = classOf(second);
+  if (c1 === FaultClass.DOUBLE_FAULT && c2 !== FaultClass.BENIGN) return -1;
+  if ((c1 === FaultClass.CONTRIBUTORY && c2 === FaultClass.CONTRIBUTORY) ||
+      (c1 === FaultClass.PAGE_FAULT && c2 !== FaultClass.BENIGN)) return Vector.DF;
+  return second;
+}
+
 /** State a failed delivery restores before the next fault is delivered. */
 const saved = {
   rspLo: 0, rspHi: 0, flags: 0, cpl: 0,

@@ -123,12 +123,16 @@ function loadTaskData(cpu: Cpu, seg: number, sel: number): void {
   }
 }
 
+/** Set while emulateTaskSwitch runs: an event after the commit point is left in cpu.exc* for its caller. */
+let deferring = false, deferred = false;
+
 /**
  * An event raised after the commit point: delivered now, in the new task, before
  * its first instruction (8.3, note to step 13). Without exception delivery (tests
  * of single instructions) the run stops on it, as run() does for other faults.
  */
 function eventInNewTask(cpu: Cpu): void {
+  if (deferring) { deferred = true; return; }
   if (cpu.deliverExceptions) { deliverException(cpu); return; }
   if (cpu.excVector === Vector.DB) takeDebugStatus(cpu);
   cpu.stop({ kind: 'exception', vector: cpu.excVector, errorCode: cpu.excHasCode ? cpu.excCode : null });
@@ -229,12 +233,31 @@ function switchTasks(cpu: Cpu, sel: number, cause: Cause, ext: number, code: num
 }
 
 /**
+ * Where a task switch comes from, as the exit qualification of a TASK_SWITCH
+ * VM exit encodes it in bits 31:30 (SDM vol. 3C, 28.2.1, "Exit Qualification
+ * for Task Switches"): CALL, IRET, JMP, or a task gate in the IDT.
+ */
+export const enum TaskSwitchSource { CALL = 0, IRET = 1, JMP = 2, IDT = 3 }
+
+const CAUSE_OF: readonly Cause[] = [Cause.CALL, Cause.IRET, Cause.JMP, Cause.EVENT];
+
+/**
+ * In VMX non-root operation a task switch is a VM exit once the checks that
+ * precede it have passed (SDM vol. 3C, 26.4.2 "Treatment of Task Switches"):
+ * the unit takes it (virtualization.ts taskSwitch) before anything changes.
+ */
+function hook(cpu: Cpu, tss: number, source: TaskSwitchSource, length: number): void {
+  if (cpu.nonRoot) cpu.virt.taskSwitch(cpu, tss, source, length);
+}
+
+/**
  * Far JMP or CALL to the TSS descriptor or task gate in `desc`, named by
  * `selector` (SDM vol. 2, JMP and CALL "TASK-GATE", "TASK-STATE-SEGMENT"):
  * its DPL must be at least CPL and the selector's RPL, else #GP(selector);
- * a task gate must be present, else #NP(gate selector).
+ * a task gate must be present, else #NP(gate selector). `length` is the
+ * instruction's (for a VM exit, 28.2.5).
  */
-export function farTaskSwitch(cpu: Cpu, selector: number, call: boolean): void {
+export function farTaskSwitch(cpu: Cpu, selector: number, call: boolean, length: number): void {
   const attr = attrOf(desc.hi), dpl = dplOf(attr), err = selector & 0xfffc;
   if (dpl < cpu.cpl || dpl < (selector & 3)) cpu.raise(Vector.GP, err);
   let tss = selector;
@@ -242,12 +265,18 @@ export function farTaskSwitch(cpu: Cpu, selector: number, call: boolean): void {
     if (!(attr & SegAttr.P)) cpu.raise(Vector.NP, err);
     tss = desc.lo >>> 16; // the gate's TSS selector (8.2.5, figure 8-5)
   }
+  hook(cpu, tss, call ? TaskSwitchSource.CALL : TaskSwitchSource.JMP, length);
   switchTasks(cpu, tss, call ? Cause.CALL : Cause.JMP, 0, -1);
 }
 
-/** IRET with EFLAGS.NT = 1: back to the task in the current TSS's previous-task link (SDM vol. 2, IRET "TASK-RETURN"; 8.4). */
-export function taskReturn(cpu: Cpu): void {
-  switchTasks(cpu, read(cpu, cpu.segBase[2 * TR]!, 2), Cause.IRET, 0, -1);
+/**
+ * IRET with EFLAGS.NT = 1: back to the task in the current TSS's previous-task
+ * link (SDM vol. 2, IRET "TASK-RETURN"; 8.4). `length` is the instruction's.
+ */
+export function taskReturn(cpu: Cpu, length: number): void {
+  const link = read(cpu, cpu.segBase[2 * TR]!, 2);
+  hook(cpu, link, TaskSwitchSource.IRET, length);
+  switchTasks(cpu, link, Cause.IRET, 0, -1);
 }
 
 /**
@@ -256,5 +285,28 @@ export function taskReturn(cpu: Cpu): void {
  * error code to push on the new task's stack, or -1.
  */
 export function interruptTask(cpu: Cpu, tssSelector: number, code: number, ext: number): void {
+  // The length of INT n, INT3, INTO is recorded with the IDT-vectoring information (exitDuringDelivery).
+  hook(cpu, tssSelector, TaskSwitchSource.IDT, 0);
   switchTasks(cpu, tssSelector, Cause.EVENT, ext, code);
+}
+
+/**
+ * The task switch alone, without the VM exit: for a hypervisor that emulates
+ * the switch a TASK_SWITCH VM exit reported (src/hv/task-switch.ts), on the
+ * guest's state. The checks that precede the exit (privilege, gate) were made
+ * by the guest's processor; the switch's own checks (8.3 steps 1-11, table
+ * 8-1) are made here and raise as the processor's would, with nothing changed.
+ * An event raised after the commit point (8.3 step 13, the T flag) is not
+ * delivered: it is left in cpu.excVector, excHasCode, excCode (and excDr6),
+ * and the result is true; it belongs to the new task.
+ * `ext` is the EXT bit of error codes; `code` an error code to push, or -1.
+ */
+export function emulateTaskSwitch(cpu: Cpu, tss: number, source: TaskSwitchSource, ext: number, code: number): boolean {
+  deferring = true; deferred = false;
+  try {
+    switchTasks(cpu, tss, CAUSE_OF[source]!, ext, code);
+  } finally {
+    deferring = false;
+  }
+  return deferred;
 }

@@ -63,6 +63,13 @@ export interface Virtualization {
   exitDuringDelivery(cpu: Cpu, vector: number, kind: number, code: number): void;
   /** Non-root: takes the events waiting at an instruction boundary (26.7, 27.7); returns what acceptInterrupt would. */
   acceptEvents(cpu: Cpu, limit: number): number;
+  /**
+   * Non-root: a task switch to the TSS `selector` from `source` (task-switch.ts
+   * TaskSwitchSource: 0 CALL, 1 IRET, 2 JMP, 3 task gate in the IDT), by an
+   * instruction `length` bytes long (0 for an event), once the checks that
+   * precede it passed: a VM exit, always (26.4.2 "Treatment of Task Switches").
+   */
+  taskSwitch(cpu: Cpu, selector: number, source: number, length: number): void;
   /** Non-root: a triple fault exits instead of shutting down (26.2). */
   tripleFault(cpu: Cpu): void;
   /** Finishes the VM exit that a method above started. */
@@ -86,6 +93,7 @@ export const NO_VIRTUALIZATION: Virtualization = {
   exception: none,
   exitDuringDelivery: none,
   acceptEvents: (_cpu, limit) => limit,
+  taskSwitch: none,
   tripleFault: none,
   completeExit: none,
   exitingLength: () => 0,

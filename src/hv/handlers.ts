@@ -19,6 +19,7 @@ import { memoryOperand } from './memory-operand.js';
 import { hypercall } from './hypercall.js';
 import { interruptible } from './interrupts.js';
 import { ioInstruction } from './io.js';
+import { taskSwitchExit } from './task-switch.js';
 import { emulateMmio, type MmioAccess } from './mmio.js';
 import type { ExitRecord } from './record.js';
 import type { HandlerResult, Vm } from './vm.js';
@@ -282,6 +283,7 @@ export function defaultHandlers(): Map<number, ExitHandler> {
     [R.EXCEPTION_OR_NMI, exceptionExit],
     [R.EXTERNAL_INTERRUPT, resumeExit],
     [R.TRIPLE_FAULT, () => ({ kind: 'shutdown' })],
+    [R.TASK_SWITCH, taskSwitchExit],
     [R.INTERRUPT_WINDOW, resumeExit],
     [R.NMI_WINDOW, resumeExit],
     [R.CPUID, cpuidExit],

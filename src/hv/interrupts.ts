@@ -11,6 +11,7 @@
  * NMI-window exiting (25.6.2) bring the hypervisor back when it can.
  */
 import { InterruptionType } from '../../vmcs/controls.js';
+import { ExitReason } from '../../vmcs/exit-reasons.js';
 import { Field } from '../../vmcs/fields.js';
 import { PrimaryProcessorBasedControls as Proc } from '../../vmcs/controls.js';
 import { IF, Vector } from '../cpu/regs.js';
@@ -34,10 +35,16 @@ function nmiAllowed(guest: Guest): boolean {
   return (guest.read(Field.GUEST_INTERRUPTIBILITY_STATE) & (BLOCKING_BY_NMI | BLOCKING_BY_MOV_SS | BLOCKING_BY_STI)) === 0;
 }
 
-/** Re-delivers the event the last exit interrupted (28.2.4), unless a handler already injected one. */
+/**
+ * Re-delivers the event the last exit interrupted (28.2.4), unless a handler
+ * already injected one, or the exit was the event's task switch through a task
+ * gate in the IDT (qualification bits 31:30 = 3, 28.2.1): the TASK_SWITCH handler
+ * carried out the switch, which was the event's delivery (task-switch.ts).
+ */
 function redeliver(guest: Guest): void {
   const info = guest.read(Field.IDT_VECTORING_INFORMATION_FIELD);
   if ((info & 0x80000000) === 0 || guest.injecting) return;
+  if ((guest.read(Field.EXIT_REASON) & 0xffff) === ExitReason.TASK_SWITCH && guest.read(Field.EXIT_QUALIFICATION) >>> 30 === 3) return;
   const type = (info >>> 8) & 7;
   guest.inject({
     vector: info & 0xff, type,

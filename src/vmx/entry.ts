@@ -106,8 +106,12 @@ function entryFailure(vmx: Vmx, cpu: Cpu, reason: number, qualification: number)
   vmx.completeExit(cpu);
 }
 
-/** 27.3.2 "Loading Guest State". False when PDPTE loading fails (27.3.1.6). */
-function loadGuestState(vmx: Vmx, cpu: Cpu): boolean {
+/**
+ * 27.3.2 "Loading Guest State". False when PDPTE loading fails (27.3.1.6).
+ * Also how a hypervisor written in TypeScript puts the processor in its guest's
+ * context to emulate something on the guest's state (src/hv/task-switch.ts).
+ */
+export function loadGuestState(vmx: Vmx, cpu: Cpu): boolean {
   const v = vmx.current!, vals = v.values, entry = v.lo(Field.VM_ENTRY_CONTROLS);
   const ia32e = (entry & (1 << N.IA_32E_MODE_GUEST)) !== 0;
   // 27.3.2.1: control registers, debug registers, MSRs.

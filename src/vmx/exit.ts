@@ -89,8 +89,8 @@ export function completeExit(vmx: Vmx, cpu: Cpu): void {
   if (vmx.stopOnExit) cpu.stop({ kind: 'vm-exit' });
 }
 
-/** Undoes what entering non-root operation changed outside the VMCS (TSC offset). */
-function leaveNonRoot(vmx: Vmx, cpu: Cpu): void {
+/** Undoes what entering non-root operation changed outside the VMCS (TSC offset); also for src/hv's emulation in the guest's context. */
+export function leaveNonRoot(vmx: Vmx, cpu: Cpu): void {
   cpu.nonRoot = false;
   cpu.paging.nested = null; // the host's addresses are physical (29.3)
   cpu.eventDeadline = Infinity;

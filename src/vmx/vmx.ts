@@ -41,6 +41,8 @@ const P_INTERRUPT_WINDOW = 1 << 2, P_HLT = 1 << 7, P_INVLPG = 1 << 9, P_MWAIT = 
 const P_CR3_LOAD = 1 << 15, P_CR3_STORE = 1 << 16, P_CR8_LOAD = 1 << 19, P_CR8_STORE = 1 << 20, P_TPR_SHADOW = 1 << 21;
 const P_NMI_WINDOW = 1 << 22, P_MOV_DR = 1 << 23, P_UNCONDITIONAL_IO = 1 << 24, P_IO_BITMAPS = 1 << 25;
 const P_MSR_BITMAPS = 1 << 28, P_MONITOR = 1 << 29, P_PAUSE = 1 << 30, P_SECONDARY = 1 << 31;
+/** Bits 31:30 of a task switch's exit qualification for IRET (28.2.1). */
+const TASK_SWITCH_IRET = 1;
 /** Basic exit reasons are below this (appendix C). */
 const EXIT_REASON_SLOTS = 128;
 const S_EPT = 1 << 1, S_DESCRIPTOR_TABLE = 1 << 2, S_RDTSCP = 1 << 3, S_VPID = 1 << 5, S_WBINVD = 1 << 6, S_PAUSE_LOOP = 1 << 10;
@@ -674,6 +676,23 @@ export class Vmx implements Virtualization {
       e.qualificationLo = cpu.excDr6;
       cpu.excDr6 = 0;
     }
+    this.exit(cpu);
+  }
+
+  /**
+   * A task switch in non-root operation is a VM exit (26.4.2), fault-like: RIP
+   * at the instruction, or the event in the IDT-vectoring information (28.2.4,
+   * recorded by exitDuringDelivery). Qualification (28.2.1, table "Exit
+   * Qualification for Task Switches"): bits 15:0 the selector of the new TSS,
+   * bits 31:30 the source. The instruction length for CALL, IRET, JMP (28.2.5).
+   * An IRET has not completed: it has not ended blocking by NMI either.
+   */
+  taskSwitch(cpu: Cpu, selector: number, source: number, length: number): void {
+    if (source === TASK_SWITCH_IRET && iretUnblockedNmi(cpu)) cpu.nmiBlocked = true;
+    const e = this.exitInfo;
+    e.begin(ExitReason.TASK_SWITCH);
+    e.qualificationLo = ((selector & 0xffff) | (source << 30)) | 0;
+    e.instructionLength = length;
     this.exit(cpu);
   }
 

@@ -132,9 +132,10 @@ function checkTarget(cpu: Cpu, lo: number, hi: number, to64: boolean, limit: num
 /**
  * Far JMP (call = false) or CALL to selector:offset (SDM vol. 2, JMP and CALL
  * "Operation"): a code segment, a call gate, or (outside IA-32e mode) a task
- * gate or available TSS, which switch tasks (task-switch.ts).
+ * gate or available TSS, which switch tasks (task-switch.ts). `len` is the
+ * instruction's length, which a TASK_SWITCH VM exit records (SDM vol. 3C, 28.2.5).
  */
-function farTransfer(cpu: Cpu, selector: number, offLo: number, offHi: number, z: number, call: boolean): void {
+function farTransfer(cpu: Cpu, selector: number, offLo: number, offHi: number, z: number, call: boolean, len: number): void {
   if (!protectedMode(cpu)) {
     if (call) { push(cpu, z, cpu.segSel[CS]!, 0); push(cpu, z, cpu.ripLo, 0); }
     cpu.setSegment(CS, selector, selector << 4, 0, cpu.segLimit[CS]!, cpu.segAttr[CS]!);
@@ -149,7 +150,7 @@ function farTransfer(cpu: Cpu, selector: number, offLo: number, offHi: number, z
   else if (type === 0x0c || (type === 0x04 && !longMode(cpu))) gateTransfer(cpu, selector, call);
   // Task gates (5) and available TSSs (1, 9) switch tasks, except in IA-32e mode (SDM vol. 3A, 8.7): there
   // they, and anything else (busy TSSs included), raise #GP(selector).
-  else if (!longMode(cpu) && (type === 0x05 || type === 0x01 || type === 0x09)) farTaskSwitch(cpu, selector, call);
+  else if (!longMode(cpu) && (type === 0x05 || type === 0x01 || type === 0x09)) farTaskSwitch(cpu, selector, call, len);
   else cpu.raise(Vector.GP, selector & 0xfffc);
 }
 
@@ -245,12 +246,12 @@ function gateTransfer(cpu: Cpu, gateSel: number, call: boolean): void {
 
 /** JMP ptr16:16/32 (EA) */
 function jmpFarDirect(cpu: Cpu, i: Insn): void {
-  farTransfer(cpu, i.imm2, i.imm, 0, i.opSize, false);
+  farTransfer(cpu, i.imm2, i.imm, 0, i.opSize, false, i.len);
 }
 
 /** CALL ptr16:16/32 (9A) */
 function callFarDirect(cpu: Cpu, i: Insn): void {
-  farTransfer(cpu, i.imm2, i.imm, 0, i.opSize, true);
+  farTransfer(cpu, i.imm2, i.imm, 0, i.opSize, true, i.len);
 }
 
 /** The far pointer readFarPointer read: offset (lo/hi) and selector. */
@@ -269,13 +270,13 @@ function readFarPointer(cpu: Cpu, i: Insn): void {
 /** JMP m16:16/32/64 (FF /5) */
 function jmpFarIndirect(cpu: Cpu, i: Insn): void {
   readFarPointer(cpu, i);
-  farTransfer(cpu, pointer.sel, pointer.lo, pointer.hi, i.opSize, false);
+  farTransfer(cpu, pointer.sel, pointer.lo, pointer.hi, i.opSize, false, i.len);
 }
 
 /** CALL m16:16/32/64 (FF /3) */
 function callFarIndirect(cpu: Cpu, i: Insn): void {
   readFarPointer(cpu, i);
-  farTransfer(cpu, pointer.sel, pointer.lo, pointer.hi, i.opSize, true);
+  farTransfer(cpu, pointer.sel, pointer.lo, pointer.hi, i.opSize, true, i.len);
 }
 
 /**
@@ -370,7 +371,7 @@ function iretFrame(cpu: Cpu, i: Insn): void {
   // (SDM vol. 2, IRET "Operation", TASK-RETURN; vol. 3A, 8.7).
   if ((cpu.cr0 & 1) && !(cpu.flags & VM) && (cpu.rflags & NT)) {
     if (longMode(cpu)) cpu.raise(Vector.GP, 0);
-    taskReturn(cpu);
+    taskReturn(cpu, i.len);
     return;
   }
   const z = i.opSize;

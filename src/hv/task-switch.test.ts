@@ -80,7 +80,8 @@ function image(notPresent = false): Uint8Array {
   return m;
 }
 
-interface Final { gpr: number[]; eflags: number; sel: number[]; ts: number; memory: number[]; instructions: number }
+/** `classes`: instructions by class (src/cpu/insn-class.ts): the emulated ones count as the processor counts them. */
+interface Final { gpr: number[]; eflags: number; sel: number[]; ts: number; memory: number[]; instructions: number; classes: number[] }
 
 const SEGS = [ES, CS, SS, DS, FS, GS, TR];
 /** The task tables as the run left them: the TSSs and the GDT (busy bits). */
@@ -94,18 +95,20 @@ function tables(read32: (pa: number) => number): number[] {
 function bare(notPresent = false): Final {
   const cpu = new Cpu({ memorySize: MEMORY });
   cpu.deliverExceptions = true;
+  cpu.classCounts = new Float64Array(4);
   loadImage(cpu, image(notPresent), { format: 'flat', mode: '32', load: LOAD, memorySize: MEMORY });
   expect(run(cpu, 1000)).toEqual({ kind: 'halt' });
   return {
     gpr: Array.from({ length: 8 }, (_, n) => cpu.gpr[2 * n]! >>> 0), eflags: cpu.rflags >>> 0,
     sel: SEGS.map((s) => cpu.segSel[s]!), ts: cpu.cr0 & 8,
-    memory: tables((pa) => cpu.memory.read32(pa) >>> 0), instructions: cpu.insnCount,
+    memory: tables((pa) => cpu.memory.read32(pa) >>> 0), instructions: cpu.insnCount, classes: Array.from(cpu.classCounts),
   };
 }
 
 function underHypervisor(notPresent = false): { final: Final; exits: ExitRecord[]; vm: Vm } {
   const vm = createVm(vmConfig({ memory: MEMORY }));
   vm.load(image(notPresent), { format: 'flat', mode: '32', load: LOAD });
+  vm.cpu.classCounts = new Float64Array(4);
   const exits: ExitRecord[] = [];
   for (;;) {
     const e = vm.runUntilExit(10_000);
@@ -125,6 +128,7 @@ function underHypervisor(notPresent = false): { final: Final; exits: ExitRecord[
       gpr: Array.from({ length: 8 }, (_, n) => Number(g.reg(n) & 0xffffffffn)), eflags: g.rflags,
       sel: selField.map((f) => g.read(f)), ts: cr0 & 8,
       memory: tables((pa) => vm.cpu.memory.read32(pa) >>> 0), instructions: vm.instructions,
+      classes: Array.from(vm.cpu.classCounts),
     },
   };
 }

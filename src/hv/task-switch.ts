@@ -19,6 +19,7 @@ import { InterruptionType } from '../../vmcs/controls.js';
 import { Field } from '../../vmcs/fields.js';
 import { FAULT } from '../cpu/cpu.js';
 import { secondException, takeDebugStatus } from '../cpu/interrupts.js';
+import { insnClass } from '../cpu/insn-class.js';
 import { jumpRelative } from '../cpu/operands.js';
 import { Vector } from '../cpu/regs.js';
 import { emulateTaskSwitch, TaskSwitchSource } from '../cpu/task-switch.js';
@@ -62,6 +63,8 @@ export function taskSwitchExit(e: ExitRecord, vm: Vm): HandlerResult {
   }
   // IRET ends blocking by NMI before it reads anything (as the processor's IRET does, src/cpu/ops/segment.ts).
   if (source === TaskSwitchSource.IRET) cpu.nmiBlocked = false;
+  // The instruction's class, for the cost model's counts (as the processor would have counted it).
+  const cls = advance !== 0 && cpu.classCounts !== null ? insnClass(cpu.blocks.peek().insns[0]!) : -1;
   if (advance !== 0) jumpRelative(cpu, cpu.codeSize, advance);
   let committed = false, pending = false;
   try {
@@ -98,6 +101,7 @@ export function taskSwitchExit(e: ExitRecord, vm: Vm): HandlerResult {
   } else {
     // The instruction (or software event) completed: it retires, and its STI/MOV SS shadow is over.
     if (advance !== 0) cpu.insnCount++;
+    if (cls >= 0) cpu.classCounts![cls]++;
     cpu.interruptShadowEnd = -1;
     if (pending) {
       // An exception of the new task, before its first instruction (8.3 step 13, the T flag of its TSS).

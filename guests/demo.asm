@@ -28,6 +28,7 @@ bits 32
 org 0x100000
 
 %include "lib/pic8259.inc"
+%include "lib/tss64.inc"
 
 ; The decimal digits of RAX, most significant first, each handed to %1 as an
 ; ASCII character in AL; RBX, RCX, RDX kept. Ends with RET.
@@ -421,14 +422,7 @@ start64:
         ; when an interrupt or exception arrives in ring 3 (6.14.4). Its
         ; descriptor (8.2.3): 16 bytes, base = tss, limit 67H, type 9.
         mov rax, tss
-        mov word [rel gdt_tss], tss_end - tss - 1
-        mov [rel gdt_tss + 2], ax
-        shr rax, 16
-        mov [rel gdt_tss + 4], al
-        mov byte [rel gdt_tss + 5], 0x89 ; present, DPL 0, available 64-bit TSS
-        mov [rel gdt_tss + 7], ah
-        shr rax, 16
-        mov [rel gdt_tss + 8], eax
+        FILL_TSS_DESCRIPTOR tss_end - tss - 1
         mov ax, SEL_TSS
         ltr ax
 

@@ -25,19 +25,13 @@ SEL_UCODE  equ 0x28 | 3
 SEL_TSS    equ 0x30
 
 %include "lib/syscall64.inc"
+%include "lib/tss64.inc"
 
 start:
         mov rsp, kstack_top
         ; The TSS descriptor (8.2.3): 16 bytes, base = tss, limit 67H, type 9.
         lea rax, [rel tss]
-        mov word [rel gdt_tss], 0x67
-        mov [rel gdt_tss + 2], ax
-        shr rax, 16
-        mov [rel gdt_tss + 4], al
-        mov byte [rel gdt_tss + 5], 0x89   ; present, DPL 0, available 64-bit TSS
-        mov [rel gdt_tss + 7], ah
-        shr rax, 16
-        mov [rel gdt_tss + 8], eax
+        FILL_TSS_DESCRIPTOR 0x67
         lgdt [rel gdt_ptr]
         push SEL_KCODE               ; reload CS from this GDT
         lea rax, [rel .cs]

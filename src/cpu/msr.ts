@@ -351,7 +351,7 @@ export class MsrFile {
         if (p.perfMon !== null) return this.ret2(this.perfGlobalOvfCtrlLo, this.perfGlobalOvfCtrlHi);
         break;
       case Msr.IA32_EFER:
-        if (this.eferWritable(cpu) !== 0) return this.ret2(cpu.efer, 0);
+        if (eferWritable(cpu) !== 0) return this.ret2(cpu.efer, 0);
         break;
       case Msr.IA32_STAR:
         if (hasFeature(cpu, 'lm')) return this.ret2(this.starLo, this.starHi);
@@ -580,24 +580,13 @@ export class MsrFile {
 
   /** IA32_EFER (SDM vol. 3A, 2.2.1; vol. 2, WRMSR). */
   private writeEfer(cpu: Cpu, lo: number, hi: number): boolean {
-    const writable = this.eferWritable(cpu);
-    // LMA is read-only: the value written for it is ignored (it follows CR0.PG and LME).
-    if (writable === 0 || hi !== 0 || (lo & ~(writable | EFER_LMA)) !== 0) return false;
-    // SDM vol. 3A, 10.8.5: changing LME while paging is enabled raises #GP(0).
-    if (((lo ^ cpu.efer) & EFER_LME) !== 0 && (cpu.cr0 & CR0_PG) !== 0) return false;
+    const efer = eferAfterWrite(cpu, lo, hi, cpu.efer, cpu.cr0);
+    if (efer === null) return false;
     // WRMSR invalidates no TLB entry (SDM vol. 3A, 4.10.4): translations cached
     // under the old NXE may still be used, as on a processor.
-    cpu.efer = (lo & ~EFER_LMA) | (cpu.efer & EFER_LMA);
+    cpu.efer = efer;
     cpu.updateModes();
     return true;
-  }
-
-  /** EFER bits software may write: SCE and LME with Intel 64, NXE with NX unless XD is disabled. */
-  private eferWritable(cpu: Cpu): number {
-    let w = 0;
-    if (hasFeature(cpu, 'lm')) w |= EFER_SCE | EFER_LME;
-    if (hasFeature(cpu, 'nx') && (this.miscEnableHi & MISC_HI_XD_DISABLE) === 0) w |= EFER_NXE;
-    return w;
   }
 
   /**
@@ -684,4 +673,25 @@ export class MsrFile {
 /** A mask of the low n bits (0 <= n <= 32). */
 function lowBits(n: number): number {
   return n >= 32 ? -1 : (1 << n) - 1;
+}
+
+/** EFER bits software may write: SCE and LME with Intel 64, NXE with NX unless XD is disabled (0: no IA32_EFER). */
+export function eferWritable(cpu: Cpu): number {
+  let w = 0;
+  if (hasFeature(cpu, 'lm')) w |= EFER_SCE | EFER_LME;
+  if (hasFeature(cpu, 'nx') && (cpu.msrs.miscEnableHi & MISC_HI_XD_DISABLE) === 0) w |= EFER_NXE;
+  return w;
+}
+
+/**
+ * IA32_EFER after WRMSR of (lo, hi) over `efer` with CR0 = `cr0`, or null for
+ * #GP(0) (SDM vol. 2, WRMSR; vol. 3A, 2.2.1): a reserved bit or bits 63:32 set,
+ * or LME changed while paging is on (10.8.5). LMA is read-only: the value
+ * written for it is ignored (it follows CR0.PG and LME).
+ */
+export function eferAfterWrite(cpu: Cpu, lo: number, hi: number, efer: number, cr0: number): number | null {
+  const writable = eferWritable(cpu);
+  if (writable === 0 || hi !== 0 || (lo & ~(writable | EFER_LMA)) !== 0) return null;
+  if (((lo ^ efer) & EFER_LME) !== 0 && (cr0 & CR0_PG) !== 0) return null;
+  return (lo & ~EFER_LMA) | (efer & EFER_LMA);
 }

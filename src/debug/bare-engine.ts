@@ -45,7 +45,7 @@ import { PDPTE_FIELDS } from '../vmx/state-fields.js';
 import { explainTranslation, translationState, type AccessKind, type TranslationState } from '../vmx/translation.js';
 import type { Vmcs } from '../vmx/vmcs.js';
 import { attachVmx, type Vmx } from '../vmx/vmx.js';
-import { conditionsHold, type Breakpoint, type BreakpointSpec } from './breakpoints.js';
+import { conditionsHold, instructionsBefore, lastRecords, type Breakpoint, type BreakpointSpec } from './breakpoints.js';
 import { existingFields, vmcsState, type VmcsState } from './vmcs-view.js';
 
 /** How the run of a bare machine ended for good. */
@@ -169,13 +169,7 @@ export class BareEngine implements ExecutionHook {
 
   /** The last `n` exits that are kept, oldest first. */
   trace(n: number): ExitRecord[] {
-    const out: ExitRecord[] = [];
-    for (let seq = this.exitCount; seq >= 1 && out.length < n; seq--) {
-      const h = this.history.get(seq);
-      if (h === undefined) break;
-      out.push(h.record);
-    }
-    return out.reverse();
+    return lastRecords(this.history, this.exitCount, n);
   }
 
   // ---- breakpoints ---------------------------------------------------------------------
@@ -227,17 +221,11 @@ export class BareEngine implements ExecutionHook {
       const bp = this.pointAt(lo, hi);
       if (bp !== null) { this.addressHit = bp; return 0; }
     }
-    const block = cpu.blocks.peek();
-    const n = Math.min(limit, block.insns.length), offsets = block.offsets;
-    for (let k = 1; k < n; k++) {
-      const off = offsets[k]!;
-      let klo: number, khi = hi;
-      if (mode === 8) { const sum = lo + off; klo = sum >>> 0; if (sum > 0xffffffff) khi = (hi + 1) | 0; }
-      else klo = mode === 4 ? (base + ip + off) >>> 0 : (base + ((ip + off) & 0xffff)) >>> 0;
-      if (this.pointAt(klo, khi) !== null) return k;
-    }
-    return limit;
+    return instructionsBefore(cpu, cpu.blocks.peek(), limit, this.isPoint);
   }
+
+  /** An address breakpoint is set at linear (lo, hi). */
+  private readonly isPoint = (lo: number, hi: number): boolean => this.pointAt(lo, hi) !== null;
 
   /** The VM entry after the last exit has happened: its VMCS is what the handler left. */
   private noteEntry(): void {

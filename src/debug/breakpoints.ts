@@ -10,6 +10,9 @@ import type { VmcsField } from '../../vmcs/fields.js';
 import { QUALIFICATION_LAYOUTS, type BitField } from '../../vmcs/qualifications.js';
 import type { ExitRecord } from '../hv/record.js';
 import type { Vmcs } from '../vmx/vmcs.js';
+import type { Block } from '../cpu/blocks.js';
+import type { Cpu } from '../cpu/cpu.js';
+import { CS } from '../cpu/regs.js';
 import { atMost, DebugInputError, didYouMean, parseCount, parseExitReason, parseNumber } from './names.js';
 import { hex } from './vmcs-view.js';
 
@@ -180,4 +183,35 @@ export function parseBreakSpec(args: readonly string[], fields: readonly VmcsFie
   }
   atMost(args, 1, usage);
   return address(args[0]!);
+}
+
+/** The records of at most the last `n` exits up to exit `upTo` still kept in `history` (by seq), oldest first. */
+export function lastRecords(history: ReadonlyMap<number, { readonly record: ExitRecord }>, upTo: number, n: number): ExitRecord[] {
+  const out: ExitRecord[] = [];
+  for (let seq = upTo; seq >= 1 && out.length < n; seq--) {
+    const h = history.get(seq);
+    if (h === undefined) break;
+    out.push(h.record);
+  }
+  return out.reverse();
+}
+
+/**
+ * How many of the first `limit` instructions of `block` (the block at RIP)
+ * run before the first, from the second on, that `stopsAt` (its linear address
+ * and physical address); `limit` when none does. Linear addresses wrap as RIP
+ * does in the block's code size.
+ */
+export function instructionsBefore(cpu: Cpu, block: Block, limit: number, stopsAt: (lo: number, hi: number, phys: number) => boolean): number {
+  const mode = cpu.codeSize, ip = cpu.ripLo, base = mode === 8 ? 0 : cpu.segBase[2 * CS]!;
+  const lo = mode === 8 ? ip >>> 0 : (base + ip) >>> 0, hi = mode === 8 ? cpu.ripHi : 0;
+  const n = Math.min(limit, block.insns.length), offsets = block.offsets;
+  for (let k = 1; k < n; k++) {
+    const off = offsets[k]!;
+    let klo: number, khi = hi;
+    if (mode === 8) { const sum = lo + off; klo = sum >>> 0; if (sum > 0xffffffff) khi = (hi + 1) | 0; }
+    else klo = mode === 4 ? (base + ip + off) >>> 0 : (base + ((ip + off) & 0xffff)) >>> 0;
+    if (stopsAt(klo, khi, block.phys + off)) return k;
+  }
+  return limit;
 }

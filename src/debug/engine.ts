@@ -53,7 +53,7 @@ import type { DataWatch } from '../cpu/mmu.js';
 import { installDataWatch } from '../cpu/ops/debug-registers.js';
 import { CS } from '../cpu/regs.js';
 import type { VmcsField } from '../../vmcs/fields.js';
-import { conditionsHold, type Breakpoint, type BreakpointSpec } from './breakpoints.js';
+import { conditionsHold, instructionsBefore, lastRecords, type Breakpoint, type BreakpointSpec } from './breakpoints.js';
 import { captureState, restoreState, snapshotBytes, vmCaptureRules, type CaptureRules, type StateSnapshot } from './snapshot.js';
 import { existingFields, vmcsState, type VmcsState } from './vmcs-view.js';
 
@@ -217,6 +217,9 @@ class Watcher implements ExecutionHook, DataWatch {
     return 0;
   }
 
+  /** An execution breakpoint or watchpoint is set at linear (lo, hi) or physical `phys`. */
+  private readonly isExecPoint = (lo: number, hi: number, phys: number): boolean => this.execAt(lo, hi, phys) !== null;
+
   allow(cpu: Cpu, limit: number): number {
     const mode = cpu.codeSize, ip = cpu.ripLo, base = mode === 8 ? 0 : cpu.segBase[2 * CS]!;
     const lo = mode === 8 ? ip >>> 0 : (base + ip) >>> 0, hi = mode === 8 ? cpu.ripHi : 0;
@@ -231,15 +234,7 @@ class Watcher implements ExecutionHook, DataWatch {
       const bp = this.execAt(lo, hi, block.phys);
       if (bp !== null) return this.stopHere(bp, lo, hi, block.phys);
     }
-    const n = Math.min(limit, block.insns.length), offsets = block.offsets;
-    for (let k = 1; k < n; k++) {
-      const off = offsets[k]!;
-      let klo: number, khi = hi;
-      if (mode === 8) { const sum = lo + off; klo = sum >>> 0; if (sum > 0xffffffff) khi = (hi + 1) | 0; }
-      else klo = mode === 4 ? (base + ip + off) >>> 0 : (base + ((ip + off) & 0xffff)) >>> 0;
-      if (this.execAt(klo, khi, block.phys + off) !== null) return k;
-    }
-    return limit;
+    return instructionsBefore(cpu, block, limit, this.isExecPoint);
   }
 
   access(lo: number, hi: number, size: number, write: boolean, pa: number): void {
@@ -395,13 +390,7 @@ export class DebugEngine {
 
   /** The last `n` exits up to the position that are still kept, oldest first. */
   trace(n: number): ExitRecord[] {
-    const out: ExitRecord[] = [];
-    for (let seq = this.position.exits; seq >= 1 && out.length < n; seq--) {
-      const h = this.history.get(seq);
-      if (h === undefined) break;
-      out.push(h.record);
-    }
-    return out.reverse();
+    return lastRecords(this.history, this.position.exits, n);
   }
 
   // ---- breakpoints ---------------------------------------------------------------

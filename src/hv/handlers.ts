@@ -13,7 +13,7 @@ import { cpuid, XCR0_SUPPORTED } from '../cpu/cpuid.js';
 import { nextRandom } from '../cpu/ops/random.js';
 import { CF, IF, RAX, RBX, RCX, RDX, STATUS_FLAGS, Vector } from '../cpu/regs.js';
 import { controlRegisterAccess, movDr } from './control-registers.js';
-import { GuestFault } from './guest.js';
+import { GuestFault, type Guest } from './guest.js';
 import { isGuestStateMsr, readGuestStateMsr, writeGuestStateMsr } from './guest-msrs.js';
 import { memoryOperand } from './memory-operand.js';
 import { hypercall } from './hypercall.js';
@@ -150,30 +150,45 @@ function invlpgExit(e: ExitRecord, vm: Vm): HandlerResult {
 
 const CR4_PCIDE = 1 << 17, CR4_LA57 = 1 << 12;
 
+/** What INVPCID asks for: its type (0-3), and the PCID and linear address of its descriptor. */
+export interface InvpcidRequest { readonly type: number; readonly pcid: number; readonly addrLo: number; readonly addrHi: number }
+
 /**
- * INVPCID (INVLPG exiting with "enable INVPCID", 26.1.3): the instruction's
- * checks on the type and the descriptor (SDM vol. 2, INVPCID), then the
- * guest's mappings it names go, as INVVPID for the guest's VPID removes them:
- * for type 0 the address in every PCID, for type 1 and 3 all non-global
- * mappings, for type 2 all. Invalidating more than asked is allowed (4.10.4).
+ * The operands of an exiting INVPCID (the type register and the memory operand
+ * of its instruction information, 28.2.5) with the instruction's checks (SDM
+ * vol. 2, INVPCID): #GP(0) for a type above 3, reserved descriptor bits 63:12,
+ * a PCID other than 000H without CR4.PCIDE (as the guest sees CR4) for types 0
+ * and 1, a non-canonical address for type 0; the descriptor read may fault.
+ * Null when the guest got the fault instead.
  */
-function invpcidExit(e: ExitRecord, vm: Vm): HandlerResult {
-  const g = vm.guest, info = e.instructionInformation;
+export function invpcidRequest(e: ExitRecord, g: Guest): InvpcidRequest | null {
+  const info = e.instructionInformation;
   const type = g.reg((info >>> 28) & 15) & (g.codeSize === 8 ? (1n << 64n) - 1n : 0xffffffffn);
-  if (type > 3n) { g.raise(Vector.GP, 0); return 'resume'; }
+  if (type > 3n) { g.raise(Vector.GP, 0); return null; }
   const descriptor = g.readLinear(memoryOperand(g, info, e.qualification), 16);
-  if (descriptor instanceof GuestFault) { g.injectFault(descriptor); return 'resume'; }
+  if (descriptor instanceof GuestFault) { g.injectFault(descriptor); return null; }
   const d = new DataView(descriptor.buffer, descriptor.byteOffset, 16);
   const pcid = d.getUint32(0, true) & 0xfff, addrLo = d.getUint32(8, true) | 0, addrHi = d.getUint32(12, true) | 0;
-  const cr4 = g.read(Field.GUEST_CR4), shift = cr4 & CR4_LA57 ? 7 : 16;
-  // Bits 63:12 of the descriptor are reserved; without CR4.PCIDE only PCID 000H; type 0 needs a canonical address.
+  const mask = g.read(Field.CR4_GUEST_HOST_MASK);
+  const cr4 = (g.read(Field.GUEST_CR4) & ~mask) | (g.read(Field.CR4_READ_SHADOW) & mask), shift = cr4 & CR4_LA57 ? 7 : 16;
   if ((d.getUint32(0, true) & ~0xfff) !== 0 || d.getUint32(4, true) !== 0 ||
       (type <= 1n && pcid !== 0 && (cr4 & CR4_PCIDE) === 0) || (type === 0n && ((addrHi << shift) >> shift) !== addrHi)) {
     g.raise(Vector.GP, 0);
-    return 'resume';
+    return null;
   }
-  const vpid = g.read(Field.VIRTUAL_PROCESSOR_IDENTIFIER);
-  vm.cpu.paging.invvpid(type === 0n ? 0 : type === 2n ? 1 : 3, vpid, addrLo, addrHi);
+  return { type: Number(type), pcid, addrLo, addrHi };
+}
+
+/**
+ * INVPCID (INVLPG exiting with "enable INVPCID", 26.1.3): the guest's mappings
+ * it names go, as INVVPID for the guest's VPID removes them: for type 0 the
+ * address in every PCID, for type 1 and 3 all non-global mappings, for type 2
+ * all. Invalidating more than asked is allowed (4.10.4).
+ */
+function invpcidExit(e: ExitRecord, vm: Vm): HandlerResult {
+  const g = vm.guest, r = invpcidRequest(e, g);
+  if (r === null) return 'resume';
+  vm.cpu.paging.invvpid(r.type === 0 ? 0 : r.type === 2 ? 1 : 3, g.read(Field.VIRTUAL_PROCESSOR_IDENTIFIER), r.addrLo, r.addrHi);
   g.retire(e.length);
   return 'resume';
 }

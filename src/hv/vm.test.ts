@@ -52,6 +52,20 @@ describe('the VM configuration', () => {
 });
 
 describe('default handlers', () => {
+  it('SDM 28.3.1, 28.5.1: an intercepted WRMSR/RDMSR of IA32_SYSENTER_ESP works on the guest-state field, not on the host value the exit loaded', () => {
+    // wrmsr 175H = 1234_5678H; rdmsr 175H into EDX:EAX; mov ebx, eax
+    const MOV_EDX = 0xba;
+    const { vm } = guest([...mov32(MOV_ECX, 0x175), ...mov32(MOV_EAX, 0x12345678), ...mov32(MOV_EDX, 0), 0x0f, 0x30,
+      ...mov32(MOV_EAX, 0), 0x0f, 0x32, 0x89, 0xc3, ...CLI_HLT], { exits: { msrBitmaps: false } });
+    const { exits, stop } = runAll(vm);
+    expect(stop).toEqual({ kind: 'halt' });
+    expect(exits.map((e) => e.reason)).toEqual([ExitReason.WRMSR, ExitReason.RDMSR, ExitReason.HLT]);
+    expect(vm.vmcs.lo(Field.GUEST_IA32_SYSENTER_ESP)).toBe(0x12345678);
+    expect(vm.guest.reg(RBX)).toBe(0x12345678n);
+    // The host's own value (HOST_IA32_SYSENTER_ESP, loaded at every exit) is what the processor holds in root operation.
+    expect(vm.cpu.msrs.sysenterEspLo).toBe(vm.vmcs.lo(Field.HOST_IA32_SYSENTER_ESP));
+  });
+
   it('SDM 26.1.2 (CPUID exits unconditionally): leaf 1 announces a hypervisor and hides VMX; leaf 40000000H gives the signature', () => {
     const { vm } = guest([...mov32(MOV_EAX, 1), 0x0f, 0xa2, 0x89, 0xce /* mov esi, ecx */,
       ...mov32(MOV_EAX, 0x40000000), 0x0f, 0xa2, ...CLI_HLT]);

@@ -227,7 +227,7 @@ describe('shadow paging builds what the guest\'s tables give, in every paging mo
     expect(vm.shadow!.counters.hiddenFaults).toBeGreaterThanOrEqual(4);
   });
 
-  it('guest paging off (the loader\'s 32-bit protected mode): an identity shadow, built lazily', () => {
+  it('SDM vol. 3C A.7 (CR0.PG fixed to 1 without unrestricted guest): guest paging off (the loader\'s 32-bit protected mode) runs on an identity shadow, built lazily', () => {
     const image = code(A32.load(PAGE_A + 4), A32.save(RES), A32.store(PAGE_B, 0x66), A32.exit);
     const { vm, seen } = both(image, '32', fillPages);
     expect(seen.results[0]).toBe(tag(PAGE_A + 4));
@@ -394,7 +394,7 @@ describe('coherence: the guest changes its paging structures', () => {
     expect(vm.vmx.exitCounts[ExitReason.INVPCID]).toBe(1);
   });
 
-  it('without VPID every VM entry flushes the guest\'s translations: the new one is used after INVLPG all the same', () => {
+  it('SDM 29.4.3.1: without VPID every VM entry flushes the guest\'s translations: the new one is used after INVLPG all the same', () => {
     const { image, setup } = staleGuest([...A64.movRbx(0x7f_0000_0000n), ...A64.invlpgRbx]);
     const want = bare(image, '64', setup);
     const { seen } = shadowed(image, '64', setup, { vpid: false });
@@ -402,7 +402,7 @@ describe('coherence: the guest changes its paging structures', () => {
     expect(seen.instructions).toBe(want.instructions);
   });
 
-  it('a write to a paging structure on the walk of its own address (a recursive PML4 entry) is emulated, and takes effect as on the bare processor', () => {
+  it('SDM 4.10.4: a write to a paging structure on the walk of its own address (a recursive PML4 entry) is emulated, and takes effect as on the bare processor', () => {
     const setup: Setup = (cpu) => {
       fillPages(cpu);
       const t = new Tables64(cpu);
@@ -424,7 +424,7 @@ describe('coherence: the guest changes its paging structures', () => {
     expect(vm.shadow!.counters.emulatedWrites).toBe(2);
   });
 
-  it('a page that becomes a paging structure while the guest may still hold a writable translation of it (dropped from the shadow) is protected all the same', () => {
+  it('SDM 4.10.4: a page that becomes a paging structure while the guest may still hold a writable translation of it (dropped from the shadow) is protected all the same', () => {
     const X = 0x7f_0000_0000n, Y = 0x7f_0020_0000n, W = 0x80_0000_0000n;
     let other = 0, pdeY = 0;
     const setup: Setup = (cpu) => {
@@ -466,7 +466,7 @@ describe('coherence: the guest changes its paging structures', () => {
     expect(vm.shadow!.counters.emulatedWrites).toBe(1);
   });
 
-  it('MOV to CR3 switches between cached shadow roots, which write protection keeps coherent', () => {
+  it('SDM 4.10.4.1 (MOV to CR3): it switches between cached shadow roots, which write protection keeps coherent', () => {
     const setup: Setup = (cpu) => {
       fillPages(cpu);
       for (const [root, page] of [[0x800000, PAGE_A], [0x840000, PAGE_B]] as const) {

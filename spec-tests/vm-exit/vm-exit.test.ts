@@ -7,11 +7,14 @@
 import { describe, expect, it } from 'vitest';
 import { ExitReason } from '../../vmcs/exit-reasons.js';
 import { Field } from '../../vmcs/fields.js';
-import { CS, DS, LDTR, SS, TR } from '../../src/cpu/regs.js';
+import { CS, DS, FS, GS, LDTR, SS, TR } from '../../src/cpu/regs.js';
+import { run } from '../../src/cpu/run.js';
+import { vmEntry } from '../../src/vmx/entry.js';
 import { GUEST_CODE, runInGuest, SCRATCH_PAGES } from '../../src/vmx/testing.js';
 
 const VMCALL = [0x0f, 0x01, 0xc1];
 const IA32_SYSENTER_CS = 0x174, IA32_STAR = 0xc0000081;
+const le32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff];
 
 /** Writes MSR-area entries (index, value) at `at` (25.7.2, table 25-15). */
 function msrArea(mem: { write32(a: number, v: number): void }, at: number, entries: [number, number][]): void {
@@ -49,6 +52,37 @@ describe('saving guest state (28.3)', () => {
     // The guest IA32_SYSENTER_CS is saved in the VMCS too, and the host's is loaded (28.3.1, 28.5.1).
     expect(r.vmcs.lo(Field.GUEST_IA32_SYSENTER_CS)).toBe(0x1234);
     expect(r.cpu.msrs.sysenterCsLo).toBe(r.vmcs.lo(Field.HOST_IA32_SYSENTER_CS));
+  });
+
+  it('every exit saves the segment registers as the processor holds them then: bases the guest changed between exits, normalized access rights', () => {
+    // vmcall; wrmsr IA32_FS_BASE := 5000h; vmcall; wrmsr IA32_KERNEL_GS_BASE := 7000h; swapgs; vmcall
+    const wrmsr = (index: number, value: number): number[] => [0xb9, ...le32(index), 0xb8, ...le32(value), 0x31, 0xd2, 0x0f, 0x30];
+    const code = [...VMCALL, ...wrmsr(0xc0000100, 0x5000), ...VMCALL, ...wrmsr(0xc0000102, 0x7000), 0x0f, 0x01, 0xf8, ...VMCALL];
+    const r = runInGuest(code, (v) => {
+      v.set(Field.PRIMARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS, v.lo(Field.PRIMARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS) | (1 << 28));
+      v.set(Field.ADDRESS_OF_MSR_BITMAPS, SCRATCH_PAGES + 0x1000); // all zero: WRMSR does not exit
+      // An unusable LDTR with other access-rights bits set: the processor keeps only its DPL (27.3.2.2).
+      v.set(Field.GUEST_LDTR_ACCESS_RIGHTS, 0x100ff);
+    });
+    const { cpu, vmx, vmcs: v } = r;
+    const resume = (): void => {
+      expect(cpu.nonRoot).toBe(false);
+      v.set(Field.GUEST_RIP, v.lo(Field.GUEST_RIP) + v.lo(Field.VM_EXIT_INSTRUCTION_LENGTH));
+      vmEntry(vmx, cpu, false);
+      run(cpu, 100);
+      expect(v.lo(Field.EXIT_REASON)).toBe(ExitReason.VMCALL);
+    };
+    expect(r.reason).toBe(ExitReason.VMCALL);
+    expect(v.lo(Field.GUEST_LDTR_ACCESS_RIGHTS)).toBe(0x10060);
+    expect(v.lo(Field.GUEST_FS_BASE)).toBe(0);
+    resume();
+    expect(v.lo(Field.GUEST_FS_BASE)).toBe(0x5000);
+    resume();
+    expect(v.lo(Field.GUEST_GS_BASE)).toBe(0x7000);
+    expect(v.lo(Field.GUEST_FS_BASE)).toBe(0x5000);
+    // The host's bases are loaded at each exit (28.5.2).
+    expect(cpu.segBase[2 * FS]).toBe(v.lo(Field.HOST_FS_BASE));
+    expect(cpu.segBase[2 * GS]).toBe(v.lo(Field.HOST_GS_BASE));
   });
 });
 

@@ -16,6 +16,8 @@ import { OPCODE_TABLE } from './optable.js';
 /** Longest block, in instructions. */
 const MAX_BLOCK = 64;
 const CHUNK_SHIFT = 6;
+/** Slots of the jump cache (a power of two). */
+const JUMP_CACHE_BITS = 12, JUMP_CACHE_SIZE = 1 << JUMP_CACHE_BITS;
 
 export class Block {
   /** Times the block has been entered. */
@@ -24,15 +26,6 @@ export class Block {
   stale = false;
   /** The compiled form, once the block is hot; null before, or when it cannot be compiled. */
   compiled: CompiledBlock | null = null;
-  /**
-   * The block that ran after this one last time, at RIP (nextLo, nextHi) with
-   * CS base nextBase, valid for MMU epoch nextEpoch.
-   */
-  next: Block | null = null;
-  nextLo = 0;
-  nextHi = 0;
-  nextBase = 0;
-  nextEpoch = -1;
   /** Offset of each instruction from the block's first byte. */
   readonly offsets: Int32Array;
   /** Instructions of each class among the first k (insn-class.ts), for the cost model's counts. */
@@ -88,30 +81,30 @@ export class BlockCache {
     this.source = new FetchSource(cpu);
   }
 
-  /** The block last returned by lookup(). */
-  private last: Block | null = null;
-
   /**
-   * The block at the current CS:RIP, decoded now if needed. Raises the fetch's
-   * fault. The block that followed the previous one last time is tried first.
+   * The jump cache: per slot (hashed RIP), the block found last at that RIP,
+   * CS base and MMU epoch. While the epoch holds, the fetch would translate
+   * the same way, so the block is the one find() would give unless stale.
    */
+  private readonly jumpBlock: (Block | null)[] = new Array<Block | null>(JUMP_CACHE_SIZE).fill(null);
+  private readonly jumpLo = new Int32Array(JUMP_CACHE_SIZE);
+  private readonly jumpHi = new Int32Array(JUMP_CACHE_SIZE);
+  private readonly jumpBase = new Int32Array(JUMP_CACHE_SIZE);
+  private readonly jumpEpoch = new Float64Array(JUMP_CACHE_SIZE).fill(-1);
+
+  /** The block at the current CS:RIP, decoded now if needed. Raises the fetch's fault. */
   lookup(): Block {
-    const cpu = this.cpu, prev = this.last;
-    if (prev !== null) {
-      const n = prev.next;
-      if (n !== null && prev.nextLo === cpu.ripLo && prev.nextHi === cpu.ripHi && prev.nextBase === cpu.segBase[2 * CS] &&
-          prev.nextEpoch === cpu.mmu.epoch && !n.stale && n.mode === cpu.codeSize) {
-        this.last = n;
-        return n;
-      }
+    const cpu = this.cpu, lo = cpu.ripLo, hi = cpu.ripHi, base = cpu.segBase[2 * CS]!, epoch = cpu.mmu.epoch;
+    const slot = (lo ^ (lo >>> JUMP_CACHE_BITS)) & (JUMP_CACHE_SIZE - 1);
+    const b = this.jumpBlock[slot]!;
+    if (b !== null && this.jumpLo[slot] === lo && this.jumpHi[slot] === hi && this.jumpBase[slot] === base &&
+        this.jumpEpoch[slot] === epoch && !b.stale && b.mode === cpu.codeSize) {
+      return b;
     }
-    const b = this.find();
-    if (prev !== null) {
-      prev.next = b; prev.nextLo = cpu.ripLo; prev.nextHi = cpu.ripHi; prev.nextBase = cpu.segBase[2 * CS]!;
-      prev.nextEpoch = cpu.mmu.epoch;
-    }
-    this.last = b;
-    return b;
+    const found = this.find();
+    this.jumpBlock[slot] = found;
+    this.jumpLo[slot] = lo; this.jumpHi[slot] = hi; this.jumpBase[slot] = base; this.jumpEpoch[slot] = epoch;
+    return found;
   }
 
   /**

@@ -123,12 +123,18 @@ export class Cpu implements FlagState, MmuHost {
 
   /**
    * Segment registers in encoding order, then LDTR (6) and TR (7): selector,
-   * base (lo/hi), limit, access rights in the VMCS layout.
+   * base (lo/hi), limit, access rights in the VMCS layout. Written only through
+   * setSegment and setSegmentBase, which count the change in segWrites.
    */
   readonly segSel = new Uint16Array(8);
   readonly segBase = new Int32Array(16);
   readonly segLimit = new Uint32Array(8);
   readonly segAttr = new Int32Array(8);
+  /**
+   * Changes to the segment registers so far: a VM exit need not save segments
+   * the guest left as its VM entry loaded them (src/vmx/exit.ts).
+   */
+  segWrites = 0;
   /** GDTR and IDTR: base (lo/hi) and 16-bit limit (SDM vol. 3A, 2.4). */
   gdtrLo = 0; gdtrHi = 0; gdtrLimit = 0xffff;
   idtrLo = 0; idtrHi = 0; idtrLimit = 0xffff;
@@ -394,7 +400,15 @@ export class Cpu implements FlagState, MmuHost {
     this.segBase[2 * seg + 1] = baseHi;
     this.segLimit[seg] = limit;
     this.segAttr[seg] = attr;
+    this.segWrites++;
     if (seg === CS || seg === SS) this.updateModes();
+  }
+
+  /** Loads a segment's base alone (SWAPGS, WRFSBASE, WRMSR of IA32_FS_BASE/GS_BASE). */
+  setSegmentBase(seg: number, lo: number, hi: number): void {
+    this.segBase[2 * seg] = lo;
+    this.segBase[2 * seg + 1] = hi;
+    this.segWrites++;
   }
 
   /**

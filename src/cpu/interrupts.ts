@@ -10,7 +10,7 @@ import { materialize } from './flags.js';
 import { jumpRelative, push } from './operands.js';
 import { AC, CS, IF, NT, RF, RSP, SS, TF, VM, Vector } from './regs.js';
 import {
-  attrOf, desc, dplOf, isCode, isConforming, loadCodeSegment, loadNull, loadStackSegment, longMode,
+  attrOf, desc, dplOf, isCode, isConforming, loadCodeSegment, loadNullStack, loadStackSegment, longMode,
   readDescriptor, readTss32Stack, readTss64, tssValue,
 } from './segments.js';
 import { interruptTask } from './task-switch.js';
@@ -306,8 +306,7 @@ function deliverLong(cpu: Cpu, vector: number, kind: EventKind, code: number, ex
     cpu.gpr[2 * RSP] = tssValue.lo; cpu.gpr[2 * RSP + 1] = tssValue.hi;
   }
   if (cplChanges) {
-    loadNull(cpu, SS, newCpl); // a null SS with RPL = new CPL (SDM vol. 3A, 6.14.4)
-    cpu.segAttr[SS] = SegAttr.UNUSABLE | (newCpl << 5);
+    loadNullStack(cpu, newCpl); // a null SS with RPL = new CPL (SDM vol. 3A, 6.14.4)
   }
   cpu.gpr[2 * RSP] &= ~15; // the stack is aligned to 16 bytes (6.14.2)
   cpu.stackSize = 8;

@@ -556,7 +556,7 @@ export class MsrFile {
       case Msr.IA32_FS_BASE: case Msr.IA32_GS_BASE: {
         if (!hasFeature(cpu, 'lm') || !this.canonical(cpu, hi)) return false;
         const s = index === Msr.IA32_FS_BASE ? FS : GS;
-        cpu.segBase[2 * s] = lo; cpu.segBase[2 * s + 1] = hi;
+        cpu.setSegmentBase(s, lo, hi);
         return true;
       }
       case Msr.IA32_TSC_AUX:

@@ -19,7 +19,7 @@ interface Holder { get(cpu: Cpu): Pair; set(cpu: Cpu, v: Pair): void }
 
 const segmentBase = (s: number): Holder => ({
   get: (cpu) => [cpu.segBase[2 * s]!, cpu.segBase[2 * s + 1]!],
-  set: (cpu, [lo, hi]) => { cpu.segBase[2 * s] = lo; cpu.segBase[2 * s + 1] = hi; },
+  set: (cpu, [lo, hi]) => { cpu.setSegmentBase(s, lo, hi); },
 });
 
 /** Each MSR, its guest-state field (appendix B) and where the processor holds it. */

@@ -16,8 +16,8 @@ import { jumpRelative } from '../cpu/operands.js';
 import { CR3_RSVD_HI, PDPTE_RSVD_LO, PagingMode, pagingMode } from '../cpu/paging.js';
 import { EFER_LMA, EFER_LME, RSP, SegAttr } from '../cpu/regs.js';
 import { checkControls, checkGuestState, checkHostState, guestRipFailure, vtprFailure } from './entry-checks.js';
-import { CR0_KEPT, HLT, SHUTDOWN, WAIT_FOR_SIPI } from './exit.js';
-import { ACCESS_AT, BASE_AT, GUEST_AT as G, LIMIT_AT, PDPTE_FIELDS, SEGMENTS, SELECTOR_AT } from './state-fields.js';
+import { accessRights, CR0_KEPT, HLT, SHUTDOWN, WAIT_FOR_SIPI } from './exit.js';
+import { ACCESS_AT, BASE_AT, CONTROL_AT as C, GUEST_AT as G, LIMIT_AT, PDPTE_FIELDS, SEGMENTS, SELECTOR_AT } from './state-fields.js';
 import { PREEMPTION_TIMER_SHIFT } from './capabilities.js';
 import { loadMsrs } from './msr-areas.js';
 import type { Vmcs } from './vmcs.js';
@@ -51,7 +51,8 @@ export function vmEntry(vmx: Vmx, cpu: Cpu, launch: boolean): void {
   vmx.succeed(cpu);
   failure = recheck ? checkGuestState(cpu, v, caps) : guestRipFailure(v);
   // The VMCS-link-pointer check reads the linked region (27.3.1.5): with one, the checks are made every time.
-  if (failure === null && recheck && v.lo(Field.VMCS_LINK_POINTER) === -1 && v.hi(Field.VMCS_LINK_POINTER) === -1) {
+  const vals = v.values;
+  if (failure === null && recheck && vals[C.VMCS_LINK_POINTER] === -1 && vals[C.VMCS_LINK_POINTER + 1] === -1) {
     v.checked = true;
     v.checkedLma = lma;
   }
@@ -69,7 +70,8 @@ export function vmEntry(vmx: Vmx, cpu: Cpu, launch: boolean): void {
     entryFailure(vmx, cpu, ExitReason.VM_ENTRY_FAILURE_INVALID_GUEST_STATE, QUALIFICATION_PDPTE);
     return;
   }
-  const bad = loadMsrs(cpu, v.num(Field.VM_ENTRY_MSR_LOAD_ADDRESS), v.lo(Field.VM_ENTRY_MSR_LOAD_COUNT), true);
+  const count = vals[C.ENTRY_MSR_LOAD_COUNT]!;
+  const bad = count === 0 ? 0 : loadMsrs(cpu, v.num(Field.VM_ENTRY_MSR_LOAD_ADDRESS), count, true);
   if (bad !== 0) {
     entryFailure(vmx, cpu, ExitReason.VM_ENTRY_FAILURE_MSR_LOADING, bad);
     return;
@@ -77,24 +79,25 @@ export function vmEntry(vmx: Vmx, cpu: Cpu, launch: boolean): void {
   if (launch) v.launched = true;
   vmx.pauseLoopStart = -1;
   // 27.6: an event to inject is delivered at the first boundary in the guest (acceptEvents).
-  vmx.injectPending = (v.lo(Field.VM_ENTRY_INTERRUPTION_INFORMATION_FIELD) & 0x80000000) !== 0;
+  const info = vals[C.ENTRY_INTERRUPTION_INFO]!;
+  vmx.injectPending = info < 0;
   // Pending debug exceptions (27.7.3): BS, or B3-B0 with "enabled breakpoint", make a #DB trap at the
   // first boundary, unless the entry injects an external interrupt, NMI, hardware exception or privileged
   // software exception (they are lost), or MOV SS blocks them, or the guest waits for a SIPI or is shut down.
   const pending = v.lo(Field.GUEST_PENDING_DEBUG_EXCEPTIONS);
   const valid = (pending & PENDING_BS) !== 0 || ((pending & PENDING_ENABLED_BREAKPOINT) !== 0 && (pending & 0xf) !== 0);
-  const type = (v.lo(Field.VM_ENTRY_INTERRUPTION_INFORMATION_FIELD) >>> 8) & 7;
+  const type = (info >>> 8) & 7;
   const lost = vmx.injectPending && (type === 0 || type === 2 || type === 3 || type === 5);
   vmx.pendingDebug = valid && !lost && !(cpu.insnCount < cpu.interruptShadowEnd && cpu.shadowBySs) &&
     !cpu.waitForSipi && !vmx.shutdown ? pending & (0xf | PENDING_BS) : 0;
   // Monitor trap flag (26.5.2): an MTF VM exit after the first guest instruction, or right
   // after the delivery of an injected event (27.7.8, pending MTF VM exits).
-  const proc = v.lo(Field.PRIMARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS);
+  const proc = vals[C.PROC]!;
   // An entry into HLT or shutdown has its MTF exit at once: it wakes the processor (26.5.2).
   const immediate = vmx.injectPending || cpu.halted;
   vmx.mtfAt = proc & (1 << 27) && !cpu.waitForSipi ? cpu.insnCount + (immediate ? 0 : 1) : -1;
   // VMX-preemption timer (26.5.1): the value counts down once every 2^X TSC ticks (IA32_VMX_MISC[4:0]).
-  cpu.eventDeadline = v.lo(Field.PIN_BASED_VM_EXECUTION_CONTROLS) & (1 << 6)
+  cpu.eventDeadline = vals[C.PIN]! & (1 << 6)
     ? cpu.now() + (v.lo(Field.VMX_PREEMPTION_TIMER_VALUE) >>> 0) * 2 ** PREEMPTION_TIMER_SHIFT : Infinity;
 }
 
@@ -112,7 +115,7 @@ function entryFailure(vmx: Vmx, cpu: Cpu, reason: number, qualification: number)
  * context to emulate something on the guest's state (src/hv/task-switch.ts).
  */
 export function loadGuestState(vmx: Vmx, cpu: Cpu): boolean {
-  const v = vmx.current!, vals = v.values, entry = v.lo(Field.VM_ENTRY_CONTROLS);
+  const v = vmx.current!, vals = v.values, entry = vals[C.ENTRY]!;
   const ia32e = (entry & (1 << N.IA_32E_MODE_GUEST)) !== 0;
   // 27.3.2.1: control registers, debug registers, MSRs.
   // ET, CD, NW and the reserved bits keep their value (27.3.2.1), as at VM exits (28.5.1).
@@ -135,11 +138,15 @@ export function loadGuestState(vmx: Vmx, cpu: Cpu): boolean {
     if (cpu.cr0 & 0x80000000) cpu.efer = ia32e ? cpu.efer | EFER_LME : cpu.efer & ~EFER_LME;
   }
   // 27.3.2.2: segment registers and descriptor-table registers; an unusable segment holds no access.
+  // `saved`: the fields hold what a VM exit would save of the segments as loaded (exit.ts).
+  let saved = true;
   for (let k = 0; k < 8; k++) {
-    const ar = vals[ACCESS_AT[k]!]!, base = BASE_AT[k]!;
-    cpu.setSegment(SEGMENTS[k]!, vals[SELECTOR_AT[k]!]!, vals[base]!, ia32e ? vals[base + 1]! : 0,
-      vals[LIMIT_AT[k]!]! >>> 0, ar & SegAttr.UNUSABLE ? ar & SegAttr.DPL : ar & 0xf0ff);
+    const ar = vals[ACCESS_AT[k]!]!, base = BASE_AT[k]!, baseHi = ia32e ? vals[base + 1]! : 0;
+    const attr = ar & SegAttr.UNUSABLE ? ar & SegAttr.DPL : ar & 0xf0ff;
+    cpu.setSegment(SEGMENTS[k]!, vals[SELECTOR_AT[k]!]!, vals[base]!, baseHi, vals[LIMIT_AT[k]!]! >>> 0, attr);
+    if (accessRights(attr) !== ar || baseHi !== vals[base + 1]) saved = false;
   }
+  vmx.guestSegWrites = saved ? cpu.segWrites : -1;
   cpu.gdtrLo = vals[G.GDTR_BASE]!; cpu.gdtrHi = vals[G.GDTR_BASE + 1]!; cpu.gdtrLimit = vals[G.GDTR_LIMIT]! & 0xffff;
   cpu.idtrLo = vals[G.IDTR_BASE]!; cpu.idtrHi = vals[G.IDTR_BASE + 1]!; cpu.idtrLimit = vals[G.IDTR_LIMIT]! & 0xffff;
   // 27.3.2.3: RIP, RSP, RFLAGS; CPL is SS.DPL.
@@ -149,15 +156,14 @@ export function loadGuestState(vmx: Vmx, cpu: Cpu): boolean {
   cpu.cpl = (vals[G.SS_ACCESS]! >>> 5) & 3;
   // Without VPIDs, VM entry invalidates the linear and combined mappings of VPID 0000H; with them,
   // the guest's own tagged mappings stay and are used (29.4.3.1).
-  const secondary = v.lo(Field.PRIMARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS) & (1 << 31)
-    ? v.lo(Field.SECONDARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS) : 0;
+  const proc = vals[C.PROC]!, secondary = proc & (1 << 31) ? vals[C.PROC2]! : 0;
   // With "enable EPT", guest-physical addresses go through the EPT the EPTP names (29.3).
   const ept = (secondary & (1 << 1)) !== 0;
   if (ept) vmx.ept.use(v.lo(Field.EPT_POINTER), v.hi(Field.EPT_POINTER));
   cpu.paging.nested = ept ? vmx.ept : null;
-  if (secondary & (1 << 5)) cpu.paging.switchVpid(v.lo(Field.VIRTUAL_PROCESSOR_IDENTIFIER));
+  // (Either takes up CR4 and EFER: the linear-address width.)
+  if (secondary & (1 << 5)) cpu.paging.switchVpid(vals[C.VPID]!);
   else cpu.mmu.flush();
-  cpu.paging.updateWidth();
   cpu.updateModes();
   // 27.3.1.6 / 27.3.2.4: PAE paging loads the PDPTEs from guest CR3, or with EPT from the guest PDPTE fields.
   if (pagingMode(cpu) === PagingMode.PAE && !(ept ? loadPdpteFields(v, cpu) : cpu.paging.loadPdptes(cpu.cr3Lo))) return false;
@@ -173,7 +179,7 @@ export function loadGuestState(vmx: Vmx, cpu: Cpu): boolean {
   cpu.waitForSipi = activity === WAIT_FOR_SIPI;
   cpu.nonRoot = true;
   // TSC offsetting (26.3): RDTSC and RDMSR of IA32_TIME_STAMP_COUNTER see TSC + offset while in the guest.
-  if (v.lo(Field.PRIMARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS) & (1 << 3)) {
+  if (proc & (1 << 3)) {
     vmx.guestTscOffset = v.hi(Field.TSC_OFFSET) * 0x100000000 + (v.lo(Field.TSC_OFFSET) >>> 0);
     cpu.tscOffset += vmx.guestTscOffset;
   }

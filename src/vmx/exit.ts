@@ -15,7 +15,7 @@ import { CS, EFER_LMA, EFER_LME, FS, GS, LDTR, RF, RSP, SegAttr, TR } from '../c
 import { PREEMPTION_TIMER_SHIFT } from './capabilities.js';
 import { loadMsrs, storeMsrs } from './msr-areas.js';
 import {
-  ACCESS_AT, BASE_AT, EXIT_AT, GUEST_AT as G, HOST_AT as H, HOST_SELECTOR_AT, LIMIT_AT, PDPTE_FIELDS, SEGMENTS, SELECTOR_AT,
+  ACCESS_AT, BASE_AT, CONTROL_AT as C, EXIT_AT, GUEST_AT as G, HOST_AT as H, HOST_SELECTOR_AT, LIMIT_AT, PDPTE_FIELDS, SEGMENTS, SELECTOR_AT,
 } from './state-fields.js';
 import type { Vmx } from './vmx.js';
 
@@ -72,17 +72,20 @@ export function completeExit(vmx: Vmx, cpu: Cpu): void {
   v.put(EXIT_AT.INSTRUCTION_LENGTH, e.instructionLength, 0);
   v.put(EXIT_AT.INSTRUCTION_INFO, e.instructionInfo, 0);
   // Every VM exit clears the valid bit of the VM-entry interruption-information field (28.2).
-  v.set(Field.VM_ENTRY_INTERRUPTION_INFORMATION_FIELD, v.lo(Field.VM_ENTRY_INTERRUPTION_INFORMATION_FIELD) & 0x7fffffff);
+  const vals = v.values, info = vals[C.ENTRY_INTERRUPTION_INFO]!;
+  if (info < 0 && v.put(C.ENTRY_INTERRUPTION_INFO, info & 0x7fffffff, 0) !== 0) v.checked = false;
   if ((e.reason & EXIT_REASON_VM_ENTRY_FAILURE) === 0) {
     saveGuestState(vmx, cpu);
-    if (!storeMsrs(cpu, v.num(Field.VM_EXIT_MSR_STORE_ADDRESS), v.lo(Field.VM_EXIT_MSR_STORE_COUNT))) {
+    const count = vals[C.EXIT_MSR_STORE_COUNT]!;
+    if (count !== 0 && !storeMsrs(cpu, v.num(Field.VM_EXIT_MSR_STORE_ADDRESS), count)) {
       abort(vmx, cpu, VmxAbort.SAVING_GUEST_MSRS);
       return;
     }
   }
   leaveNonRoot(vmx, cpu);
   loadHostState(vmx, cpu);
-  if (loadMsrs(cpu, v.num(Field.VM_EXIT_MSR_LOAD_ADDRESS), v.lo(Field.VM_EXIT_MSR_LOAD_COUNT)) !== 0) {
+  const count = vals[C.EXIT_MSR_LOAD_COUNT]!;
+  if (count !== 0 && loadMsrs(cpu, v.num(Field.VM_EXIT_MSR_LOAD_ADDRESS), count) !== 0) {
     abort(vmx, cpu, VmxAbort.LOADING_HOST_MSRS);
     return;
   }
@@ -105,7 +108,7 @@ export function leaveNonRoot(vmx: Vmx, cpu: Cpu): void {
 
 /** 28.3 "Saving Guest State" (also how a hypervisor written in TypeScript takes a loaded guest into its VMCS, src/hv). */
 export function saveGuestState(vmx: Vmx, cpu: Cpu): void {
-  const v = vmx.current!, exitControls = v.lo(Field.PRIMARY_VM_EXIT_CONTROLS);
+  const v = vmx.current!, vals = v.values, exitControls = vals[C.EXIT]!;
   // The fields every exit saves are written directly (v.put); `changed` collects what the entry checks see.
   // 28.3.1: CR0, CR3, CR4, DR7 (with "save debug controls"), the SYSENTER MSRs, PAT and EFER when saved.
   let changed = v.put(G.CR0, cpu.cr0, 0) | v.put(G.CR3, cpu.cr3Lo, cpu.cr3Hi) | v.put(G.CR4, cpu.cr4, 0);
@@ -119,13 +122,14 @@ export function saveGuestState(vmx: Vmx, cpu: Cpu): void {
   if (exitControls & (1 << X.SAVE_IA32_PAT)) v.set(Field.GUEST_IA32_PAT, m.patLo, m.patHi);
   if (exitControls & (1 << X.SAVE_IA32_EFER)) v.set(Field.GUEST_IA32_EFER, cpu.efer);
   // IA32_VMX_MISC[5]: the "IA-32e mode guest" entry control follows EFER.LMA.
-  const entry = v.lo(Field.VM_ENTRY_CONTROLS);
-  v.set(Field.VM_ENTRY_CONTROLS, cpu.efer & EFER_LMA ? entry | (1 << 9) : entry & ~(1 << 9));
-  // 28.3.2: segment registers (the hidden parts as the processor holds them), GDTR, IDTR.
+  const entry = vals[C.ENTRY]!;
+  changed |= v.put(C.ENTRY, cpu.efer & EFER_LMA ? entry | (1 << 9) : entry & ~(1 << 9), 0);
+  // 28.3.2: segment registers (the hidden parts as the processor holds them), GDTR, IDTR. The fields
+  // already hold them when no segment register changed since the entry loaded them from fields that
+  // were as an exit saves them (entry.ts loadGuestState sets guestSegWrites).
   // (Written out rather than through put: this loop runs at every exit. Bits 63:32 of the selector,
   // limit and access-rights fields are always 0.)
-  const vals = v.values;
-  for (let k = 0; k < 8; k++) {
+  for (let k = 0; k < 8 && cpu.segWrites !== vmx.guestSegWrites; k++) {
     const s = SEGMENTS[k]!, sel = SELECTOR_AT[k]!, base = BASE_AT[k]!, limit = LIMIT_AT[k]!, ar = ACCESS_AT[k]!;
     const nSel = cpu.segSel[s]!, nLo = cpu.segBase[2 * s]!, nHi = cpu.segBase[2 * s + 1]!;
     const nLimit = cpu.segLimit[s]! | 0, nAr = accessRights(cpu.segAttr[s]!);
@@ -174,7 +178,7 @@ function savedRflags(vmx: Vmx, cpu: Cpu): number {
  * A segment's access rights as the VMCS holds them: a null or unusable
  * segment (not present, here) has the "unusable" bit (25.4.1).
  */
-function accessRights(attr: number): number {
+export function accessRights(attr: number): number {
   return attr & SegAttr.P ? attr & ~SegAttr.UNUSABLE : attr | SegAttr.UNUSABLE;
 }
 
@@ -186,7 +190,7 @@ const HOST_DATA = 3 | SegAttr.S | SegAttr.P | SegAttr.DB | SegAttr.G;
 
 /** 28.5 "Loading Host State". */
 export function loadHostState(vmx: Vmx, cpu: Cpu): void {
-  const v = vmx.current!, vals = v.values, exitControls = v.lo(Field.PRIMARY_VM_EXIT_CONTROLS);
+  const v = vmx.current!, vals = v.values, exitControls = vals[C.EXIT]!;
   const host64 = (exitControls & (1 << X.HOST_ADDRESS_SPACE_SIZE)) !== 0;
   // 28.5.1: CR0, CR3, CR4, DR7, MSRs. CR0.ET, NW, CD and the reserved bits 28:19, 17, 15:6 keep their value.
   cpu.cr0 = (vals[H.CR0]! & ~CR0_KEPT) | (cpu.cr0 & CR0_KEPT);
@@ -223,14 +227,13 @@ export function loadHostState(vmx: Vmx, cpu: Cpu): void {
   // NMI blocking: an exit caused by an NMI leaves NMIs blocked for the host; with "virtual NMIs"
   // the guest's blocking was virtual and ends here; without, the processor's blocking persists (chapter 28).
   if (vmx.exitBlocksNmi) cpu.nmiBlocked = true;
-  else if (v.lo(Field.PIN_BASED_VM_EXECUTION_CONTROLS) & (1 << 5)) cpu.nmiBlocked = false;
+  else if (vals[C.PIN]! & (1 << 5)) cpu.nmiBlocked = false;
   vmx.exitBlocksNmi = false;
   cpu.interruptShadowEnd = -1;
   // Without VPID, VM exits invalidate the mappings of VPID 0000H; with it, the host's VPID 0000H
   // entries and the guest's tagged ones both stay (29.4.3.1).
   if (cpu.paging.vpid !== 0) cpu.paging.switchVpid(0);
   else cpu.mmu.flush();
-  cpu.paging.updateWidth();
   cpu.updateModes();
 }
 

@@ -58,6 +58,16 @@ export const HOST_AT = {
   RIP: valueAt(Field.HOST_RIP), RSP: valueAt(Field.HOST_RSP),
 } as const;
 
+/** Value indices of the control fields (25.6-25.8) every entry or exit reads. */
+export const CONTROL_AT = {
+  PIN: valueAt(Field.PIN_BASED_VM_EXECUTION_CONTROLS), PROC: valueAt(Field.PRIMARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS),
+  PROC2: valueAt(Field.SECONDARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS), EXIT: valueAt(Field.PRIMARY_VM_EXIT_CONTROLS),
+  ENTRY: valueAt(Field.VM_ENTRY_CONTROLS), ENTRY_INTERRUPTION_INFO: valueAt(Field.VM_ENTRY_INTERRUPTION_INFORMATION_FIELD),
+  ENTRY_MSR_LOAD_COUNT: valueAt(Field.VM_ENTRY_MSR_LOAD_COUNT), EXIT_MSR_STORE_COUNT: valueAt(Field.VM_EXIT_MSR_STORE_COUNT),
+  EXIT_MSR_LOAD_COUNT: valueAt(Field.VM_EXIT_MSR_LOAD_COUNT), VPID: valueAt(Field.VIRTUAL_PROCESSOR_IDENTIFIER),
+  VMCS_LINK_POINTER: valueAt(Field.VMCS_LINK_POINTER),
+} as const;
+
 /** Value indices of the exit-information fields every exit writes (28.2). */
 export const EXIT_AT = {
   REASON: valueAt(Field.EXIT_REASON), QUALIFICATION: valueAt(Field.EXIT_QUALIFICATION),

@@ -97,6 +97,12 @@ export class Vmx implements Virtualization {
   exitBlocksNmi = false;
   /** Debug exceptions (DR6 bits) the VM entry made pending: a #DB trap at the first boundary (27.7.3). */
   pendingDebug = 0;
+  /**
+   * cpu.segWrites just after a VM entry loaded the guest's segment registers
+   * from fields that hold them as a VM exit would save them; -1 otherwise. While
+   * it is still cpu.segWrites, the exit has no segment field to write (exit.ts).
+   */
+  guestSegWrites = -1;
   /** Monitor trap flag: the instruction count at which a pending MTF VM exit happens, or -1 (26.5.2). */
   mtfAt = -1;
   /** PAUSE-loop exiting: TSC of the first and the last PAUSE of the current loop (-1: none since VM entry). */

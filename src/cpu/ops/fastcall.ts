@@ -83,7 +83,7 @@ function swapgs(cpu: Cpu): void {
   if (cpu.codeSize !== 8) cpu.raise(Vector.UD);
   if (cpu.cpl !== 0) cpu.raise(Vector.GP, 0);
   const m = cpu.msrs, lo = cpu.segBase[2 * GS]!, hi = cpu.segBase[2 * GS + 1]!;
-  cpu.segBase[2 * GS] = m.kernelGsBaseLo; cpu.segBase[2 * GS + 1] = m.kernelGsBaseHi;
+  cpu.setSegmentBase(GS, m.kernelGsBaseLo, m.kernelGsBaseHi);
   m.kernelGsBaseLo = lo; m.kernelGsBaseHi = hi;
 }
 
@@ -95,7 +95,7 @@ function segmentBase(seg: number, write: boolean) {
     if (write) {
       const lo = getReg(cpu, i.rm, z), hi = cpu.tHi;
       if (!canonical(cpu, hi)) cpu.raise(Vector.GP, 0);
-      cpu.segBase[2 * seg] = lo; cpu.segBase[2 * seg + 1] = hi;
+      cpu.setSegmentBase(seg, lo, hi);
     } else {
       setReg(cpu, i.rm, z, cpu.segBase[2 * seg]!, cpu.segBase[2 * seg + 1]!);
     }

@@ -218,33 +218,54 @@ export class Guest {
     return new GuestFault({ vector: Vector.GP, type: InterruptionType.HARDWARE_EXCEPTION, errorCode: 0 }, t.linear, t);
   }
 
-  /** `count` bytes at a guest-linear address, page by page, or the fault of the first page that refuses. */
-  readLinear(linear: bigint, count: number, access: AccessKind = 'read', state = this.translationState()): Uint8Array | GuestFault {
+  /**
+   * `count` bytes at a guest-linear address, page by page, or the fault of the
+   * first page that refuses. `forGuest`: the read is the guest instruction's,
+   * made by the hypervisor that emulates it (see `accessed`).
+   */
+  readLinear(
+    linear: bigint, count: number, access: AccessKind = 'read', state = this.translationState(), forGuest = false,
+  ): Uint8Array | GuestFault {
     const out = new Uint8Array(count);
     for (let k = 0; k < count;) {
       const at = BigInt.asUintN(64, linear + BigInt(k));
       const pa = this.translate(at, access, state);
       if (pa instanceof GuestFault) return pa;
       const n = Math.min(count - k, 4096 - (pa % 4096));
+      if (forGuest) this.accessed(at, pa, n, false);
       for (let j = 0; j < n; j++) out[k + j] = this.physicalByte(pa + j);
       k += n;
     }
     return out;
   }
 
-  /** Writes bytes at a guest-linear address; on a fault nothing of the refused page on is written. */
-  writeLinear(linear: bigint, bytes: Uint8Array): GuestFault | null {
+  /** Writes bytes at a guest-linear address; on a fault nothing of the refused page on is written. `forGuest` as for readLinear. */
+  writeLinear(linear: bigint, bytes: Uint8Array, forGuest = false): GuestFault | null {
     const state = this.translationState();
     for (let k = 0; k < bytes.length;) {
-      const pa = this.translate(BigInt.asUintN(64, linear + BigInt(k)), 'write', state);
+      const at = BigInt.asUintN(64, linear + BigInt(k));
+      const pa = this.translate(at, 'write', state);
       if (pa instanceof GuestFault) return pa;
       const n = Math.min(bytes.length - k, 4096 - (pa % 4096));
+      if (forGuest) this.accessed(at, pa, n, true);
       for (let j = 0; j < n; j++) this.cpu.memory.write8(pa + j, bytes[k + j]!);
       this.cpu.codeWritten(pa, n);
       this.paging?.written(pa, n);
       k += n;
     }
     return null;
+  }
+
+  /**
+   * The hypervisor makes an access of the guest's instruction for it, at
+   * guest-linear `linear` and guest-physical `pa` (emulated string I/O, MMIO,
+   * a shadowed page-table write): an external debugger's data watchpoints see
+   * it as they see the guest's own (Cpu.externalWatch). The guest's own debug
+   * registers are the hypervisor's to emulate and are not told.
+   */
+  accessed(linear: bigint, pa: number, size: number, write: boolean): void {
+    const w = this.cpu.externalWatch;
+    if (w !== null) w.access(Number(linear & 0xffffffffn) | 0, Number(linear >> 32n) | 0, size, write, pa);
   }
 
   /** A byte of host-physical memory (the bus floats above it). */

@@ -165,7 +165,7 @@ export function invpcidRequest(e: ExitRecord, g: Guest): InvpcidRequest | null {
   const info = e.instructionInformation;
   const type = g.reg((info >>> 28) & 15) & (g.codeSize === 8 ? (1n << 64n) - 1n : 0xffffffffn);
   if (type > 3n) { g.raise(Vector.GP, 0); return null; }
-  const descriptor = g.readLinear(memoryOperand(g, info, e.qualification), 16);
+  const descriptor = g.readLinear(memoryOperand(g, info, e.qualification), 16, 'read', g.translationState(), true);
   if (descriptor instanceof GuestFault) { g.injectFault(descriptor); return null; }
   const d = new DataView(descriptor.buffer, descriptor.byteOffset, 16);
   const pcid = d.getUint32(0, true) & 0xfff, addrLo = d.getUint32(8, true) | 0, addrHi = d.getUint32(12, true) | 0;
@@ -245,11 +245,12 @@ function exceptionExit(e: ExitRecord, vm: Vm): HandlerResult {
  * registers, or nothing (all ones, writes dropped). Device registers are 32
  * bits wide and reading one may have side effects: each is read once, whole.
  */
-function busAccess(vm: Vm): MmioAccess {
+function busAccess(vm: Vm, linear: bigint | null): MmioAccess {
   const m = vm.cpu.memory;
   return {
     read: (gpa, size) => {
       vm.deviceOps++;
+      if (linear !== null) vm.guest.accessed(linear, gpa, size, false);
       if (!vm.isMmio(gpa)) return (1n << BigInt(8 * size)) - 1n;
       if (size === 8) return (BigInt(m.read32(gpa + 4) >>> 0) << 32n) | BigInt(m.read32(gpa) >>> 0);
       const dword = BigInt(m.read32(gpa - (gpa & 3)) >>> 0) >> BigInt(8 * (gpa & 3));
@@ -257,6 +258,7 @@ function busAccess(vm: Vm): MmioAccess {
     },
     write: (gpa, size, v) => {
       vm.deviceOps++;
+      if (linear !== null) vm.guest.accessed(linear, gpa, size, true);
       if (!vm.isMmio(gpa)) return;
       if (size >= 4) for (let k = 0; k < size; k += 4) m.write32(gpa + k, Number((v >> BigInt(8 * k)) & 0xffffffffn) | 0);
       else for (let k = 0; k < size; k++) m.write8(gpa + k, Number((v >> BigInt(8 * k)) & 0xffn));
@@ -270,20 +272,23 @@ function busAccess(vm: Vm): MmioAccess {
  * device; elsewhere (no RAM there) reads find nothing and writes are dropped.
  */
 function eptViolationExit(e: ExitRecord, vm: Vm): HandlerResult {
-  return guestPhysicalAccess(e, vm, Number(e.guestPhysical!), (e.qualification & 2n) !== 0n, (e.qualification & 4n) !== 0n);
+  return guestPhysicalAccess(e, vm, Number(e.guestPhysical!), e.guestLinear, (e.qualification & 2n) !== 0n, (e.qualification & 4n) !== 0n);
 }
 
 /**
- * A guest access to guest-physical `gpa`, which is not RAM (a write when
- * `write`, an instruction fetch when `fetch`): the emulation EPT violations get,
- * shared with shadow paging's #PF exits whose guest walk leads outside RAM.
+ * A guest access to guest-physical `gpa`, which is not RAM, at guest-linear
+ * `linear` when known (a write when `write`, an instruction fetch when
+ * `fetch`): the emulation EPT violations get, shared with shadow paging's #PF
+ * exits whose guest walk leads outside RAM.
  */
-export function guestPhysicalAccess(e: ExitRecord, vm: Vm, gpa: number, write: boolean, fetch: boolean): HandlerResult {
+export function guestPhysicalAccess(
+  e: ExitRecord, vm: Vm, gpa: number, linear: bigint | null, write: boolean, fetch: boolean,
+): HandlerResult {
   if (e.idtVectoring !== null || fetch) {
     // During event delivery or an instruction fetch there is no instruction to emulate: nothing can be there.
     return { kind: 'unhandled', reason: e.reason, name: e.name, detail: `guest ${fetch ? 'executes' : 'delivers an event through'} guest-physical ${hex(gpa)}, which is not memory` };
   }
-  const r = emulateMmio(vm.guest.view(), gpa, write, busAccess(vm));
+  const r = emulateMmio(vm.guest.view(), gpa, write, busAccess(vm, linear));
   if (r.kind === 'unsupported') return { kind: 'unhandled', reason: e.reason, name: e.name, detail: `MMIO at ${hex(gpa)}: ${r.reason}` };
   vm.guest.retire(r.length);
   return 'resume';

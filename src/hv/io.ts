@@ -50,10 +50,10 @@ function stringIo(vm: Vm, g: Guest, info: number, size: 1 | 2 | 4, isIn: boolean
     if (isIn) {
       const v = vm.cpu.io.read(port, size), bytes = new Uint8Array(size);
       for (let k = 0; k < size; k++) bytes[k] = (v >>> (8 * k)) & 0xff;
-      const f = g.writeLinear(linear, bytes);
+      const f = g.writeLinear(linear, bytes, true);
       if (f !== null) return f;
     } else {
-      const bytes = g.readLinear(linear, size);
+      const bytes = g.readLinear(linear, size, 'read', g.translationState(), true);
       if (bytes instanceof GuestFault) return bytes;
       let v = 0;
       for (let k = size - 1; k >= 0; k--) v = (v << 8) | bytes[k]!;

@@ -407,7 +407,7 @@ export class ShadowPaging implements GuestPaging {
     const gpa = w.physical(lo);
     if (!this.isRam(w.frame * PAGE_SIZE)) {
       this.counters.mmioFaults++;
-      return guestPhysicalAccess(e, vm, gpa, write, access === Access.EXEC);
+      return guestPhysicalAccess(e, vm, gpa, e.qualification, write, access === Access.EXEC);
     }
     if (write && this.pool.isSourced(w.frame)) return this.protectedWrite(e, w, lo, hi, user, gpa);
     if (write && !user && !w.writable && w.user && !this.canSplitRights()) {
@@ -498,14 +498,17 @@ export class ShadowPaging implements GuestPaging {
    */
   private emulateWrite(e: ExitRecord, gpa: number): HandlerResult {
     this.counters.emulatedWrites++;
-    const m = this.vm.cpu.memory, cpu = this.vm.cpu;
+    const m = this.vm.cpu.memory, cpu = this.vm.cpu, guest = this.vm.guest;
+    // The #PF exit's qualification is the linear address the instruction accesses (28.2.1).
     const memory: MmioAccess = {
       read: (pa, size) => {
+        guest.accessed(e.qualification, pa, size, false);
         let v = 0n;
         for (let k = size - 1; k >= 0; k--) v = (v << 8n) | BigInt(m.read8(pa + k) & 0xff);
         return v;
       },
       write: (pa, size, value) => {
+        guest.accessed(e.qualification, pa, size, true);
         for (let k = 0; k < size; k++) m.write8(pa + k, Number((value >> BigInt(8 * k)) & 0xffn));
         cpu.codeWritten(pa, size);
         this.written(pa, size);

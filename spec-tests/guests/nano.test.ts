@@ -99,9 +99,15 @@ describe('the phases of a nanobenchmark: the baseline loop is the measured loop 
       const serial: number[] = [];
       const machine = new PcMachine({ serialOut: (b) => serial.push(b) });
       loadImage(machine.cpu, readFileSync(bundledGuest(`${g.name}.bin`)), {});
+      // A mark is taken at the instruction boundary after its OUT, where the processor's turn ends (as src/cost does).
       const marks: [number, number][] = [];
-      machine.ports.phase.onPhase = (next) => { marks.push([next, machine.retired]); };
-      expect(machine.run(1_000_000)).toEqual({ kind: 'exit', status: 1 });
+      let marked: number | null = null;
+      machine.ports.phase.onPhase = (next) => { marked = next; machine.cpu.stop({ kind: 'stop' }); };
+      const stop = machine.run(1_000_000, () => {
+        if (marked !== null) marks.push([marked, machine.retired]);
+        marked = null;
+      });
+      expect(stop).toEqual({ kind: 'exit', status: 1 });
       expect(marks.map(([phase]) => phase)).toEqual([1, 2, 3]);
       const baseline = marks[1]![1] - marks[0]![1], measured = marks[2]![1] - marks[1]![1];
       // Two loop instructions an iteration, plus the few of the marker and the counter's MOV.

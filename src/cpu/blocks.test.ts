@@ -1,8 +1,14 @@
 import { describe, expect, it } from 'vitest';
+import type { Block } from './blocks.js';
 import { Cpu } from './cpu.js';
 import { run } from './run.js';
 import { runFragment, CODE_ADDRESS } from './testing.js';
-import { RAX, RCX } from './regs.js';
+import { RAX, RBX, RCX, RDI, RSP } from './regs.js';
+
+/** The blocks the cache holds. */
+function blocksOf(cpu: Cpu): Block[] {
+  return [...(cpu.blocks as unknown as { blocks: Map<number, Block> }).blocks.values()];
+}
 
 /**
  * Self-modifying code: a write to bytes that were decoded takes effect for the
@@ -42,8 +48,45 @@ describe('decoded-code cache and self-modifying code', () => {
     expect(stop.kind).toBe('halt');
     expect(cpu.memory.dump(CODE_ADDRESS + 11 + 0x200, 4)).toEqual(Uint8Array.of(1, 0, 0, 0));
     expect(cpu.gpr[2 * RCX]).toBe(0);
-    // Two blocks (entry and loop) plus HLT's: nothing was dropped and rebuilt per iteration.
-    expect(cpu.blocks.size).toBe(3);
+    // Two blocks, the entry's and the loop's, both through JNZ to HLT: nothing was dropped and rebuilt per iteration.
+    expect(cpu.blocks.size).toBe(2);
+  });
+
+  it('a compiled instruction whose store lands on decoded code completes before the block ends (RSP, flags)', () => {
+    // L: push rax ; pop rbx ; add [rdi], ecx ; dec ecx ; jnz L — RSP and RDI point into the 64-byte
+    // chunk of the code, past its last byte: every store drops the blocks and ends the one running.
+    const code = [0x50, 0x5b, 0x01, 0x0f, 0xff, 0xc9, 0x75, 0xf8];
+    const setup = (threshold: number) => (c: Cpu): void => {
+      c.compileThreshold = threshold;
+      c.gpr[2 * RAX] = 0x1234; c.gpr[2 * RCX] = 20;
+      c.gpr[2 * RSP] = CODE_ADDRESS + 0x30; c.gpr[2 * RDI] = CODE_ADDRESS + 0x38;
+    };
+    const interpreted = runFragment(code, { setup: setup(Infinity) });
+    const compiled = runFragment(code, { setup: setup(1) });
+    for (const r of [interpreted, compiled]) {
+      expect(r.stop.kind).toBe('halt');
+      expect(r.cpu.gpr[2 * RSP]).toBe(CODE_ADDRESS + 0x30);
+      expect(r.cpu.gpr[2 * RBX]).toBe(0x1234);
+      expect(r.cpu.memory.read32(CODE_ADDRESS + 0x38)).toBe(210); // 20 + 19 + ... + 1
+    }
+    expect(compiled.cpu.insnCount).toBe(interpreted.cpu.insnCount);
+    expect(compiled.cpu.rflags).toBe(interpreted.cpu.rflags);
+  });
+
+  it('a conditional branch goes on in its block when not taken and leaves it when taken, compiled or not', () => {
+    // mov ecx, 10 ; L: test cl, 1 ; jz even ; inc eax ; even: dec ecx ; jnz L ; (hlt)
+    const code = [0xb9, 10, 0, 0, 0, 0xf6, 0xc1, 0x01, 0x74, 0x02, 0xff, 0xc0, 0xff, 0xc9, 0x75, 0xf5];
+    const interpreted = runFragment(code, { setup: (c) => { c.compileThreshold = Infinity; } });
+    const compiled = runFragment(code, { setup: (c) => { c.compileThreshold = 1; } });
+    for (const r of [interpreted, compiled]) {
+      expect(r.stop.kind).toBe('halt');
+      expect(r.cpu.gpr[2 * RAX]).toBe(5); // the odd values of ECX, 9 7 5 3 1
+      expect(r.cpu.insnCount).toBe(1 + 10 * 4 + 5 + 1);
+      // No block ends at the JZ or the JNZ: each goes on to the HLT.
+      expect(r.cpu.blocks.size).toBeGreaterThanOrEqual(3);
+      for (const b of blocksOf(r.cpu)) expect(b.insns.at(-1)!.def.name).toBe('hlt');
+    }
+    expect(compiled.cpu.rflags).toBe(interpreted.cpu.rflags);
   });
 
   it('an instruction straddling a page boundary is invalidated by a write to its second page', () => {

@@ -83,6 +83,11 @@ export interface OpDef {
   /** Control may leave the straight line after it, or decoding of what follows may change. */
   readonly ends?: boolean;
   /**
+   * A conditional branch: the block goes on after it (the branch not taken)
+   * and is left there when it is taken (run.ts execBlock, jit/compile.ts).
+   */
+  readonly exits?: boolean;
+  /**
    * Emits the instruction as JavaScript for the block compiler; returns false
    * when this instance has no template (the compiled block then calls `exec`).
    */

@@ -62,6 +62,7 @@ function execBlock(cpu: Cpu, block: Block, limit: number): number {
     const lo = cpu.ripLo, hi = cpu.ripHi;
     cpu.blockIndex = k;
     advance(cpu, mode, i.len);
+    const nextLo = cpu.ripLo;
     try {
       i.exec(cpu, i);
     } catch (e) {
@@ -71,7 +72,8 @@ function execBlock(cpu: Cpu, block: Block, limit: number): number {
       cpu.blockIndex = 0;
       return FAULTED;
     }
-    if (cpu.pending !== 0) { k++; break; }
+    // A conditional branch taken leaves the block (a relative jump changes bits 31:0 of RIP unless by 4 GiB).
+    if (cpu.pending !== 0 || (i.def.exits === true && cpu.ripLo !== nextLo)) { k++; break; }
   }
   retire(cpu, block, k);
   cpu.blockIndex = 0;

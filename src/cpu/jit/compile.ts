@@ -26,14 +26,18 @@ export function compileBlock(block: Block): CompiledBlock | null {
   for (let k = 0; k < insns.length; k++) {
     const i = insns[k]!;
     e.index = k;
+    e.last = k === insns.length - 1;
     e.startOffset = offset;
     e.nextOffset = offset + i.len;
+    e.wroteMemory = false;
     const inline = i.def.compile !== undefined && i.def.compile(e, i);
+    // Pending work a write raised (code written, say) ends the block once the whole instruction is done.
+    if (inline && e.wroteMemory && !e.last) e.exitIf('cpu.pending !== 0', e.ripStatement(e.nextOffset));
     if (!inline) {
       e.flush();
       e.emit(`${e.ripStatement(e.nextOffset)} cpu.blockIndex = ${k}; h${k}(cpu, i${k});`);
       if (k < insns.length - 1) e.emit(`if (cpu.pending !== 0) return ${k + 1};`);
-    } else if (k === insns.length - 1 && !i.def.ends) {
+    } else if (e.last && !i.def.ends && !i.def.exits) {
       e.emit(e.ripStatement(e.nextOffset));
     }
     offset = e.nextOffset;

@@ -29,8 +29,11 @@ export class Emitter {
   private readonly out: string[] = [];
   private tmp = 0;
   private pending: Producer | null = null;
-  /** Index of the instruction being emitted, and the offsets of its end and start. */
+  /** Index of the instruction being emitted, and the offsets of its end and start; it is the block's last. */
   index = 0;
+  last = false;
+  /** The instruction's template wrote memory (writeMem). */
+  wroteMemory = false;
   nextOffset = 0;
   startOffset = 0;
   /** The block's code size (4 or 8). */
@@ -148,7 +151,11 @@ export class Emitter {
     }
   }
 
-  /** Writes `size` bytes at `a` (may fault; may invalidate code, which ends the block). */
+  /**
+   * Writes `size` bytes at `a` (may fault). The write may invalidate code or
+   * raise other pending work, which ends the block after this instruction
+   * (compile.ts, `wroteMemory`).
+   */
   writeMem(a: Pair, size: number, v: Pair): void {
     this.mayFault();
     switch (size) {
@@ -157,7 +164,7 @@ export class Emitter {
       case 2: this.emit(`m.write16(${a.lo}, ${a.hi}, ${v.lo});`); break;
       default: this.emit(`m.write8(${a.lo}, ${a.hi}, ${v.lo});`);
     }
-    this.emit(`if (cpu.pending !== 0) { ${this.ripStatement(this.nextOffset)} return ${this.index + 1}; }`);
+    this.wroteMemory = true;
   }
 
   /** Before something that may raise: flags must be exact and the run loop must know where we are. */
@@ -184,13 +191,28 @@ export class Emitter {
 
   /** Stores the pending producer's lazy record into the processor. */
   flush(): void {
-    const p = this.pending;
-    if (p === null) return;
+    const store = this.storeFlags();
     this.pending = null;
+    if (store !== '') this.emit(store);
+  }
+
+  /** The statements that store the pending producer's lazy record ('' when none is pending). */
+  private storeFlags(): string {
+    const p = this.pending;
+    if (p === null) return '';
     const mask = p.op === FlagOp.INC || p.op === FlagOp.DEC ? STATUS_FLAGS & ~CF : STATUS_FLAGS;
-    this.emit(`cpu.lazyMask = ${mask}; cpu.lfOp = ${p.op}; cpu.lfSize = ${p.size};` +
+    return `cpu.lazyMask = ${mask}; cpu.lfOp = ${p.op}; cpu.lfSize = ${p.size};` +
       ` cpu.lfALo = ${p.a.lo}; cpu.lfAHi = ${p.a.hi}; cpu.lfBLo = ${p.b.lo}; cpu.lfBHi = ${p.b.hi};` +
-      ` cpu.lfRLo = ${p.r.lo}; cpu.lfRHi = ${p.r.hi}; cpu.lfCarryIn = ${p.carryIn};`);
+      ` cpu.lfRLo = ${p.r.lo}; cpu.lfRHi = ${p.r.hi}; cpu.lfCarryIn = ${p.carryIn};`;
+  }
+
+  /**
+   * Leaves the block after this instruction when `condition` holds, with the
+   * flags exact and RIP set by `statements`; otherwise the block goes on with
+   * the pending producer still pending.
+   */
+  exitIf(condition: string, statements: string): void {
+    this.emit(`if (${condition}) { ${this.storeFlags()} ${statements} return ${this.index + 1}; }`);
   }
 
   /** CF as 0 or 1. */

@@ -14,11 +14,16 @@ import { getOF } from '../flags.js';
 
 const TWO = OpMap.TWO * 256;
 
-/** Compiled Jcc / JMP rel: RIP becomes the next instruction, then the branch is taken or not. */
+/**
+ * Compiled Jcc / JMP rel: RIP becomes the next instruction, then the branch is
+ * taken or not. A Jcc inside the block leaves it only when taken.
+ */
 function compileJump(conditional: boolean) {
   return (e: Emitter, i: Insn): boolean => {
     const taken = conditional ? e.condition(i.opcode & 0xf) : 'true';
-    e.emit(`${e.ripStatement(e.nextOffset)} if (${taken}) jumpRelative(cpu, ${i.opSize}, ${i.imm});`);
+    const jump = `${e.ripStatement(e.nextOffset)} jumpRelative(cpu, ${i.opSize}, ${i.imm});`;
+    if (e.last) e.emit(`${e.ripStatement(e.nextOffset)} if (${taken}) jumpRelative(cpu, ${i.opSize}, ${i.imm});`);
+    else e.exitIf(taken, jump);
     return true;
   };
 }
@@ -156,8 +161,8 @@ const entries: Record<number, Entry> = {
   [TWO + 0xff]: def('ud0', ud, { modrm: true, ends: true }),
 };
 for (let cc = 0; cc < 16; cc++) {
-  entries[0x70 + cc] = def('j', jcc, { ...branch, imm: Im.Jb, compile: compileJump(true) });
-  entries[TWO + 0x80 + cc] = def('j', jcc, { ...branch, imm: Im.Jz, compile: compileJump(true) });
+  entries[0x70 + cc] = def('j', jcc, { size: Sz.F64, exits: true, imm: Im.Jb, compile: compileJump(true) });
+  entries[TWO + 0x80 + cc] = def('j', jcc, { size: Sz.F64, exits: true, imm: Im.Jz, compile: compileJump(true) });
   entries[TWO + 0x90 + cc] = def('set', setcc, { modrm: true, size: Sz.B });
 }
 

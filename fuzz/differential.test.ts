@@ -85,14 +85,15 @@ describe.skipIf(!nativeAvailable())('differential: model vs host processor, 64-b
   });
 
   it('covers the opcode table', () => {
-    // Measured: 582 forms in 64-bit mode, 481 tested. Skipped (SKIPS in differential.ts, with reasons):
+    // Measured: 584 forms in 64-bit mode, 481 tested. Skipped (SKIPS in differential.ts, with reasons):
     // mov Sreg (8C /0-/5, 8E /0 /2-/5), push/pop FS/GS (0F A0 A1 A8 A9), lss/lfs/lgs, retf (CA CB), iret (CF),
     // far call/jmp (FF /3 /5), in/out/ins/outs (E4-E7, EC-EF, 6C-6F), syscall, sysret, sysenter, sysexit,
-    // int3, int n, int1, hlt, cli, sti, sldt, str, lldt, ltr, verr, verw, sgdt, sidt, lgdt, lidt, smsw, lmsw, invlpg, swapgs, lar, lsl, clts,
+    // int3, int n, int1, hlt, cli, sti, clac, stac, sldt, str, lldt, ltr, verr, verw, sgdt, sidt, lgdt, lidt, smsw, lmsw, invlpg,
+    // swapgs, lar, lsl, clts,
     // mov to/from CRn (0F 20, 0F 22), rdmsr, wrmsr, rdpmc, rdtsc, rdtscp, cpuid, xgetbv, xsetbv,
     // rdfsbase, rdgsbase, wrfsbase, wrgsbase, fxsave, fxrstor, xsave, xrstor, xsaveopt, ud0, ud1, ud2.
     expect(tested.length).toBeGreaterThan(460);
-    expect(skipped.length).toBeLessThan(120);
+    expect(skipped.length).toBeLessThan(125);
     // Cases whose random operands could not all be aimed at the data window (e.g. BT [rax], rax).
     expect(discarded).toBeLessThan(tested.length * RUNS * 0.02);
     expect(compared).toBeGreaterThanOrEqual(tested.length * RUNS * 0.98);

@@ -117,8 +117,8 @@ describe('RDRAND and RDSEED (26.1.3; 28.2.5: destination register and operand si
 
 describe('XSAVES and XRSTORS (26.3: #UD without "enable XSAVES/XRSTORS"; 26.1.3: the XSS-exiting bitmap)', () => {
   const XSAVES_RSI = [0x0f, 0xc7, 0x6e, 0x40], XRSTORS_RSI = [0x0f, 0xc7, 0x5e, 0x40]; // [rsi+40H]
-  /** CR4.OSXSAVE in the guest. The model's CR4_FIXED1 does not allow it yet (MOV to CR4 cannot set it), so the test's capabilities do. */
-  const caps = { ...SKYLAKE_VMX, cr4Fixed1: (SKYLAKE_VMX.cr4Fixed1 | CR4_OSXSAVE) >>> 0 };
+  /** CR4.OSXSAVE in the guest: skylake announces XSAVE, so its CR4_FIXED1 allows it (A.8). */
+  const caps = SKYLAKE_VMX;
   const guest = (controls: number, bitmap: number, more?: (cpu: Cpu) => void) => (v: Vmcs, cpu: Cpu): void => {
     on(SECONDARY, controls)(v);
     v.set(Field.GUEST_CR4, v.lo(Field.GUEST_CR4) | CR4_OSXSAVE);

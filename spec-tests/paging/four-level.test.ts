@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { runFragment } from '../../src/cpu/testing.js';
+import { runFragment, skylakeWith } from '../../src/cpu/testing.js';
 import { RAX, RBX } from '../../src/cpu/regs.js';
 import {
   attempt, CR0_WP, EFER_NXE, GIB, KIB, le, lohi, longModeCpu, MIB2, pf, PTE_A, PTE_P, PTE_PS, PTE_URW, PTE_XD,
@@ -103,6 +103,17 @@ describe('SDM 4.5 and 4.7: not-present entries and reserved bits', () => {
     write64(cpu, at, read64(cpu, at) | PTE_PS);
     cpu.mmu.flush();
     expect(attempt(cpu, () => cpu.mmu.read8(0, 0x20))).toEqual(pf(0b1001));
+  });
+
+  it('PS is reserved in a PDPTE on a processor without 1-GByte pages (CPUID.80000001H:EDX.Page1GB[bit 26] = 0; 4.5.4, table 4-15)', () => {
+    const noPage1GB = skylakeWith({ remove: ['pdpe1gb'] });
+    const { cpu } = longModeCpu((t) => t.map(0x80_4000_0000n, 0, PTE_URW, GIB), 4, noPage1GB);
+    const [lo, hi] = lohi(0x80_4000_1000n);
+    expect(attempt(cpu, () => cpu.mmu.read8(lo, hi))).toEqual(pf(0b1001)); // P and RSVD
+    expect(attempt(cpu, () => cpu.mmu.write8(lo, hi, 1))).toEqual(pf(0b1011)); // P, W and RSVD
+    // The same tables on skylake, which has 1-GByte pages, translate.
+    const skylake = longModeCpu((t) => t.map(0x80_4000_0000n, 0, PTE_URW, GIB)).cpu;
+    expect(attempt(skylake, () => skylake.mmu.read8(lo, hi))).toEqual({ value: 0 });
   });
 
   it('bits 20:13 of a 2-MiB PDE and bits 29:13 of a 1-GiB PDPTE are reserved; bit 12 (PAT) is not', () => {

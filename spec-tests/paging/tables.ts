@@ -4,6 +4,8 @@
  * they raise.
  */
 import { Cpu, FAULT } from '../../src/cpu/cpu.js';
+import type { CpuProfile } from '../../src/cpu/profile.js';
+import { skylakeWith } from '../../src/cpu/testing.js';
 
 export const PTE_P = 1n, PTE_RW = 2n, PTE_US = 4n, PTE_PWT = 8n, PTE_PCD = 16n;
 export const PTE_A = 0x20n, PTE_D = 0x40n, PTE_PS = 0x80n, PTE_G = 0x100n, PTE_XD = 1n << 63n;
@@ -184,8 +186,9 @@ export class TablesPae {
 }
 
 /** A processor in flat 64-bit mode at CPL 0 with `tables` built by `build` and active. */
-export function longModeCpu(build: (t: Tables64) => void, levels: 4 | 5 = 4): { cpu: Cpu; t: Tables64 } {
-  const cpu = new Cpu({ memorySize: 16 * 1024 * 1024 });
+export function longModeCpu(build: (t: Tables64) => void, levels: 4 | 5 = 4, profile?: CpuProfile): { cpu: Cpu; t: Tables64 } {
+  // 5-level paging needs a processor with LA57 (CPUID.(EAX=07H,ECX=0):ECX[16]), which Skylake lacks.
+  const cpu = new Cpu({ memorySize: 16 * 1024 * 1024, profile: profile ?? (levels === 5 ? skylakeWith({ add: ['la57'] }) : undefined) });
   cpu.enterFlat64();
   const t = new Tables64(cpu, levels);
   build(t);

@@ -54,11 +54,17 @@ describe('SDM 27.2.2 (host control registers, MSRs and SSP)', () => {
     expectFailure(vmcs((v) => v.set(F.HOST_IA32_SYSENTER_EIP, 0, 0x7fff0000)),
       host('host IA32_SYSENTER_EIP canonical', '27.2.2'));
   });
-  it('27.2.2: canonicality is in 57 bits when the host CR4 field sets LA57', () => {
+  it('27.2.2: canonicality is in 57 bits when the host CR4 field sets LA57 (a processor with LA57)', () => {
+    // IA32_VMX_CR4_FIXED1 of a processor with 5-level paging allows LA57 (A.8); Skylake's does not.
+    const la57 = { ...caps, cr4Fixed1: (caps.cr4Fixed1 | CR4_LA57) >>> 0 };
     const bit47 = vmcs((v) => { orField(v, F.HOST_CR4, CR4_LA57); v.set(F.HOST_IA32_SYSENTER_ESP, 0, 0x00008000); });
-    expect(firstFailure(bit47)).toBeNull();
+    expect(firstFailure(bit47, la57)).toBeNull();
     expectFailure(vmcs((v) => { orField(v, F.HOST_CR4, CR4_LA57); v.set(F.HOST_IA32_SYSENTER_ESP, 0, 0x01000000); }),
-      host('host IA32_SYSENTER_ESP canonical', '27.2.2'));
+      host('host IA32_SYSENTER_ESP canonical', '27.2.2'), la57);
+  });
+  it('27.2.2, A.8: on skylake, without 5-level paging, host CR4.LA57 is a bit FIXED1 does not allow', () => {
+    const f = expectFailure(vmcs((v) => orField(v, F.HOST_CR4, CR4_LA57)), host('host CR4 fixed bits', '27.2.2'));
+    expect(f.detail).toContain('bit 12 must be 0');
   });
   it('27.2.2: host IA32_PAT with a reserved memory type (2) under "load IA32_PAT"', () => {
     expect(firstFailure(vmcs((v) => orField(v, EXIT, LOAD_PAT)))).toBeNull();

@@ -4,10 +4,11 @@
  * model implements.
  *
  * A feature is announced when the profile lists it, the features it depends
- * on are announced, its probe instruction decodes (it is in the opcode table)
- * and the MSR it names has a handler attached (another unit implements it).
- * The result is computed once per processor and again after a handler is
- * attached. Some bits follow the processor's state when CPUID executes:
+ * on are announced, the model does not lack it altogether, its probe
+ * instruction decodes (it is in the opcode table) and the MSR it names has a
+ * handler attached (another unit implements it). The result, and the CR4 bits
+ * it makes available, are computed once per processor and again after a
+ * handler is attached. Some bits follow the processor's state when CPUID executes:
  * OSXSAVE (CR4.OSXSAVE), APIC (IA32_APIC_BASE[11]), SYSCALL (64-bit mode only
  * on Intel), NX (IA32_MISC_ENABLE XD Bit Disable), MONITOR (IA32_MISC_ENABLE
  * ENABLE MONITOR FSM), HTT (more than one logical processor in the package);
@@ -40,47 +41,69 @@ interface FeatureBit {
   /** An MSR of another unit that must have a handler attached. */
   readonly msr?: number;
   readonly requires?: CpuFeature;
+  /**
+   * The CR4 bits the feature makes available: without it they are reserved,
+   * and MOV to CR4 setting one is #GP(0) (SDM vol. 2, CPUID, table 3-11 and the
+   * leaf 07H entries, name each bit's feature; vol. 3A, 2.5).
+   */
+  readonly cr4?: number;
+  /** Nothing in the model implements the feature: it is never announced, whatever a profile lists. */
+  readonly absent?: true;
 }
 
 const f = (word: number, reg: number, bit: number, more: Omit<FeatureBit, 'word' | 'reg' | 'bit'> = {}): FeatureBit =>
   ({ word, reg, bit, ...more });
 
+/**
+ * CR4 bits (SDM vol. 3A, 2.5, figure 2-7), by position: this module sits below
+ * the instruction modules that name them.
+ */
+const CR4_VME = 1 << 0, CR4_PVI = 1 << 1, CR4_TSD = 1 << 2, CR4_DE = 1 << 3, CR4_PSE = 1 << 4, CR4_PAE = 1 << 5;
+const CR4_MCE = 1 << 6, CR4_PGE = 1 << 7, CR4_PCE = 1 << 8, CR4_OSFXSR = 1 << 9, CR4_OSXMMEXCPT = 1 << 10;
+const CR4_UMIP = 1 << 11, CR4_LA57 = 1 << 12, CR4_VMXE = 1 << 13, CR4_SMXE = 1 << 14, CR4_FSGSBASE = 1 << 16;
+const CR4_PCIDE = 1 << 17, CR4_OSXSAVE = 1 << 18, CR4_SMEP = 1 << 20, CR4_SMAP = 1 << 21;
+/**
+ * CR4 bits no CPUID feature flag names, which every processor of the model
+ * has: PCE (RDPMC at any CPL) and OSXMMEXCPT (SIMD floating-point exceptions).
+ */
+const CR4_ALWAYS = CR4_PCE | CR4_OSXMMEXCPT;
+
 /** Where each feature is announced (SDM vol. 2, CPUID, tables 3-10, 3-11 and the leaf 7, 0DH, 80000001H entries). */
 export const FEATURES: Readonly<Record<CpuFeature, FeatureBit>> = {
   fpu: f(L1, EDX, 0, { probe: [0xdb, 0xe3] }), // FNINIT
-  vme: f(L1, EDX, 1),
-  de: f(L1, EDX, 2),
-  pse: f(L1, EDX, 3),
-  tsc: f(L1, EDX, 4, { probe: [0x0f, 0x31] }),
+  vme: f(L1, EDX, 1, { cr4: CR4_VME | CR4_PVI, absent: true }),
+  de: f(L1, EDX, 2, { cr4: CR4_DE }),
+  pse: f(L1, EDX, 3, { cr4: CR4_PSE }),
+  tsc: f(L1, EDX, 4, { probe: [0x0f, 0x31], cr4: CR4_TSD }),
   msr: f(L1, EDX, 5, { probe: [0x0f, 0x32] }),
-  pae: f(L1, EDX, 6),
-  mce: f(L1, EDX, 7),
+  pae: f(L1, EDX, 6, { cr4: CR4_PAE }),
+  mce: f(L1, EDX, 7, { cr4: CR4_MCE, absent: true }), // no machine-check exception source
   cx8: f(L1, EDX, 8, { probe: [0x0f, 0xc7, 0x08] }),
   apic: f(L1, EDX, 9, { msr: 0x1b }),
   sep: f(L1, EDX, 11, { probe: [0x0f, 0x34] }),
   mtrr: f(L1, EDX, 12),
-  pge: f(L1, EDX, 13),
-  mca: f(L1, EDX, 14, { requires: 'mce' }),
+  pge: f(L1, EDX, 13, { cr4: CR4_PGE }),
+  mca: f(L1, EDX, 14, { requires: 'mce', absent: true }), // no machine-check banks
   cmov: f(L1, EDX, 15, { probe: [0x0f, 0x40, 0xc0] }),
   pat: f(L1, EDX, 16),
   pse36: f(L1, EDX, 17),
   clflush: f(L1, EDX, 19, { probe: [0x0f, 0xae, 0x38] }),
   mmx: f(L1, EDX, 23, { probe: [0x0f, 0x6f, 0xc0] }), // MOVQ mm, mm
-  fxsr: f(L1, EDX, 24, { probe: [0x0f, 0xae, 0x00] }),
+  fxsr: f(L1, EDX, 24, { probe: [0x0f, 0xae, 0x00], cr4: CR4_OSFXSR }),
   sse: f(L1, EDX, 25, { probe: [0x0f, 0x28, 0xc0] }), // MOVAPS
   sse2: f(L1, EDX, 26, { probe: [0x66, 0x0f, 0x6f, 0xc0], requires: 'sse' }), // MOVDQA
   ss: f(L1, EDX, 27),
   pni: f(L1, ECX, 0, { probe: [0xf2, 0x0f, 0x12, 0xc0] }), // MOVDDUP
   pclmulqdq: f(L1, ECX, 1, { probe: [0x66, 0x0f, 0x3a, 0x44, 0xc0, 0x00] }),
   monitor: f(L1, ECX, 3, { probe: [0x0f, 0x01, 0xc8] }),
-  vmx: f(L1, ECX, 5, { msr: 0x480 }), // IA32_VMX_BASIC: a VMX unit is attached
-  smx: f(L1, ECX, 6, { probe: [0x0f, 0x37] }), // GETSEC
+  vmx: f(L1, ECX, 5, { msr: 0x480, cr4: CR4_VMXE }), // IA32_VMX_BASIC: a VMX unit is attached
+  smx: f(L1, ECX, 6, { probe: [0x0f, 0x37], cr4: CR4_SMXE }), // GETSEC
   est: f(L1, ECX, 7, { msr: 0x199 }), // IA32_PERF_CTL
   ssse3: f(L1, ECX, 9, { probe: [0x66, 0x0f, 0x38, 0x00, 0xc0] }), // PSHUFB
   fma: f(L1, ECX, 12, { probe: [0xc4, 0xe2, 0xf9, 0x98, 0xc0] }), // VFMADD132PD
   cx16: f(L1, ECX, 13, { probe: [0x48, 0x0f, 0xc7, 0x08] }),
   pdcm: f(L1, ECX, 15, { msr: 0x345 }), // IA32_PERF_CAPABILITIES
-  pcid: f(L1, ECX, 17),
+  pcid: f(L1, ECX, 17, { cr4: CR4_PCIDE }),
   sse4_1: f(L1, ECX, 19, { probe: [0x66, 0x0f, 0x38, 0x17, 0xc0] }), // PTEST
   sse4_2: f(L1, ECX, 20, { probe: [0xf2, 0x0f, 0x38, 0xf0, 0xc0] }), // CRC32
   x2apic: f(L1, ECX, 21, { msr: 0x802, requires: 'apic' }), // the x2APIC ID register
@@ -88,26 +111,27 @@ export const FEATURES: Readonly<Record<CpuFeature, FeatureBit>> = {
   popcnt: f(L1, ECX, 23, { probe: [0xf3, 0x0f, 0xb8, 0xc0] }),
   tsc_deadline_timer: f(L1, ECX, 24, { msr: 0x6e0, requires: 'apic' }),
   aes: f(L1, ECX, 25, { probe: [0x66, 0x0f, 0x38, 0xdc, 0xc0] }),
-  xsave: f(L1, ECX, 26, { probe: [0x0f, 0xae, 0x20] }),
+  xsave: f(L1, ECX, 26, { probe: [0x0f, 0xae, 0x20], cr4: CR4_OSXSAVE }),
   avx: f(L1, ECX, 28, { probe: [0xc5, 0xfc, 0x28, 0xc0], requires: 'xsave' }), // VMOVAPS ymm
   f16c: f(L1, ECX, 29, { probe: [0xc4, 0xe2, 0x79, 0x13, 0xc0] }),
   rdrand: f(L1, ECX, 30, { probe: [0x0f, 0xc7, 0xf0] }),
   arat: f(L6, EAX, 2),
-  fsgsbase: f(L7, EBX, 0, { probe: [0xf3, 0x0f, 0xae, 0xc0] }), // RDFSBASE
+  fsgsbase: f(L7, EBX, 0, { probe: [0xf3, 0x0f, 0xae, 0xc0], cr4: CR4_FSGSBASE }), // RDFSBASE
   tsc_adjust: f(L7, EBX, 1),
   bmi1: f(L7, EBX, 3, { probe: [0xc4, 0xe2, 0x78, 0xf2, 0xc0] }), // ANDN
   avx2: f(L7, EBX, 5, { probe: [0xc5, 0xfd, 0xfe, 0xc0], requires: 'avx' }), // VPADDD ymm
   fdp_excptn_only: f(L7, EBX, 6),
-  smep: f(L7, EBX, 7),
+  smep: f(L7, EBX, 7, { cr4: CR4_SMEP }),
   bmi2: f(L7, EBX, 8, { probe: [0xc4, 0xe2, 0x78, 0xf5, 0xc0] }), // BZHI
   erms: f(L7, EBX, 9, { probe: [0xf3, 0xa4] }),
   invpcid: f(L7, EBX, 10, { probe: [0x66, 0x0f, 0x38, 0x82, 0x00] }),
   zero_fcs_fds: f(L7, EBX, 13),
   rdseed: f(L7, EBX, 18, { probe: [0x0f, 0xc7, 0xf8] }),
   adx: f(L7, EBX, 19, { probe: [0x66, 0x0f, 0x38, 0xf6, 0xc0] }),
-  smap: f(L7, EBX, 20, { probe: [0x0f, 0x01, 0xcb] }), // STAC
+  smap: f(L7, EBX, 20, { probe: [0x0f, 0x01, 0xcb], cr4: CR4_SMAP }), // STAC
   clflushopt: f(L7, EBX, 23, { probe: [0x66, 0x0f, 0xae, 0x38] }),
-  umip: f(L7, ECX, 2),
+  umip: f(L7, ECX, 2, { cr4: CR4_UMIP, absent: true }), // SGDT, SIDT, SLDT, SMSW, STR run at any CPL
+  la57: f(L7, ECX, 16, { cr4: CR4_LA57 }),
   rdpid: f(L7, ECX, 22, { probe: [0xf3, 0x0f, 0xc7, 0xf8] }),
   md_clear: f(L7, EDX, 10),
   spec_ctrl: f(L7, EDX, 26),
@@ -136,38 +160,60 @@ function decodes(cpu: Cpu, bytes: readonly number[]): boolean {
   return insn.def !== UNDEFINED && insn.def !== TOO_LONG && insn.len === bytes.length;
 }
 
-interface Announced { readonly version: number; readonly words: Int32Array }
+interface Announced {
+  readonly version: number;
+  readonly words: Int32Array;
+  /** The CR4 bits that are not reserved: those of the announced features, and CR4_ALWAYS. */
+  readonly cr4Supported: number;
+}
 const announcedByCpu = new WeakMap<Cpu, Announced>();
 
-function computeWords(cpu: Cpu): Int32Array {
+function computeAnnounced(cpu: Cpu): Announced {
   const listed = new Set(cpu.profile.features);
   const ok = new Map<CpuFeature, boolean>();
   const available = (name: CpuFeature): boolean => {
     let v = ok.get(name);
     if (v !== undefined) return v;
     const b = FEATURES[name];
-    v = listed.has(name) && (b.requires === undefined || available(b.requires)) &&
+    v = listed.has(name) && b.absent !== true && (b.requires === undefined || available(b.requires)) &&
       (b.probe === undefined || decodes(cpu, b.probe)) &&
       (b.msr === undefined || cpu.msrs.handlerOf(b.msr) !== undefined);
     ok.set(name, v);
     return v;
   };
   const words = new Int32Array(4 * WORDS);
+  let cr4Supported = CR4_ALWAYS;
   for (const name of listed) {
     const b = FEATURES[name];
-    if (available(name)) words[4 * b.word + b.reg] |= 1 << b.bit;
+    if (!available(name)) continue;
+    words[4 * b.word + b.reg] |= 1 << b.bit;
+    cr4Supported |= b.cr4 ?? 0;
   }
-  return words;
+  return { version: cpu.msrs.handlerVersion, words, cr4Supported };
+}
+
+/** What `cpu` announces, recomputed when a unit has attached MSR handlers since. */
+function announcedOf(cpu: Cpu): Announced {
+  let a = announcedByCpu.get(cpu);
+  if (a === undefined || a.version !== cpu.msrs.handlerVersion) {
+    a = computeAnnounced(cpu);
+    announcedByCpu.set(cpu, a);
+  }
+  return a;
 }
 
 /** The statically announced feature words of `cpu` (4 registers per word). */
 function announced(cpu: Cpu): Int32Array {
-  let a = announcedByCpu.get(cpu);
-  if (a === undefined || a.version !== cpu.msrs.handlerVersion) {
-    a = { version: cpu.msrs.handlerVersion, words: computeWords(cpu) };
-    announcedByCpu.set(cpu, a);
-  }
-  return a.words;
+  return announcedOf(cpu).words;
+}
+
+/**
+ * The CR4 bits `cpu` supports: a bit whose feature CPUID does not announce is
+ * reserved, and MOV to CR4 setting it is #GP(0) (SDM vol. 2, MOV CR; vol. 3A,
+ * 2.5). IA32_VMX_CR4_FIXED1 reports the same bits (SDM vol. 3D, A.8).
+ */
+export function cr4Supported(cpu: Cpu): number {
+  return announcedOf(cpu).cr4Supported;
 }
 
 /**
@@ -191,7 +237,6 @@ export const XSAVE_AREA_SIZE = 576;
 /** Smallest and largest monitor-line size of MONITOR/MWAIT (CPUID.05H:EAX, EBX): one cache line. */
 export const MONITOR_LINE_SIZE = 64;
 
-const CR4_OSXSAVE = 1 << 18;
 /** CPUID.01H:ECX.XSAVE, CPUID.01H:ECX.MONITOR and CPUID.01H:EDX.APIC. */
 const FEATURE_BIT_XSAVE = 1 << 26, FEATURE_BIT_MONITOR = 1 << 3, FEATURE_BIT_APIC = 1 << 9;
 const MISC_LIMIT_CPUID = 1 << 22, MISC_ENABLE_MONITOR = 1 << 18, MISC_HI_XD_DISABLE = 1 << 2;

@@ -14,6 +14,7 @@
  * entries here drops those too.
  */
 import type { Cpu } from './cpu.js';
+import { hasFeature } from './cpuid.js';
 import { FilledSlots } from './filled-slots.js';
 import { PAGE_MASK, PAGE_SIZE } from './memory.js';
 import { Access, type Translator } from './mmu.js';
@@ -326,6 +327,8 @@ export class Paging implements Translator {
         // PS is reserved in PML4Es and PML5Es; large-page frames have reserved low bits.
         const rsvdLo = level >= 4 ? PS : !isLeaf || level === 1 ? 0 : level === 3 ? RSVD_1G : RSVD_2M;
         if ((eHi & rsvdHi) !== 0 || (eLo & rsvdLo) !== 0) this.fault(lo, hi, access, PF_P | PF_RSVD, mode);
+        // PS is reserved in a PDPTE too when the processor has no 1-GByte pages (CPUID.80000001H:EDX.Page1GB, 4.5.4).
+        if (isLeaf && level === 3 && !hasFeature(cpu, 'pdpe1gb')) this.fault(lo, hi, access, PF_P | PF_RSVD, mode);
         rights &= eLo >> 1;
         if (eHi < 0) xd = T_XD;
         this.used[this.usedCount++] = at;

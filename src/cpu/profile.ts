@@ -26,7 +26,7 @@ export type CpuFeature =
   | 'arat'
   // CPUID.(EAX=07H,ECX=0):EBX, ECX, EDX
   | 'fsgsbase' | 'tsc_adjust' | 'bmi1' | 'avx2' | 'fdp_excptn_only' | 'smep' | 'bmi2' | 'erms'
-  | 'invpcid' | 'zero_fcs_fds' | 'rdseed' | 'adx' | 'smap' | 'clflushopt' | 'umip' | 'rdpid'
+  | 'invpcid' | 'zero_fcs_fds' | 'rdseed' | 'adx' | 'smap' | 'clflushopt' | 'umip' | 'la57' | 'rdpid'
   | 'md_clear' | 'spec_ctrl' | 'intel_stibp' | 'flush_l1d' | 'arch_capabilities' | 'ssbd'
   // CPUID.(EAX=0DH,ECX=1):EAX
   | 'xsaveopt' | 'xsavec' | 'xgetbv1' | 'xsaves'
@@ -94,13 +94,15 @@ export interface CpuProfile {
 /**
  * Intel Core i7-6700 (Skylake client, family 6 model 5EH stepping 3) with its
  * last microcode (F0H), as far as the model offers it. Left out because the
- * model lacks them (add a name once its unit implements all of it): MMX, SSE3
- * and later vector extensions, AVX, AES, PCLMULQDQ, ADX, CLFLUSHOPT, EIST and
- * thermal monitoring, MCE/MCA (no machine-check banks), VMX/SMX, PCID/INVPCID
- * and 1-GByte pages (paging), FSGSBASE and SMAP (owners of CR4, STAC/CLAC and
- * RD/WRFSBASE turn them on), MD_CLEAR (VERW), DS/PEBS/PDCM. RDRAND/RDSEED draw
- * from a seeded deterministic generator (ops/random.ts); MWAIT returns at once
- * (ops/system.ts); XSAVES/XRSTORS manage no supervisor state (IA32_XSS = 0).
+ * model lacks them (add a name once its unit implements all of it): VME (no
+ * virtual-8086 mode extensions), MMX, SSE3 and later vector extensions, AVX,
+ * AES, PCLMULQDQ, ADX, CLFLUSHOPT, EIST and thermal monitoring, MCE/MCA (no
+ * machine-check banks), SMX, MD_CLEAR (VERW), DS/PEBS/PDCM. The part has no
+ * LA57, UMIP or RDPID (later microarchitectures), so neither does the profile.
+ * RDRAND/RDSEED draw from a seeded deterministic generator (ops/random.ts);
+ * MWAIT returns at once (ops/system.ts); XSAVES/XRSTORS manage no supervisor
+ * state (IA32_XSS = 0). VMX, the APIC and x2APIC are announced once their
+ * units attach their MSRs (cpuid.ts).
  */
 export const SKYLAKE: CpuProfile = {
   name: 'skylake',
@@ -112,14 +114,15 @@ export const SKYLAKE: CpuProfile = {
   microcode: 0xf0,
   platformId: 1,
   features: [
-    'fpu', 'pse', 'tsc', 'msr', 'pae', 'cx8', 'apic', 'sep', 'mtrr', 'pge', 'cmov', 'pat', 'pse36',
+    'fpu', 'de', 'pse', 'tsc', 'msr', 'pae', 'cx8', 'apic', 'sep', 'mtrr', 'pge', 'cmov', 'pat', 'pse36',
     'clflush', 'fxsr', 'sse', 'sse2', 'ss',
-    'monitor', 'vmx', 'cx16', 'x2apic', 'movbe', 'popcnt', 'tsc_deadline_timer', 'xsave', 'rdrand',
+    'monitor', 'vmx', 'cx16', 'pcid', 'x2apic', 'movbe', 'popcnt', 'tsc_deadline_timer', 'xsave', 'rdrand',
     'arat',
-    'tsc_adjust', 'bmi1', 'fdp_excptn_only', 'smep', 'bmi2', 'erms', 'zero_fcs_fds', 'rdseed',
+    'fsgsbase', 'tsc_adjust', 'bmi1', 'fdp_excptn_only', 'smep', 'bmi2', 'erms', 'invpcid', 'zero_fcs_fds', 'rdseed',
+    'smap',
     'spec_ctrl', 'intel_stibp', 'flush_l1d', 'ssbd',
     'xsaveopt', 'xsavec', 'xgetbv1', 'xsaves',
-    'lahf_lm', 'abm', '3dnowprefetch', 'syscall', 'nx', 'rdtscp', 'lm',
+    'lahf_lm', 'abm', '3dnowprefetch', 'syscall', 'nx', 'pdpe1gb', 'rdtscp', 'lm',
     'invariant_tsc',
   ],
   physicalAddressBits: 39,

@@ -3,8 +3,20 @@
  * users' own tests of instruction semantics.
  */
 import { Cpu, type StopReason } from './cpu.js';
+import { SKYLAKE, type CpuFeature, type CpuProfile } from './profile.js';
 import { run } from './run.js';
 import { RSP } from './regs.js';
+
+/**
+ * The skylake profile with features added or removed: processors that differ
+ * from it in what CPUID announces (tests of a feature's absence, or of one the
+ * part lacks such as LA57).
+ */
+export function skylakeWith(change: { add?: readonly CpuFeature[]; remove?: readonly CpuFeature[] }): CpuProfile {
+  const add = change.add ?? [], remove = change.remove ?? [];
+  const features = [...SKYLAKE.features.filter((f) => !remove.includes(f)), ...add.filter((f) => !SKYLAKE.features.includes(f))];
+  return { ...SKYLAKE, name: `skylake${add.map((f) => `+${f}`).join('')}${remove.map((f) => `-${f}`).join('')}`, features };
+}
 
 export const CODE_ADDRESS = 0x1000;
 export const STACK_TOP = 0x80000;
@@ -23,6 +35,8 @@ export interface FragmentOptions {
   data?: ArrayLike<number>;
   /** Prepares anything else before the run (after regs, rflags and data). */
   setup?: (cpu: Cpu) => void;
+  /** The processor modelled (default: skylake). */
+  profile?: CpuProfile;
 }
 
 export interface FragmentResult { cpu: Cpu; stop: StopReason }
@@ -32,7 +46,7 @@ export interface FragmentResult { cpu: Cpu; stop: StopReason }
  * it until it halts, raises an exception or exhausts the budget.
  */
 export function runFragment(code: ArrayLike<number>, options: FragmentOptions = {}): FragmentResult {
-  const cpu = new Cpu({ memorySize: 16 * 1024 * 1024 });
+  const cpu = new Cpu({ memorySize: 16 * 1024 * 1024, profile: options.profile });
   if ((options.mode ?? 64) === 64) cpu.enterFlat64(); else cpu.enterFlat32();
   const bytes = new Uint8Array(code.length + 1);
   bytes.set(Array.from(code));

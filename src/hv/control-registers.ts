@@ -13,6 +13,7 @@
  */
 import { VmEntryControls } from '../../vmcs/controls.js';
 import { Field } from '../../vmcs/fields.js';
+import { cr4Supported } from '../cpu/cpuid.js';
 import { CR4_DE, CR4_VMXE, cr0Value, cr0WriteFaults, cr4WriteFaults, lmswValue } from '../cpu/ops/control-registers.js';
 import { CR0_PG, CR3_RSVD_HI, CR4_PAE, CR4_PCIDE, PDPTE_RSVD_HI, PDPTE_RSVD_LO } from '../cpu/paging.js';
 import { EFER_LMA, EFER_LME, Vector } from '../cpu/regs.js';
@@ -72,8 +73,8 @@ function writeControl(vm: Vm, cr: 0 | 4, value: number, hi: number): boolean {
       const entry = g.read(F.VM_ENTRY_CONTROLS);
       g.write(F.VM_ENTRY_CONTROLS, nowLma ? entry | IA_32E_MODE_GUEST : entry & ~IA_32E_MODE_GUEST);
     }
-  } else if (cr4WriteFaults(v, old, efer, guestCr3(vm)[0]) || (v & CR4_VMXE) !== 0) {
-    // VMX is not offered to the guest: CR4.VMXE is reserved for it.
+  } else if (cr4WriteFaults(v, old, efer, guestCr3(vm)[0], cr4Supported(vm.cpu) & ~CR4_VMXE)) {
+    // The guest's CPUID is the processor's with VMX hidden (handlers.ts): CR4.VMXE is reserved for it.
     return false;
   }
   const cr0 = cr === 0 ? v : visible(g, 0), cr4 = cr === 4 ? v : visible(g, 4);

@@ -114,7 +114,6 @@ export class Vm {
     if (!Number.isSafeInteger(config.memory) || config.memory < 0x100000 || config.memory % 4096 !== 0) {
       throw new VmConfigError(`guest memory must be a multiple of 4 KiB and at least 1 MiB, not ${config.memory}`);
     }
-    const caps = SKYLAKE_VMX;
     this.serialOut = options.serialOut ?? ((): void => {});
     const shadowPages = config.ept ? 0 : config.shadowPages ?? shadowPoolPages(config.memory);
     if (!config.ept && (!Number.isSafeInteger(shadowPages) || shadowPages < MIN_POOL_PAGES)) {
@@ -129,7 +128,7 @@ export class Vm {
     let vmx: Vmx | null = null;
     this.machine = new PcMachine({
       memorySize: config.memory, hostMemory: this.layout.size, profile,
-      serialOut: this.serialOut, attach: (cpu) => { vmx = attachVmx(cpu, caps); },
+      serialOut: this.serialOut, attach: (cpu) => { vmx = attachVmx(cpu, SKYLAKE_VMX); },
     });
     this.cpu = this.machine.cpu;
     this.vmx = vmx!;
@@ -140,7 +139,7 @@ export class Vm {
       hasInterrupt: () => this.hostInterrupt,
       acknowledge: () => { this.hostInterrupt = false; return HOST_TIMER_VECTOR; },
     };
-    this.vmcs = buildVmcs(this.cpu, caps, config, this.layout, [...EMULATED_MSRS, ...config.exits.msrIntercepts]);
+    this.vmcs = buildVmcs(this.cpu, this.vmx.caps, config, this.layout, [...EMULATED_MSRS, ...config.exits.msrIntercepts]);
     this.guest = new Guest(this.cpu, this.vmx, this.vmcs);
     this.handlers = defaultHandlers();
     // Without EPT the hypervisor shadows the guest's page tables (shadow/shadow.ts) and serves the exits that needs.

@@ -9,7 +9,6 @@ import { DEFAULT1, VmxMsr } from '../../vmcs/controls.js';
 import { VMCS_FIELDS, fieldExists, index as fieldIndex } from '../../vmcs/fields.js';
 import type { Capability } from '../../vmcs/controls.js';
 import { capabilityBit } from '../../vmcs/controls.js';
-import { CR4_SUPPORTED } from '../cpu/ops/control-registers.js';
 
 /** Allowed settings of a 32-bit control field: bits that must be 1, bits that may be 1 (A.3-A.5). */
 export interface AllowedSettings { readonly allowed0: number; readonly allowed1: number }
@@ -83,7 +82,10 @@ export const SKYLAKE_VMX: VmxCapabilities = {
   cr0Fixed0: 0x80000021, // PE, NE, PG
   cr0Fixed1: 0xffffffff,
   cr4Fixed0: 0x2000, // VMXE
-  cr4Fixed1: CR4_SUPPORTED >>> 0,
+  // The CR4 bits a Skylake-profile processor supports (cpuid.ts cr4Supported): TSD, DE, PSE, PAE, PGE, PCE,
+  // OSFXSR, OSXMMEXCPT, VMXE, FSGSBASE, PCIDE, OSXSAVE, SMEP, SMAP. The part itself also has VME, PVI,
+  // MCE and SMXE, which the model lacks.
+  cr4Fixed1: bits(2, 3, 4, 5, 7, 8, 9, 10, 13, 16, 17, 18, 20, 21),
 };
 
 /** True when the capabilities allow the 1-setting of a control (or the field feature it names). */

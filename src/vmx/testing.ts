@@ -154,7 +154,7 @@ export function prepareGuest(
   cpu.cr0 &= ~0x60000000;
   enterVmxOperation(vmx, cpu, VMXON_REGION);
   // The VMCS current and active, launch state clear.
-  const v = validVmcs(caps, { guest: mode === 64 ? 'long' : 'protected', address: VMCS_REGION });
+  const v = validVmcs(vmx.caps, { guest: mode === 64 ? 'long' : 'protected', address: VMCS_REGION });
   makeCurrent(vmx, cpu, v);
 
   buildIdentityMap(cpu, HOST_PAGE_TABLES, MEMORY_SIZE);

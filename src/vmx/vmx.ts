@@ -17,6 +17,7 @@ import { BASE_RIP, type Insn } from '../cpu/insn.js';
 import { deliverException, deliverInterrupt, deliverNmi } from '../cpu/interrupts.js';
 import { effectiveAddress, getReg, jumpRelative, m128, readM128, readRm, writeRm } from '../cpu/operands.js';
 import { MAXPHYADDR } from '../cpu/paging.js';
+import { cr4Supported } from '../cpu/cpuid.js';
 import { lmswValue } from '../cpu/ops/control-registers.js';
 import { iretUnblockedNmi } from '../cpu/ops/segment.js';
 import { AF, CF, EFER_LMA, IF, OF, PF, SF, VM, Vector, ZF } from '../cpu/regs.js';
@@ -883,11 +884,13 @@ export function makeCurrent(vmx: Vmx, cpu: Cpu, v: Vmcs): void {
   vmx.current = v;
 }
 
-/** Attaches a VMX unit to the processor: its instructions, non-root decisions and capability MSRs. */
-export function attachVmx(cpu: Cpu, caps: VmxCapabilities = SKYLAKE_VMX): Vmx {
-  const vmx = new Vmx(caps);
-  vmx.ept = new Ept(cpu, vmx.exitInfo, () => vmx.exit(cpu));
-  cpu.virt = vmx;
+/**
+ * Attaches a VMX unit to the processor: its instructions, non-root decisions and
+ * capability MSRs. The unit reports `offered`, with IA32_VMX_CR4_FIXED1 limited
+ * to the CR4 bits the processor supports: a bit reserved in CR4 is one VMX
+ * operation cannot allow to be 1 (SDM vol. 3D, A.8).
+ */
+export function attachVmx(cpu: Cpu, offered: VmxCapabilities = SKYLAKE_VMX): Vmx {
   const handler = {
     msrLo: 0, msrHi: 0,
     rdmsr(msr: number): boolean {
@@ -898,7 +901,12 @@ export function attachVmx(cpu: Cpu, caps: VmxCapabilities = SKYLAKE_VMX): Vmx {
     },
     wrmsr: (): boolean => false, // the capability MSRs are read-only
   };
+  // Attached first: IA32_VMX_BASIC makes CPUID announce VMX, and with it CR4.VMXE.
   cpu.msrs.attach(0x480, 0x493, handler);
+  const caps: VmxCapabilities = { ...offered, cr4Fixed1: (offered.cr4Fixed1 & cr4Supported(cpu)) >>> 0 };
+  const vmx = new Vmx(caps);
+  vmx.ept = new Ept(cpu, vmx.exitInfo, () => vmx.exit(cpu));
+  cpu.virt = vmx;
   return vmx;
 }
 

@@ -1,9 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import type { Cpu } from '../cpu.js';
-import { RAX, RBX, RCX } from '../regs.js';
-import { runFragment } from '../testing.js';
-import { CR4_SUPPORTED, CR0_TS } from './control-registers.js';
-import { CR0_PG, CR4_LA57, CR4_PAE, CR4_PCIDE } from '../paging.js';
+import { Cpu } from '../cpu.js';
+import type { CpuFeature } from '../profile.js';
+import { RAX, RBX, RCX, RSI } from '../regs.js';
+import { DATA_ADDRESS, runFragment, skylakeWith } from '../testing.js';
+import { cr4Supported } from '../cpuid.js';
+import { CR0_TS, CR4_FSGSBASE } from './control-registers.js';
+import { CR0_PG, CR4_LA57, CR4_PAE, CR4_PCIDE, CR4_SMAP } from '../paging.js';
+import { AC } from '../regs.js';
 import { Tables64 } from '../../../spec-tests/paging/tables.js';
 
 const GP = { kind: 'exception', vector: 13, errorCode: 0 } as const;
@@ -153,23 +156,36 @@ describe('IA-32e mode activation (SDM vol. 3A, 10.8.5; 4.1.2)', () => {
     expect(b.cpu.efer & EFER_LMA).toBe(EFER_LMA);
   });
 
-  it('in 64-bit mode clearing CR0.PG, clearing CR4.PAE and changing CR4.LA57 are #GP(0)', () => {
+  it('in 64-bit mode clearing CR0.PG, clearing CR4.PAE and changing CR4.LA57 (on a processor with LA57) are #GP(0)', () => {
     expect(runFragment([...MOV_RAX_CR0, 0x48, 0x0f, 0xba, 0xf0, 31, ...MOV_CR0_RAX]).stop).toEqual(GP); // btr rax, 31
     expect(runFragment([...MOV_RAX_CR4, ...andEax(~CR4_PAE), ...MOV_CR4_RAX]).stop).toEqual(GP);
-    expect(runFragment([...MOV_RAX_CR4, ...orEax(CR4_LA57), ...MOV_CR4_RAX]).stop).toEqual(GP);
+    const la57 = skylakeWith({ add: ['la57'] }), SET_LA57 = [...MOV_RAX_CR4, ...orEax(CR4_LA57), ...MOV_CR4_RAX];
+    expect(runFragment(SET_LA57, { profile: la57 }).stop).toEqual(GP);
+    expect(runFragment(SET_LA57, { profile: la57, mode: 32 }).stop).toEqual(HALT); // outside IA-32e mode it may change
   });
 });
 
 describe('MOV to CR4 (SDM vol. 2, MOV CR; vol. 3A, 2.5, 4.10.1)', () => {
-  it('a bit outside CR4_SUPPORTED, or in bits 63:32, is #GP(0)', () => {
-    for (const bit of [22, 11, 31]) {
-      expect(CR4_SUPPORTED & (1 << bit)).toBe(0);
+  it('a reserved bit (PKE 22, UMIP 11, LA57 12 and MCE 6 on skylake, 31), or one of bits 63:32, is #GP(0)', () => {
+    for (const bit of [22, 11, 12, 6, 31]) {
+      expect(cr4Supported(new Cpu()) & (1 << bit)).toBe(0);
       expect(runFragment([...MOV_RAX_CR4, ...orEax(1 << bit), ...MOV_CR4_RAX]).stop).toEqual(GP);
     }
     expect(runFragment([...MOV_RAX_CR4, 0x48, 0x0f, 0xba, 0xe8, 40, ...MOV_CR4_RAX]).stop).toEqual(GP);
     const ok = runFragment([...MOV_RAX_CR4, ...orEax(1 << 9 | 1 << 7), ...MOV_CR4_RAX]);
     expect(ok.stop).toEqual(HALT);
     expect(ok.cpu.cr4 & 0x280).toBe(0x280);
+  });
+
+  it('a bit of a feature CPUID does not announce is reserved: PCIDE without PCID, SMAP without SMAP, FSGSBASE without FSGSBASE', () => {
+    const cases: [number, CpuFeature][] = [[CR4_PCIDE, 'pcid'], [CR4_SMAP, 'smap'], [CR4_FSGSBASE, 'fsgsbase']];
+    for (const [bit, feature] of cases) {
+      const code = [...MOV_RAX_CR4, ...orEax(bit), ...MOV_CR4_RAX];
+      expect(runFragment(code, { profile: skylakeWith({ remove: [feature] }) }).stop, feature).toEqual(GP);
+      const ok = runFragment(code);
+      expect(ok.stop, feature).toEqual(HALT);
+      expect(ok.cpu.cr4 & bit).toBe(bit);
+    }
   });
 
   it('CR4.PCIDE can be set only in IA-32e mode and with CR3[11:0] = 0', () => {
@@ -231,5 +247,44 @@ describe('MOV to/from CR8 (SDM vol. 3A, 10.8.6.1)', () => {
     expect(cpu.cr8.readCr8()).toBe(5);
     expect(r64(cpu, RAX)).toBe(5n);
     expect(runFragment([...movEax(16), ...MOV_CR8_RAX]).stop).toEqual(GP);
+  });
+});
+
+describe('INVPCID (SDM vol. 2, INVPCID)', () => {
+  // invpcid rax, [rsi]: type in RAX, the 16-byte descriptor at DATA_ADDRESS (PCID 0, address 0).
+  const INVPCID = [0x66, 0x0f, 0x38, 0x82, 0x06];
+  const regs = { [RSI]: BigInt(DATA_ADDRESS) };
+
+  it('is #UD when CPUID.(EAX=07H,ECX=0):EBX.INVPCID[bit 10] = 0', () => {
+    for (const type of [0n, 2n]) {
+      const { stop } = runFragment(INVPCID, { regs: { ...regs, [RAX]: type }, profile: skylakeWith({ remove: ['invpcid'] }) });
+      expect(stop).toEqual(UD);
+    }
+  });
+
+  it('with INVPCID announced, invalidates: type 2 (all contexts) drops a cached translation', () => {
+    const { cpu, stop } = runFragment(INVPCID, { regs: { ...regs, [RAX]: 2n } });
+    expect(stop).toEqual(HALT);
+    expect(cpu.paging.counters.flushes.invpcid).toBe(1);
+  });
+});
+
+describe('STAC and CLAC (SDM vol. 2, STAC, CLAC; vol. 3A, 4.6.1)', () => {
+  const STAC = [0x0f, 0x01, 0xcb], CLAC = [0x0f, 0x01, 0xca];
+
+  it('set and clear RFLAGS.AC at CPL 0', () => {
+    const set = runFragment(STAC);
+    expect(set.stop).toEqual(HALT);
+    expect(set.cpu.rflags & AC).toBe(AC);
+    const clear = runFragment(CLAC, { rflags: 2 | AC });
+    expect(clear.stop).toEqual(HALT);
+    expect(clear.cpu.rflags & AC).toBe(0);
+  });
+
+  it('are #UD when CPUID.(EAX=07H,ECX=0):EBX.SMAP[bit 20] = 0, and at CPL > 0', () => {
+    const noSmap = skylakeWith({ remove: ['smap'] });
+    expect(runFragment(STAC, { profile: noSmap }).stop).toEqual(UD);
+    expect(runFragment(CLAC, { profile: noSmap }).stop).toEqual(UD);
+    expect(runFragment(STAC, { setup: (c) => { c.cpl = 3; } }).stop).toEqual(UD);
   });
 });

@@ -8,13 +8,14 @@
  */
 import { Intercept } from '../virtualization.js';
 import type { Cpu } from '../cpu.js';
+import { cr4Supported, hasFeature } from '../cpuid.js';
 import { OpMap, Sz, type Entry, type Insn, type OpDef } from '../insn.js';
 import { effectiveAddress, getReg, m128, readM128, readRm, setReg, writeRm } from '../operands.js';
 import {
   CR0_CD, CR0_NW, CR0_PE, CR0_PG, CR0_WP, CR3_RSVD_HI, CR4_LA57, CR4_PAE, CR4_PCIDE, CR4_PGE, CR4_PSE,
   CR4_SMAP, CR4_SMEP, PagingMode, pagingMode,
 } from '../paging.js';
-import { EFER_LMA, EFER_LME, VM, Vector } from '../regs.js';
+import { AC, EFER_LMA, EFER_LME, VM, Vector } from '../regs.js';
 
 const TWO = OpMap.TWO * 256, THREE_38 = OpMap.THREE_38 * 256;
 
@@ -25,14 +26,8 @@ const CR0_DEFINED = CR0_PE | CR0_MP | CR0_EM | CR0_TS | CR0_ET | CR0_NE | CR0_WP
 
 /** CR4 bits other than those paging.ts names (SDM vol. 3A, 2.5, figure 2-7). */
 export const CR4_TSD = 1 << 2, CR4_DE = 1 << 3, CR4_MCE = 1 << 6, CR4_PCE = 1 << 8;
-export const CR4_OSFXSR = 1 << 9, CR4_OSXMMEXCPT = 1 << 10, CR4_VMXE = 1 << 13, CR4_OSXSAVE = 1 << 18;
-/**
- * The CR4 bits this model implements; setting any other bit is #GP(0) (SDM vol.
- * 2, MOV CR: "an attempt to write a 1 to any reserved bit in CR4"). Left out:
- * VME, PVI, UMIP, FSGSBASE, PKE and the rest, which nothing here implements.
- */
-export const CR4_SUPPORTED = CR4_TSD | CR4_DE | CR4_PSE | CR4_PAE | CR4_MCE | CR4_PGE | CR4_PCE | CR4_OSFXSR |
-  CR4_OSXMMEXCPT | CR4_LA57 | CR4_VMXE | CR4_OSXSAVE | CR4_PCIDE | CR4_SMEP | CR4_SMAP;
+export const CR4_OSFXSR = 1 << 9, CR4_OSXMMEXCPT = 1 << 10, CR4_VMXE = 1 << 13, CR4_FSGSBASE = 1 << 16;
+export const CR4_OSXSAVE = 1 << 18;
 
 /** CR4 bits whose change invalidates the whole TLB (SDM vol. 3A, 4.10.4.1; the processor may always do more). */
 const CR4_FLUSH_ALL = CR4_PGE | CR4_PAE | CR4_PSE | CR4_SMEP | CR4_LA57;
@@ -73,12 +68,13 @@ export function cr0WriteFaults(v: number, old: number, efer: number, cr4: number
 
 /**
  * Whether MOV to CR4 of `v` over `old` is #GP(0) (SDM vol. 2, MOV CR; vol. 3A,
- * 2.5, 4.1.2, 4.10.1): an unsupported bit; in IA-32e mode PAE cleared or LA57
- * changed; PCIDE set outside IA-32e mode or with CR3[11:0] not 0.
+ * 2.5, 4.1.2, 4.10.1): a bit outside `supported` (cpuid.ts cr4Supported: a bit
+ * whose feature CPUID does not announce is reserved); in IA-32e mode PAE
+ * cleared or LA57 changed; PCIDE set outside IA-32e mode or with CR3[11:0] not 0.
  */
-export function cr4WriteFaults(v: number, old: number, efer: number, cr3Lo: number): boolean {
+export function cr4WriteFaults(v: number, old: number, efer: number, cr3Lo: number, supported: number): boolean {
   const changed = v ^ old, lma = (efer & EFER_LMA) !== 0;
-  if ((v & ~CR4_SUPPORTED) !== 0) return true;
+  if ((v & ~supported) !== 0) return true;
   if (lma && ((v & CR4_PAE) === 0 || (changed & CR4_LA57) !== 0)) return true;
   return (v & CR4_PCIDE) !== 0 && (old & CR4_PCIDE) === 0 && (!lma || (cr3Lo & 0xfff) !== 0);
 }
@@ -122,7 +118,7 @@ export function writeCr3(cpu: Cpu, lo: number, hi: number): void {
 
 /** MOV to CR4 (SDM vol. 2, MOV CR; vol. 3A, 2.5, 4.1.2, 4.10.1, 4.10.4.1). */
 export function writeCr4(cpu: Cpu, lo: number, hi: number): void {
-  if (hi !== 0 || cr4WriteFaults(lo, cpu.cr4, cpu.efer, cpu.cr3Lo)) gp(cpu);
+  if (hi !== 0 || cr4WriteFaults(lo, cpu.cr4, cpu.efer, cpu.cr3Lo, cr4Supported(cpu))) gp(cpu);
   const old = cpu.cr4, changed = lo ^ old;
   if (paePaging(cpu, cpu.cr0, lo) && (changed & CR4_PDPTE) !== 0) loadPdptes(cpu, cpu.cr3Lo);
   cpu.cr4 = lo;
@@ -229,11 +225,12 @@ function invlpg(cpu: Cpu, i: Insn): void {
 }
 
 /**
- * INVPCID r, m128 (SDM vol. 2, INVPCID). The type is checked before the
- * descriptor is read (our choice where the SDM gives no order between the two).
+ * INVPCID r, m128 (SDM vol. 2, INVPCID): #UD when CPUID.(EAX=07H,ECX=0):EBX.INVPCID
+ * is 0 or in virtual-8086 mode. The type is checked before the descriptor is
+ * read (our choice where the SDM gives no order between the two).
  */
 function invpcid(cpu: Cpu, i: Insn): void {
-  if ((cpu.flags & VM) !== 0) cpu.raise(Vector.UD);
+  if (!hasFeature(cpu, 'invpcid') || (cpu.flags & VM) !== 0) cpu.raise(Vector.UD);
   if (cpu.cpl !== 0) gp(cpu);
   if (cpu.nonRoot && cpu.virt.intercept(cpu, i, Intercept.INVPCID)) return;
   // The type register is 64 bits in 64-bit mode, 32 bits elsewhere.
@@ -248,6 +245,21 @@ function invpcid(cpu: Cpu, i: Insn): void {
   const s = cpu.mmu.canonicalShift;
   if (typeLo === 0 && ((addrHi << s) >> s) !== addrHi) gp(cpu);
   cpu.paging.invpcid(typeLo, pcid, addrLo, addrHi);
+}
+
+/**
+ * STAC and CLAC: RFLAGS.AC ← 1 or 0, lifting or restoring SMAP's protection of
+ * user pages from supervisor data accesses (SDM vol. 2, STAC and CLAC; vol.
+ * 3A, 4.6.1). #UD when CPUID.(EAX=07H,ECX=0):EBX.SMAP is 0, in virtual-8086
+ * mode or at CPL > 0. The MMU keeps such accesses out of its fast path, so
+ * nothing cached depends on AC.
+ */
+function setAlignmentCheck(value: boolean) {
+  return (cpu: Cpu): void => {
+    if (!hasFeature(cpu, 'smap') || (cpu.flags & VM) !== 0 || cpu.cpl !== 0) cpu.raise(Vector.UD);
+    const flags = cpu.rflags;
+    cpu.rflags = value ? flags | AC : flags & ~AC;
+  };
 }
 
 const def = (name: string, exec: OpDef['exec'], extra: Omit<OpDef, 'name' | 'exec'> = {}): OpDef =>
@@ -266,9 +278,13 @@ export const CONTROL_REGISTER_TABLE: Record<number, Entry> = {
   [TWO + 0x20]: def('mov', movFromCr, crOp),
   [TWO + 0x22]: def('mov', movToCr, { ...crOp, ...serializing }),
   [TWO + 0x06]: def('clts', clts, serializing),
-  // Group 7 (0F 01): /4 SMSW, /6 LMSW, /7 INVLPG (memory form; the register forms are others').
+  // Group 7 (0F 01): NP 0F 01 CA CLAC and CB STAC (/1, register forms 2 and 3), /4 SMSW, /6 LMSW,
+  // /7 INVLPG (memory form; the other forms are others').
   [TWO + 0x01]: {
-    group: [undefined, undefined, undefined, undefined,
+    group: [undefined,
+      { reg: { rm: [undefined, undefined, { prefixed: [def('clac', setAlignmentCheck(false))] },
+        { prefixed: [def('stac', setAlignmentCheck(true))] }] } },
+      undefined, undefined,
       { mem: def('smsw', smsw, { modrm: true, size: Sz.W }), reg: def('smsw', smsw, { modrm: true }) },
       undefined,
       // LMSW reads 16 bits of either form; the register form is sized as iced-x86 shows it.

@@ -12,6 +12,8 @@ import {
   PTE_A, PTE_D, PTE_P, PTE_PS, PTE_RW, PTE_URW, PTE_US, PTE_XD, read64, Tables32, TablesPae, write32, write64,
 } from '../../../spec-tests/paging/tables.js';
 import type { Cpu } from '../../cpu/cpu.js';
+import { hasFeature } from '../../cpu/cpuid.js';
+import { skylakeWith } from '../../cpu/testing.js';
 import { Access } from '../../cpu/mmu.js';
 import { PF_I, PF_P, PF_RSVD, PF_U, PF_W, pagingMode } from '../../cpu/paging.js';
 import { GuestWalk, guestPagingState } from './guest-walk.js';
@@ -29,6 +31,8 @@ const entryBits = fc.record({
   p: chance(92), rw: chance(70), us: fc.boolean(), a: fc.boolean(), d: fc.boolean(), xd: chance(15), rsvd: chance(5),
 });
 type Bits = typeof entryBits extends fc.Arbitrary<infer T> ? T : never;
+/** A processor without 1-GByte pages: PS is reserved in its PDPTEs (SDM vol. 3A, 4.5.4). */
+const NO_PAGE_1GB = skylakeWith({ remove: ['pdpe1gb'] });
 
 /** The guest walk of `cpu`'s own state for (linear, access), as the hypervisor makes it. */
 function guestWalk(cpu: Cpu, linear: bigint, kind: Kind, user: boolean): GuestWalk {
@@ -36,7 +40,7 @@ function guestWalk(cpu: Cpu, linear: bigint, kind: Kind, user: boolean): GuestWa
   s.mode = pagingMode(cpu); s.cr0 = cpu.cr0; s.cr4 = cpu.cr4; s.efer = cpu.efer;
   s.cr3Lo = cpu.cr3Lo; s.cr3Hi = cpu.cr3Hi; s.pdpte.set(cpu.pdpte); s.cpl = cpu.cpl; s.flags = cpu.flags;
   const [lo, hi] = lohi(linear);
-  return new GuestWalk(cpu.memory, cpu.memory.size).walk(s, lo, hi, ACCESS[kind], user);
+  return new GuestWalk(cpu.memory, cpu.memory.size, hasFeature(cpu, 'pdpe1gb')).walk(s, lo, hi, ACCESS[kind], user);
 }
 
 /** The processor's access: the value it read or fetched (a write writes 600DCAFEH), or its exception. */
@@ -107,9 +111,10 @@ function bits64(e: Bits, level: number, leaf: boolean): bigint {
 }
 
 describe('the guest walk decides as the processor does, and sets the same accessed and dirty flags', () => {
-  it('SDM 4.5 (4-level paging), 4.6 (access rights), 4.7 (#PF error code), 4.8 (A/D): random 4-KiB, 2-MiB and 1-GiB mappings', () => {
+  it('SDM 4.5 (4-level paging), 4.6 (access rights), 4.7 (#PF error code), 4.8 (A/D): random 4-KiB, 2-MiB and 1-GiB mappings, with and without 1-GByte pages', () => {
     const setup = fc.record({
       c: controls, entries: fc.array(entryBits, { minLength: 4, maxLength: 4 }), leafLevel: fc.constantFrom(1, 1, 2, 3),
+      page1GB: chance(75),
       base: fc.constantFrom(0x40_0000_0000n, 0xffff_8000_4000_0000n, 0x7fff_c000_0000n),
     });
     fc.assert(fc.property(setup, (s) => {
@@ -127,7 +132,7 @@ describe('the guest walk decides as the processor does, and sets the same access
           write64(c, at, old | bits64(s.entries[n]!, level, level === s.leafLevel));
         }
         applyControls(c, s.c);
-      }).cpu;
+      }, 4, s.page1GB ? undefined : NO_PAGE_1GB).cpu;
       agree(build, linear, s.c.access, s.c.implicit && s.c.access !== 'fetch');
     }), { numRuns: 500 });
   });

@@ -87,7 +87,11 @@ export class GuestWalk {
   dirty = false;
   cache = 0;
 
-  constructor(private readonly memory: PhysicalMemory, private readonly ramEnd: number) {}
+  /**
+   * `page1GB`: the guest's processor has 1-GByte pages (the CPUID.80000001H:EDX.Page1GB the guest
+   * sees); without them PS is reserved in a PDPTE.
+   */
+  constructor(private readonly memory: PhysicalMemory, private readonly ramEnd: number, private readonly page1GB: boolean) {}
 
   /** Bits 31:0 of a guest-physical dword, without side effects (an untouched page reads zeros, beyond RAM all ones). */
   private read32(pa: number): number {
@@ -167,8 +171,10 @@ export class GuestWalk {
         this.use(at, eLo, eHi, level);
         if ((eLo & P) === 0) return this.fault(s, access, user, 0);
         const isLeaf = level === 1 || (level <= 3 && (eLo & PS) !== 0);
-        // PS is reserved in PML4Es and PML5Es; large-page frames have reserved low bits.
-        const rsvdLo = level >= 4 ? PS : !isLeaf || level === 1 ? 0 : level === 3 ? RSVD_1G : RSVD_2M;
+        // PS is reserved in PML4Es and PML5Es, and in PDPTEs without 1-GByte pages (4.5.4); large-page
+        // frames have reserved low bits.
+        const rsvdLo = level >= 4 || (level === 3 && !this.page1GB) ? PS
+          : !isLeaf || level === 1 ? 0 : level === 3 ? RSVD_1G : RSVD_2M;
         if ((eHi & rsvdHi) !== 0 || (eLo & rsvdLo) !== 0) return this.fault(s, access, user, PF_P | PF_RSVD);
         rights &= eLo;
         if (eHi < 0) this.noExecute = true;

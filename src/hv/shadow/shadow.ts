@@ -174,7 +174,8 @@ export class ShadowPaging implements GuestPaging {
     this.ramEnd = memory;
     const frames = Math.floor(memory / PAGE_SIZE);
     this.pool = new ShadowPool(vm.cpu.memory, vm.layout.shadowPool, vm.layout.shadowPages, frames);
-    this.walker = new GuestWalk(vm.cpu.memory, memory);
+    // The guest's CPUID is the processor's (VMX hidden): its 1-GByte pages are the processor's.
+    this.walker = new GuestWalk(vm.cpu.memory, memory, hasFeature(vm.cpu, 'pdpe1gb'));
     this.staleWritable = new Uint8Array(frames);
     this.scratch = new Int32Array(vm.layout.shadowPages);
     this.nx = hasFeature(vm.cpu, 'nx');

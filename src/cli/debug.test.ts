@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -19,7 +19,8 @@ interface Captured { out: string[]; err: string[]; serial: number[]; io: DebugIo
 function capture(stdin: string | null = null, terminal?: DebugIo['terminal']): Captured {
   const c: Captured = {
     out: [], err: [], serial: [],
-    io: { out: (l) => c.out.push(l), err: (l) => c.err.push(l), serial: (b) => c.serial.push(b), stdinScript: () => stdin, terminal },
+    // No history file unless a test names one (never the user's ~/.hvsim_history).
+    io: { out: (l) => c.out.push(l), err: (l) => c.err.push(l), serial: (b) => c.serial.push(b), stdinScript: () => stdin, terminal, env: { HVSIM_HISTORY: '' } },
   };
   return c;
 }
@@ -59,8 +60,7 @@ describe('hvsim debug', () => {
     const cases: [string[], RegExp][] = [
       [['debug', '/no/such/image.bin'], /^hvsim: cannot read image '\/no\/such\/image\.bin': no such file$/],
       [['debug', ORACLE, '--bogus'], /^hvsim: unknown option '--bogus'/],
-      [['debug', ORACLE, '--bare', '--gdb', '0'], /--gdb serves a guest of hvsim's hypervisor: it does not go with --bare/],
-      [['run', ORACLE, '--bare', '--gdb', '0'], /--gdb serves a guest of hvsim's hypervisor: it does not go with --bare/],
+      [['run', ORACLE, '--bare', '--gdb', '0'], /run --gdb serves a guest of hvsim's hypervisor; to debug the image's own hypervisor: hvsim debug IMAGE --bare --gdb PORT/],
       [['debug', ORACLE, '--bare', '--cpus', '2'], /--cpus does not go with debug --bare/],
       [['debug', ORACLE, '--gdb', 'http'], /--gdb needs a TCP port from 0 to 65535/],
       [['debug', ORACLE, '--commands', '/no/such/file'], /^hvsim: cannot read the commands file '\/no\/such\/file': ENOENT$/],
@@ -104,7 +104,8 @@ describe('hvsim debug', () => {
     expect(out[14]).toBe('breakpoint 1, on a failed VM entry');
     expect(out[15]).toMatch(/^VM entry failed: pin-based controls reserved bits \(SDM 27\.2\.1\.1\): .*bit 1 must be 1/);
     expect(out).toContain('SDM 27.2.1.1');
-    expect(out).toContain("error: back-exit is not available with --bare: time travel needs the snapshots of hvsim's own VM; debug without --bare to go back");
+    // Back from the failed VM entry (in the handler of exit #7 VMCALL) to that exit, at HOST_RIP.
+    expect(out[out.indexOf('(hvsim) back-exit') + 1]).toMatch(/^at exit #7 VMCALL \(reason 18\), first instruction of the root-mode handler \(HOST_RIP\)/);
     expect(c.out).toContain('serial| vmx-basic: VMXON');
   });
 
@@ -134,6 +135,39 @@ describe('hvsim debug', () => {
     expect(await done).toBe(0);
     expect(shown).toContain('at exit #1 IO_INSTRUCTION (reason 30), before its handler');
     expect(shown).toContain("error: unknown command 'stpe' (did you mean step?)");
+  });
+
+  it('keeps the REPL\'s history in the file HVSIM_HISTORY names: loaded at the start, the session\'s commands added at the end, bounded', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hvsim-history-')), file = join(dir, 'history');
+    writeFileSync(file, `${Array.from({ length: 999 }, (_, k) => `step ${k}`).join('\n')}\n`);
+    const input = new PassThrough(), output = new PassThrough();
+    // A terminal, so that readline takes the up arrow as "the previous command".
+    Object.assign(output, { isTTY: true, columns: 200 });
+    let shown = '';
+    output.on('data', (b: Buffer) => { shown += b.toString('utf8'); });
+    const c = capture(null, { input, output });
+    c.io = { ...c.io, env: { HVSIM_HISTORY: file } };
+    const done = debugMain(['debug', ORACLE], c.io);
+    // Up arrow: the last command of the file comes back (readline echoes it after the prompt).
+    input.write('\x1b[A');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(shown).toContain('step 998');
+    input.write('\x15next-exit\n');
+    input.write('next-exit\n');
+    input.write('where\n');
+    input.write('quit\n');
+    expect(await done).toBe(0);
+    expect(c.err).toEqual([]);
+    const kept = readFileSync(file, 'utf8').split('\n').filter((l) => l !== '');
+    // 999 + 3 new (the repeated next-exit once), the oldest two dropped beyond 1000.
+    expect(kept).toHaveLength(1000);
+    expect(kept.slice(0, 1)).toEqual(['step 2']);
+    expect(kept.slice(-3)).toEqual(['next-exit', 'where', 'quit']);
+    // A script neither reads nor writes it.
+    const s = capture('where\n');
+    s.io = { ...s.io, env: { HVSIM_HISTORY: file } };
+    expect(await debugMain(['debug', ORACLE], s.io)).toBe(0);
+    expect(readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').slice(-3)).toEqual(['next-exit', 'where', 'quit']);
   });
 
   it.skipIf(!GDB_INSTALLED)(`--gdb 0 serves the guest to the real gdb: hvsim debug ends with 0, hvsim run with the guest's status${SKIP_NOTE}`, async () => {

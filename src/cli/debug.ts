@@ -4,8 +4,10 @@
  * or stdin when it is not a terminal: the transcript, each command after the
  * prompt and then its output, goes to stdout) or from the interactive REPL
  * (node:readline, with history and completion of commands and VMCS field
- * names). `--gdb PORT` serves the session to gdb instead (after the script,
- * if any); `hvsim run --gdb PORT` does the same for a plain run.
+ * names, kept between sessions in ~/.hvsim_history or $HVSIM_HISTORY:
+ * src/debug/history-file.ts). `--gdb PORT` serves the session to gdb instead
+ * (after the script, if any), over hvsim's hypervisor or, with `--bare`, over
+ * the bare machine; `hvsim run --gdb PORT` does the same for a plain run.
  */
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -15,8 +17,11 @@ import { VmConfigError, type VmStop } from '../hv/vm.js';
 import { ImageError } from '../platform/loaders/index.js';
 import { BareEngine } from '../debug/bare-engine.js';
 import { BareSession } from '../debug/bare-session.js';
+import { BareTarget } from '../debug/bare-target.js';
 import { DebugEngine } from '../debug/engine.js';
 import { startGdbServer } from '../debug/gdb/server.js';
+import type { GdbTarget } from '../debug/gdb/target.js';
+import { appendHistory, historyPath, HISTORY_LINES, loadHistory, SessionHistory } from '../debug/history-file.js';
 import { DebugSession, PROMPT, runScript, SerialLines } from '../debug/repl.js';
 import { VmTarget } from '../debug/vm-target.js';
 import { parseArgs, UsageError, USAGE, type RunOptions } from './args.js';
@@ -44,11 +49,15 @@ options (and the image options of 'hvsim run': --format, --load, --mode,
   --bare            run IMAGE on the bare machine, as 'hvsim run --bare' does,
                     to debug its own hypervisor: the VM exits are those of its
                     VMCS; next-exit stops at HOST_RIP, finish-handler runs the
-                    root-mode handler to its VM entry; no time travel, no --gdb
+                    root-mode handler to its VM entry; with --gdb, gdb debugs
+                    the hypervisor (and its guest) as the processor runs them
   --att             disassemble in AT&T syntax (default Intel)
   -h, --help        this text
 
 'hvsim run IMAGE --gdb PORT' serves a plain run to gdb the same way.
+
+The REPL keeps its history in ~/.hvsim_history (HVSIM_HISTORY names another
+file; set but empty: none); scripts neither read nor add to it.
 
 exit status: 0; 2 bad usage or a bad image.`;
 
@@ -62,6 +71,9 @@ export interface DebugIo {
   readonly stdinScript: () => string | null;
   /** The terminal of the interactive REPL. */
   readonly terminal?: { readonly input: NodeJS.ReadableStream; readonly output: NodeJS.WritableStream };
+  /** The environment (HVSIM_HISTORY) and home directory the REPL's history file is found by (default: the process's). */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  readonly home?: string;
 }
 
 /** The command line of `hvsim debug` and of `hvsim run --gdb`, split from the run options. */
@@ -102,7 +114,7 @@ function parseDebugArgs(argv: readonly string[]): DebugOptions {
   const o = parseArgs(['run', ...rest]);
   // `hvsim run --gdb PORT --help`: the help of run.
   if (o.command !== 'run') return { run: null, debug, commands, gdb, att, help: true };
-  if (o.bare && (gdb !== null || !debug)) throw new UsageError('--gdb serves a guest of hvsim\'s hypervisor: it does not go with --bare');
+  if (o.bare && !debug) throw new UsageError('run --gdb serves a guest of hvsim\'s hypervisor; to debug the image\'s own hypervisor: hvsim debug IMAGE --bare --gdb PORT');
   if (o.cpus !== 1) throw new UsageError(o.bare ? 'the debugger runs one processor: --cpus does not go with debug --bare' : 'the hypervisor runs one virtual processor: --cpus does not go with debug or --gdb');
   const plain = [o.trace !== null && '--trace', o.serial !== null && '--serial', o.json && '--json', o.stats && '--stats',
     o.costProfiles.length > 0 && '--cost'].filter((x): x is string => x !== false);
@@ -140,13 +152,20 @@ export async function debugMain(argv: readonly string[], io: DebugIo): Promise<n
     const image = readImage(r.image ?? bundledGuest('demo.bin'));
     if (r.bare) {
       const bare = new BareEngine({ image, memory: r.memory, load: { format: r.format, load: r.load, mode: r.mode, cmdline: r.cmdline || undefined },
-        serialOut: (b) => serial.push(b) });
+        serialOut: (b) => { if (gdbRunning) io.serial(b); else serial.push(b); } });
       const session = new BareSession(bare, { syntax: o.att ? 'att' : 'intel', maxInsns: r.maxInsns, serial });
+      if (o.gdb !== null) {
+        if (script !== null) runScript(session, script, io.out);
+        for (const line of serial.take()) io.out(line);
+        gdbRunning = true;
+        await serveGdb((finish) => new BareTarget(bare, finish), o.gdb, io);
+        return 0;
+      }
       script ??= io.stdinScript();
       if (script !== null) { runScript(session, script, io.out); return 0; }
       if (io.terminal === undefined) return 0;
       await interactive(session, io.terminal, `hvsim debugger, bare machine (the image's own hypervisor in VMX root operation), ` +
-        `${(r.memory / 2 ** 20).toFixed(0)} MiB; help lists the commands`);
+        `${(r.memory / 2 ** 20).toFixed(0)} MiB; help lists the commands`, io);
       return 0;
     }
     engine = DebugEngine.create({
@@ -167,8 +186,8 @@ export async function debugMain(argv: readonly string[], io: DebugIo): Promise<n
     if (script !== null) runScript(session, script, io.out);
     for (const line of serial.take()) io.out(line);
     gdbRunning = true;
-    const status = await serveGdb(engine, o.gdb, io);
-    return o.debug ? 0 : status;
+    const served = await serveGdb((finish) => new VmTarget(engine, finish), o.gdb, io);
+    return o.debug ? 0 : served !== 0 ? served : runStatus(engine.ended);
   }
   script ??= io.stdinScript();
   if (script !== null) {
@@ -176,18 +195,19 @@ export async function debugMain(argv: readonly string[], io: DebugIo): Promise<n
     return 0;
   }
   if (io.terminal === undefined) return 0;
-  await interactive(session, io.terminal, `hvsim debugger: ${engine.vm.config.profile} guest, ${(engine.vm.config.memory / 2 ** 20).toFixed(0)} MiB; help lists the commands`);
+  await interactive(session, io.terminal, `hvsim debugger: ${engine.vm.config.profile} guest, ${(engine.vm.config.memory / 2 ** 20).toFixed(0)} MiB; help lists the commands`, io);
   return 0;
 }
 
 /**
- * Serves the engine to gdb until the session ends (gdb kills, detaches or goes
- * away); the run's exit status (0 when the guest has not stopped).
+ * Serves a target (made with the callback that ends the session) to gdb until
+ * the session ends (gdb kills, detaches or goes away); 0, or 2 when the port
+ * cannot be listened on.
  */
-async function serveGdb(engine: DebugEngine, port: number, io: DebugIo): Promise<number> {
+async function serveGdb(makeTarget: (finish: () => void) => GdbTarget, port: number, io: DebugIo): Promise<number> {
   let finish: () => void = () => {};
   const ended = new Promise<void>((resolve) => { finish = resolve; });
-  const target = new VmTarget(engine, () => finish());
+  const target = makeTarget(() => finish());
   let server;
   try {
     server = await startGdbServer(target, { port, onDisconnect: () => finish() });
@@ -198,14 +218,24 @@ async function serveGdb(engine: DebugEngine, port: number, io: DebugIo): Promise
   io.err(`hvsim: gdb stub listening on 127.0.0.1:${server.port} (in gdb: target remote 127.0.0.1:${server.port})`);
   await ended;
   await server.close();
-  return runStatus(engine.ended);
+  return 0;
 }
 
-/** The interactive REPL: readline with history and completion; Ctrl-C stops a running command; quit or Ctrl-D ends it. */
-function interactive(session: Pick<DebugSession, 'executeAsync' | 'endLines' | 'complete'>, terminal: NonNullable<DebugIo['terminal']>, banner: string): Promise<void> {
+/**
+ * The interactive REPL: readline with history (loaded from the history file
+ * and added to it at the end, history-file.ts) and completion; Ctrl-C stops a
+ * running command; quit or Ctrl-D ends it.
+ */
+function interactive(session: Pick<DebugSession, 'executeAsync' | 'endLines' | 'complete'>, terminal: NonNullable<DebugIo['terminal']>,
+  banner: string, io: Pick<DebugIo, 'err' | 'env' | 'home'>): Promise<void> {
   return new Promise((resolve) => {
+    const file = historyPath(io.env ?? process.env, io.home);
+    const previous = file === null ? [] : loadHistory(file);
+    const added = new SessionHistory(previous.at(-1) ?? null);
     const rl = createInterface({
-      input: terminal.input, output: terminal.output, prompt: PROMPT, historySize: 1000,
+      input: terminal.input, output: terminal.output, prompt: PROMPT, historySize: HISTORY_LINES,
+      // readline's history is newest first.
+      history: [...previous].reverse(),
       completer: (line: string) => session.complete(line),
     });
     const print = (line: string): void => { terminal.output.write(`${line}\n`); };
@@ -226,10 +256,16 @@ function interactive(session: Pick<DebugSession, 'executeAsync' | 'endLines' | '
       await next();
     };
     rl.on('line', (line) => {
+      added.add(line);
       queue.push(line);
       if (!running && queue.length === 1) void next();
     });
-    rl.on('close', () => { session.endLines().forEach(print); resolve(); });
+    rl.on('close', () => {
+      session.endLines().forEach(print);
+      const problem = file === null ? null : appendHistory(file, added.added);
+      if (problem !== null) io.err(`hvsim: ${problem}`);
+      resolve();
+    });
     print(banner);
     rl.prompt();
   });

@@ -11,21 +11,33 @@
  * root-mode handler (HOST_RIP); the exit record is read from the current VMCS
  * as the exit left it. `finishHandler` runs the handler until the processor
  * is back in non-root operation (its VMRESUME/VMLAUNCH succeeded) or a VM
- * entry failed (VMfailValid, 27.2; or a VM exit with reason bit 31, 27.8).
+ * entry failed: VMfailInvalid or VMfailValid (31.2; the checks of 27.2, or
+ * the instruction's own: no current VMCS, VMLAUNCH of a launched VMCS,
+ * VMRESUME of one not launched, 31.3), or a VM exit with reason bit 31 (27.8).
  *
  * How it sees exits and entries without slowing the guest:
  * - `Vmx.stopOnExit` ends the processor's run after each completed exit;
- * - `Vmx.onEntryFailure` tells of each failed entry (the run stops after the
- *   failing VMLAUNCH/VMRESUME);
+ * - `Vmx.onEntryFailure` tells of each entry that failed a check of 27.2 or
+ *   27.3 (the run stops after the failing VMLAUNCH/VMRESUME);
  * - after each exit, until the processor is seen in non-root operation again,
  *   the processor's execution hook (Cpu.executionHook) is armed: at each block
  *   boundary of the root-mode code it looks whether the entry has happened,
  *   and then takes the VMCS as the handler left it (what `vmcs diff` shows)
- *   and disarms itself, so that guest code runs at full speed. The hook also
- *   serves address breakpoints, as in the hypervisor engine.
+ *   and disarms itself, so that guest code runs at full speed. While armed it
+ *   also lets a block that ends in VMLAUNCH or VMRESUME (they end a block)
+ *   run as a whole and looks at the next boundary: still in root operation
+ *   with CF or ZF set, the instruction failed (VMfailInvalid, VMfailValid,
+ *   31.2), which the VMX unit tells no one of when its own checks fail it.
+ *   The hook also serves address breakpoints and execute watchpoints
+ *   (watcher.ts, as in the hypervisor engine); data watchpoints use the MMU's
+ *   data watch while set.
  *
- * Time travel is not offered here: the snapshots of snapshot.ts are taken of
- * hvsim's own VM (src/hv), not of a bare machine.
+ * Time travel (timeline.ts, the same as the hypervisor engine's): snapshots of
+ * the whole PcMachine — the processor, its VMX unit with the VMCSs it holds,
+ * EPT, the devices, the clock, memory — and going back by restoring the
+ * nearest one and running forward. A step is an instruction retired or a VM
+ * exit (the exiting instruction does not retire), so `reverseStep` counts
+ * exits too.
  */
 import { Field } from '../../vmcs/fields.js';
 import type { VmcsField } from '../../vmcs/fields.js';
@@ -34,7 +46,7 @@ import { decodeBits, EptViolation, QUALIFICATION_LAYOUTS } from '../../vmcs/qual
 import { EXTERNAL_BREAK, type Cpu, type ExecutionHook } from '../cpu/cpu.js';
 import { PAGE_SIZE } from '../cpu/memory.js';
 import { ADDR_HI } from '../cpu/paging.js';
-import { CS, IF } from '../cpu/regs.js';
+import { CF, IF, ZF } from '../cpu/regs.js';
 import { disassemble } from '../hv/disassemble.js';
 import type { EventRecord, ExitRecord } from '../hv/record.js';
 import { loadImage, type LoadOptions } from '../platform/loaders/index.js';
@@ -45,8 +57,11 @@ import { PDPTE_FIELDS } from '../vmx/state-fields.js';
 import { explainTranslation, translationState, type AccessKind, type TranslationState } from '../vmx/translation.js';
 import type { Vmcs } from '../vmx/vmcs.js';
 import { attachVmx, type Vmx } from '../vmx/vmx.js';
-import { conditionsHold, instructionsBefore, lastRecords, type Breakpoint, type BreakpointSpec } from './breakpoints.js';
+import { conditionsHold, lastRecords, type Breakpoint, type BreakpointSpec } from './breakpoints.js';
+import { machineCaptureRules } from './snapshot.js';
+import { ReplayDivergence, Timeline, type Position, type SnapshotStats, type TimelineOptions, type Traveller } from './timeline.js';
 import { existingFields, vmcsState, type VmcsState } from './vmcs-view.js';
+import { Watcher, type WatchHit } from './watcher.js';
 
 /** How the run of a bare machine ended for good. */
 export type BareEnd =
@@ -55,20 +70,38 @@ export type BareEnd =
   | { readonly kind: 'shutdown' }
   | { readonly kind: 'exception'; readonly vector: number; readonly errorCode: number | null };
 
+/**
+ * A VMLAUNCH or VMRESUME that failed as an instruction (31.2): VMfailInvalid
+ * (`error` null: no current VMCS), or VMfailValid with the VM-instruction
+ * error it stored (31.4).
+ */
+export interface VmInstructionFailure {
+  readonly instruction: 'VMLAUNCH' | 'VMRESUME';
+  readonly error: number | null;
+  /** Where the instruction is (linear). */
+  readonly rip: bigint;
+}
+
 /** Why a command of the bare engine came back. */
 export interface BareStop {
   /**
    * - step: the steps asked for are done;
    * - exit: a VM exit completed (the processor is at HOST_RIP);
    * - entered: finish-handler: the VM entry succeeded, the processor is in non-root operation;
-   * - entry-failed: a VM entry failed (`failure`; with `exit` when it ended in a VM exit, 27.8);
-   * - breakpoint, limit, ended.
+   * - entry-failed: a VM entry failed (`failure` for a failed check, with `exit` when it ended
+   *   in a VM exit, 27.8; `instruction` for a VMLAUNCH/VMRESUME that failed before any check);
+   * - arrived: time travel reached the point asked for; start: there is nothing earlier;
+   * - breakpoint (with `access` for a watchpoint), limit, ended.
    */
-  readonly reason: 'step' | 'exit' | 'entered' | 'entry-failed' | 'breakpoint' | 'limit' | 'ended';
+  readonly reason: 'step' | 'exit' | 'entered' | 'entry-failed' | 'breakpoint' | 'limit' | 'ended' | 'arrived' | 'start';
   readonly breakpoint?: Breakpoint;
   readonly exit?: ExitRecord;
   readonly failure?: EntryCheckFailure;
+  readonly instruction?: VmInstructionFailure;
+  readonly access?: WatchHit;
   readonly ended?: BareEnd;
+  /** Time travel: writes made after the point arrived at, undone by going there. */
+  readonly undoneWrites?: number;
 }
 
 /** One exit as the engine keeps it: its record, the VMCS then, and the VMCS its handler entered with. */
@@ -82,12 +115,11 @@ export interface BareExitHistory {
 }
 
 /** How a bare debugging session starts. */
-export interface BareSetup {
+export interface BareSetup extends TimelineOptions {
   readonly image: Uint8Array;
   readonly load?: LoadOptions;
   /** Bytes of RAM (default 64 MiB). */
   readonly memory?: number;
-  readonly serialOut?: (byte: number) => void;
 }
 
 /** Exits whose record and VMCS are kept. */
@@ -101,11 +133,22 @@ interface BareGoal {
   exitsLeft?: number;
   /** Stop at a successful VM entry or a failed one. */
   readonly toEntry?: boolean;
+  /** Time travel: run to this point, breakpoints off. */
+  readonly target?: Position;
   readonly limit: number;
 }
 
-/** Where an instruction-pointer breakpoint stands: bits 63:32 and 31:0 of the linear address. */
-interface AddressPoint { readonly bp: Breakpoint; readonly hi: number; readonly lo: number }
+/** The engine's own state kept with each snapshot (the machine's is in the snapshot itself). */
+interface BareSaved {
+  readonly exitCount: number;
+  readonly lastExitInsns: number;
+  readonly ended: BareEnd | null;
+  readonly watchEntry: boolean;
+  readonly atExitSeq: number | null;
+  readonly serialCount: number;
+  readonly instructionFailure: VmInstructionFailure | null;
+  readonly recent: readonly BareExitHistory[];
+}
 
 /** The debugger engine over a bare PcMachine (see the file comment). */
 export class BareEngine implements ExecutionHook {
@@ -114,8 +157,11 @@ export class BareEngine implements ExecutionHook {
   readonly vmx: Vmx;
   /** The VMCS fields this processor has, in appendix-B order. */
   readonly fields: readonly VmcsField[];
+  /** Where the run started (the image loaded). */
+  readonly start: Position;
+  private readonly watcher: Watcher;
+  private readonly timeline: Timeline<BareSaved>;
   private readonly bps: Breakpoint[] = [];
-  private addressPoints: AddressPoint[] = [];
   private nextId = 1;
   private exitCount = 0;
   private readonly history = new Map<number, BareExitHistory>();
@@ -123,14 +169,20 @@ export class BareEngine implements ExecutionHook {
   private endedWith: BareEnd | null = null;
   /** A failed VM entry told by the VMX unit during the last turn. */
   private failure: EntryCheckFailure | null = null;
+  /** A VMLAUNCH/VMRESUME that failed as an instruction, seen during the last turn. */
+  private instructionFailure: VmInstructionFailure | null = null;
+  /** The last VM entry that failed was a VMLAUNCH/VMRESUME failing as an instruction (why-entry-failed). */
+  private lastInstructionFailure: VmInstructionFailure | null = null;
+  /** The instruction count right after the VMLAUNCH/VMRESUME that ends the block let run, or -1. */
+  private launchDoneAt = -1;
+  private launchAt: { readonly instruction: 'VMLAUNCH' | 'VMRESUME'; readonly rip: bigint } | null = null;
   /** Looking for the next VM entry (after an exit, or before the first entry). */
   private watchEntry = true;
   /** The hook saw the entry and stopped the turn in front of the guest's first instruction. */
   private enteredNow = false;
   private stopAtEntry = false;
-  private addressHit: Breakpoint | null = null;
-  /** A breakpoint at this spot does not stop the command that starts on it. */
-  private skip: { insns: number; hi: number; lo: number } | null = null;
+  /** Breakpoints and watchpoints are looked at (not while time travel replays). */
+  private breakpointsOn = true;
   /** The run stands right after exit `atExitSeq` completed (no instruction of its handler has run). */
   private atExitSeq: number | null = null;
   private lastExitInsns = 0;
@@ -138,13 +190,16 @@ export class BareEngine implements ExecutionHook {
   /** Builds the machine and loads the image as `hvsim run --bare` does. Throws ImageError for a bad image. */
   constructor(setup: BareSetup) {
     let vmx: Vmx | null = null;
-    this.machine = new PcMachine({ memorySize: setup.memory, serialOut: setup.serialOut, attach: (cpu) => { vmx = attachVmx(cpu); } });
+    this.machine = new PcMachine({ memorySize: setup.memory, serialOut: (b) => this.timeline.serial(b), attach: (cpu) => { vmx = attachVmx(cpu); } });
     this.cpu = this.machine.cpu;
     this.vmx = vmx!;
     this.vmx.stopOnExit = true;
-    this.vmx.onEntryFailure = (f): void => { this.failure = f; this.cpu.stop({ kind: 'stop' }); };
+    this.vmx.onEntryFailure = (f): void => { this.failure = f; this.lastInstructionFailure = null; this.cpu.stop({ kind: 'stop' }); };
     this.fields = existingFields(this.vmx.caps);
     loadImage(this.cpu, setup.image, setup.load ?? {});
+    this.watcher = new Watcher(this.cpu);
+    this.timeline = new Timeline(this.machine, machineCaptureRules(this.machine, [this, this.watcher]), this.traveller(), setup);
+    this.start = this.timeline.start;
   }
 
   // ---- where the processor is ----------------------------------------------------------
@@ -153,12 +208,16 @@ export class BareEngine implements ExecutionHook {
   get exits(): number { return this.exitCount; }
   /** Instructions retired so far. */
   get insns(): number { return this.cpu.insnCount; }
+  /** Where the run stands: exits, instructions, and whether right after an exit (at HOST_RIP). */
+  get position(): Position { return { exits: this.exitCount, atExit: this.atExitSeq !== null, insns: this.cpu.insnCount }; }
   /** Why the run ended for good, or null. */
   get ended(): BareEnd | null { return this.endedWith; }
   /** The exit the processor stands right after (at HOST_RIP, nothing of its handler run), or null. */
   get atExit(): ExitRecord | null { return this.atExitSeq === null ? null : this.history.get(this.atExitSeq)?.record ?? null; }
   /** The most recent exit, or null before the first. */
   get lastExit(): ExitRecord | null { return this.history.get(this.exitCount)?.record ?? null; }
+  /** The VMLAUNCH/VMRESUME that failed as an instruction, when that is the last VM entry that failed (else null). */
+  get instructionFailed(): VmInstructionFailure | null { return this.lastInstructionFailure; }
   /** The exit with this number, if it is kept. */
   exitAt(seq: number): BareExitHistory | undefined { return this.history.get(seq); }
   /** The current VMCS's fields now (null when no VMCS is current). */
@@ -174,11 +233,11 @@ export class BareEngine implements ExecutionHook {
 
   // ---- breakpoints ---------------------------------------------------------------------
 
-  /** Adds a breakpoint (address: a linear RIP in whatever operation the processor is; exit; entry-failure; instruction). */
+  /** Adds a breakpoint (address: a linear RIP in whatever operation the processor is; exit; entry-failure; instruction; watch). */
   addBreakpoint(spec: BreakpointSpec): Breakpoint {
     const bp: Breakpoint = { id: this.nextId++, spec, hits: 0 };
     this.bps.push(bp);
-    this.rebuild();
+    this.watcher.set(this.bps);
     return bp;
   }
 
@@ -186,46 +245,49 @@ export class BareEngine implements ExecutionHook {
     const k = this.bps.findIndex((b) => b.id === id);
     if (k < 0) return false;
     this.bps.splice(k, 1);
-    this.rebuild();
+    this.watcher.set(this.bps);
     return true;
   }
 
   get breakpoints(): readonly Breakpoint[] { return this.bps; }
 
-  private rebuild(): void {
-    this.addressPoints = [];
-    for (const bp of this.bps) {
-      if (bp.spec.kind !== 'address') continue;
-      const a = BigInt.asUintN(64, bp.spec.address);
-      this.addressPoints.push({ bp, hi: Number(a >> 32n) | 0, lo: Number(a & 0xffffffffn) });
-    }
-  }
-
-  private pointAt(lo: number, hi: number): Breakpoint | null {
-    for (const p of this.addressPoints) if (p.lo === lo && p.hi === hi) return p.bp;
-    return null;
-  }
-
-  /** The processor's execution hook (see the file comment): the VM entry, and address breakpoints. */
+  /** The processor's execution hook (see the file comment): the VM entry, a failed VMLAUNCH/VMRESUME, breakpoints. */
   allow(cpu: Cpu, limit: number): number {
+    if (this.launchDoneAt >= 0) {
+      const done = this.launchDoneAt, launch = this.launchAt!;
+      this.launchDoneAt = -1; this.launchAt = null;
+      if (!cpu.nonRoot && cpu.insnCount === done && this.failure === null) {
+        const flags = cpu.rflags;
+        // 31.2: VMfailInvalid sets CF, VMfailValid ZF (the error in the current VMCS).
+        if ((flags & (CF | ZF)) !== 0) {
+          const error = (flags & CF) !== 0 || this.vmx.current === null ? null : this.vmx.current.lo(Field.VM_INSTRUCTION_ERROR);
+          this.instructionFailure = this.lastInstructionFailure = { ...launch, error };
+          if (this.stopAtEntry || this.breakpointsOn && this.bps.some((b) => b.spec.kind === 'entry-failure')) return 0;
+        }
+      }
+    }
     if (this.watchEntry && cpu.nonRoot) {
       this.watchEntry = false;
+      this.lastInstructionFailure = null;
       this.noteEntry();
       if (this.stopAtEntry) { this.enteredNow = true; return 0; }
     }
-    if (this.addressPoints.length === 0) return limit;
-    const mode = cpu.codeSize, ip = cpu.ripLo, base = mode === 8 ? 0 : cpu.segBase[2 * CS]!;
-    const lo = mode === 8 ? ip >>> 0 : (base + ip) >>> 0, hi = mode === 8 ? cpu.ripHi : 0;
-    const s = this.skip, skipHere = s !== null && s.insns === cpu.insnCount && s.lo === lo && s.hi === hi;
-    if (!skipHere) {
-      const bp = this.pointAt(lo, hi);
-      if (bp !== null) { this.addressHit = bp; return 0; }
-    }
-    return instructionsBefore(cpu, cpu.blocks.peek(), limit, this.isPoint);
+    const n = this.breakpointsOn && this.watcher.wantsExecution ? this.watcher.allow(cpu, limit) : limit;
+    if (n > 0 && this.watchEntry && !cpu.nonRoot) this.noteLaunch(cpu, n);
+    return n;
   }
 
-  /** An address breakpoint is set at linear (lo, hi). */
-  private readonly isPoint = (lo: number, hi: number): boolean => this.pointAt(lo, hi) !== null;
+  /** The block about to run ends in VMLAUNCH or VMRESUME, within the `n` instructions let run: look after it. */
+  private noteLaunch(cpu: Cpu, n: number): void {
+    const block = cpu.blocks.peek(), k = block.insns.length;
+    if (n < k) return;
+    const name = block.insns[k - 1]!.def.name;
+    if (name !== 'vmlaunch' && name !== 'vmresume') return;
+    const lo = BigInt(cpu.codeSize === 8 ? cpu.ripLo >>> 0 : (cpu.segBase[2]! + cpu.ripLo) >>> 0);
+    const start = cpu.codeSize === 8 ? (BigInt(cpu.ripHi >>> 0) << 32n) | lo : lo;
+    this.launchAt = { instruction: name === 'vmlaunch' ? 'VMLAUNCH' : 'VMRESUME', rip: BigInt.asUintN(64, start + BigInt(block.offsets[k - 1]!)) };
+    this.launchDoneAt = cpu.insnCount + k;
+  }
 
   /** The VM entry after the last exit has happened: its VMCS is what the handler left. */
   private noteEntry(): void {
@@ -235,26 +297,27 @@ export class BareEngine implements ExecutionHook {
   }
 
   private arm(): void {
-    const cpu = this.cpu, on = this.addressPoints.length > 0 || this.watchEntry;
+    const cpu = this.cpu, w = this.watcher, on = (this.breakpointsOn && w.wantsExecution) || this.watchEntry || this.launchDoneAt >= 0;
     cpu.executionHook = on ? this : null;
     cpu.breakOnExecute = on ? cpu.breakOnExecute | EXTERNAL_BREAK : cpu.breakOnExecute & ~EXTERNAL_BREAK;
+    w.armData(this.breakpointsOn && w.wantsData);
   }
 
   // ---- running -------------------------------------------------------------------------
 
   /** Runs `n` steps: an instruction retired, or a VM exit (the exiting instruction does not retire), is one step. */
-  step(n: number, limit: number): BareStop {
-    return this.run({ steps: n, limit });
+  step(n: number, limit: number, stepOverHere = true): BareStop {
+    return this.runForward({ steps: n, limit }, stepOverHere);
   }
 
   /** Runs to the `n`th next VM exit, stopping at HOST_RIP with the exit complete. */
   nextExit(n: number, limit: number): BareStop {
-    return this.run({ exitsLeft: n, limit });
+    return this.runForward({ exitsLeft: n, limit }, true);
   }
 
   /** Runs until a breakpoint, the end of the run, or the limit. */
-  continue(limit: number): BareStop {
-    return this.run({ limit });
+  continue(limit: number, stepOverHere = true): BareStop {
+    return this.runForward({ limit }, stepOverHere);
   }
 
   /**
@@ -263,74 +326,101 @@ export class BareEngine implements ExecutionHook {
    * VMX root operation).
    */
   finishHandler(limit: number): BareStop {
-    return this.run({ toEntry: true, limit });
+    return this.runForward({ toEntry: true, limit }, true);
+  }
+
+  private runForward(goal: BareGoal, stepOverHere: boolean): BareStop {
+    if (stepOverHere) this.watcher.skipHere();
+    else this.watcher.skip = null;
+    this.stopAtEntry = goal.toEntry === true;
+    this.breakpointsOn = goal.target === undefined;
+    try {
+      return this.run(goal);
+    } finally {
+      this.stopAtEntry = false;
+      this.breakpointsOn = true;
+      this.watcher.skip = null;
+      this.watcher.armData(false);
+    }
   }
 
   private run(goal: BareGoal): BareStop {
-    const cpu = this.cpu, machine = this.machine, clock = machine.ports.clock;
-    const startInsns = cpu.insnCount, startExits = this.exitCount;
-    const mode = cpu.codeSize, base = mode === 8 ? 0 : cpu.segBase[2 * CS]!;
-    this.skip = { insns: cpu.insnCount, lo: mode === 8 ? cpu.ripLo >>> 0 : (base + cpu.ripLo) >>> 0, hi: mode === 8 ? cpu.ripHi : 0 };
-    this.stopAtEntry = goal.toEntry === true;
-    try {
-      for (;;) {
-        if (this.endedWith !== null) return { reason: 'ended', ended: this.endedWith };
-        const done = cpu.insnCount - startInsns + this.exitCount - startExits;
-        if (goal.steps !== undefined && done >= goal.steps) return { reason: 'step' };
-        const insns = cpu.insnCount;
-        if (insns > startInsns) {
-          const bp = this.bps.find((b) => b.spec.kind === 'instruction' && b.spec.count === insns);
-          if (bp !== undefined) { bp.hits++; return { reason: 'breakpoint', breakpoint: bp }; }
-        }
-        if (insns >= goal.limit) return { reason: 'limit' };
-        let budget = Math.min(SLICE, goal.limit - insns);
-        if (goal.steps !== undefined) budget = Math.min(budget, goal.steps - done);
-        for (const b of this.bps) if (b.spec.kind === 'instruction' && b.spec.count > insns) budget = Math.min(budget, b.spec.count - insns);
-        this.arm();
-        this.addressHit = null;
-        this.enteredNow = false;
-        this.failure = null;
-        const slice = Math.max(1, Math.min(budget, machine.nextDeadline() - clock.ns()));
-        const before = cpu.insnCount, exitsBefore = this.exitCount;
-        const stop = machine.runTurn(0, slice);
-        if (cpu.insnCount !== before || stop.kind === 'vm-exit') { this.atExitSeq = null; this.skip = null; }
-        const status = machine.debugExitStatus;
-        if (status !== null) this.endedWith = { kind: 'exit', status };
-        else if (stop.kind === 'shutdown') this.endedWith = { kind: 'shutdown' };
-        else if (stop.kind === 'exception') this.endedWith = { kind: 'exception', vector: stop.vector, errorCode: stop.errorCode };
-        else if (stop.kind === 'halt' && !this.wake()) this.endedWith = { kind: 'halt' };
-        machine.runDue();
-        const exit = stop.kind === 'vm-exit' && this.exitCount === exitsBefore ? this.recordExit() : null;
-        // Set by the VMX unit's callback and the hook during the turn (the compiler cannot see it).
-        const failure = this.failure as EntryCheckFailure | null, addressHit = this.addressHit as Breakpoint | null;
-        this.failure = null;
-        if (exit !== null && exit.entryFailure) {
-          const f = this.vmx.lastEntryFailure ?? undefined;
-          const bp = this.bps.find((b) => b.spec.kind === 'entry-failure');
-          if (bp !== undefined) { bp.hits++; return { reason: 'breakpoint', breakpoint: bp, exit, failure: f }; }
-          if (goal.toEntry === true) return { reason: 'entry-failed', exit, failure: f };
-        } else if (failure !== null && failure.kind !== 'guest') {
-          const bp = this.bps.find((b) => b.spec.kind === 'entry-failure');
-          if (bp !== undefined) { bp.hits++; return { reason: 'breakpoint', breakpoint: bp, failure }; }
-          if (goal.toEntry === true) return { reason: 'entry-failed', failure };
-        }
-        if (addressHit !== null) {
-          addressHit.hits++;
-          return { reason: 'breakpoint', breakpoint: addressHit };
-        }
-        if (this.enteredNow) return { reason: 'entered' };
-        if (exit !== null) {
-          const v = this.vmx.current;
-          const bp = v === null ? undefined : this.bps.find((b) => b.spec.kind === 'exit' &&
-            (b.spec.reason === null || b.spec.reason === exit.reason) && conditionsHold(b.spec.conditions, exit, v));
-          if (bp !== undefined) { bp.hits++; return { reason: 'breakpoint', breakpoint: bp, exit }; }
-          if (goal.exitsLeft !== undefined && --goal.exitsLeft <= 0) return { reason: 'exit', exit };
-          if (goal.toEntry === true) return { reason: 'exit', exit };
-        }
+    const cpu = this.cpu, machine = this.machine, clock = machine.ports.clock, w = this.watcher;
+    const startInsns = cpu.insnCount, startExits = this.exitCount, t = goal.target, bpsOn = t === undefined;
+    for (;;) {
+      if (t !== undefined && this.exitCount === t.exits && cpu.insnCount === t.insns && t.atExit === (this.atExitSeq !== null)) return { reason: 'arrived' };
+      if (this.endedWith !== null) return { reason: 'ended', ended: this.endedWith };
+      const done = cpu.insnCount - startInsns + this.exitCount - startExits;
+      if (goal.steps !== undefined && done >= goal.steps) return { reason: 'step' };
+      const insns = cpu.insnCount;
+      if (bpsOn && insns > startInsns) {
+        const bp = this.bps.find((b) => b.spec.kind === 'instruction' && b.spec.count === insns);
+        if (bp !== undefined) { bp.hits++; return { reason: 'breakpoint', breakpoint: bp }; }
       }
-    } finally {
-      this.stopAtEntry = false;
-      this.skip = null;
+      if (insns >= goal.limit) return { reason: 'limit' };
+      let budget = Math.min(SLICE, goal.limit - insns);
+      if (goal.steps !== undefined) budget = Math.min(budget, goal.steps - done);
+      if (bpsOn) for (const b of this.bps) if (b.spec.kind === 'instruction' && b.spec.count > insns) budget = Math.min(budget, b.spec.count - insns);
+      if (t !== undefined) {
+        if (this.exitCount > t.exits || (this.exitCount === t.exits && (t.atExit || t.insns < insns))) {
+          throw this.divergence(`the processor is at instruction ${insns} with ${this.exitCount} exits, past the point asked for`);
+        }
+        if (this.exitCount === t.exits) budget = Math.min(budget, t.insns - insns);
+      }
+      this.timeline.maybeSnapshot();
+      this.arm();
+      w.hit = null;
+      this.enteredNow = false;
+      this.failure = null;
+      this.instructionFailure = null;
+      const slice = Math.max(1, Math.min(budget, machine.nextDeadline() - clock.ns()));
+      const before = cpu.insnCount, exitsBefore = this.exitCount;
+      const stop = machine.runTurn(0, slice);
+      w.moved();
+      if (cpu.insnCount !== before || stop.kind === 'vm-exit') this.atExitSeq = null;
+      const status = machine.debugExitStatus;
+      if (status !== null) this.endedWith = { kind: 'exit', status };
+      else if (stop.kind === 'shutdown') this.endedWith = { kind: 'shutdown' };
+      else if (stop.kind === 'exception') this.endedWith = { kind: 'exception', vector: stop.vector, errorCode: stop.errorCode };
+      else if (stop.kind === 'halt' && !this.wake()) this.endedWith = { kind: 'halt' };
+      machine.runDue();
+      const exit = stop.kind === 'vm-exit' && this.exitCount === exitsBefore ? this.recordExit() : null;
+      // Set by the VMX unit's callback and the hooks during the turn (the compiler cannot see it).
+      const failure = this.failure as EntryCheckFailure | null, instruction = this.instructionFailure as VmInstructionFailure | null;
+      const hit = w.hit as { bp: Breakpoint; access: WatchHit | null } | null;
+      this.failure = null;
+      this.instructionFailure = null;
+      w.hit = null;
+      // The failing VMLAUNCH/VMRESUME the VMX unit told of is not looked at again.
+      if (failure !== null) { this.launchDoneAt = -1; this.launchAt = null; }
+      if (t !== undefined) {
+        if (exit !== null && exit.seq > t.exits) throw this.divergence(`exit #${exit.seq} (${exit.name}) came before the point asked for`);
+        continue;
+      }
+      const entryBp = this.bps.find((b) => b.spec.kind === 'entry-failure');
+      if (exit !== null && exit.entryFailure) {
+        const f = this.vmx.lastEntryFailure ?? undefined;
+        if (entryBp !== undefined) { entryBp.hits++; return { reason: 'breakpoint', breakpoint: entryBp, exit, failure: f }; }
+        if (goal.toEntry === true) return { reason: 'entry-failed', exit, failure: f };
+      } else if ((failure !== null && failure.kind !== 'guest') || instruction !== null) {
+        const how = failure !== null && failure.kind !== 'guest' ? { failure } : { instruction: instruction! };
+        if (entryBp !== undefined) { entryBp.hits++; return { reason: 'breakpoint', breakpoint: entryBp, ...how }; }
+        if (goal.toEntry === true) return { reason: 'entry-failed', ...how };
+      }
+      if (hit !== null) {
+        hit.bp.hits++;
+        const access = hit.access !== null && hit.access.size > 0 ? hit.access : undefined;
+        return { reason: 'breakpoint', breakpoint: hit.bp, access, ...(exit === null ? {} : { exit }), ...(this.endedWith === null ? {} : { ended: this.endedWith }) };
+      }
+      if (this.enteredNow) return { reason: 'entered' };
+      if (exit !== null) {
+        const v = this.vmx.current;
+        const bp = v === null ? undefined : this.bps.find((b) => b.spec.kind === 'exit' &&
+          (b.spec.reason === null || b.spec.reason === exit.reason) && conditionsHold(b.spec.conditions, exit, v));
+        if (bp !== undefined) { bp.hits++; return { reason: 'breakpoint', breakpoint: bp, exit }; }
+        if (goal.exitsLeft !== undefined && --goal.exitsLeft <= 0) return { reason: 'exit', exit };
+        if (goal.toEntry === true) return { reason: 'exit', exit };
+      }
     }
   }
 
@@ -361,7 +451,81 @@ export class BareEngine implements ExecutionHook {
     this.history.delete(seq - BARE_HISTORY);
     this.atExitSeq = seq;
     this.watchEntry = true;
+    this.launchDoneAt = -1;
+    this.launchAt = null;
+    this.timeline.noteExit(seq, this.cpu.insnCount);
+    this.timeline.maybeSnapshot();
     return record;
+  }
+
+  private divergence(what: string): ReplayDivergence {
+    return new ReplayDivergence(`time travel: the replay did not repeat the recorded run: ${what} (rip=0x${this.cpu.rip.toString(16)}, ` +
+      `${this.cpu.insnCount} instructions, ${this.exitCount} exits)`);
+  }
+
+  // ---- time travel ---------------------------------------------------------------------
+
+  /** The engine's part of time travel (timeline.ts): its own state, and the run forward to a point. */
+  private traveller(): Traveller<BareSaved> {
+    return {
+      position: (): Position => this.position,
+      save: (): BareSaved => {
+        const recent = [this.history.get(this.exitCount - 1), this.history.get(this.exitCount)]
+          .filter((h): h is BareExitHistory => h !== undefined).map((h) => ({ ...h }));
+        return {
+          exitCount: this.exitCount, lastExitInsns: this.lastExitInsns, ended: this.endedWith, watchEntry: this.watchEntry,
+          atExitSeq: this.atExitSeq, serialCount: this.timeline?.serialBytes ?? 0, instructionFailure: this.lastInstructionFailure, recent,
+        };
+      },
+      restore: (s: BareSaved): void => {
+        this.exitCount = s.exitCount;
+        this.lastExitInsns = s.lastExitInsns;
+        this.endedWith = s.ended;
+        this.watchEntry = s.watchEntry;
+        this.atExitSeq = s.atExitSeq;
+        this.lastInstructionFailure = s.instructionFailure;
+        this.timeline.serialBytes = s.serialCount;
+        for (const h of s.recent) this.history.set(h.record.seq, { ...h });
+        this.launchDoneAt = -1;
+        this.launchAt = null;
+        this.failure = null;
+        this.instructionFailure = null;
+      },
+      forgetAfter: (exits: number): void => {
+        for (const seq of [...this.history.keys()]) if (seq > exits) this.history.delete(seq);
+      },
+      runTo: (target: Position): string => this.runForward({ target, limit: Number.MAX_SAFE_INTEGER }, false).reason,
+      divergence: (what: string) => this.divergence(what),
+    };
+  }
+
+  /** Snapshots held, the interval between them now, and the memory they take together. */
+  snapshotStats(): SnapshotStats {
+    return this.timeline.stats();
+  }
+
+  /** Goes to `target` on the recorded run (restoring the latest snapshot at or before it); a target before a write undoes it. */
+  goTo(target: Position): BareStop {
+    const undone = this.timeline.goTo(target);
+    return undone > 0 ? { reason: 'arrived', undoneWrites: undone } : { reason: 'arrived' };
+  }
+
+  /** Goes back `n` exits: to right after that exit completed, at HOST_RIP (the one stood at does not count). */
+  backExit(n = 1): BareStop {
+    const to = this.timeline.exitBack(this.position, n);
+    return to === null ? { reason: 'start' } : this.goTo(to);
+  }
+
+  /** Goes back `n` steps (instructions retired and VM exits), to where the processor stood the first time. */
+  reverseStep(n = 1): BareStop {
+    const to = this.timeline.stepsBack(this.position, n, true);
+    return to === null ? { reason: 'start' } : this.goTo(to);
+  }
+
+  /** Applies a change the user makes (a register, memory): the recorded future is dropped and the changed state snapshotted. */
+  mutate(change: () => void): void {
+    change();
+    this.timeline.mutated();
   }
 
   // ---- memory --------------------------------------------------------------------------
@@ -396,6 +560,25 @@ export class BareEngine implements ExecutionHook {
       out.push(b);
     }
     return { bytes: Uint8Array.from(out), stop: null };
+  }
+
+  /**
+   * Writes bytes at a linear address through the processor's translation (read
+   * rights suffice: a debugger may patch read-only code); false and nothing
+   * written when a page does not translate to memory.
+   */
+  writeLinear(address: bigint, bytes: Uint8Array): boolean {
+    const state = this.translation(), pas: number[] = [];
+    for (let k = 0; k < bytes.length; k++) {
+      const t = explainTranslation(state, BigInt.asUintN(64, address + BigInt(k)), 'read');
+      if (t.outcome.kind !== 'ok' || Number(t.hostPhysical!) >= this.cpu.memory.size) return false;
+      pas.push(Number(t.hostPhysical!));
+    }
+    pas.forEach((pa, k) => {
+      this.cpu.memory.write8(pa, bytes[k]!);
+      this.cpu.codeWritten(pa, 1);
+    });
+    return true;
   }
 }
 

@@ -5,16 +5,20 @@
  * in VMX root operation (the user's hypervisor) or in non-root operation (its
  * guest) — and from the current VMCS. `finish-handler` is the bare machine's
  * own: it runs the root-mode handler until the VM entry after it. Time
- * travel, watchpoints, `translate`, `sregs` and `snapshots` are not offered
- * with --bare and say so.
+ * travel (`back-exit`, `reverse-step`, `snapshots`), watchpoints,
+ * `translate` and `sregs` read and move the whole machine, as over hvsim's
+ * hypervisor, with the code shared where the two agree (breakpoints.ts,
+ * inspect.ts, system-registers.ts, timeline.ts).
  */
 import { InternalError } from '../cpu/run.js';
 import { CS, VECTOR_NAMES } from '../cpu/regs.js';
 import { disassemble, type Syntax } from '../hv/disassemble.js';
 import type { ExitRecord } from '../hv/record.js';
-import { describeBreakpoint, parseBreakSpec } from './breakpoints.js';
-import type { BareEnd, BareEngine, BareStop } from './bare-engine.js';
-import { exitLines, traceLines } from './inspect.js';
+import { instructionErrorText } from '../../vmcs/instruction-errors.js';
+import { describeBreakpoint, parseBreakSpec, parseWatchSpec } from './breakpoints.js';
+import type { BareEnd, BareEngine, BareStop, VmInstructionFailure } from './bare-engine.js';
+import { exitLines, snapshotsLine, traceLines, translateLines } from './inspect.js';
+import { processorSystemRegisters, sregsLines } from './system-registers.js';
 import { atMost, DebugInputError, didYouMean, parseCount, parseNumber } from './names.js';
 import type { CommandResult, SerialLines } from './repl.js';
 import { bitNames, decodeField, fieldLine, findField, hex, RFLAGS_BITS, VMCS_GROUPS, vmcsDiff, type VmcsState } from './vmcs-view.js';
@@ -25,6 +29,8 @@ export interface BareSessionOptions {
   /** Run commands stop once this many instructions have retired in all (default 1e10). */
   readonly maxInsns?: number;
   readonly serial?: SerialLines;
+  /** Commands come from gdb's `monitor`: quit is refused, and a command that moves the processor says gdb's view is stale. */
+  readonly monitor?: boolean;
 }
 
 interface BareCommand {
@@ -32,6 +38,8 @@ interface BareCommand {
   readonly aliases: readonly string[];
   readonly usage: string;
   readonly help: string;
+  /** Moves the processor (gdb is told its view is stale after one from `monitor`). */
+  readonly moves?: boolean;
   readonly run: (s: BareSession, args: readonly string[]) => string[];
 }
 
@@ -40,16 +48,6 @@ const GPRS: Readonly<Record<string, number>> = {
   r8: 8, r9: 9, r10: 10, r11: 11, r12: 12, r13: 13, r14: 14, r15: 15,
 };
 
-/** Commands of the hypervisor debugger that a bare machine does not offer, and why. */
-const NOT_BARE: Readonly<Record<string, string>> = {
-  'back-exit': 'time travel needs the snapshots of hvsim\'s own VM; debug without --bare to go back',
-  'reverse-step': 'time travel needs the snapshots of hvsim\'s own VM; debug without --bare to go back',
-  snapshots: 'no snapshots are taken of a bare machine',
-  watch: 'watchpoints need hvsim\'s VM; use break ADDR on the code that touches the memory',
-  translate: 'the 2-D walk is shown for hvsim\'s VM only',
-  sregs: 'the segment view reads hvsim\'s VMCS; use vmcs guest or vmcs host',
-};
-const NOT_BARE_ALIASES: Readonly<Record<string, string>> = { be: 'back-exit', rs: 'reverse-step', rsi: 'reverse-step', t: 'translate' };
 
 function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? '' : 's'}`;
@@ -64,24 +62,42 @@ const COMMANDS: readonly BareCommand[] = [
   { name: 'help', aliases: ['h', '?'], usage: 'help [COMMAND]', help: 'Lists the commands, or explains one.', run: (s, a) => s.help(a[0]) },
   { name: 'quit', aliases: ['q'], usage: 'quit', help: 'Ends the session.', run: () => [] },
   {
-    name: 'step', aliases: ['s', 'si', 'stepi'], usage: 'step [N]',
+    name: 'step', aliases: ['s', 'si', 'stepi'], usage: 'step [N]', moves: true,
     help: 'Runs N instructions (default 1), root-mode or guest; a VM exit counts as one (the exiting instruction does not retire): a step on it stops at HOST_RIP.',
     run: (s, a) => { atMost(a, 1, 'step [N]'); const n = parseCount(a[0], 1, 'the number of steps'); return s.stopLines(s.engine.step(n, s.maxInsns)); },
   },
   {
-    name: 'next-exit', aliases: ['ne', 'nexit'], usage: 'next-exit [N]',
+    name: 'next-exit', aliases: ['ne', 'nexit'], usage: 'next-exit [N]', moves: true,
     help: 'Runs to the Nth next VM exit (default 1) and stops once it has completed: at the first instruction of the root-mode handler (HOST_RIP), the exit information in the current VMCS.',
     run: (s, a) => { atMost(a, 1, 'next-exit [N]'); const n = parseCount(a[0], 1, 'the number of exits'); return s.stopLines(s.engine.nextExit(n, s.maxInsns)); },
   },
   {
-    name: 'continue', aliases: ['c', 'cont'], usage: 'continue',
+    name: 'continue', aliases: ['c', 'cont'], usage: 'continue', moves: true,
     help: 'Runs until a breakpoint, the end of the run, or the instruction limit (--max-insns).',
     run: (s, a) => { atMost(a, 0, 'continue'); return s.stopLines(s.engine.continue(s.maxInsns)); },
   },
   {
-    name: 'finish-handler', aliases: ['fh', 'finish'], usage: 'finish-handler',
-    help: 'Runs the root-mode handler until the processor is back in VMX non-root operation (its VMRESUME or VMLAUNCH succeeded) or a VM entry fails (why-entry-failed then names the check).',
+    name: 'finish-handler', aliases: ['fh', 'finish'], usage: 'finish-handler', moves: true,
+    help: 'Runs the root-mode handler until the processor is back in VMX non-root operation (its VMRESUME or VMLAUNCH succeeded) or a VM entry fails: ' +
+      'VMfailInvalid, VMfailValid (a failed check of SDM 27.2, or the instruction\'s own: VMLAUNCH of a launched VMCS, VMRESUME of one not launched), ' +
+      'or an exit with reason bit 31 (why-entry-failed then names the check or the VM-instruction error).',
     run: (s, a) => { atMost(a, 0, 'finish-handler'); return s.finishHandler(); },
+  },
+  {
+    name: 'back-exit', aliases: ['be'], usage: 'back-exit [N]', moves: true,
+    help: 'Goes back N VM exits (default 1), to right after that exit completed, at HOST_RIP: registers, VMCSs, devices and memory as they were.',
+    run: (s, a) => { atMost(a, 1, 'back-exit [N]'); return s.stopLines(s.engine.backExit(parseCount(a[0], 1, 'the number of exits'))); },
+  },
+  {
+    name: 'reverse-step', aliases: ['rs', 'rsi'], usage: 'reverse-step [N]', moves: true,
+    help: 'Goes back N steps (default 1; an instruction retired or a VM exit is one, as for step), to where the processor first stood then.',
+    run: (s, a) => { atMost(a, 1, 'reverse-step [N]'); return s.stopLines(s.engine.reverseStep(parseCount(a[0], 1, 'the number of steps'))); },
+  },
+  {
+    name: 'watch', aliases: [], usage: 'watch [read|write|access|exec] ADDR [LENGTH]',
+    help: 'Stops after an instruction, root-mode or guest, reads or writes (access: either) LENGTH bytes (default 1) at a linear ADDR (through the paging ' +
+      'the processor uses then), or a physical p:ADDR, or before one at such an address executes (exec). The VMX unit\'s own accesses (VMCS, EPT walks) are not seen.',
+    run: (s, a) => s.setWatch(a),
   },
   {
     name: 'break', aliases: ['b'], usage: 'break ADDR | break exit [REASON] [FIELD=VALUE ...] | break entry-failure | break insn N',
@@ -131,6 +147,18 @@ const COMMANDS: readonly BareCommand[] = [
     run: (s, a) => { atMost(a, 0, 'regs'); return s.regsLines(); },
   },
   {
+    name: 'sregs', aliases: [], usage: 'sregs',
+    help: 'The processor\'s segment registers (selector, base, limit, access rights), GDTR, IDTR, CR0, CR2, CR3, CR4, CR8 and EFER: the host\'s in VMX root ' +
+      'operation, the guest\'s in non-root operation (CR0 and CR4 as it reads them through the read shadows).',
+    run: (s, a) => { atMost(a, 0, 'sregs'); return sregsLines(processorSystemRegisters(s.engine.cpu, s.engine.vmx.current)); },
+  },
+  {
+    name: 'translate', aliases: ['t'], usage: 'translate ADDR [read|write|fetch]',
+    help: 'How a linear ADDR becomes physical, level by level: through the host\'s paging in VMX root operation; in non-root operation through the guest\'s ' +
+      'paging and, when the current VMCS enables EPT, the EPT walk of each guest entry and of the result (the 2-D walk).',
+    run: (s, a) => s.translate(a),
+  },
+  {
     name: 'x', aliases: [], usage: 'x ADDR [N]',
     help: 'N bytes (default 64) at ADDR: linear through the processor\'s paging as it stands (the guest\'s and the EPT in non-root operation), or p:ADDR physical.',
     run: (s, a) => {
@@ -151,6 +179,11 @@ const COMMANDS: readonly BareCommand[] = [
     name: 'why-entry-failed', aliases: ['wef'], usage: 'why-entry-failed', help: 'The VM-entry check that failed last, by name and SDM section, with the values involved.',
     run: (s, a) => { atMost(a, 0, 'why-entry-failed'); return s.whyEntryFailed(); },
   },
+  {
+    name: 'snapshots', aliases: [], usage: 'snapshots',
+    help: 'The time-travel snapshots of the machine held: how many, how far apart, and the memory they take.',
+    run: (s, a) => { atMost(a, 0, 'snapshots'); return [snapshotsLine(s.engine.snapshotStats())]; },
+  },
 ];
 
 const BY_NAME = new Map<string, BareCommand>();
@@ -162,11 +195,13 @@ export class BareSession {
   readonly syntax: Syntax;
   readonly maxInsns: number;
   private readonly serial: SerialLines | null;
+  private readonly monitor: boolean;
 
   constructor(readonly engine: BareEngine, options: BareSessionOptions = {}) {
     this.syntax = options.syntax ?? 'intel';
     this.maxInsns = options.maxInsns ?? 1e10;
     this.serial = options.serial ?? null;
+    this.monitor = options.monitor ?? false;
   }
 
   /** Runs one line to its end. */
@@ -176,12 +211,14 @@ export class BareSession {
     const name = words[0]!.toLowerCase();
     let lines: string[];
     try {
-      const unavailable = NOT_BARE[NOT_BARE_ALIASES[name] ?? name];
-      if (unavailable !== undefined) throw new DebugInputError(`${NOT_BARE_ALIASES[name] ?? name} is not available with --bare: ${unavailable}`);
       const def = BY_NAME.get(name);
       if (def === undefined) throw new DebugInputError(`unknown command '${words[0]}'${didYouMean(name, SUGGESTED)}; help lists the commands`);
-      if (def.name === 'quit') return { lines: this.serial?.take(true) ?? [], quit: true };
+      if (def.name === 'quit') {
+        if (this.monitor) throw new DebugInputError("quit ends the hvsim session, not gdb's: use gdb's detach or kill");
+        return { lines: this.serial?.take(true) ?? [], quit: true };
+      }
       lines = def.run(this, words.slice(1));
+      if (this.monitor && def.moves === true) lines.push("(gdb still shows the old registers: 'maintenance flush register-cache' reads them again)");
     } catch (e) {
       lines = errorLines(e);
     }
@@ -210,7 +247,6 @@ export class BareSession {
     if (topic === undefined) {
       return ['commands with --bare (an alias in brackets; help COMMAND explains one):',
         ...COMMANDS.map((c) => `  ${c.usage}${c.aliases.length > 0 ? `  [${c.aliases.join(', ')}]` : ''}`),
-        `not available with --bare: ${Object.keys(NOT_BARE).join(', ')}`,
         'addresses: 0x1000 linear (through the paging the processor uses now), p:0x1000 physical, rip, rsp+8'];
     }
     const def = BY_NAME.get(topic.toLowerCase());
@@ -232,11 +268,18 @@ export class BareSession {
   stopLines(stop: BareStop): string[] {
     const lines: string[] = [];
     switch (stop.reason) {
-      case 'breakpoint':
-        lines.push(`breakpoint ${stop.breakpoint!.id}, ${describeBreakpoint(stop.breakpoint!.spec)}`);
+      case 'breakpoint': {
+        const a = stop.access;
+        lines.push(`breakpoint ${stop.breakpoint!.id}, ${describeBreakpoint(stop.breakpoint!.spec)}` +
+          (a === undefined ? '' : `: ${a.write ? 'write' : 'read'} of ${plural(a.size, 'byte')} at ${hex(a.linear)} (physical ${hex(a.physical)})`));
         if (stop.exit !== undefined) lines.push(exitSummary(stop.exit));
-        if (stop.failure !== undefined) lines.push(failureLine(stop));
+        if (stop.failure !== undefined || stop.instruction !== undefined) lines.push(failureLine(stop));
         break;
+      }
+      case 'arrived':
+        if (stop.undoneWrites !== undefined) lines.push(`(${plural(stop.undoneWrites, 'write')} made later in the run undone)`);
+        break;
+      case 'start': lines.push('there is nothing earlier: this is the start of the run'); break;
       case 'exit': lines.push(exitSummary(stop.exit!)); break;
       case 'entered': lines.push('VM entry succeeded: the processor is back in VMX non-root operation'); break;
       case 'entry-failed': lines.push(failureLine(stop)); break;
@@ -406,12 +449,28 @@ export class BareSession {
   }
 
   whyEntryFailed(): string[] {
+    const i = this.engine.instructionFailed;
+    if (i !== null) return [`${i.instruction} at ${hex(i.rip)} failed as an instruction (SDM 31.3), before any check of the VM entry (27.2):`, `  ${vmFailText(i)}`];
     const f = this.engine.vmx.lastEntryFailure;
     if (f === null) return ['no VM entry has failed: the last one passed every check of SDM 27.2 and 27.3'];
     const result = f.kind === 'controls' ? 'VMfailValid, VM-instruction error 7 (invalid control fields)'
       : f.kind === 'host' ? 'VMfailValid, VM-instruction error 8 (invalid host-state fields)'
         : `a VM exit with reason 33 and bit 31 set (invalid guest state), exit qualification ${f.qualification}`;
     return [`the VM entry failed with ${result}`, `check: ${f.check}`, `SDM ${f.section}`, `detail: ${f.detail}`];
+  }
+
+  setWatch(args: readonly string[]): string[] {
+    const bp = this.engine.addBreakpoint(parseWatchSpec(args, (text) => this.parseAddress(text)));
+    return [`breakpoint ${bp.id}, ${describeBreakpoint(bp.spec)}`];
+  }
+
+  translate(args: readonly string[]): string[] {
+    if (args.length < 1 || args.length > 2) throw new DebugInputError('translate takes an address and an access: translate 0x1000 write');
+    const access = args[1]?.toLowerCase() ?? 'read';
+    if (access !== 'read' && access !== 'write' && access !== 'fetch') throw new DebugInputError(`the access is read, write or fetch, not '${args[1]}'`);
+    const at = this.parseAddress(args[0]!);
+    if (at.space !== 'linear') throw new DebugInputError('translate takes a linear address, not a p: one');
+    return translateLines(this.engine.translation(), at.address, access);
   }
 
   setBreak(args: readonly string[]): string[] {
@@ -429,7 +488,15 @@ function exitSummary(x: ExitRecord): string {
   return `VM exit #${x.seq} ${x.name} (reason ${x.reason})${x.entryFailure ? ', a failed VM entry' : ''} at guest rip ${hex(x.rip)}${x.insn === null ? '' : `: ${x.insn}`}`;
 }
 
+/** What a VMLAUNCH/VMRESUME that failed as an instruction stored: VMfailInvalid, or VMfailValid with its error (31.2, 31.4). */
+function vmFailText(i: VmInstructionFailure): string {
+  if (i.error === null) return 'VMfailInvalid (CF = 1): there is no current VMCS (the current-VMCS pointer is invalid)';
+  return `VMfailValid (ZF = 1), VM-instruction error ${i.error}: ${instructionErrorText(i.error) ?? 'not a number table 31-1 defines'}`;
+}
+
 function failureLine(stop: BareStop): string {
+  const i = stop.instruction;
+  if (i !== undefined) return `VM entry failed: ${i.instruction} at ${hex(i.rip)} failed with ${vmFailText(i)}`;
   const f = stop.failure;
   const how = stop.exit !== undefined ? `, ended in VM exit #${stop.exit.seq} ${stop.exit.name} (reason ${stop.exit.reason}, bit 31 set)` : '';
   return f === undefined ? `VM entry failed${how}` : `VM entry failed${how}: ${f.check} (SDM ${f.section}): ${f.detail} (see why-entry-failed)`;

@@ -10,14 +10,16 @@ import { bundledGuest } from '../cli/image.js';
 import { BareEngine } from './bare-engine.js';
 import { BareSession } from './bare-session.js';
 import { runScript, SerialLines } from './repl.js';
+import { guestImage, outputOf, transcriptFile, transcriptScript } from './testing.js';
+import { expectSameTranscript } from './transcript-compare.js';
 
 const IMAGE = new Uint8Array(readFileSync(bundledGuest('vmx-basic.bin')));
 /** HOST_RIP of vmx-basic's first VMCS (vm_exit). */
 const HANDLER = 0x1012c0n;
 
-function session(): { s: BareSession; e: BareEngine; run: (script: string) => string[] } {
+function session(guest = 'vmx-basic.bin'): { s: BareSession; e: BareEngine; run: (script: string) => string[] } {
   const serial = new SerialLines();
-  const e = new BareEngine({ image: IMAGE, serialOut: (b) => serial.push(b) });
+  const e = new BareEngine({ image: guest === 'vmx-basic.bin' ? IMAGE : guestImage(guest), serialOut: (b) => serial.push(b) });
   const s = new BareSession(e, { serial });
   const run = (script: string): string[] => {
     const out: string[] = [];
@@ -149,9 +151,9 @@ describe('hvsim debug --bare (the image\'s own hypervisor)', () => {
     expect(run('continue')).toEqual(['(hvsim) continue', 'the machine exited with status 1 (debug-exit port)']);
   });
 
-  it('says what is not available with --bare, and refuses finish-handler outside a root-mode handler', () => {
-    const { run } = session();
-    expect(run('finish-handler\nnext-exit\nfinish-handler\nfinish-handler\nreverse-step\nwatch 0x1000\nsnapshots\nbogus')).toEqual([
+  it('refuses finish-handler outside a root-mode handler; help lists the commands it has now', () => {
+    const { s, run } = session();
+    expect(run('finish-handler\nnext-exit\nfinish-handler\nfinish-handler\nbogus')).toEqual([
       '(hvsim) finish-handler',
       'error: finish-handler runs a root-mode handler: the processor is not in VMX operation',
       '(hvsim) next-exit',
@@ -162,14 +164,81 @@ describe('hvsim debug --bare (the image\'s own hypervisor)', () => {
       'in VMX non-root operation (the guest): rip 0x101211  mov [rel 0x1019d9], ebx  [7321 instructions, 1 exit]',
       '(hvsim) finish-handler',
       'error: finish-handler runs a root-mode handler: the processor is in VMX non-root operation (next-exit runs to the next exit)',
-      '(hvsim) reverse-step',
-      "error: reverse-step is not available with --bare: time travel needs the snapshots of hvsim's own VM; debug without --bare to go back",
-      '(hvsim) watch 0x1000',
-      "error: watch is not available with --bare: watchpoints need hvsim's VM; use break ADDR on the code that touches the memory",
-      '(hvsim) snapshots',
-      'error: snapshots is not available with --bare: no snapshots are taken of a bare machine',
       '(hvsim) bogus',
       "error: unknown command 'bogus'; help lists the commands",
     ]);
+    const help = s.execute('help').lines.join('\n');
+    for (const c of ['back-exit', 'reverse-step', 'snapshots', 'watch', 'translate', 'sregs']) expect(help).toContain(`  ${c}`);
+    expect(run('translate p:0x1000\nwatch p:zz\nreverse-step 0')).toEqual([
+      '(hvsim) translate p:0x1000', 'error: translate takes a linear address, not a p: one',
+      '(hvsim) watch p:zz', "error: malformed address 'p:zz': 'zz' is not a register",
+      '(hvsim) reverse-step 0', "error: the number of steps must be between 1 and 1000000000000, not '0'",
+    ]);
+  });
+
+  it('finish-handler stops at a VMLAUNCH/VMRESUME that fails as an instruction (SDM 31.3): VMfailValid 4 and 5, VMfailInvalid (guests/vmx-vmfail.asm)', () => {
+    const { e, run } = session('vmx-vmfail.bin');
+    const first = run('next-exit\nfinish-handler\nwhy-entry-failed');
+    expect(first.slice(4)).toEqual([
+      'VM entry failed: VMLAUNCH at 0x101265 failed with VMfailValid (ZF = 1), VM-instruction error 4: VMLAUNCH with non-clear VMCS',
+      'in VMX root operation (the handler of exit #1 CPUID): rip 0x101268  call 0x0000000000101384  [6389 instructions, 1 exit]',
+      '(hvsim) why-entry-failed',
+      'VMLAUNCH at 0x101265 failed as an instruction (SDM 31.3), before any check of the VM entry (27.2):',
+      '  VMfailValid (ZF = 1), VM-instruction error 4: VMLAUNCH with non-clear VMCS',
+    ]);
+    // The handler ran on no further than the failed instruction: it has not printed its line yet.
+    expect(e.cpu.nonRoot).toBe(false);
+    expect(run('finish-handler')[1]).toBe('VM entry succeeded: the processor is back in VMX non-root operation');
+    const second = run('next-exit\nfinish-handler\nfinish-handler\nwhy-entry-failed\nfinish-handler');
+    expect(second[4]).toBe('VM entry failed: VMRESUME at 0x1012bf failed with VMfailInvalid (CF = 1): there is no current VMCS (the current-VMCS pointer is invalid)');
+    expect(second[7]).toBe('VM entry failed: VMRESUME at 0x1012f7 failed with VMfailValid (ZF = 1), VM-instruction error 5: VMRESUME with non-launched VMCS');
+    expect(second.slice(10, 12)).toEqual([
+      'VMRESUME at 0x1012f7 failed as an instruction (SDM 31.3), before any check of the VM entry (27.2):',
+      '  VMfailValid (ZF = 1), VM-instruction error 5: VMRESUME with non-launched VMCS',
+    ]);
+    expect(second[13]).toBe('VM entry succeeded: the processor is back in VMX non-root operation');
+    // A breakpoint on failed entries stops there too; going back and forth over it stops again.
+    expect(run('break entry-failure\nback-exit\ncontinue')[6]).toMatch(/^VM entry failed: VMRESUME at 0x1012bf failed with VMfailInvalid/);
+    expect(run('continue')).toEqual([
+      '(hvsim) continue',
+      'breakpoint 1, on a failed VM entry',
+      'VM entry failed: VMRESUME at 0x1012f7 failed with VMfailValid (ZF = 1), VM-instruction error 5: VMRESUME with non-launched VMCS',
+      'in VMX root operation (the handler of exit #2 CPUID): rip 0x1012fa  call 0x0000000000101384  [9004 instructions, 2 exits]',
+    ]);
+    expect(run('delete all\ncontinue').at(-1)).toBe('the machine exited with status 1 (debug-exit port)');
+  });
+});
+
+describe('transcripts of hvsim debug --bare', () => {
+  const replay = (name: string, guest: string): { actual: string[]; expected: string[] } => {
+    const expected = transcriptFile(name), { s } = session(guest), actual: string[] = [];
+    runScript(s, transcriptScript(expected), (l) => actual.push(l));
+    expectSameTranscript(actual, expected);
+    return { actual, expected };
+  };
+
+  it('vmx-basic: sregs and translate of the host, reverse-step over an exit, a watchpoint in root-mode code, back-exit after the end', () => {
+    const { actual } = replay('bare-vmx-basic', 'vmx-basic.bin');
+    // reverse-step from HOST_RIP goes back over the exit (a step) to the guest's CPUID.
+    expect(outputOf(actual, 'reverse-step 3')[0]).toMatch(/^at exit #2 CPUID .*\[8377 instructions, 2 exits\]$/);
+    expect(outputOf(actual, 'reverse-step')[0]).toBe('in VMX non-root operation (the guest): rip 0x101254  cpuid  [8377 instructions, 1 exit]');
+    // The handler's first PUSH writes HOST_RSP - 8 (28.5.1: RSP loaded from HOST_RSP).
+    expect(outputOf(actual, 'continue', 0)[0]).toBe('breakpoint 1, watch write of 8 bytes at 0x10fff8: write of 8 bytes at 0x10fff8 (physical 0x10fff8)');
+    expect(outputOf(actual, 'back-exit')[0]).toMatch(/^at exit #8 VM_ENTRY_FAILURE_INVALID_GUEST_STATE /);
+    // The serial output is printed once, though parts of the run ran twice.
+    expect(actual.filter((l) => l === 'serial| vmx-basic: done')).toHaveLength(1);
+  });
+
+  it('vmx-ept: the host\'s walk at the EPT violation, the guest\'s 2-D walk through the EPT once back in non-root operation', () => {
+    const { actual } = replay('bare-vmx-ept', 'vmx-ept.bin');
+    expect(outputOf(actual, 'translate 0x1000')[0]).toBe('linear 0x1000, read (supervisor), 4-level paging');
+    expect(outputOf(actual, 'translate rip fetch')[0]).toBe('linear 0x1012ea, fetch (supervisor), 4-level paging with EPT');
+    expect(outputOf(actual, 'translate rip fetch')).toContainEqual(expect.stringMatching(/^  EPT PML4E\[0\] at 0x180000 /));
+  });
+
+  it('bench-vmexit: back 1000 exits and forward again to the same exit, an execute watchpoint in the guest', () => {
+    const { actual } = replay('bare-bench-vmexit', 'bench-vmexit.bin');
+    expect(outputOf(actual, 'back-exit 1000')[0]).toMatch(/^at exit #4552 CPUID /);
+    expect(outputOf(actual, 'next-exit 1000')[1]).toMatch(/^at exit #5551 CPUID .*\[199988 instructions, 5551 exits\]$/);
   });
 });

@@ -185,6 +185,21 @@ export function parseBreakSpec(args: readonly string[], fields: readonly VmcsFie
   return address(args[0]!);
 }
 
+/**
+ * The arguments of `watch`: an access (read, write, access or rw, exec;
+ * write by default), an address that `address` resolves to a linear or
+ * physical one (refusing others), and a length (default 1).
+ */
+export function parseWatchSpec(args: readonly string[], address: (text: string) => { space: 'linear' | 'physical'; address: bigint }): BreakpointSpec {
+  const kinds: Readonly<Record<string, WatchAccess>> = { read: 'read', write: 'write', access: 'access', rw: 'access', exec: 'execute', execute: 'execute' };
+  let rest = args, access: WatchAccess = 'write';
+  if (rest.length > 0 && rest[0]!.toLowerCase() in kinds) { access = kinds[rest[0]!.toLowerCase()]!; rest = rest.slice(1); }
+  if (rest.length < 1 || rest.length > 2) throw new DebugInputError('watch takes an access, an address and a length: watch write 0x2000 4, watch read p:0x2000');
+  const at = address(rest[0]!);
+  const length = parseCount(rest[1], 1, 'the length', 1 << 20);
+  return { kind: 'watch', space: at.space, access, address: at.address, length };
+}
+
 /** The records of at most the last `n` exits up to exit `upTo` still kept in `history` (by seq), oldest first. */
 export function lastRecords(history: ReadonlyMap<number, { readonly record: ExitRecord }>, upTo: number, n: number): ExitRecord[] {
   const out: ExitRecord[] = [];

@@ -21,15 +21,10 @@
  * on the slow path while set. Exit breakpoints are looked at when an exit
  * happens, instruction-count breakpoints by the budget of each run.
  *
- * Time travel. Runs are deterministic, so the engine keeps snapshots
- * (snapshot.ts: every object of the VM's state and memory page by page,
- * sharing what did not change) and goes back by restoring the nearest earlier
- * one and running forward to the point asked for. A snapshot is taken at the
- * start and then at a stop (an exit, or a slice boundary in the guest) once
- * `snapshotInterval` instruction-equivalents have passed since the previous
- * one (an exit counts as EXIT_COST instructions: what replaying it costs);
- * when there are more than `maxSnapshots`, every second one goes and the
- * interval doubles. Going back therefore replays at most one interval.
+ * Time travel (timeline.ts, shared with the bare engine). Runs are
+ * deterministic, so the engine keeps snapshots of the VM (snapshot.ts) and
+ * goes back by restoring the nearest earlier one and running forward to the
+ * point asked for; timeline.ts says when snapshots are taken and thinned.
  * Each exit's record and VMCS (an immer value sharing structure with the
  * previous exit's) are kept for the last `historyLength` exits.
  *
@@ -48,39 +43,16 @@ import type { ExitRecord } from '../hv/record.js';
 import { createVm, type Vm, type VmStop } from '../hv/vm.js';
 import type { VmConfig } from '../hv/config.js';
 import type { LoadOptions } from '../platform/loaders/index.js';
-import { EXTERNAL_BREAK, type Cpu, type ExecutionHook } from '../cpu/cpu.js';
-import type { DataWatch } from '../cpu/mmu.js';
-import { installDataWatch } from '../cpu/ops/debug-registers.js';
-import { CS } from '../cpu/regs.js';
+import { EXTERNAL_BREAK } from '../cpu/cpu.js';
 import type { VmcsField } from '../../vmcs/fields.js';
-import { conditionsHold, instructionsBefore, lastRecords, type Breakpoint, type BreakpointSpec } from './breakpoints.js';
-import { captureState, restoreState, snapshotBytes, vmCaptureRules, type CaptureRules, type StateSnapshot } from './snapshot.js';
+import { conditionsHold, lastRecords, type Breakpoint, type BreakpointSpec } from './breakpoints.js';
+import { vmCaptureRules } from './snapshot.js';
+import { ReplayDivergence, Timeline, type Position, type SnapshotStats, type TimelineOptions, type Traveller } from './timeline.js';
 import { existingFields, vmcsState, type VmcsState } from './vmcs-view.js';
+import { Watcher, type WatchHit } from './watcher.js';
 
-/** Where the guest stands on its run (see the file comment). */
-export interface Position {
-  /** VM exits so far (at an exit: its sequence number). */
-  readonly exits: number;
-  /** At exit `exits`, before its handler; else in the guest with `exits` exits handled. */
-  readonly atExit: boolean;
-  /** Guest instructions retired. */
-  readonly insns: number;
-}
-
-/** Orders positions along a run: negative when `a` comes before `b`. */
-export function comparePositions(a: Position, b: Position): number {
-  return a.exits - b.exits || (a.atExit ? 0 : 1) - (b.atExit ? 0 : 1) || a.insns - b.insns;
-}
-
-/** A data or execute watchpoint that was hit. */
-export interface WatchHit {
-  /** Linear address of the access (the instruction, for an execute watch). */
-  readonly linear: bigint;
-  /** Physical address of its first byte. */
-  readonly physical: number;
-  readonly size: number;
-  readonly write: boolean;
-}
+export { comparePositions, EXIT_COST, MAX_SNAPSHOTS, ReplayDivergence, SNAPSHOT_INTERVAL, type Position } from './timeline.js';
+export type { WatchHit } from './watcher.js';
 
 /** Why a command of the engine came back. */
 export interface EngineStop {
@@ -109,24 +81,12 @@ export interface ExitHistory {
   atEntry: VmcsState | null;
 }
 
-/** Settings of the engine. */
-export interface EngineOptions {
-  /** Bytes the guest writes to COM1 (each once, replays included). */
-  readonly serialOut?: (byte: number) => void;
-  /** Instruction-equivalents between snapshots (default SNAPSHOT_INTERVAL). */
-  readonly snapshotInterval?: number;
-  /** Snapshots kept before thinning (default MAX_SNAPSHOTS). */
-  readonly maxSnapshots?: number;
+/** Settings of the engine: its timeline's (snapshots, serial output), and how many exits it keeps. */
+export interface EngineOptions extends TimelineOptions {
   /** Exits whose record and VMCS are kept (default HISTORY_LENGTH). */
   readonly historyLength?: number;
 }
 
-/** Default instruction-equivalents between two snapshots. */
-export const SNAPSHOT_INTERVAL = 2_000_000;
-/** What replaying one exit costs, in instructions (a handler and a VM entry). */
-export const EXIT_COST = 300;
-/** Snapshots kept before every second one goes. */
-export const MAX_SNAPSHOTS = 512;
 /** Exits whose record and VMCS are kept. */
 export const HISTORY_LENGTH = 4096;
 /** Instructions per run of the guest between two looks at the engine's own state. */
@@ -141,14 +101,6 @@ interface EngineSaved {
   readonly recent: readonly ExitHistory[];
 }
 
-interface Snap {
-  readonly pos: Position;
-  readonly state: StateSnapshot;
-  readonly saved: EngineSaved;
-  /** Taken right after a write the user made: never thinned out. */
-  readonly mutation: boolean;
-}
-
 /** The run loop's goal (one per command). */
 interface Goal {
   readonly stepsTo?: number;
@@ -157,116 +109,6 @@ interface Goal {
   readonly target?: Position;
   readonly breakpoints: boolean;
   readonly startInsns: number;
-}
-
-/** The replay of a recorded stretch did not repeat it: a broken invariant of the model's determinism. */
-export class ReplayDivergence extends Error {}
-
-interface ExecRange { readonly bp: Breakpoint; readonly hi: number; readonly loStart: number; readonly loEnd: number }
-interface PhysRange { readonly bp: Breakpoint; readonly start: number; readonly end: number }
-interface DataRange extends ExecRange { readonly read: boolean; readonly write: boolean }
-interface DataPhysRange extends PhysRange { readonly read: boolean; readonly write: boolean }
-
-/**
- * The engine's hooks into the processor: the execution hook (address
- * breakpoints, execute watchpoints) and the data watch (read/write watchpoints).
- * They note the first hit and make the VM stop at the next instruction boundary.
- */
-class Watcher implements ExecutionHook, DataWatch {
-  execLinear: ExecRange[] = [];
-  execPhysical: PhysRange[] = [];
-  dataLinear: DataRange[] = [];
-  dataPhysical: DataPhysRange[] = [];
-  /** An address breakpoint at this exact spot is stepped over (the command starts on it). */
-  skip: { insns: number; lo: number; hi: number } | null = null;
-  hit: { bp: Breakpoint; access: WatchHit | null } | null = null;
-
-  constructor(private readonly vm: Vm) {}
-
-  /** Rebuilds the ranges from the breakpoints. */
-  set(bps: readonly Breakpoint[]): void {
-    this.execLinear = []; this.execPhysical = []; this.dataLinear = []; this.dataPhysical = [];
-    for (const bp of bps) {
-      const s = bp.spec;
-      if (s.kind === 'address') this.execLinear.push(...linearRanges(bp, s.address, 1));
-      if (s.kind !== 'watch') continue;
-      const read = s.access === 'read' || s.access === 'access', write = s.access === 'write' || s.access === 'access';
-      if (s.space === 'linear') {
-        if (s.access === 'execute') this.execLinear.push(...linearRanges(bp, s.address, s.length));
-        else this.dataLinear.push(...linearRanges(bp, s.address, s.length).map((r) => ({ ...r, read, write })));
-      } else {
-        const r = { bp, start: Number(s.address), end: Number(s.address) + s.length };
-        if (s.access === 'execute') this.execPhysical.push(r);
-        else this.dataPhysical.push({ ...r, read, write });
-      }
-    }
-  }
-
-  get wantsExecution(): boolean { return this.execLinear.length > 0 || this.execPhysical.length > 0; }
-  get wantsData(): boolean { return this.dataLinear.length > 0 || this.dataPhysical.length > 0; }
-
-  private execAt(lo: number, hi: number, phys: number): Breakpoint | null {
-    for (const r of this.execLinear) if (r.hi === hi && lo >= r.loStart && lo < r.loEnd) return r.bp;
-    for (const r of this.execPhysical) if (phys >= r.start && phys < r.end) return r.bp;
-    return null;
-  }
-
-  private stopHere(bp: Breakpoint, lo: number, hi: number, phys: number): number {
-    this.hit = { bp, access: { linear: (BigInt(hi >>> 0) << 32n) | BigInt(lo), physical: phys, size: 0, write: false } };
-    this.vm.breakRequested = true;
-    return 0;
-  }
-
-  /** An execution breakpoint or watchpoint is set at linear (lo, hi) or physical `phys`. */
-  private readonly isExecPoint = (lo: number, hi: number, phys: number): boolean => this.execAt(lo, hi, phys) !== null;
-
-  allow(cpu: Cpu, limit: number): number {
-    const mode = cpu.codeSize, ip = cpu.ripLo, base = mode === 8 ? 0 : cpu.segBase[2 * CS]!;
-    const lo = mode === 8 ? ip >>> 0 : (base + ip) >>> 0, hi = mode === 8 ? cpu.ripHi : 0;
-    const s = this.skip, skipHere = s !== null && s.insns === cpu.insnCount && s.lo === lo && s.hi === hi;
-    if (!skipHere && this.execPhysical.length === 0) {
-      const bp = this.execAt(lo, hi, -1);
-      if (bp !== null) return this.stopHere(bp, lo, hi, -1);
-    }
-    // The block about to run: how many of its instructions come before one to stop at.
-    const block = cpu.blocks.peek();
-    if (!skipHere) {
-      const bp = this.execAt(lo, hi, block.phys);
-      if (bp !== null) return this.stopHere(bp, lo, hi, block.phys);
-    }
-    return instructionsBefore(cpu, block, limit, this.isExecPoint);
-  }
-
-  access(lo: number, hi: number, size: number, write: boolean, pa: number): void {
-    if (this.hit !== null) return;
-    const a = lo >>> 0;
-    let bp: Breakpoint | null = null;
-    for (const r of this.dataLinear) {
-      if ((write ? r.write : r.read) && r.hi === hi && a < r.loEnd && r.loStart < a + size) { bp = r.bp; break; }
-    }
-    if (bp === null) {
-      for (const r of this.dataPhysical) {
-        if ((write ? r.write : r.read) && pa < r.end && r.start < pa + size) { bp = r.bp; break; }
-      }
-    }
-    if (bp === null) return;
-    this.hit = { bp, access: { linear: (BigInt(hi >>> 0) << 32n) | BigInt(a), physical: pa, size, write } };
-    this.vm.breakRequested = true;
-    // A data breakpoint is a trap: the instruction completes, then the run stops.
-    this.vm.cpu.stop({ kind: 'stop' });
-  }
-}
-
-/** [address, address + length) as ranges that do not cross a 4-GiB boundary (bits 63:32 fixed in each). */
-function linearRanges(bp: Breakpoint, address: bigint, length: number): ExecRange[] {
-  const out: ExecRange[] = [];
-  let at = BigInt.asUintN(64, address), left = BigInt(length);
-  while (left > 0n) {
-    const lo = Number(at & 0xffffffffn), n = Number(left < BigInt(2 ** 32 - lo) ? left : BigInt(2 ** 32 - lo));
-    out.push({ bp, hi: Number(at >> 32n) | 0, loStart: lo, loEnd: lo + n });
-    at = BigInt.asUintN(64, at + BigInt(n)); left -= BigInt(n);
-  }
-  return out;
 }
 
 /** How far a command of the engine may run, and where it starts. */
@@ -300,35 +142,24 @@ export class DebugEngine {
   readonly fields: readonly VmcsField[];
   /** Where the run started (the image loaded, before the first VM entry). */
   readonly start: Position;
-  private readonly rules: CaptureRules;
   private readonly watcher: Watcher;
-  private readonly serialOut: (byte: number) => void;
+  private readonly timeline: Timeline<EngineSaved>;
   private readonly historyLength: number;
-  private readonly maxSnapshots: number;
-  private interval: number;
   private readonly bps: Breakpoint[] = [];
   private nextId = 1;
   private pendingExit: ExitRecord | null = null;
   private endedWith: VmStop | null = null;
   private readonly history = new Map<number, ExitHistory>();
-  /** Instructions retired at each exit (index seq - 1), for every exit recorded. */
-  private readonly exitInsns: number[] = [];
   private entryVmcs: VmcsState;
   private lastVmcs: VmcsState;
-  private snapshots: Snap[] = [];
-  private lastSnapshotAt: Position;
-  private readonly mutations: Position[] = [];
-  private serialCount = 0;
-  private serialShown = 0;
   private armedExecution = false;
-  private armedData = false;
   /** The handler table as the run so far used it (a change to it is a change to the run, like a write). */
   private handlerTable: readonly (readonly [number, ExitHandler])[];
 
   /** Creates the VM, loads the image and takes the first snapshot. Throws VmConfigError or ImageError as createVm and load do. */
   static create(setup: EngineSetup): DebugEngine {
     let engine: DebugEngine | null = null;
-    const vm = createVm(setup.config, { serialOut: (b) => engine?.serial(b) });
+    const vm = createVm(setup.config, { serialOut: (b) => engine?.timeline.serial(b) });
     vm.load(setup.image, setup.load ?? {});
     engine = new DebugEngine(vm, setup);
     return engine;
@@ -337,25 +168,12 @@ export class DebugEngine {
   private constructor(vm: Vm, options: EngineOptions) {
     this.vm = vm;
     this.fields = existingFields(vm.vmx.caps);
-    this.watcher = new Watcher(vm);
-    this.rules = vmCaptureRules(vm, [this.watcher]);
-    this.serialOut = options.serialOut ?? ((): void => {});
+    this.watcher = new Watcher(vm.cpu, () => { vm.breakRequested = true; });
     this.historyLength = options.historyLength ?? HISTORY_LENGTH;
-    this.maxSnapshots = Math.max(2, options.maxSnapshots ?? MAX_SNAPSHOTS);
-    this.interval = options.snapshotInterval ?? SNAPSHOT_INTERVAL;
     this.entryVmcs = this.lastVmcs = vmcsState(vm.vmcs, this.fields, null);
-    this.start = this.position;
-    this.lastSnapshotAt = this.start;
     this.handlerTable = [...vm.handlers];
-    this.takeSnapshot(false);
-  }
-
-  private serial(byte: number): void {
-    this.serialCount++;
-    if (this.serialCount > this.serialShown) {
-      this.serialShown = this.serialCount;
-      this.serialOut(byte);
-    }
+    this.timeline = new Timeline(vm, vmCaptureRules(vm, [this.watcher]), this.traveller(), options);
+    this.start = this.timeline.start;
   }
 
   // ---- where the guest is ----------------------------------------------------------
@@ -449,13 +267,8 @@ export class DebugEngine {
   }
 
   private runForward(goal: Goal, stepOverHere: boolean): EngineStop {
-    const cpu = this.vm.cpu;
-    if (stepOverHere && this.pendingExit === null) {
-      const mode = cpu.codeSize, base = mode === 8 ? 0 : cpu.segBase[2 * CS]!;
-      this.watcher.skip = { insns: cpu.insnCount, lo: mode === 8 ? cpu.ripLo >>> 0 : (base + cpu.ripLo) >>> 0, hi: mode === 8 ? cpu.ripHi : 0 };
-    } else {
-      this.watcher.skip = null;
-    }
+    if (stepOverHere && this.pendingExit === null) this.watcher.skipHere();
+    else this.watcher.skip = null;
     try {
       return this.run(goal);
     } finally {
@@ -473,11 +286,7 @@ export class DebugEngine {
       cpu.breakOnExecute = exec ? cpu.breakOnExecute | EXTERNAL_BREAK : cpu.breakOnExecute & ~EXTERNAL_BREAK;
       this.armedExecution = exec;
     }
-    if (data !== this.armedData || (cpu.externalWatch !== null) !== data) {
-      cpu.externalWatch = data ? w : null;
-      installDataWatch(cpu);
-      this.armedData = data;
-    }
+    w.armData(data);
   }
 
   /** The run loop of every command (see Goal). */
@@ -511,13 +320,12 @@ export class DebugEngine {
         if (t.atExit || t.insns <= insns) throw this.divergence(`the guest is at instruction ${insns} with ${vm.exits} exits, past the point asked for`);
         budget = Math.min(budget, t.insns - insns);
       }
-      this.maybeSnapshot();
+      this.timeline.maybeSnapshot();
       this.arm(goal.breakpoints);
       w.hit = null;
       const r = vm.runUntilExit(budget);
       vm.breakRequested = false;
-      // The step over the breakpoint the command started on is done once the guest has moved.
-      if (w.skip !== null && cpu.insnCount !== w.skip.insns) w.skip = null;
+      w.moved();
       if ('kind' in r) {
         if (r.kind !== 'budget') this.endedWith = r;
         const hit = this.takeHit(goal, null);
@@ -572,11 +380,11 @@ export class DebugEngine {
 
   private recordExit(e: ExitRecord): void {
     this.pendingExit = e;
-    this.exitInsns[e.seq - 1] = e.instructions;
+    this.timeline.noteExit(e.seq, e.instructions);
     this.lastVmcs = vmcsState(this.vm.vmcs, this.fields, this.lastVmcs);
     this.history.set(e.seq, { record: e, atExit: this.lastVmcs, atEntry: null });
     this.history.delete(e.seq - this.historyLength);
-    this.maybeSnapshot();
+    this.timeline.maybeSnapshot();
   }
 
   private divergence(what: string): ReplayDivergence {
@@ -585,75 +393,40 @@ export class DebugEngine {
       `${this.vm.cpu.insnCount} instructions, ${this.vm.exits} exits)`);
   }
 
-  // ---- snapshots ---------------------------------------------------------------------
+  // ---- time travel ------------------------------------------------------------------------
 
-  /** Takes a snapshot here when an interval has passed since the last one (and none is here already). */
-  private maybeSnapshot(): void {
-    const p = this.position, last = this.lastSnapshotAt;
-    const cost = (p.insns - last.insns) + EXIT_COST * (p.exits - last.exits);
-    if (cost < this.interval || comparePositions(p, last) <= 0) return;
-    this.takeSnapshot(false);
-  }
-
-  private takeSnapshot(mutation: boolean): void {
-    const pos = this.position;
-    const k = this.snapshots.findIndex((s) => comparePositions(s.pos, pos) >= 0);
-    if (k >= 0 && comparePositions(this.snapshots[k]!.pos, pos) === 0) {
-      if (!mutation) { this.lastSnapshotAt = pos; return; }
-      this.snapshots.splice(k, 1);
-    }
-    const before = this.snapshotBefore(pos);
-    const recent = [this.history.get(pos.exits - 1), this.history.get(pos.exits)].filter((h): h is ExitHistory => h !== undefined)
-      .map((h) => ({ ...h }));
-    const snap: Snap = {
-      pos, mutation, state: captureState(this.vm, this.rules, before?.state ?? null),
-      saved: { pending: this.pendingExit, ended: this.endedWith, serialCount: this.serialCount, entryVmcs: this.entryVmcs, recent },
+  /** The engine's part of time travel (timeline.ts): its own state, and the run forward to a point. */
+  private traveller(): Traveller<EngineSaved> {
+    return {
+      position: (): Position => this.position,
+      save: (): EngineSaved => {
+        const pos = this.position;
+        const recent = [this.history.get(pos.exits - 1), this.history.get(pos.exits)].filter((h): h is ExitHistory => h !== undefined)
+          .map((h) => ({ ...h }));
+        return { pending: this.pendingExit, ended: this.endedWith, serialCount: this.timeline?.serialBytes ?? 0, entryVmcs: this.entryVmcs, recent };
+      },
+      restore: (s: EngineSaved, pos: Position): void => {
+        this.pendingExit = s.pending;
+        this.endedWith = s.ended;
+        this.timeline.serialBytes = s.serialCount;
+        this.entryVmcs = s.entryVmcs;
+        for (const h of s.recent) this.history.set(h.record.seq, { ...h });
+        this.lastVmcs = this.history.get(pos.exits)?.atExit ?? this.entryVmcs;
+        this.vm.breakRequested = false;
+        this.armedExecution = false;
+        this.arm(false);
+        this.handlerTable = [...this.vm.handlers];
+      },
+      forgetAfter: (exits: number): void => this.forgetAfter(exits),
+      runTo: (target: Position): string => this.runForward({ target, breakpoints: false, startInsns: this.vm.cpu.insnCount }, false).reason,
+      divergence: (what: string) => this.divergence(what),
     };
-    const at = this.snapshots.findIndex((s) => comparePositions(s.pos, pos) > 0);
-    if (at < 0) this.snapshots.push(snap); else this.snapshots.splice(at, 0, snap);
-    this.lastSnapshotAt = pos;
-    if (this.snapshots.length > this.maxSnapshots) this.thin();
-  }
-
-  /** Every second snapshot goes (never the first, the last, or one taken after a write); the interval doubles. */
-  private thin(): void {
-    const last = this.snapshots.length - 1;
-    this.snapshots = this.snapshots.filter((s, k) => k === 0 || k === last || s.mutation || k % 2 === 0);
-    this.interval *= 2;
-  }
-
-  /** The latest snapshot at or before `pos`. */
-  private snapshotBefore(pos: Position): Snap | undefined {
-    let found: Snap | undefined;
-    for (const s of this.snapshots) {
-      if (comparePositions(s.pos, pos) > 0) break;
-      found = s;
-    }
-    return found;
   }
 
   /** Snapshots held, the interval between them now, and the memory they take together. */
-  snapshotStats(): { readonly count: number; readonly interval: number; readonly bytes: number } {
-    return { count: this.snapshots.length, interval: this.interval, bytes: snapshotBytes(this.snapshots.map((s) => s.state)) };
+  snapshotStats(): SnapshotStats {
+    return this.timeline.stats();
   }
-
-  private restore(snap: Snap): void {
-    restoreState(this.vm, snap.state);
-    const s = snap.saved;
-    this.pendingExit = s.pending;
-    this.endedWith = s.ended;
-    this.serialCount = s.serialCount;
-    this.entryVmcs = s.entryVmcs;
-    for (const h of s.recent) this.history.set(h.record.seq, { ...h });
-    this.lastVmcs = this.history.get(snap.pos.exits)?.atExit ?? this.entryVmcs;
-    this.vm.breakRequested = false;
-    this.armedExecution = this.armedData = false;
-    this.arm(false);
-    this.lastSnapshotAt = snap.pos;
-    this.handlerTable = [...this.vm.handlers];
-  }
-
-  // ---- going back --------------------------------------------------------------------
 
   /**
    * Goes to `target` on the recorded run (or forward on it): restores the
@@ -662,27 +435,14 @@ export class DebugEngine {
    */
   goTo(target: Position): EngineStop {
     this.noticeHandlerChanges();
-    let undone = 0;
-    while (this.mutations.length > 0 && comparePositions(target, this.mutations.at(-1)!) < 0) {
-      const m = this.mutations.pop()!;
-      this.snapshots = this.snapshots.filter((s) => comparePositions(s.pos, m) < 0);
-      this.forgetAfter(m.exits);
-      undone++;
-    }
-    const snap = this.snapshotBefore(target)!;
-    this.restore(snap);
-    const stop = this.runForward({ target, breakpoints: false, startInsns: this.vm.cpu.insnCount }, false);
-    if (stop.reason !== 'arrived') throw this.divergence(`the run ${stop.reason === 'ended' ? 'ended' : 'stopped'} before the point asked for`);
-    return undone > 0 ? { reason: 'arrived', undoneWrites: undone } : stop;
+    const undone = this.timeline.goTo(target);
+    return undone > 0 ? { reason: 'arrived', undoneWrites: undone } : { reason: 'arrived' };
   }
 
   /** Goes back `n` exits: to the exit before its handler ran (the one stood at does not count). */
   backExit(n = 1): EngineStop {
-    const p = this.position, seq = p.atExit ? p.exits - n : p.exits - n + 1;
-    if (seq < 1) return { reason: 'start' };
-    const insns = this.exitInsns[seq - 1];
-    if (insns === undefined) throw this.divergence(`exit #${seq} has no record`);
-    return this.goTo({ exits: seq, atExit: true, insns });
+    const to = this.timeline.exitBack(this.position, n);
+    return to === null ? { reason: 'start' } : this.goTo(to);
   }
 
   /**
@@ -690,16 +450,8 @@ export class DebugEngine {
    * time, with that many fewer retired (at most back to the start).
    */
   reverseStep(n = 1): EngineStop {
-    const p = this.position;
-    if (p.insns <= this.start.insns && !p.atExit && p.exits === 0) return { reason: 'start' };
-    const insns = Math.max(this.start.insns, p.insns - n);
-    // Exits that came before that instruction count was reached.
-    let lo = 0, hi = Math.min(this.exitInsns.length, p.exits);
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.exitInsns[mid]! < insns) lo = mid + 1; else hi = mid;
-    }
-    return this.goTo({ exits: lo, atExit: false, insns });
+    const to = this.timeline.stepsBack(this.position, n, false);
+    return to === null ? { reason: 'start' } : this.goTo(to);
   }
 
   // ---- changes the user makes ----------------------------------------------------------
@@ -711,17 +463,11 @@ export class DebugEngine {
   mutate(change: () => void): void {
     change();
     this.handlerTable = [...this.vm.handlers];
-    const pos = this.position;
-    this.snapshots = this.snapshots.filter((s) => comparePositions(s.pos, pos) < 0);
-    this.forgetAfter(pos.exits);
-    this.mutations.push(pos);
-    this.serialShown = this.serialCount;
-    this.takeSnapshot(true);
+    this.timeline.mutated();
   }
 
   /** Forgets the exits recorded after exit `exits`. */
   private forgetAfter(exits: number): void {
     for (const seq of [...this.history.keys()]) if (seq > exits) this.history.delete(seq);
-    this.exitInsns.length = Math.min(this.exitInsns.length, exits);
   }
 }

@@ -19,6 +19,7 @@ import { MMIO_HOLE } from '../hv/vmcs-setup.js';
 import { PDPTE_FIELDS } from '../vmx/state-fields.js';
 import type { Ept } from '../vmx/ept.js';
 import { explainTranslation, type AccessKind, type Translation, type TranslationState } from '../vmx/translation.js';
+import type { SystemRegisters } from './system-registers.js';
 
 /** Which address space an address is in: guest-linear, guest-physical (`p:`), host-physical (`h:`). */
 export type AddressSpace = 'linear' | 'physical' | 'host';
@@ -87,6 +88,19 @@ export class GuestState {
 
   /** CR8: the local APIC's TPR[7:4]. */
   get cr8(): number { return this.vm.cpu.cr8.readCr8(); }
+
+  /** What `sregs` shows, from the guest-state area (CR0 and CR4 as the guest reads them). */
+  systemRegisters(): SystemRegisters {
+    const F = Field, f = (encoding: number): bigint => this.field(encoding);
+    return {
+      segments: SEGMENT_FIELDS.map((s) => ({ name: s.name, selector: f(s.selector), base: f(s.base), limit: f(s.limit), access: f(s.access) })),
+      gdtr: { base: f(F.GUEST_GDTR_BASE), limit: f(F.GUEST_GDTR_LIMIT) },
+      idtr: { base: f(F.GUEST_IDTR_BASE), limit: f(F.GUEST_IDTR_LIMIT) },
+      cr0: { read: this.guestView(0), real: f(F.GUEST_CR0) },
+      cr4: { read: this.guestView(4), real: f(F.GUEST_CR4) },
+      cr2: this.cr2, cr3: f(F.GUEST_CR3), cr8: this.cr8, efer: f(F.GUEST_IA32_EFER),
+    };
+  }
 
   /**
    * How the guest translates linear addresses now: its control registers and

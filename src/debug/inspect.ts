@@ -6,15 +6,15 @@
  */
 import { InterruptionType } from '../../vmcs/controls.js';
 import { INSTRUCTION_INFORMATION_LAYOUTS, QUALIFICATION_LAYOUTS } from '../../vmcs/qualifications.js';
-import { Field } from '../../vmcs/fields.js';
 import { VECTOR_NAMES } from '../cpu/regs.js';
 import { disassemble, type Syntax } from '../hv/disassemble.js';
 import type { EventRecord, ExitRecord } from '../hv/record.js';
 import type { VmStop } from '../hv/vm.js';
-import { formatTranslation, type AccessKind } from '../vmx/translation.js';
+import { explainTranslation, formatTranslation, type AccessKind, type TranslationState } from '../vmx/translation.js';
 import { describeBreakpoint } from './breakpoints.js';
 import type { DebugEngine, EngineStop } from './engine.js';
-import { SEGMENT_FIELDS, type AddressSpace, type GuestState } from './guest-state.js';
+import { EXIT_COST, type SnapshotStats } from './timeline.js';
+import type { AddressSpace, GuestState } from './guest-state.js';
 import { bitNames, decodeField, fieldLine, hex, layoutText, RFLAGS_BITS, VMCS_GROUPS, vmcsDiff, findField, type FieldChange } from './vmcs-view.js';
 import { DebugInputError } from './names.js';
 
@@ -129,27 +129,10 @@ export function regsLines(g: GuestState): string[] {
   return lines;
 }
 
-/** Segment registers, descriptor tables, control registers and EFER. */
-export function sregsLines(g: GuestState): string[] {
-  const lines = SEGMENT_FIELDS.map((s) => {
-    const ar = g.field(s.access);
-    return `${s.name.padEnd(4)} ${hex(g.field(s.selector)).padEnd(6)}  base ${hex64(g.field(s.base))}  limit ${hex(g.field(s.limit)).padEnd(10)}  ` +
-      `access ${hex(ar)} ${decodeField('GUEST_CS_ACCESS_RIGHTS', ar, null)}`;
-  });
-  lines.push(`gdtr base ${hex64(g.field(Field.GUEST_GDTR_BASE))}  limit ${hex(g.field(Field.GUEST_GDTR_LIMIT))}`);
-  lines.push(`idtr base ${hex64(g.field(Field.GUEST_IDTR_BASE))}  limit ${hex(g.field(Field.GUEST_IDTR_LIMIT))}`);
-  for (const cr of [0, 4] as const) {
-    const seen = g.guestView(cr), real = g.field(cr === 0 ? Field.GUEST_CR0 : Field.GUEST_CR4), name = `GUEST_CR${cr}`;
-    const bits = decodeField(name, seen, null);
-    lines.push(`cr${cr}  ${hex(seen)}${bits === '' ? '' : ` ${bits}`}${seen === real ? '' : `  (${name} ${hex(real)}: the guest reads the shadow)`}`);
-  }
-  lines.push(`cr2  ${hex(g.cr2)}`);
-  lines.push(`cr3  ${hex(g.field(Field.GUEST_CR3))}`);
-  lines.push(`cr8  ${hex(g.cr8)}`);
-  const efer = g.field(Field.GUEST_IA32_EFER);
-  const eferBits = decodeField('GUEST_IA32_EFER', efer, null);
-  lines.push(`efer ${hex(efer)}${eferBits === '' ? '' : ` ${eferBits}`}`);
-  return lines;
+/** The `snapshots` line: how many, how far apart, and the memory they take. */
+export function snapshotsLine(st: SnapshotStats): string {
+  return `${plural(st.count, 'snapshot')}, one every ${st.interval.toLocaleString('en-US')} instruction-equivalents ` +
+    `(an exit counts as ${EXIT_COST}), ${(st.bytes / 1024).toFixed(0)} KiB together`;
 }
 
 /** Where an address names memory: its space and value. */
@@ -199,10 +182,12 @@ export function disasmLines(g: GuestState, at: Address | null, count: number, sy
   return lines;
 }
 
-/** The 2-D walk of a guest-linear address, level by level (vmx/translation.ts). */
-export function translateLines(g: GuestState, at: Address, access: AccessKind): string[] {
-  if (at.space !== 'linear') throw new DebugInputError('translate takes a guest-linear address, not a p: or h: one');
-  return formatTranslation(g.translate(at.address, access));
+/**
+ * The walk of a linear address, level by level (vmx/translation.ts): through
+ * the paging `state` describes and, where it names one, the EPT (the 2-D walk).
+ */
+export function translateLines(state: TranslationState, linear: bigint, access: AccessKind): string[] {
+  return formatTranslation(explainTranslation(state, linear, access));
 }
 
 /** The VMCS: every field, one group, or one field, with its meaning. */

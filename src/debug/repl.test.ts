@@ -1,37 +1,15 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { vmConfig } from '../hv/config.js';
 import { createVm, HOST_TIMER_VECTOR } from '../hv/vm.js';
 import { COMMAND_NAMES, DebugSession, PROMPT, runScript } from './repl.js';
-import { guestImage, guestSession, tinyEngine } from './testing.js';
-
-function transcriptFile(name: string): string[] {
-  const text = readFileSync(new URL(`./transcripts/${name}.txt`, import.meta.url), 'utf8');
-  return text.replace(/\n$/, '').split('\n');
-}
+import { expectSameTranscript } from './transcript-compare.js';
+import { guestImage, guestSession, outputOf, tinyEngine, transcriptFile, transcriptScript } from './testing.js';
 
 /** Runs the commands of a transcript file (its prompt lines) and returns the new transcript. */
 function replay(expected: readonly string[], guest: string): string[] {
-  const script = expected.filter((l) => l.startsWith(PROMPT)).map((l) => l.slice(PROMPT.length)).join('\n');
   const out: string[] = [];
-  runScript(guestSession(guest), script, (l) => out.push(l));
+  runScript(guestSession(guest), transcriptScript(expected), (l) => out.push(l));
   return out;
-}
-
-/** Compares two transcripts line by line; a difference is reported with its line number. */
-function expectSameTranscript(actual: readonly string[], expected: readonly string[]): void {
-  for (let k = 0; k < Math.max(actual.length, expected.length); k++) {
-    expect(`${k + 1}: ${actual[k] ?? '(missing)'}`).toBe(`${k + 1}: ${expected[k] ?? '(missing)'}`);
-  }
-}
-
-/** The output of the command on transcript line `prompt` (up to the next prompt). */
-function outputOf(lines: readonly string[], command: string, nth = 0): string[] {
-  const starts = lines.flatMap((l, k) => (l === `${PROMPT}${command}` ? [k] : []));
-  const k = starts[nth];
-  if (k === undefined) throw new Error(`no command '${command}' in the transcript`);
-  const end = lines.findIndex((l, j) => j > k && l.startsWith(PROMPT));
-  return lines.slice(k + 1, end < 0 ? undefined : end);
 }
 
 describe('transcripts', () => {

@@ -16,14 +16,15 @@ import type { Syntax } from '../hv/disassemble.js';
 import { VmConfigError } from '../hv/vm.js';
 import { exitReasonName } from '../../vmcs/exit-reasons.js';
 import { QUALIFICATION_LAYOUTS } from '../../vmcs/qualifications.js';
-import { describeBreakpoint, parseBreakSpec, type WatchAccess } from './breakpoints.js';
+import { describeBreakpoint, parseBreakSpec, parseWatchSpec } from './breakpoints.js';
 import type { DebugEngine, EngineStop, RunOptions } from './engine.js';
 import { GuestState } from './guest-state.js';
 import {
-  disasmLines, dumpLines, exitLines, regsLines, sregsLines, stopLines, traceLines, translateLines, vmcsDiffLines, vmcsLines,
+  disasmLines, dumpLines, exitLines, regsLines, snapshotsLine, stopLines, traceLines, translateLines, vmcsDiffLines, vmcsLines,
   whereLine, whyEntryFailedLines, type Address,
 } from './inspect.js';
 import { atMost, DebugInputError, didYouMean, exitReasonNames, parseCount, parseExitReason, parseNumber } from './names.js';
+import { sregsLines } from './system-registers.js';
 import { VMCS_GROUPS } from './vmcs-view.js';
 
 /** The prompt scripts and the REPL show. */
@@ -211,7 +212,7 @@ const COMMANDS: readonly CommandDef[] = [
   {
     name: 'sregs', aliases: [], usage: 'sregs',
     help: 'Segment registers (selector, base, limit, access rights), GDTR, IDTR, CR0, CR2, CR3, CR4, CR8 and EFER.',
-    run: (s, args) => { atMost(args, 0, 'sregs'); return sregsLines(s.guest); },
+    run: (s, args) => { atMost(args, 0, 'sregs'); return sregsLines(s.guest.systemRegisters()); },
   },
   {
     name: 'x', aliases: [], usage: 'x ADDR [N]',
@@ -228,7 +229,9 @@ const COMMANDS: readonly CommandDef[] = [
       if (args.length < 1 || args.length > 2) throw new DebugInputError('translate takes an address and an access: translate 0x1000 write');
       const access = args[1]?.toLowerCase() ?? 'read';
       if (access !== 'read' && access !== 'write' && access !== 'fetch') throw new DebugInputError(`the access is read, write or fetch, not '${args[1]}'`);
-      return translateLines(s.guest, parseAddress(args[0]!, s.guest), access);
+      const at = parseAddress(args[0]!, s.guest);
+      if (at.space !== 'linear') throw new DebugInputError('translate takes a guest-linear address, not a p: or h: one');
+      return translateLines(s.guest.translationState(), at.address, access);
     },
   },
   {
@@ -261,9 +264,7 @@ const COMMANDS: readonly CommandDef[] = [
     help: 'The time-travel snapshots held: how many, how far apart, and the memory they take.',
     run: (s, args) => {
       atMost(args, 0, 'snapshots');
-      const st = s.engine.snapshotStats();
-      return [`${st.count} snapshot${st.count === 1 ? '' : 's'}, one every ${st.interval.toLocaleString('en-US')} instruction-equivalents ` +
-        `(an exit counts as 300), ${(st.bytes / 1024).toFixed(0)} KiB together`];
+      return [snapshotsLine(s.engine.snapshotStats())];
     },
   },
 ];
@@ -430,14 +431,11 @@ export class DebugSession {
   }
 
   setWatch(args: readonly string[]): string[] {
-    const kinds: Readonly<Record<string, WatchAccess>> = { read: 'read', write: 'write', access: 'access', rw: 'access', exec: 'execute', execute: 'execute' };
-    let rest = args, access: WatchAccess = 'write';
-    if (rest.length > 0 && rest[0]!.toLowerCase() in kinds) { access = kinds[rest[0]!.toLowerCase()]!; rest = rest.slice(1); }
-    if (rest.length < 1 || rest.length > 2) throw new DebugInputError('watch takes an access, an address and a length: watch write 0x2000 4, watch read p:0x2000');
-    const at = parseAddress(rest[0]!, this.guest);
-    if (at.space === 'host') throw new DebugInputError('a watchpoint is on guest-linear (0x2000) or guest-physical (p:0x2000) memory, not host-physical');
-    const length = parseCount(rest[1], 1, 'the length', 1 << 20);
-    const bp = this.engine.addBreakpoint({ kind: 'watch', space: at.space, access, address: at.address, length });
+    const bp = this.engine.addBreakpoint(parseWatchSpec(args, (text) => {
+      const at = parseAddress(text, this.guest);
+      if (at.space === 'host') throw new DebugInputError('a watchpoint is on guest-linear (0x2000) or guest-physical (p:0x2000) memory, not host-physical');
+      return { space: at.space, address: at.address };
+    }));
     return [`breakpoint ${bp.id}, ${describeBreakpoint(bp.spec)}`];
   }
 

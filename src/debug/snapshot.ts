@@ -1,19 +1,23 @@
 /**
- * Snapshots of a VM's whole state, for time travel: the debugger goes back by
- * restoring the nearest snapshot and running forward again, which gives the
- * same run because runs are deterministic (DESIGN.md, "Determinism").
+ * Snapshots of a machine's whole state, for time travel: the debugger goes
+ * back by restoring the nearest snapshot and running forward again, which
+ * gives the same run because runs are deterministic (DESIGN.md,
+ * "Determinism"). What is snapshotted is either hvsim's own VM (a Vm: the
+ * machine beneath it and the TypeScript hypervisor's fields) or a bare
+ * PcMachine (`hvsim debug --bare`: the image's own hypervisor, whose state is
+ * all in the processor, its VMX unit and memory).
  *
- * What a snapshot holds. Every object reachable from the Vm, property by
- * property: the processor (registers, lazy flags, segment caches, control and
+ * What a snapshot holds. Every object reachable from the Vm or PcMachine,
+ * property by property: the processor (registers, lazy flags, segment caches, control and
  * debug registers, MSRs, x87/SSE state, the paging TLB), the VMX unit (the
  * current VMCS's field values, the VMCS cache, EPT and its caches, pending
  * events), the platform's devices (both 8259As, the 8254 and its counters,
  * the 16550 UART and its FIFOs, CMOS/RTC, local APIC, I/O APIC, fw_cfg, PCI,
  * the system ports), the clock with every timer's deadline and the time
- * skipped while halted, and the hypervisor's own fields (exit count, host
- * interrupt, launch state, handler table). Then physical memory — guest RAM
- * and the hypervisor's pages above it (VMCS region, bitmaps, EPT tables) —
- * page by page. Nothing is named here: a field another engineer adds to a
+ * skipped while halted, the status asked for at the debug-exit port, and for
+ * a Vm the hypervisor's own fields (exit count, host interrupt, launch state,
+ * handler table). Then physical memory — guest RAM and the hypervisor's
+ * pages above it (VMCS region, bitmaps, EPT tables) — page by page. Nothing is named here: a field another engineer adds to a
  * device tomorrow is in tomorrow's snapshots.
  *
  * What it leaves out, and why that is safe:
@@ -32,7 +36,9 @@
  * typed array and every page of memory that did not change, so its own cost
  * is the pages and chunks that did change, plus about 300 small records.
  */
+import type { Cpu } from '../cpu/cpu.js';
 import type { Vm } from '../hv/vm.js';
+import { PcMachine } from '../platform/machine.js';
 
 /** Bytes per chunk of a typed array and per page of memory compared and shared between snapshots. */
 const CHUNK = 4096;
@@ -80,14 +86,31 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.compare(a, b) === 0;
 }
 
-/** The rules for a hypervisor VM: the block cache opaque, the MMU's fast TLB left out, memory pages handled apart. */
-export function vmCaptureRules(vm: Vm, opaque: Iterable<object> = []): CaptureRules {
-  const cpu = vm.cpu;
+/** What a snapshot is taken of: hvsim's VM, or a bare machine running the image's own hypervisor. */
+export type Snapshotted = Vm | PcMachine;
+
+function machineOf(s: Snapshotted): PcMachine {
+  return s instanceof PcMachine ? s : s.machine;
+}
+
+/** The processors of what is snapshotted (they share one physical memory). */
+function cpusOf(s: Snapshotted): readonly Cpu[] {
+  return machineOf(s).cpus;
+}
+
+/** The rules for a machine: each block cache opaque, each MMU's fast TLB left out, memory pages handled apart. */
+export function machineCaptureRules(machine: PcMachine, opaque: Iterable<object> = []): CaptureRules {
+  const cpus = machine.cpus;
   return {
-    opaque: new Set<object>([cpu.blocks, ...opaque]),
-    primitivesOnly: new Set<object>([cpu.mmu]),
-    skipProps: new Map<object, ReadonlySet<string>>([[cpu.memory, new Set(['pages', 'mmio'])]]),
+    opaque: new Set<object>([...cpus.map((c) => c.blocks), ...opaque]),
+    primitivesOnly: new Set<object>(cpus.map((c) => c.mmu)),
+    skipProps: new Map<object, ReadonlySet<string>>([[cpus[0]!.memory, new Set(['pages', 'mmio'])]]),
   };
+}
+
+/** The rules for a hypervisor VM: those of its machine. */
+export function vmCaptureRules(vm: Vm, opaque: Iterable<object> = []): CaptureRules {
+  return machineCaptureRules(vm.machine, opaque);
 }
 
 /** What the walk does with a value it finds: follow it (an object it records) or keep it as it is. */
@@ -103,7 +126,7 @@ function followable(v: unknown, rules: CaptureRules): v is object {
  * order (properties in their own order, depth first), with the path it was
  * first reached by.
  */
-function walk(root: object, rules: CaptureRules, visit: (obj: object, path: string) => void, rootPath = 'vm'): void {
+function walk(root: object, rules: CaptureRules, visit: (obj: object, path: string) => void, rootPath: string): void {
   const seen = new Set<object>();
   const stack: [object, string][] = [[root, rootPath]];
   const push = (v: unknown, path: string): void => {
@@ -146,11 +169,17 @@ function isPrimitive(v: unknown): boolean {
   return v === null || (typeof v !== 'object' && typeof v !== 'function');
 }
 
+/** The name of the root in fingerprint paths: `vm` or `machine`. */
+function rootName(s: Snapshotted): string {
+  return s instanceof PcMachine ? 'machine' : 'vm';
+}
+
 /**
- * Takes a snapshot of `vm`. Chunks and pages equal to those of `previous`
- * (any earlier snapshot of the same VM) are shared with it, not copied.
+ * Takes a snapshot of `vm` (a Vm or a bare PcMachine). Chunks and pages equal
+ * to those of `previous` (any earlier snapshot of the same one) are shared
+ * with it, not copied.
  */
-export function captureState(vm: Vm, rules: CaptureRules, previous: StateSnapshot | null = null): StateSnapshot {
+export function captureState(vm: Snapshotted, rules: CaptureRules, previous: StateSnapshot | null = null): StateSnapshot {
   const records: ObjectRecord[] = [];
   const typed = new Map<TypedArray, TypedRecord>();
   let ownBytes = 0;
@@ -177,8 +206,8 @@ export function captureState(vm: Vm, rules: CaptureRules, previous: StateSnapsho
       const o = obj as Record<string, unknown>, keys = stateKeys(obj, rules);
       records.push({ kind: 'props', obj: o, keys, values: keys.map((k) => o[k]) });
     }
-  });
-  const memory = vm.cpu.memory, pages = new Map<number, Uint8Array>();
+  }, rootName(vm));
+  const memory = cpusOf(vm)[0]!.memory, pages = new Map<number, Uint8Array>();
   const count = Math.ceil(memory.size / CHUNK);
   for (let ppn = 0; ppn < count; ppn++) {
     if (!memory.isAllocated(ppn)) continue;
@@ -199,13 +228,13 @@ export function captureState(vm: Vm, rules: CaptureRules, previous: StateSnapsho
 }
 
 /**
- * Puts `vm` back in the state of `snapshot`: memory first, then every object
- * recorded, property by property; then the caches are dropped (the decoded
- * blocks, the MMU's fast entries). The interrupt controllers are looked at
- * anew at the next boundary.
+ * Puts `vm` (a Vm or a bare PcMachine) back in the state of `snapshot`:
+ * memory first, then every object recorded, property by property; then the
+ * caches are dropped (the decoded blocks, the MMU's fast entries). The
+ * interrupt controllers are looked at anew at the next boundary.
  */
-export function restoreState(vm: Vm, snapshot: StateSnapshot): void {
-  const cpu = vm.cpu, memory = cpu.memory;
+export function restoreState(vm: Snapshotted, snapshot: StateSnapshot): void {
+  const cpus = cpusOf(vm), memory = cpus[0]!.memory;
   // First, so that the processor's pending-work bits it raises are then restored too.
   forgetInterruptAnswers(vm);
   const count = Math.ceil(memory.size / CHUNK);
@@ -242,10 +271,12 @@ export function restoreState(vm: Vm, snapshot: StateSnapshot): void {
         break;
     }
   }
-  cpu.blocks.clear();
-  // The fast entries go; the set in use follows the restored CPL (mmu.ts selectSet).
-  cpu.mmu.flushFast();
-  cpu.mmu.setCpl3(cpu.cpl === 3);
+  for (const cpu of cpus) {
+    cpu.blocks.clear();
+    // The fast entries go; the set in use follows the restored CPL (mmu.ts selectSet).
+    cpu.mmu.flushFast();
+    cpu.mmu.setCpl3(cpu.cpl === 3);
+  }
 }
 
 /**
@@ -254,8 +285,8 @@ export function restoreState(vm: Vm, snapshot: StateSnapshot): void {
  * APIC's event callback is what raises that flag, so it is called for each
  * processor. A spurious call costs one real look at the controllers, nothing else.
  */
-function forgetInterruptAnswers(vm: Vm): void {
-  for (const apic of vm.machine.apics) {
+function forgetInterruptAnswers(vm: Snapshotted): void {
+  for (const apic of machineOf(vm).apics) {
     (apic as unknown as { readonly onEvent?: () => void }).onEvent?.();
   }
 }
@@ -275,16 +306,17 @@ export function snapshotBytes(snapshots: Iterable<StateSnapshot>): number {
 }
 
 /**
- * A fingerprint of every object of the VM's state (the objects a snapshot
- * records, and memory page by page), by the path it is first reached by:
- * two equal fingerprints mean two equal states. Tests compare them with
- * `diffFingerprints` to name what differs. With `root` (a device, say), only
- * what is reachable from it, memory left out.
+ * A fingerprint of every object of the state of a VM or bare machine (the
+ * objects a snapshot records, and memory page by page), by the path it is
+ * first reached by (from `vm` or `machine`): two equal fingerprints mean two
+ * equal states. Tests compare them with `diffFingerprints` to name what
+ * differs. With `root` (a device, say), only what is reachable from it,
+ * memory left out.
  */
-export function stateFingerprint(vm: Vm, rules: CaptureRules, root: object = vm): Map<string, string> {
+export function stateFingerprint(vm: Snapshotted, rules: CaptureRules, root: object = vm): Map<string, string> {
   const out = new Map<string, string>();
   const pathOf = new Map<object, string>();
-  const rootPath = root === vm ? 'vm' : (root.constructor?.name ?? 'root');
+  const rootPath = root === vm ? rootName(vm) : (root.constructor?.name ?? 'root');
   walk(root, rules, (obj, path) => { pathOf.set(obj, path); }, rootPath);
   const show = (v: unknown): string => {
     if (typeof v === 'function') return 'fn';
@@ -305,7 +337,7 @@ export function stateFingerprint(vm: Vm, rules: CaptureRules, root: object = vm)
     out.set(path, text);
   }, rootPath);
   if (root !== vm) return out;
-  const memory = vm.cpu.memory, count = Math.ceil(memory.size / CHUNK);
+  const memory = cpusOf(vm)[0]!.memory, count = Math.ceil(memory.size / CHUNK);
   for (let ppn = 0; ppn < count; ppn++) {
     if (!memory.isAllocated(ppn)) continue;
     const bytes = bytesOf(memory.page(ppn)!);

@@ -6,10 +6,10 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { vmConfig } from '../hv/config.js';
-import type { Vm } from '../hv/vm.js';
+import { PcMachine } from '../platform/machine.js';
 import { DebugEngine, type EngineOptions } from './engine.js';
-import { DebugSession, SerialLines } from './repl.js';
-import { stateFingerprint, vmCaptureRules } from './snapshot.js';
+import { DebugSession, PROMPT, SerialLines } from './repl.js';
+import { machineCaptureRules, stateFingerprint, type Snapshotted } from './snapshot.js';
 
 /**
  * Loaded at 0x1000 as a flat binary in 64-bit mode (the loader's identity-mapped
@@ -66,22 +66,43 @@ const LAZY_FLAGS = new Set(['flags', 'lazyMask', 'lfOp', 'lfSize', 'lfALo', 'lfA
 const MMU_STATE = new Set(['canonicalShift', 'user', 'cpl3', 'implicit', 'watch', 'translator']);
 
 /**
- * The VM's state fingerprint (snapshot.ts) without what is not state: the
+ * The state fingerprint of a VM or a bare machine (`opaque`: the debugger's own hooks) (snapshot.ts) without what is not state: the
  * lazy-flags record becomes RFLAGS (compiled and interpreted code leave
  * different operands behind for the same flags), the MMU keeps only what
  * follows from the processor's state (not its fast entries' epochs), and the
  * count of paging-TLB hits after a fast-entry miss goes (a restore drops the
  * fast entries, so more lookups reach the TLB).
  */
-export function architecturalFingerprint(vm: Vm): Map<string, string> {
-  const fp = stateFingerprint(vm, vmCaptureRules(vm));
+export function architecturalFingerprint(vm: Snapshotted, opaque: readonly object[] = []): Map<string, string> {
+  const machine = vm instanceof PcMachine ? vm : vm.machine, root = vm instanceof PcMachine ? 'machine' : 'vm.machine';
+  const fp = stateFingerprint(vm, machineCaptureRules(machine, opaque));
   const keep = (path: string, test: (key: string) => boolean, extra = ''): void => {
     const text = fp.get(path);
     if (text === undefined) throw new Error(`no ${path} in the fingerprint`);
     fp.set(path, text.split(',').filter((kv) => test(kv.slice(0, kv.indexOf(':')))).join(',') + extra);
   };
-  keep('vm.machine.cpus[0]', (k) => !LAZY_FLAGS.has(k), `,rflags:${vm.cpu.rflags}`);
-  keep('vm.machine.cpus[0].mmu', (k) => MMU_STATE.has(k));
-  fp.delete('vm.machine.cpus[0].paging.counters');
+  keep(`${root}.cpus[0]`, (k) => !LAZY_FLAGS.has(k), `,rflags:${machine.cpu.rflags}`);
+  keep(`${root}.cpus[0].mmu`, (k) => MMU_STATE.has(k));
+  fp.delete(`${root}.cpus[0].paging.counters`);
   return fp;
+}
+
+/** The lines of a transcript file (src/debug/transcripts/NAME.txt). */
+export function transcriptFile(name: string): string[] {
+  const text = readFileSync(fileURLToPath(new URL(`./transcripts/${name}.txt`, import.meta.url)), 'utf8');
+  return text.replace(/\n$/, '').split('\n');
+}
+
+/** The commands of a transcript (its prompt lines), as a script. */
+export function transcriptScript(lines: readonly string[]): string {
+  return lines.filter((l) => l.startsWith(PROMPT)).map((l) => l.slice(PROMPT.length)).join('\n');
+}
+
+/** The output of the `nth` command `command` in a transcript (up to the next prompt). */
+export function outputOf(lines: readonly string[], command: string, nth = 0): string[] {
+  const starts = lines.flatMap((l, k) => (l === `${PROMPT}${command}` ? [k] : []));
+  const k = starts[nth];
+  if (k === undefined) throw new Error(`no command '${command}' in the transcript`);
+  const end = lines.findIndex((l, j) => j > k && l.startsWith(PROMPT));
+  return lines.slice(k + 1, end < 0 ? undefined : end);
 }

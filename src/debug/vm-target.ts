@@ -10,15 +10,17 @@
  * `monitor back-exit`, `monitor help`.
  */
 import { Field } from '../../vmcs/fields.js';
+import type { Cpu } from '../cpu/cpu.js';
 import type { VmStop } from '../hv/vm.js';
 import type { BreakpointKind, GdbTarget, RegisterFile, StopEvent } from './gdb/target.js';
 import { GDB_REGISTER, X86_64_REGISTERS } from './gdb/target-description.js';
 import type { DebugEngine, EngineStop } from './engine.js';
 import { GuestState } from './guest-state.js';
+import { GdbPoints, pointEvent } from './gdb-points.js';
 import { DebugSession } from './repl.js';
 
 /** gdb's general registers in its order, as x86 encoding numbers. */
-const GDB_GPR_ORDER = [0, 3, 1, 2, 6, 7, 5, 4, 8, 9, 10, 11, 12, 13, 14, 15];
+export const GDB_GPR_ORDER = [0, 3, 1, 2, 6, 7, 5, 4, 8, 9, 10, 11, 12, 13, 14, 15];
 /** Segment selectors in gdb's order (cs ss ds es fs gs). */
 const GDB_SEGMENTS = [Field.GUEST_CS_SELECTOR, Field.GUEST_SS_SELECTOR, Field.GUEST_DS_SELECTOR,
   Field.GUEST_ES_SELECTOR, Field.GUEST_FS_SELECTOR, Field.GUEST_GS_SELECTOR];
@@ -30,13 +32,13 @@ export type SessionEnd = 'kill' | 'detach';
 export class VmTarget implements GdbTarget {
   private readonly guest: GuestState;
   private readonly session: DebugSession;
-  /** gdb's breakpoints and watchpoints ("kind:address:length") and the engine's numbers for them. */
-  private readonly gdbPoints = new Map<string, number>();
+  private readonly points: GdbPoints;
 
   /** `onEnd` is called when gdb kills or detaches. */
   constructor(readonly engine: DebugEngine, private readonly onEnd: (how: SessionEnd) => void = () => {}) {
     this.guest = new GuestState(engine.vm);
     this.session = new DebugSession(engine, { monitor: true });
+    this.points = new GdbPoints(engine);
   }
 
   readRegisters(): RegisterFile {
@@ -45,15 +47,9 @@ export class VmTarget implements GdbTarget {
     values[GDB_REGISTER.rip] = g.rip;
     values[GDB_REGISTER.eflags] = BigInt(g.rflags);
     GDB_SEGMENTS.forEach((f, k) => { values[GDB_REGISTER.cs + k] = g.field(f); });
-    for (let k = 0; k < 16; k++) {
-      let v = 0n;
-      for (let lane = 3; lane >= 0; lane--) v = (v << 32n) | BigInt(cpu.xmm[4 * k + lane]! >>> 0);
-      values[GDB_REGISTER.xmm0 + k] = v;
-    }
-    values[GDB_REGISTER.mxcsr] = BigInt(cpu.mxcsr >>> 0);
+    processorOwnRegisters(cpu, values);
     values[GDB_REGISTER.fs_base] = g.field(Field.GUEST_FS_BASE);
     values[GDB_REGISTER.gs_base] = g.field(Field.GUEST_GS_BASE);
-    values[GDB_REGISTER.k_gs_base] = (BigInt(cpu.msrs.kernelGsBaseHi >>> 0) << 32n) | BigInt(cpu.msrs.kernelGsBaseLo >>> 0);
     values[GDB_REGISTER.cr0] = g.guestView(0);
     values[GDB_REGISTER.cr2] = g.cr2;
     values[GDB_REGISTER.cr3] = g.field(Field.GUEST_CR3);
@@ -98,23 +94,11 @@ export class VmTarget implements GdbTarget {
   }
 
   setBreakpoint(kind: BreakpointKind, address: bigint, length: number): boolean {
-    const key = `${kind}:${address}:${length}`;
-    if (this.gdbPoints.has(key)) return true;
-    if (kind === 'sw' || kind === 'hw') {
-      if (length !== 1) return false;
-      this.gdbPoints.set(key, this.engine.addBreakpoint({ kind: 'address', address }).id);
-      return true;
-    }
-    if (length < 1 || length > 4096) return false;
-    this.gdbPoints.set(key, this.engine.addBreakpoint({ kind: 'watch', space: 'linear', access: kind, address, length }).id);
-    return true;
+    return this.points.set(kind, address, length);
   }
 
   removeBreakpoint(kind: BreakpointKind, address: bigint, length: number): boolean {
-    const key = `${kind}:${address}:${length}`, id = this.gdbPoints.get(key);
-    if (id === undefined) return false;
-    this.gdbPoints.delete(key);
-    return this.engine.deleteBreakpoint(id);
+    return this.points.remove(kind, address, length);
   }
 
   /** A debugger command (repl.ts); `break-exit REASON ...` is `break exit REASON ...`. */
@@ -140,19 +124,27 @@ export class VmTarget implements GdbTarget {
       case 'ended': return endedEvent(stop.ended!);
       case 'breakpoint': break;
     }
-    const bp = stop.breakpoint!, spec = bp.spec;
-    if (spec.kind === 'address') {
-      const key = [...this.gdbPoints].find(([, id]) => id === bp.id)?.[0];
-      return { kind: 'breakpoint', type: key?.startsWith('sw:') === true ? 'sw' : 'hw', address: spec.address };
-    }
-    if (spec.kind === 'watch' && spec.access !== 'execute' && stop.access !== undefined) {
-      const a = stop.access.linear > spec.address ? stop.access.linear : spec.address;
-      return { kind: 'watchpoint', type: spec.access, address: a };
-    }
+    const bp = stop.breakpoint!;
+    const hit = pointEvent(bp, stop.access, this.points);
+    if (hit !== null) return hit;
     if (stop.exit !== undefined) return vmExitEvent(stop);
     if (stop.ended !== undefined) return endedEvent(stop.ended);
     return { kind: 'vm-exit', reason: `stopped by hvsim breakpoint ${bp.id}` };
   }
+}
+
+/**
+ * The registers the processor holds for root-mode and guest code alike (no
+ * VMCS field has them): XMM0-15, MXCSR, IA32_KERNEL_GS_BASE.
+ */
+export function processorOwnRegisters(cpu: Cpu, values: bigint[]): void {
+  for (let k = 0; k < 16; k++) {
+    let v = 0n;
+    for (let lane = 3; lane >= 0; lane--) v = (v << 32n) | BigInt(cpu.xmm[4 * k + lane]! >>> 0);
+    values[GDB_REGISTER.xmm0 + k] = v;
+  }
+  values[GDB_REGISTER.mxcsr] = BigInt(cpu.mxcsr >>> 0);
+  values[GDB_REGISTER.k_gs_base] = (BigInt(cpu.msrs.kernelGsBaseHi >>> 0) << 32n) | BigInt(cpu.msrs.kernelGsBaseLo >>> 0);
 }
 
 function vmExitEvent(stop: EngineStop): StopEvent {

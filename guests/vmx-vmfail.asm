@@ -92,22 +92,7 @@ done:   lea rsi, [rel msg_done]
         mov al, EXIT_OK
         MACHINE_EXIT
 
-; print_vmfail: right after a VMX instruction that should fail: prints
-; " VMfailInvalid" or " VMfailValid <VM_INSTRUCTION_ERROR>" and a newline.
-print_vmfail:
-        jc .invalid
-        jz .valid
-        lea rsi, [rel msg_succeeded]
-        jmp puts
-.invalid:
-        lea rsi, [rel msg_fail_invalid]
-        jmp puts
-.valid: lea rsi, [rel msg_fail_valid]
-        call puts
-        vmr VMCS_INSTRUCTION_ERROR
-        call putdec
-        mov al, 10
-        jmp putc
+%include "lib/vmfail.inc"
 
 msg_prefix:       db "vmx-vmfail: ", 0
 msg_start:        db "VMLAUNCH", 10, 0

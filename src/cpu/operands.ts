@@ -5,7 +5,7 @@
  */
 import type { Cpu } from './cpu.js';
 import { BASE_RIP, HIGH_BYTE, type Insn } from './insn.js';
-import { RSP, SS } from './regs.js';
+import { RSP, SS, Vector } from './regs.js';
 
 /** Value mask of a narrow operand size: 1 → 0xff, 2 → 0xffff, 4 and 8 → all bits. */
 export const SIZE_MASK = [0, 0xff, 0xffff, 0, -1, 0, 0, 0, -1] as const;
@@ -229,6 +229,24 @@ export function jumpRelative(cpu: Cpu, size: number, disp: number): void {
     cpu.ripLo = size === 4 ? (cpu.ripLo + disp) | 0 : (cpu.ripLo + disp) & 0xffff;
     cpu.ripHi = 0;
   }
+}
+
+/**
+ * The target check of a relative branch (Jcc, JMP, CALL, LOOP, JrCXZ): in
+ * 64-bit mode a target outside the canonical range is #GP(0) at the branch,
+ * RIP and the stack untouched (SDM vol. 2, each one's "64-Bit Mode Exceptions").
+ */
+export function checkRelativeTarget(cpu: Cpu, size: number, disp: number): void {
+  if (size !== 8) return;
+  const hi = (cpu.ripHi + (disp >> 31) + ((cpu.ripLo >>> 0) + (disp >>> 0) > 0xffffffff ? 1 : 0)) | 0;
+  const c = cpu.mmu.canonicalShift;
+  if (((hi << c) >> c) !== hi) cpu.raise(Vector.GP, 0);
+}
+
+/** A relative branch taken: RIP (already past the instruction) moves by `disp`, the target checked. */
+export function branchRelative(cpu: Cpu, size: number, disp: number): void {
+  checkRelativeTarget(cpu, size, disp);
+  jumpRelative(cpu, size, disp);
 }
 
 /** Sets RIP to an absolute target at the operand size. */

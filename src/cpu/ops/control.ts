@@ -8,7 +8,9 @@ import type { Cpu } from '../cpu.js';
 import { getCF, setStatusFlags, testCondition } from '../flags.js';
 import { Im, OpMap, Sz, type Entry, type Insn, type OpDef } from '../insn.js';
 import type { Emitter } from '../jit/emitter.js';
-import { adjustRsp, jumpAbsolute, jumpRelative, pop, push, readRm, setReg, writeRm } from '../operands.js';
+import {
+  adjustRsp, branchRelative, checkRelativeTarget, jumpAbsolute, jumpRelative, pop, push, readRm, setReg, writeRm,
+} from '../operands.js';
 import { CF, DF, RCX, Vector } from '../regs.js';
 import { getOF } from '../flags.js';
 
@@ -21,19 +23,24 @@ const TWO = OpMap.TWO * 256;
 function compileJump(conditional: boolean) {
   return (e: Emitter, i: Insn): boolean => {
     const taken = conditional ? e.condition(i.opcode & 0xf) : 'true';
-    const jump = `${e.ripStatement(e.nextOffset)} jumpRelative(cpu, ${i.opSize}, ${i.imm});`;
-    if (e.last) e.emit(`${e.ripStatement(e.nextOffset)} if (${taken}) jumpRelative(cpu, ${i.opSize}, ${i.imm});`);
-    else e.exitIf(taken, jump);
+    // The target check may raise #GP(0): flags exact and the instruction named first.
+    const jump = `cpu.blockIndex = ${e.index}; branchRelative(cpu, ${i.opSize}, ${i.imm});`;
+    if (e.last) {
+      e.mayFault();
+      e.emit(`${e.ripStatement(e.nextOffset)} if (${taken}) { ${jump} }`);
+    } else {
+      e.exitIf(taken, `${e.ripStatement(e.nextOffset)} ${jump}`);
+    }
     return true;
   };
 }
 
 function jcc(cpu: Cpu, i: Insn): void {
-  if (testCondition(cpu, i.opcode & 0xf)) jumpRelative(cpu, i.opSize, i.imm);
+  if (testCondition(cpu, i.opcode & 0xf)) branchRelative(cpu, i.opSize, i.imm);
 }
 
 function jmpRel(cpu: Cpu, i: Insn): void {
-  jumpRelative(cpu, i.opSize, i.imm);
+  branchRelative(cpu, i.opSize, i.imm);
 }
 
 function jmpIndirect(cpu: Cpu, i: Insn): void {
@@ -43,6 +50,7 @@ function jmpIndirect(cpu: Cpu, i: Insn): void {
 
 /** CALL rel: push the next instruction's address, then jump. */
 function callRel(cpu: Cpu, i: Insn): void {
+  checkRelativeTarget(cpu, i.opSize, i.imm);
   push(cpu, i.opSize, cpu.ripLo, cpu.ripHi);
   jumpRelative(cpu, i.opSize, i.imm);
 }
@@ -100,7 +108,7 @@ function loop(cpu: Cpu, i: Insn): void {
 }
 
 function jrcxz(cpu: Cpu, i: Insn): void {
-  if (counterIsZero(cpu, i)) jumpRelative(cpu, i.opSize, i.imm);
+  if (counterIsZero(cpu, i)) branchRelative(cpu, i.opSize, i.imm);
 }
 
 function setcc(cpu: Cpu, i: Insn): void {

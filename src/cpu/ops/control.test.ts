@@ -1,0 +1,60 @@
+/**
+ * Relative branches in 64-bit mode: a target outside the canonical range is
+ * #GP(0) at the branch itself — RIP still the branch's, the stack untouched —
+ * not at the fetch of the target (SDM vol. 2, Jcc, JMP and CALL, "64-Bit Mode
+ * Exceptions"), interpreted or compiled.
+ */
+import { describe, expect, it } from 'vitest';
+import { Cpu } from '../cpu.js';
+import { RSP, Vector, ZF } from '../regs.js';
+import { run } from '../run.js';
+
+/** Linear 7FFF_FFFF_F000H, the last page below the canonical hole, mapped to physical CODE. */
+const PAGE_HI = 0x7fff, PAGE_LO = 0xfffff000 | 0, CODE = 0x5000, TABLES = 0x10000, STACK = 0x80000;
+
+/** A 64-bit processor whose last canonical page holds `code` at its end. */
+function atCanonicalEdge(code: readonly number[], compileThreshold: number): Cpu {
+  const cpu = new Cpu({ memorySize: 1 << 20 });
+  cpu.enterFlat64();
+  // PML4[255] -> PDPT[511] -> PD[511] -> PT[511] -> CODE; PML4[0] -> PDPT[0] -> PD[0] -> PT[128] -> the stack page.
+  const [pml4, pdpt, pd, pt, pdpt0, pd0, pt0] = [0, 1, 2, 3, 4, 5, 6].map((k) => TABLES + 0x1000 * k);
+  const link = (table: number, index: number, to: number): void => { cpu.memory.write32(table + 8 * index, to | 3); };
+  link(pml4!, 255, pdpt!); link(pdpt!, 511, pd!); link(pd!, 511, pt!); link(pt!, 511, CODE);
+  link(pml4!, 0, pdpt0!); link(pdpt0!, 0, pd0!); link(pd0!, 0, pt0!); link(pt0!, (STACK >> 12) - 1, STACK - 0x1000);
+  cpu.cr3Lo = pml4!; cpu.paging.identity = false; cpu.mmu.flush();
+  const at = 0x1000 - code.length;
+  cpu.memory.load(CODE + at, Uint8Array.from(code));
+  cpu.ripLo = PAGE_LO + at; cpu.ripHi = PAGE_HI;
+  cpu.gpr[2 * RSP] = STACK;
+  cpu.compileThreshold = compileThreshold;
+  return cpu;
+}
+
+describe('relative branches to a non-canonical target (64-bit mode): #GP(0) at the branch', () => {
+  const cases: [string, number[], (cpu: Cpu) => void][] = [
+    ['JMP rel32', [0xe9, 0x00, 0x01, 0x00, 0x00], () => {}],
+    ['JZ rel32, taken', [0x0f, 0x84, 0x00, 0x01, 0x00, 0x00], (cpu) => { cpu.rflags = 2 | ZF; }],
+    ['CALL rel32', [0xe8, 0x00, 0x01, 0x00, 0x00], () => {}],
+  ];
+  for (const [name, branch, setup] of cases) {
+    for (const threshold of [Infinity, 1]) {
+      it(`${name} ${threshold === 1 ? 'compiled' : 'interpreted'}: RIP at the branch, RSP unchanged`, () => {
+        // Two NOPs first, so that the branch is inside its block.
+        const cpu = atCanonicalEdge([0x90, 0x90, ...branch], threshold);
+        setup(cpu);
+        const stop = run(cpu, 10);
+        expect(stop).toEqual({ kind: 'exception', vector: Vector.GP, errorCode: 0 });
+        expect([cpu.ripHi, cpu.ripLo >>> 0]).toEqual([PAGE_HI, (PAGE_LO >>> 0) + 0x1000 - branch.length]);
+        expect(cpu.gpr[2 * RSP]).toBe(STACK);
+        expect(cpu.insnCount).toBe(2);
+      });
+    }
+  }
+
+  it('JZ not taken goes on to the next instruction', () => {
+    const cpu = atCanonicalEdge([0x0f, 0x84, 0x00, 0x01, 0x00, 0x00, 0xf4], 1);
+    cpu.rflags = 2;
+    // The HLT is the page's last byte; it halts the processor.
+    expect(run(cpu, 10).kind).toBe('halt');
+  });
+});

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Cpu } from './cpu.js';
 import { run } from './run.js';
 import { runFragment, CODE_ADDRESS } from './testing.js';
-import { RAX, RCX } from './regs.js';
+import { RAX, RBX, RCX, RSP } from './regs.js';
 
 /**
  * Self-modifying code: a write to bytes that were decoded takes effect for the
@@ -33,6 +33,29 @@ describe('decoded-code cache and self-modifying code', () => {
     expect(interpreted.cpu.gpr[2 * RAX]).toBe(5050);
     expect(compiled.cpu.gpr[2 * RAX]).toBe(5050);
     expect(compiled.cpu.insnCount).toBe(interpreted.cpu.insnCount);
+  });
+
+  it('a compiled instruction that writes decoded bytes completes before its block stops', () => {
+    // L: push rax; pop rax; add [rbx], eax; dec ecx; jnz L with RSP and RBX inside the loop's own
+    // 64-byte chunk, past its last byte: the PUSH and the ADD each drop the block and end it after
+    // themselves. The PUSH must still move RSP, and the ADD record its flags: its last addition
+    // carries (the dword ends at 0), and DEC keeps CF (SDM vol. 2, DEC).
+    const body = [0x50, 0x58, 0x01, 0x03, 0xff, 0xc9, 0x75, 0xf6];
+    const code = [0xb9, 50, 0, 0, 0, ...body];
+    const regs = { [RAX]: 1n, [RBX]: BigInt(CODE_ADDRESS + 0x30), [RSP]: BigInt(CODE_ADDRESS + 0x28) };
+    const setup = (threshold: number) => (c: Cpu): void => {
+      c.compileThreshold = threshold;
+      c.memory.load(CODE_ADDRESS + 0x30, Uint8Array.of(0xce, 0xff, 0xff, 0xff)); // -50
+    };
+    const interpreted = runFragment(code, { regs, setup: setup(Infinity) });
+    // Each write drops the block: only a threshold of 1 runs the loop compiled.
+    const compiled = runFragment(code, { regs, setup: setup(1) });
+    expect(interpreted.stop.kind).toBe('halt');
+    expect(interpreted.cpu.rflags & 1).toBe(1);
+    expect(compiled.stop).toEqual(interpreted.stop);
+    expect(Array.from(compiled.cpu.gpr)).toEqual(Array.from(interpreted.cpu.gpr));
+    expect(compiled.cpu.rflags).toBe(interpreted.cpu.rflags);
+    expect(compiled.cpu.memory.read8(CODE_ADDRESS + 0x30)).toBe(0);
   });
 
   it('a store to data beside the code, outside its 64-byte chunks, keeps the decoded blocks', () => {

@@ -12,6 +12,7 @@ import { Paging } from './paging.js';
 import { MsrFile } from './msr.js';
 import { SKYLAKE, type CpuProfile } from './profile.js';
 import { seedRandom } from './ops/random.js';
+import { updateSegmentBounds } from './segment-limits.js';
 import { CS, EFER_LMA, EFER_LME, EFER_SCE, FS, GS, RFLAGS_FIXED1, SegAttr, SS, Vector } from './regs.js';
 
 export { SegAttr, EFER_SCE, EFER_LME, EFER_LMA, EFER_NXE } from './regs.js';
@@ -129,6 +130,13 @@ export class Cpu implements FlagState, MmuHost {
   readonly segBase = new Int32Array(16);
   readonly segLimit = new Uint32Array(8);
   readonly segAttr = new Int32Array(8);
+  /**
+   * Per segment register ES-GS, the last offset a read or a write may touch
+   * without a closer look, or NO_LIMIT (segment-limits.ts): kept up to date by
+   * setSegment and updateModes, the only writers of the hidden parts and the mode.
+   */
+  readonly segReadMax = new Float64Array(6);
+  readonly segWriteMax = new Float64Array(6);
   /** GDTR and IDTR: base (lo/hi) and 16-bit limit (SDM vol. 3A, 2.4). */
   gdtrLo = 0; gdtrHi = 0; gdtrLimit = 0xffff;
   idtrLo = 0; idtrHi = 0; idtrLimit = 0xffff;
@@ -311,6 +319,7 @@ export class Cpu implements FlagState, MmuHost {
     this.mmu.translator = this.paging;
     this.blocks = new BlockCache(this);
     seedRandom(this.randomState, options.randomSeed ?? 0);
+    for (let s = 0; s < 6; s++) updateSegmentBounds(this, s);
   }
 
   /** Instructions retired before the one executing (the time base of the TSC). */
@@ -384,7 +393,11 @@ export class Cpu implements FlagState, MmuHost {
     const prev = this.codeSize;
     this.codeSize = lma && (cs & SegAttr.L) ? 8 : (cs & SegAttr.DB) ? 4 : 2;
     this.stackSize = this.codeSize === 8 ? 8 : (this.segAttr[SS]! & SegAttr.DB) ? 4 : 2;
-    if (prev !== this.codeSize) this.pending |= Pending.MODE;
+    if (prev !== this.codeSize) {
+      this.pending |= Pending.MODE;
+      // Limit and type checks apply outside 64-bit mode only (SDM vol. 3A, 5.3.1).
+      if (prev === 8 || this.codeSize === 8) for (let s = 0; s < 6; s++) updateSegmentBounds(this, s);
+    }
   }
 
   /** Loads a segment register's hidden part directly (reset, loaders, tests). */
@@ -395,6 +408,7 @@ export class Cpu implements FlagState, MmuHost {
     this.segLimit[seg] = limit;
     this.segAttr[seg] = attr;
     if (seg === CS || seg === SS) this.updateModes();
+    if (seg < 6) updateSegmentBounds(this, seg);
   }
 
   /**

@@ -91,8 +91,7 @@ export function loadNull(cpu: Cpu, seg: number, selector: number): void {
  * CPL (SDM vol. 3A, 5.8.5 and 6.14.4: IA-32e mode inner stacks have a null SS).
  */
 export function loadNullStack(cpu: Cpu, cpl: number): void {
-  loadNull(cpu, SS, cpl);
-  cpu.segAttr[SS] = SegAttr.UNUSABLE | (cpl << 5);
+  cpu.setSegment(SS, cpl, 0, 0, 0, SegAttr.UNUSABLE | (cpl << 5));
 }
 
 /** Real-address and virtual-8086 mode: base = selector × 16 (SDM vol. 3A, 20.1.1). */

@@ -13,6 +13,7 @@ import type { Block } from '../blocks.js';
 import type { Cpu } from '../cpu.js';
 import { getCF, testCondition } from '../flags.js';
 import { jumpRelative } from '../operands.js';
+import { checkOffset } from '../segment-limits.js';
 import { Emitter } from './emitter.js';
 
 export type CompiledBlock = (cpu: Cpu) => number;
@@ -29,6 +30,7 @@ export function compileBlock(block: Block): CompiledBlock | null {
     e.startOffset = offset;
     e.nextOffset = offset + i.len;
     const inline = i.def.compile !== undefined && i.def.compile(e, i);
+    if (inline && e.wroteMemory) e.endIfPending();
     if (!inline) {
       e.flush();
       e.emit(`${e.ripStatement(e.nextOffset)} cpu.blockIndex = ${k}; h${k}(cpu, i${k});`);
@@ -44,7 +46,7 @@ export function compileBlock(block: Block): CompiledBlock | null {
   const bind = insns.map((_, k) => `const h${k} = H[${k}], i${k} = I[${k}];`).join('\n');
   const text = `${bind}\nreturn function block(cpu) {\n` +
     `const g = cpu.gpr, m = cpu.mmu, rl = cpu.ripLo, rh = cpu.ripHi;\n${e.source()}\n};`;
-  const factory = new Function('H', 'I', 'getCF', 'testCondition', 'jumpRelative', text) as (
+  const factory = new Function('H', 'I', 'getCF', 'testCondition', 'jumpRelative', 'checkOffset', text) as (
     ...args: unknown[]) => CompiledBlock;
-  return factory(insns.map((i) => i.exec), insns, getCF, testCondition, jumpRelative);
+  return factory(insns.map((i) => i.exec), insns, getCF, testCondition, jumpRelative, checkOffset);
 }

@@ -148,6 +148,23 @@ describe('SDM 5.8.5: CALL through a 32-bit call gate to a more privileged level'
     expectUnchanged(cpu, S.CODE3, S.DATA3, STACK, 3);
   });
 
+  it('the frame must fit within the new stack segment\'s limit, else #SS(SS0) before anything is pushed (5.3; vol. 2 CALL)', () => {
+    // SS0 byte-granular with limit 0x7FFF: the 24-byte frame below KSTACK = 0x8000 ends on its last byte.
+    for (const [limit, stop] of [[0x7fff, { kind: 'halt' }], [0x7ffe, { kind: 'exception', vector: 12, errorCode: S.DATA0 }]] as const) {
+      const cpu = protectedMachine(3);
+      const [lo, hi] = segmentDescriptor(0, limit, 0x92, 0x4);
+      write32(cpu, GDT + 0x10, lo); write32(cpu, GDT + 0x10 + 4, hi);
+      load(cpu, CODE, [0x68, 0x11, 0x11, 0x11, 0x11, 0x68, 0x22, 0x22, 0x22, 0x22, ...callFar(S.GATE32)]);
+      load(cpu, KERNEL, [HLT]);
+      expect(run(cpu, 10)).toEqual(stop);
+      if (stop.kind === 'exception') {
+        expect([cpu.segSel[CS], cpu.segSel[SS], esp(cpu), cpu.cpl]).toEqual([S.CODE3, S.DATA3, STACK - 8, 3]);
+        expect(cpu.ripLo).toBe(CODE + 10); // the CALL
+        expect(read32(cpu, KSTACK - 4)).toBe(0);
+      }
+    }
+  });
+
   it('an SS0 with RPL ≠ new CPL raises #TS(SS0) (5.8.5)', () => {
     const cpu = protectedMachine(3);
     write32(cpu, TSS + 8, S.DATA3);

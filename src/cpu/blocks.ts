@@ -10,7 +10,8 @@ import { Decoder, type ByteSource } from './decoder.js';
 import type { Insn } from './insn.js';
 import type { CompiledBlock } from './jit/compile.js';
 import { PAGE_MASK, PAGE_SIZE } from './memory.js';
-import { CS } from './regs.js';
+import { CS, Vector } from './regs.js';
+import { fetchWithinLimit } from './segment-limits.js';
 import { OPCODE_TABLE } from './optable.js';
 
 /** Longest block, in instructions. */
@@ -57,6 +58,9 @@ interface CodePage {
  * Reads instruction bytes through the MMU's execute path: at linear address
  * (lo, hi) in 64-bit mode, else at CS base + offset `lo`, the offset wrapping
  * at 64 KiB in 16-bit code (SDM vol. 3A, 20.1.1) and at 4 GiB in 32-bit code.
+ * A byte beyond the CS limit raises #GP(0) before any translation (5.3).
+ * Blocks outlive the CS they were decoded under, so the run loop checks the
+ * limit again each time a block runs (segment-limits.ts insnsWithinCodeLimit).
  */
 class FetchSource implements ByteSource {
   lo = 0; hi = 0; mode = 8; base = 0;
@@ -66,8 +70,9 @@ class FetchSource implements ByteSource {
       const s = (this.lo >>> 0) + k;
       return this.cpu.mmu.fetch8(s | 0, s > 0xffffffff ? (this.hi + 1) | 0 : this.hi);
     }
-    const off = (this.lo + k) | 0;
-    return this.cpu.mmu.fetch8((this.base + (this.mode === 2 ? off & 0xffff : off)) | 0, 0);
+    const off = this.mode === 2 ? (this.lo + k) & 0xffff : (this.lo + k) | 0;
+    if (!fetchWithinLimit(this.cpu, off)) this.cpu.raise(Vector.GP, 0);
+    return this.cpu.mmu.fetch8((this.base + off) | 0, 0);
   }
 }
 
@@ -120,6 +125,8 @@ export class BlockCache {
     const cpu = this.cpu;
     let lo = cpu.ripLo, hi = cpu.ripHi;
     if (cpu.codeSize !== 8) {
+      // The limit comes before the translation of the first byte (SDM vol. 3A, 5.3).
+      if (!fetchWithinLimit(cpu, lo)) cpu.raise(Vector.GP, 0);
       lo = (lo + cpu.segBase[2 * CS]!) | 0;
       hi = 0;
     }

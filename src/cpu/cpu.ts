@@ -12,6 +12,7 @@ import { Paging } from './paging.js';
 import { MsrFile } from './msr.js';
 import { SKYLAKE, type CpuProfile } from './profile.js';
 import { seedRandom } from './ops/random.js';
+import { updateSegmentBounds } from './segment-limits.js';
 import { CS, EFER_LMA, EFER_LME, EFER_SCE, FS, GS, RFLAGS_FIXED1, SegAttr, SS, Vector } from './regs.js';
 
 export { SegAttr, EFER_SCE, EFER_LME, EFER_LMA, EFER_NXE } from './regs.js';
@@ -135,6 +136,13 @@ export class Cpu implements FlagState, MmuHost {
    * the guest left as its VM entry loaded them (src/vmx/exit.ts).
    */
   segWrites = 0;
+  /**
+   * Per segment register ES-GS, the last offset a read or a write may touch
+   * without a closer look, or NO_LIMIT (segment-limits.ts): kept up to date by
+   * setSegment and updateModes, the only writers of the hidden parts and the mode.
+   */
+  readonly segReadMax = new Float64Array(6);
+  readonly segWriteMax = new Float64Array(6);
   /** GDTR and IDTR: base (lo/hi) and 16-bit limit (SDM vol. 3A, 2.4). */
   gdtrLo = 0; gdtrHi = 0; gdtrLimit = 0xffff;
   idtrLo = 0; idtrHi = 0; idtrLimit = 0xffff;
@@ -317,6 +325,7 @@ export class Cpu implements FlagState, MmuHost {
     this.mmu.translator = this.paging;
     this.blocks = new BlockCache(this);
     seedRandom(this.randomState, options.randomSeed ?? 0);
+    for (let s = 0; s < 6; s++) updateSegmentBounds(this, s);
   }
 
   /** Instructions retired before the one executing (the time base of the TSC). */
@@ -390,7 +399,11 @@ export class Cpu implements FlagState, MmuHost {
     const prev = this.codeSize;
     this.codeSize = lma && (cs & SegAttr.L) ? 8 : (cs & SegAttr.DB) ? 4 : 2;
     this.stackSize = this.codeSize === 8 ? 8 : (this.segAttr[SS]! & SegAttr.DB) ? 4 : 2;
-    if (prev !== this.codeSize) this.pending |= Pending.MODE;
+    if (prev !== this.codeSize) {
+      this.pending |= Pending.MODE;
+      // Limit and type checks apply outside 64-bit mode only (SDM vol. 3A, 5.3.1).
+      if (prev === 8 || this.codeSize === 8) for (let s = 0; s < 6; s++) updateSegmentBounds(this, s);
+    }
   }
 
   /** Loads a segment register's hidden part directly (reset, loaders, tests). */
@@ -402,6 +415,7 @@ export class Cpu implements FlagState, MmuHost {
     this.segAttr[seg] = attr;
     this.segWrites++;
     if (seg === CS || seg === SS) this.updateModes();
+    if (seg < 6) updateSegmentBounds(this, seg);
   }
 
   /** Loads a segment's base alone (SWAPGS, WRFSBASE, WRMSR of IA32_FS_BASE/GS_BASE). */

@@ -13,6 +13,7 @@ import {
   attrOf, desc, dplOf, isCode, isConforming, loadCodeSegment, loadNullStack, loadStackSegment, longMode,
   readDescriptor, readTss32Stack, readTss64, tssValue,
 } from './segments.js';
+import { checkNewStackFrame } from './segment-limits.js';
 import { interruptTask } from './task-switch.js';
 
 /** What raised the event: decides the EXT bit, gate-DPL checks and the saved RIP. */
@@ -266,6 +267,8 @@ function deliverProtected(cpu: Cpu, vector: number, kind: EventKind, code: numbe
     const esp = tssValue.lo, ss = tssValue.hi;
     loadStackSegment(cpu, ss, newCpl);
     cpu.gpr[2 * RSP] = cpu.stackSize === 4 ? esp : (cpu.gpr[2 * RSP]! & ~0xffff) | (esp & 0xffff);
+    // The whole frame must fit on the new stack (SDM vol. 2, INT n: #SS(error_code), the new SS selector).
+    checkNewStackFrame(cpu, (code >= 0 ? 6 : 5) * size, (ss & 0xfffc) | ext);
     push(cpu, size, oldSs, 0);
     push(cpu, size, oldEsp, 0);
   }
@@ -305,9 +308,7 @@ function deliverLong(cpu: Cpu, vector: number, kind: EventKind, code: number, ex
     if (((tssValue.hi << s) >> s) !== tssValue.hi) cpu.raise(Vector.SS, ext);
     cpu.gpr[2 * RSP] = tssValue.lo; cpu.gpr[2 * RSP + 1] = tssValue.hi;
   }
-  if (cplChanges) {
-    loadNullStack(cpu, newCpl); // a null SS with RPL = new CPL (SDM vol. 3A, 6.14.4)
-  }
+  if (cplChanges) loadNullStack(cpu, newCpl); // a null SS with RPL = new CPL (SDM vol. 3A, 6.14.4)
   cpu.gpr[2 * RSP] &= ~15; // the stack is aligned to 16 bytes (6.14.2)
   cpu.stackSize = 8;
   push(cpu, 8, oldSs, 0);

@@ -5,7 +5,8 @@
  */
 import type { Cpu } from './cpu.js';
 import { BASE_RIP, HIGH_BYTE, type Insn } from './insn.js';
-import { RSP, SS, Vector } from './regs.js';
+import { CS, RSP, SS, Vector } from './regs.js';
+import { checkOffset, NO_LIMIT } from './segment-limits.js';
 
 /** Value mask of a narrow operand size: 1 → 0xff, 2 → 0xffff, 4 and 8 → all bits. */
 export const SIZE_MASK = [0, 0xff, 0xffff, 0, -1, 0, 0, 0, -1] as const;
@@ -87,6 +88,18 @@ export function effectiveAddress(cpu: Cpu, i: Insn): void {
   cpu.accessSeg = i.seg;
 }
 
+/**
+ * Checks an access of `size` bytes at the last effective address against the
+ * limit and type of its segment, cpu.accessSeg (SDM vol. 3A, 5.3, 5.4): #GP(0),
+ * or #SS(0) for SS. In 64-bit mode and on flat segments this is one comparison.
+ * Operands read or written in several parts are checked whole, once.
+ */
+export function checkSegment(cpu: Cpu, size: number, write: boolean): void {
+  const seg = cpu.accessSeg;
+  if ((write ? cpu.segWriteMax[seg]! : cpu.segReadMax[seg]!) === NO_LIMIT) return;
+  checkOffset(cpu, seg, (cpu.eaLo - cpu.segBase[2 * seg]!) >>> 0, size, write);
+}
+
 /** Reads the ModRM r/m operand of `size` bytes. */
 export function readRm(cpu: Cpu, i: Insn, size: number): number {
   if (i.isReg) return getReg(cpu, size === 1 ? i.rmB : i.rm, size);
@@ -103,13 +116,26 @@ export function readRmw(cpu: Cpu, i: Insn, size: number): number {
   if (i.isReg) return getReg(cpu, size === 1 ? i.rmB : i.rm, size);
   effectiveAddress(cpu, i);
   const lo = readEa(cpu, size), hi = cpu.tHi;
+  checkSegment(cpu, size, true);
   cpu.mmu.checkWrite(cpu.eaLo, cpu.eaHi, size);
   cpu.tHi = hi;
   return lo;
 }
 
-/** Reads `size` bytes at the last effective address. */
+/** Reads `size` bytes at the last effective address, after the segment checks. */
 export function readEa(cpu: Cpu, size: number): number {
+  checkSegment(cpu, size, false);
+  return readLinear(cpu, size);
+}
+
+/** Writes `size` bytes at the last effective address, after the segment checks. */
+export function writeEa(cpu: Cpu, size: number, lo: number, hi: number): void {
+  checkSegment(cpu, size, true);
+  cpu.mmu.write(cpu.eaLo, cpu.eaHi, size, lo, hi);
+}
+
+/** Reads `size` bytes at the last linear address, whose segment checks are done. */
+function readLinear(cpu: Cpu, size: number): number {
   const m = cpu.mmu;
   const lo = m.read(cpu.eaLo, cpu.eaHi, size);
   cpu.tHi = size === 8 ? m.hi : 0;
@@ -120,7 +146,7 @@ export function readEa(cpu: Cpu, size: number): number {
 export function writeRm(cpu: Cpu, i: Insn, size: number, lo: number, hi: number): void {
   if (i.isReg) { setReg(cpu, size === 1 ? i.rmB : i.rm, size, lo, hi); return; }
   effectiveAddress(cpu, i);
-  cpu.mmu.write(cpu.eaLo, cpu.eaHi, size, lo, hi);
+  writeEa(cpu, size, lo, hi);
 }
 
 /** The dwords of the last 128-bit memory operand readM128 read: bits 31:0 at 0 ... bits 127:96 at 3. */
@@ -129,6 +155,7 @@ export const m128 = new Int32Array(4);
 /** Reads a 128-bit memory operand (the descriptors of INVPCID, INVVPID, INVEPT) into m128. */
 export function readM128(cpu: Cpu, i: Insn): void {
   effectiveAddress(cpu, i);
+  checkSegment(cpu, 16, false);
   const m = cpu.mmu, aLo = cpu.eaLo, aHi = cpu.eaHi;
   m128[0] = m.read64(aLo, aHi); m128[1] = m.hi;
   const s8 = (aLo >>> 0) + 8;
@@ -138,7 +165,7 @@ export function readM128(cpu: Cpu, i: Insn): void {
 /** Writes the r/m operand that readRm just read (read-modify-write: the address is reused). */
 export function writeBack(cpu: Cpu, i: Insn, size: number, lo: number, hi: number): void {
   if (i.isReg) setReg(cpu, size === 1 ? i.rmB : i.rm, size, lo, hi);
-  else cpu.mmu.write(cpu.eaLo, cpu.eaHi, size, lo, hi);
+  else writeEa(cpu, size, lo, hi);
 }
 
 /** Reads the ModRM reg operand. */
@@ -153,13 +180,21 @@ export function writeRegOp(cpu: Cpu, i: Insn, size: number, lo: number, hi: numb
 
 // ---- the stack (SDM vol. 1, 6.2) ----------------------------------------------
 
-/** Linear address of SS:(RSP + delta) at the stack size, into cpu.eaLo/eaHi. */
-function stackAddress(cpu: Cpu, delta: number): void {
-  stackAddressFrom(cpu, cpu.gpr[2 * RSP]!, cpu.gpr[2 * RSP + 1]!, delta);
+/**
+ * Linear address of SS:(RSP + delta) at the stack size, into cpu.eaLo/eaHi,
+ * for an access of `size` bytes, checked against SS's limit and type.
+ */
+function stackAddress(cpu: Cpu, delta: number, size: number, write: boolean): void {
+  stackAddressFrom(cpu, cpu.gpr[2 * RSP]!, cpu.gpr[2 * RSP + 1]!, delta, size, write);
 }
 
-/** Linear address of SS:(base + delta) with base wrapped to the stack size. */
-function stackAddressFrom(cpu: Cpu, baseLo: number, baseHi: number, delta: number): void {
+/**
+ * Linear address of SS:(base + delta) with base wrapped to the stack size.
+ * Outside 64-bit stacks the offset is checked against SS (SDM vol. 3A, 5.3,
+ * 5.4: #SS(0)). The stack size, not the code size, decides: an interrupt from
+ * compatibility mode pushes a 64-bit frame before CS changes (6.14.2).
+ */
+function stackAddressFrom(cpu: Cpu, baseLo: number, baseHi: number, delta: number, size: number, write: boolean): void {
   let lo = baseLo, hi = 0;
   if (cpu.stackSize === 8) {
     hi = baseHi;
@@ -168,6 +203,7 @@ function stackAddressFrom(cpu: Cpu, baseLo: number, baseHi: number, delta: numbe
     hi = (hi + (s > 0xffffffff ? 1 : s < 0 ? -1 : 0)) | 0;
   } else {
     lo = cpu.stackSize === 4 ? (lo + delta) | 0 : (lo + delta) & 0xffff;
+    if ((write ? cpu.segWriteMax[SS]! : cpu.segReadMax[SS]!) !== NO_LIMIT) checkOffset(cpu, SS, lo >>> 0, size, write);
     const s = (lo >>> 0) + (cpu.segBase[2 * SS]! >>> 0);
     lo = s | 0;
   }
@@ -190,21 +226,21 @@ export function adjustRsp(cpu: Cpu, delta: number): void {
 
 /** Pushes a value of `size` bytes; nothing changes if the write faults. */
 export function push(cpu: Cpu, size: number, lo: number, hi: number): void {
-  stackAddress(cpu, -size);
+  stackAddress(cpu, -size, size, true);
   cpu.mmu.write(cpu.eaLo, cpu.eaHi, size, lo, hi);
   adjustRsp(cpu, -size);
 }
 
 /** Reads the value `offset` bytes above the top of the stack without popping it. */
 export function peek(cpu: Cpu, size: number, offset: number): number {
-  stackAddress(cpu, offset);
-  return readEa(cpu, size);
+  stackAddress(cpu, offset, size, false);
+  return readLinear(cpu, size);
 }
 
 /** Reads `size` bytes at SS:(base + delta), as ENTER reads enclosing frames. */
 export function readStack(cpu: Cpu, baseLo: number, baseHi: number, delta: number, size: number): number {
-  stackAddressFrom(cpu, baseLo, baseHi, delta);
-  return readEa(cpu, size);
+  stackAddressFrom(cpu, baseLo, baseHi, delta, size, false);
+  return readLinear(cpu, size);
 }
 
 /** Pops a value of `size` bytes (hi in cpu.tHi). */
@@ -232,12 +268,17 @@ export function jumpRelative(cpu: Cpu, size: number, disp: number): void {
 }
 
 /**
- * The target check of a relative branch (Jcc, JMP, CALL, LOOP, JrCXZ): in
- * 64-bit mode a target outside the canonical range is #GP(0) at the branch,
- * RIP and the stack untouched (SDM vol. 2, each one's "64-Bit Mode Exceptions").
+ * The target check of a relative branch (Jcc, JMP, CALL, JrCXZ): a target
+ * outside the canonical range in 64-bit mode, or beyond the CS limit outside
+ * it, is #GP(0) at the branch, RIP and the stack untouched (SDM vol. 2, each
+ * one's "Operation" and exceptions; vol. 3A 5.3).
  */
 export function checkRelativeTarget(cpu: Cpu, size: number, disp: number): void {
-  if (size !== 8) return;
+  if (size !== 8) {
+    const target = size === 4 ? (cpu.ripLo + disp) >>> 0 : (cpu.ripLo + disp) & 0xffff;
+    if (target > cpu.segLimit[CS]!) cpu.raise(Vector.GP, 0);
+    return;
+  }
   const hi = (cpu.ripHi + (disp >> 31) + ((cpu.ripLo >>> 0) + (disp >>> 0) > 0xffffffff ? 1 : 0)) | 0;
   const c = cpu.mmu.canonicalShift;
   if (((hi << c) >> c) !== hi) cpu.raise(Vector.GP, 0);

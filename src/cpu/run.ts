@@ -12,6 +12,7 @@ import { compileBlock } from './jit/compile.js';
 import { GPR_NAMES, IF, RF, TF, Vector } from './regs.js';
 import { jumpRelative } from './operands.js';
 import { init, startup } from './reset.js';
+import { insnsWithinCodeLimit } from './segment-limits.js';
 
 /** DR6.BS: the #DB came from single-stepping (SDM vol. 3B, 18.2.3). */
 const DR6_BS = 1 << 14;
@@ -49,7 +50,12 @@ const FAULTED = -1;
  */
 function execBlock(cpu: Cpu, block: Block, limit: number): number {
   const insns = block.insns, mode = block.mode;
-  const n = insns.length < limit ? insns.length : limit;
+  let n = insns.length < limit ? insns.length : limit;
+  if (mode !== 8 && n > 0) {
+    // The block may have been decoded under another CS: run only what lies within this one's limit (5.3).
+    n = insnsWithinCodeLimit(cpu, block, cpu.ripLo, n);
+    if (n === 0) cpu.raise(Vector.GP, 0);
+  }
   if (++block.entries === cpu.compileThreshold) block.compiled = compileBlock(block);
   // Compiled code computes RIPs inside the block without a carry into bits 63:32.
   if (block.compiled !== null && n === insns.length &&

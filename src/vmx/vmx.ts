@@ -15,7 +15,7 @@ import { FAULT, Pending, type Cpu } from '../cpu/cpu.js';
 import { setStatusFlags } from '../cpu/flags.js';
 import { BASE_RIP, type Insn } from '../cpu/insn.js';
 import { deliverException, deliverInterrupt, deliverNmi } from '../cpu/interrupts.js';
-import { effectiveAddress, getReg, jumpRelative, m128, readM128, readRm, writeRm } from '../cpu/operands.js';
+import { effectiveAddress, getReg, jumpRelative, m128, readEa, readM128, readRm, writeRm } from '../cpu/operands.js';
 import { MAXPHYADDR } from '../cpu/paging.js';
 import { cr4Supported } from '../cpu/cpuid.js';
 import { lmswValue } from '../cpu/ops/control-registers.js';
@@ -355,7 +355,7 @@ export class Vmx implements Virtualization {
    */
   private pointerOperand(cpu: Cpu, i: Insn): number {
     effectiveAddress(cpu, i);
-    const lo = cpu.mmu.read64(cpu.eaLo, cpu.eaHi), hi = cpu.mmu.hi;
+    const lo = readEa(cpu, 8), hi = cpu.tHi;
     if ((lo & 0xfff) !== 0 || hi < 0 || hi >= 2 ** (MAXPHYADDR - 32)) return -1;
     return hi * 0x100000000 + (lo >>> 0);
   }

@@ -13,6 +13,7 @@ import type { Block } from '../blocks.js';
 import type { Cpu } from '../cpu.js';
 import { getCF, testCondition } from '../flags.js';
 import { branchRelative } from '../operands.js';
+import { checkOffset } from '../segment-limits.js';
 import { Emitter } from './emitter.js';
 
 export type CompiledBlock = (cpu: Cpu) => number;
@@ -48,7 +49,7 @@ export function compileBlock(block: Block): CompiledBlock | null {
   const bind = insns.map((_, k) => `const h${k} = H[${k}], i${k} = I[${k}];`).join('\n');
   const text = `${bind}\nreturn function block(cpu) {\n` +
     `const g = cpu.gpr, m = cpu.mmu, rl = cpu.ripLo, rh = cpu.ripHi;\n${e.source()}\n};`;
-  const factory = new Function('H', 'I', 'getCF', 'testCondition', 'branchRelative', text) as (
+  const factory = new Function('H', 'I', 'getCF', 'testCondition', 'branchRelative', 'checkOffset', text) as (
     ...args: unknown[]) => CompiledBlock;
-  return factory(insns.map((i) => i.exec), insns, getCF, testCondition, branchRelative);
+  return factory(insns.map((i) => i.exec), insns, getCF, testCondition, branchRelative, checkOffset);
 }

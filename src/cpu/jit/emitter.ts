@@ -12,9 +12,16 @@
 import { FlagOp } from '../flags.js';
 import { HIGH_BYTE, type Insn } from '../insn.js';
 import { CF, STATUS_FLAGS } from '../regs.js';
+import { NO_LIMIT } from '../segment-limits.js';
 
 /** A 64-bit value as two JavaScript expressions (locals or constants). */
 export interface Pair { lo: string; hi: string }
+
+/**
+ * The linear address of a memory operand, with what its segment checks need
+ * outside 64-bit mode: the segment register and the local holding the offset.
+ */
+export interface Address extends Pair { seg: number; offset: string }
 
 interface Producer {
   op: FlagOp;
@@ -100,9 +107,12 @@ export class Emitter {
 
   /**
    * Emits the linear address of i's memory operand, as operands.ts
-   * effectiveAddress computes it; returns the locals holding it.
+   * effectiveAddress computes it; returns the locals holding it. Without the
+   * segment (LEA), the offset alone.
    */
-  address(i: Insn, withSegment = true): Pair {
+  address(i: Insn): Address;
+  address(i: Insn, withSegment: false): Pair;
+  address(i: Insn, withSegment = true): Address | Pair {
     const lo = this.local('ea'), hi = this.local('eh');
     this.emit(`let ${lo} = ${i.disp}, ${hi} = ${i.adSize === 8 ? i.disp >> 31 : 0};`);
     const add64 = (xLo: string, xHi: string): void => {
@@ -126,6 +136,8 @@ export class Emitter {
       return { lo: '', hi: '' }; // 16-bit addressing is left to the interpreter
     }
     if (!withSegment) return { lo, hi };
+    // Outside 64-bit mode the offset is kept for the segment checks (readMem, writeMem).
+    const offset = this.mode === 8 ? '' : this.let(lo, 'off');
     if (i.segBase) {
       const s = this.local('s');
       this.emit(`const ${s} = (${lo} >>> 0) + (cpu.segBase[${2 * i.seg}] >>> 0); ${lo} = ${s} | 0;`);
@@ -134,12 +146,24 @@ export class Emitter {
         : `${hi} = 0;`);
     }
     this.emit(`cpu.accessSeg = ${i.seg};`);
-    return { lo, hi };
+    return { lo, hi, seg: i.seg, offset };
+  }
+
+  /**
+   * The segment limit and type checks of an access (SDM vol. 3A, 5.3, 5.4),
+   * outside 64-bit mode: one comparison on a flat segment (segment-limits.ts).
+   * Accesses at addresses not made by address() (the 64-bit stack) have none.
+   */
+  private checkSegment(a: Pair | Address, size: number, write: boolean): void {
+    if (this.mode === 8 || !('seg' in a)) return;
+    const max = write ? 'cpu.segWriteMax' : 'cpu.segReadMax';
+    this.emit(`if (${max}[${a.seg}] !== ${NO_LIMIT}) checkOffset(cpu, ${a.seg}, ${a.offset} >>> 0, ${size}, ${write});`);
   }
 
   /** Reads `size` bytes at `a` (may fault). */
-  readMem(a: Pair, size: number): Pair {
+  readMem(a: Pair | Address, size: number): Pair {
     this.mayFault();
+    this.checkSegment(a, size, false);
     switch (size) {
       case 8: {
         const lo = this.let(`m.read64(${a.lo}, ${a.hi})`);
@@ -153,11 +177,12 @@ export class Emitter {
 
   /**
    * Writes `size` bytes at `a` (may fault). The write may invalidate code or
-   * raise other pending work, which ends the block after this instruction
+   * make a device raise an event, which ends the block after this instruction
    * (compile.ts, `wroteMemory`).
    */
-  writeMem(a: Pair, size: number, v: Pair): void {
+  writeMem(a: Pair | Address, size: number, v: Pair): void {
     this.mayFault();
+    this.checkSegment(a, size, true);
     switch (size) {
       case 8: this.emit(`m.write64(${a.lo}, ${a.hi}, ${v.lo}, ${v.hi});`); break;
       case 4: this.emit(`m.write32(${a.lo}, ${a.hi}, ${v.lo});`); break;

@@ -18,7 +18,7 @@ import type { Cpu } from '../cpu.js';
 import { PARITY, setStatusFlags } from '../flags.js';
 import { Im, OpMap, Sz, type Entry, type Insn, type OpDef } from '../insn.js';
 import {
-  addSegmentBase, getReg, operandOffset, readEa, readRegOp, readRm, setReg, writeRm,
+  addSegmentBase, getReg, operandOffset, readEa, readRegOp, readRm, setReg, writeEa, writeRm,
 } from '../operands.js';
 import { CF, PF, RDX, STATUS_FLAGS, ZF } from '../regs.js';
 import { multiply, WIDE } from './muldiv.js';
@@ -76,7 +76,7 @@ function bitTest(op: BitOp, imm: boolean) {
       const nw = op === BitOp.BTS ? w | m : op === BitOp.BTR ? w & ~m : w ^ m;
       if (high) vh = nw; else v = nw;
       if (i.isReg) setReg(cpu, i.rm, z, v, vh);
-      else cpu.mmu.write(cpu.eaLo, cpu.eaHi, z, v, vh);
+      else writeEa(cpu, z, v, vh);
     }
     setStatusFlags(cpu, CF, w & m ? CF : 0);
   };

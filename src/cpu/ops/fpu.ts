@@ -34,7 +34,7 @@ import type { Cpu } from '../cpu.js';
 import { hasFeature, XCR0_SUPPORTED } from '../cpuid.js';
 import { OpMap, Sz, type Entry, type Exec, type Insn, type OpDef } from '../insn.js';
 import type { X87State } from '../msr.js';
-import { effectiveAddress, setReg } from '../operands.js';
+import { checkSegment, effectiveAddress, readEa, setReg, writeEa } from '../operands.js';
 import type { CpuFeature } from '../profile.js';
 import { RAX, Vector } from '../regs.js';
 import { Intercept } from '../virtualization.js';
@@ -81,7 +81,7 @@ function fldcw(cpu: Cpu, i: Insn): void {
   const s = cpu.msrs.x87;
   pendingCheck(cpu, s);
   effectiveAddress(cpu, i);
-  const v = cpu.mmu.read16(cpu.eaLo, cpu.eaHi);
+  const v = readEa(cpu, 2);
   s.fcw = (v & FCW_MASK) | FCW_ONE;
   // A flag the new control word unmasks becomes pending for the next waiting instruction.
   if ((s.fsw & FSW_FLAGS & ~s.fcw) !== 0) s.fsw |= FSW_ES | FSW_B;
@@ -92,14 +92,14 @@ function fldcw(cpu: Cpu, i: Insn): void {
 function fnstcw(cpu: Cpu, i: Insn): void {
   x87Check(cpu);
   effectiveAddress(cpu, i);
-  cpu.mmu.write16(cpu.eaLo, cpu.eaHi, cpu.msrs.x87.fcw);
+  writeEa(cpu, 2, cpu.msrs.x87.fcw, 0);
 }
 
 /** FNSTSW m2byte (SDM vol. 2, FSTSW/FNSTSW). */
 function fnstsw(cpu: Cpu, i: Insn): void {
   x87Check(cpu);
   effectiveAddress(cpu, i);
-  cpu.mmu.write16(cpu.eaLo, cpu.eaHi, cpu.msrs.x87.fsw);
+  writeEa(cpu, 2, cpu.msrs.x87.fsw, 0);
 }
 
 /** FNSTSW AX. */
@@ -150,8 +150,22 @@ function areaAddress(cpu: Cpu, i: Insn, align: number): void {
   baseLo = cpu.eaLo; baseHi = cpu.eaHi;
 }
 
+/** Points cpu.eaLo/eaHi at byte `from` of the area and checks bytes [from, to) against its segment (SDM vol. 3A, 5.3, 5.4). */
+function checkRange(cpu: Cpu, from: number, to: number, write: boolean): void {
+  at(cpu, from);
+  cpu.eaLo = aLo; cpu.eaHi = aHi;
+  checkSegment(cpu, to - from, write);
+}
+
+/** Raises what writing bytes [from, to) of the area would raise, writing nothing. */
+function probeStore(cpu: Cpu, from: number, to: number): void {
+  checkRange(cpu, from, to, true);
+  cpu.mmu.probeWrite(aLo, aHi, to - from);
+}
+
 /** Reads bytes [from, to) of the area into IMG (8-byte units; the area is aligned). */
 function loadRange(cpu: Cpu, from: number, to: number): void {
+  checkRange(cpu, from, to, false);
   const m = cpu.mmu;
   for (let o = from; o < to; o += 8) {
     at(cpu, o);
@@ -262,7 +276,7 @@ function fxsave(cpu: Cpu, i: Insn): void {
   if ((cpu.cr0 & (CR0_EM | CR0_TS)) !== 0) cpu.raise(Vector.NM);
   areaAddress(cpu, i, 16);
   const n = xmmCount(cpu);
-  cpu.mmu.probeWrite(baseLo, baseHi, 160 + 16 * n);
+  probeStore(cpu, 0, 160 + 16 * n);
   putX87(cpu.msrs.x87, i.rexW);
   putMxcsr(cpu);
   putXmm(cpu, n);
@@ -317,8 +331,7 @@ function xsaveStart(cpu: Cpu, i: Insn, feature: CpuFeature, what: Intercept | -1
  */
 function storeComponents(cpu: Cpu, i: Insn, save: number, mxcsr: boolean, headerEnd: number): void {
   const first = (save & 1) !== 0 ? 0 : mxcsr ? 24 : 512;
-  at(cpu, first);
-  cpu.mmu.probeWrite(aLo, aHi, headerEnd - first);
+  probeStore(cpu, first, headerEnd);
   if ((save & 1) !== 0) {
     putX87(cpu.msrs.x87, i.rexW);
     storeRange(cpu, 0, 24);
@@ -453,7 +466,7 @@ function fence(): void { /* nothing to order */ }
  */
 function clflush(cpu: Cpu, i: Insn): void {
   effectiveAddress(cpu, i);
-  cpu.mmu.read8(cpu.eaLo, cpu.eaHi);
+  readEa(cpu, 1);
 }
 
 // ---- the table ---------------------------------------------------------------------------

@@ -5,7 +5,7 @@
  */
 import type { Cpu } from '../cpu.js';
 import { Im, Sz, type Entry, type Insn, type OpDef } from '../insn.js';
-import { addSegmentBase, getReg, repeatInstruction, setReg } from '../operands.js';
+import { addSegmentBase, checkSegment, getReg, repeatInstruction, setReg } from '../operands.js';
 import { DF, ES, IOPL, RCX, RDI, RDX, RSI, TR, VM, Vector } from '../regs.js';
 import { noteIoAccess } from './debug-registers.js';
 
@@ -84,6 +84,8 @@ function stringIo(isIn: boolean) {
     cpu.accessSeg = isIn ? ES : i.seg;
     // The I/O-permission #GP comes before the VM exit (SDM vol. 3C, 26.1.1), which reports the operand's address.
     if (cpu.nonRoot) cpu.virt.io(cpu, i, port, z, isIn, true);
+    // The memory operand is checked before the port is touched (SDM vol. 3A, 5.3, 5.4).
+    checkSegment(cpu, z, isIn);
     if (isIn) {
       cpu.mmu.checkWrite(cpu.eaLo, cpu.eaHi, z);
       cpu.mmu.write(cpu.eaLo, cpu.eaHi, z, cpu.io.read(port, z), 0);

@@ -9,8 +9,8 @@ import { materialize, setStatusFlags, testCondition } from '../flags.js';
 import { Im, OpMap, Sz, type Entry, type Insn, type OpDef } from '../insn.js';
 import type { Emitter, Pair } from '../jit/emitter.js';
 import {
-  addSegmentBase, getReg, operandOffset, readEa, readRegOp, readRm, readRmw, setReg, SIZE_MASK,
-  writeBack, writeRegOp, writeRm,
+  addSegmentBase, checkSegment, getReg, operandOffset, readEa, readRegOp, readRm, readRmw, setReg, SIZE_MASK,
+  writeBack, writeEa, writeRegOp, writeRm,
 } from '../operands.js';
 import { AF, CF, PF, RAX, RDX, SF, Vector, ZF } from '../regs.js';
 import { alu, AluOp } from './alu.js';
@@ -79,7 +79,7 @@ function movAO(cpu: Cpu, i: Insn): void {
 function movOA(cpu: Cpu, i: Insn): void {
   const v = getReg(cpu, RAX, i.opSize);
   moffsAddress(cpu, i);
-  cpu.mmu.write(cpu.eaLo, cpu.eaHi, i.opSize, v, cpu.tHi);
+  writeEa(cpu, i.opSize, v, cpu.tHi);
 }
 
 /** LEA: the offset, truncated to the operand size. */
@@ -193,8 +193,10 @@ function cmpxchgWide(cpu: Cpu, i: Insn): void {
   if (i.segBase) addSegmentBase(cpu, i.seg);
   cpu.accessSeg = i.seg;
   const lo = cpu.eaLo, hi = cpu.eaHi;
+  if (i.opSize === 8 && (lo & 15)) cpu.raise(Vector.GP, 0);
+  // The operand is always written (SDM vol. 2, CMPXCHG8B): a segment that allows the write allows the read.
+  checkSegment(cpu, 2 * i.opSize, true);
   if (i.opSize === 8) {
-    if (lo & 15) cpu.raise(Vector.GP, 0);
     const hiLo = (lo + 8) | 0, hiHi = (hiLo >>> 0) < (lo >>> 0) ? (hi + 1) | 0 : hi;
     const m0 = m.read64(lo, hi), m1 = m.hi, m2 = m.read64(hiLo, hiHi), m3 = m.hi;
     m.probeWrite(lo, hi, 16);

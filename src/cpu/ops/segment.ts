@@ -8,7 +8,8 @@ import { FAULT, type Cpu } from '../cpu.js';
 import { SegAttr } from '../regs.js';
 import { setStatusFlags } from '../flags.js';
 import { Im, OpMap, Sz, type Entry, type Insn, type OpDef } from '../insn.js';
-import { adjustRsp, effectiveAddress, getReg, peek, push, readRm, setReg, writeRm } from '../operands.js';
+import { adjustRsp, checkSegment, effectiveAddress, getReg, peek, push, readRm, setReg, writeRm } from '../operands.js';
+import { checkNewStackFrame } from '../segment-limits.js';
 import { CS, DS, ES, FS, GS, IF, IOPL, LDTR, NT, RSP, SS, TR, VIF, VIP, VM, Vector, ZF } from '../regs.js';
 import {
   attrOf, baseOf, checkDirectCodeTarget, desc, dplOf, isCode, isConforming, limitOf, loadCodeSegment,
@@ -64,6 +65,7 @@ function loadFarPointer(seg: number) {
   return (cpu: Cpu, i: Insn): void => {
     const z = i.opSize;
     effectiveAddress(cpu, i);
+    checkSegment(cpu, z + 2, false);
     const lo = cpu.eaLo, hi = cpu.eaHi;
     const off = cpu.mmu.read(lo, hi, z), offHi = z === 8 ? cpu.mmu.hi : 0;
     const sel = cpu.mmu.read16((lo + z) | 0, hi);
@@ -222,9 +224,11 @@ function gateTransfer(cpu: Cpu, gateSel: number, call: boolean): void {
     } else {
       // SSn:ESPn from the TSS; the new SS is checked as in 5.8.5 (#TS, #SS(selector)).
       readTss32Stack(cpu, newCpl);
-      const esp = tssValue.lo;
-      loadStackSegment(cpu, tssValue.hi, newCpl);
+      const esp = tssValue.lo, ss = tssValue.hi;
+      loadStackSegment(cpu, ss, newCpl);
       cpu.gpr[2 * RSP] = esp; cpu.gpr[2 * RSP + 1] = 0;
+      // SS:rSP, the parameters and CS:rIP must fit on the new stack (SDM vol. 2, CALL: #SS(SS selector)).
+      checkNewStackFrame(cpu, (4 + count) * size, ss & 0xfffc);
     }
   }
   checkTarget(cpu, offLo, offHi, lm, limitOf(codeLo, codeHi));
@@ -261,6 +265,7 @@ const pointer = { sel: 0, lo: 0, hi: 0 };
 function readFarPointer(cpu: Cpu, i: Insn): void {
   if (i.isReg) cpu.raise(Vector.UD);
   effectiveAddress(cpu, i);
+  checkSegment(cpu, i.opSize + 2, false);
   const z = i.opSize, a = cpu.eaLo, ah = cpu.eaHi;
   pointer.lo = cpu.mmu.read(a, ah, z);
   pointer.hi = z === 8 ? cpu.mmu.hi : 0;
@@ -430,6 +435,7 @@ function loadTableRegister(idt: boolean) {
     effectiveAddress(cpu, i);
     // Descriptor-table exiting (SDM vol. 3C, 26.1.3), after the privilege check (26.1.1).
     if (cpu.nonRoot && cpu.virt.intercept(cpu, i, idt ? Intercept.LIDT : Intercept.LGDT)) return;
+    checkSegment(cpu, cpu.codeSize === 8 ? 10 : 6, false);
     const a = cpu.eaLo, ah = cpu.eaHi;
     const limit = cpu.mmu.read16(a, ah);
     let lo = cpu.mmu.read32((a + 2) | 0, ah), hi = 0;
@@ -450,6 +456,7 @@ function storeTableRegister(idt: boolean) {
     effectiveAddress(cpu, i);
     if (cpu.nonRoot && cpu.virt.intercept(cpu, i, idt ? Intercept.SIDT : Intercept.SGDT)) return;
     const a = cpu.eaLo, ah = cpu.eaHi, n = cpu.codeSize === 8 ? 10 : 6;
+    checkSegment(cpu, n, true);
     cpu.mmu.probeWrite(a, ah, n);
     cpu.mmu.write16(a, ah, idt ? cpu.idtrLimit : cpu.gdtrLimit);
     cpu.mmu.write32((a + 2) | 0, ah, idt ? cpu.idtrLo : cpu.gdtrLo);

@@ -16,7 +16,7 @@
  */
 import type { Cpu } from '../cpu.js';
 import { Im, OpMap, Sz, type Entry, type Insn, type OpDef } from '../insn.js';
-import { effectiveAddress, readRegOp, readRm, setReg, writeRm } from '../operands.js';
+import { checkSegment, effectiveAddress, readEa, readRegOp, readRm, setReg, writeEa, writeRm } from '../operands.js';
 import { Vector } from '../regs.js';
 
 const TWO = OpMap.TWO * 256;
@@ -50,6 +50,7 @@ function copy4(to: Int32Array, t: number, from: Int32Array, f: number): void {
 
 /** Reads 16 bytes at cpu.eaLo/eaHi into `out` (nothing is written before both halves are read). */
 function readMem128(cpu: Cpu, out: Int32Array): void {
+  checkSegment(cpu, 16, false);
   const m = cpu.mmu, lo = cpu.eaLo, hi = cpu.eaHi;
   const lo2 = (lo + 8) | 0;
   const hi2 = cpu.codeSize === 8 && (lo2 >>> 0) < (lo >>> 0) ? (hi + 1) | 0 : hi;
@@ -60,6 +61,7 @@ function readMem128(cpu: Cpu, out: Int32Array): void {
 
 /** Writes lanes r..r+3 of `src` as 16 bytes at cpu.eaLo/eaHi; a fault leaves memory unchanged. */
 function writeMem128(cpu: Cpu, src: Int32Array, r: number): void {
+  checkSegment(cpu, 16, true);
   const m = cpu.mmu, lo = cpu.eaLo, hi = cpu.eaHi;
   const lo2 = (lo + 8) | 0;
   const hi2 = cpu.codeSize === 8 && (lo2 >>> 0) < (lo >>> 0) ? (hi + 1) | 0 : hi;
@@ -95,9 +97,7 @@ function loadSource(cpu: Cpu, i: Insn, aligned: boolean): void {
 function readQword(cpu: Cpu, i: Insn): number {
   if (i.isReg) { cpu.tHi = cpu.xmm[4 * i.rm + 1]!; return cpu.xmm[4 * i.rm]!; }
   effectiveAddress(cpu, i);
-  const lo = cpu.mmu.read64(cpu.eaLo, cpu.eaHi);
-  cpu.tHi = cpu.mmu.hi;
-  return lo;
+  return readEa(cpu, 8);
 }
 
 // ---- moves ----------------------------------------------------------------------
@@ -147,8 +147,8 @@ function movScalarLoad(name: string, lanes: number): OpDef {
         return;
       }
       effectiveAddress(cpu, i);
-      if (lanes === 2) { x[r] = cpu.mmu.read64(cpu.eaLo, cpu.eaHi); x[r + 1] = cpu.mmu.hi; }
-      else { x[r] = cpu.mmu.read32(cpu.eaLo, cpu.eaHi); x[r + 1] = 0; }
+      if (lanes === 2) { x[r] = readEa(cpu, 8); x[r + 1] = cpu.tHi; }
+      else { x[r] = readEa(cpu, 4); x[r + 1] = 0; }
       x[r + 2] = 0; x[r + 3] = 0;
     },
   };
@@ -167,8 +167,8 @@ function movScalarStore(name: string, lanes: number): OpDef {
         return;
       }
       effectiveAddress(cpu, i);
-      if (lanes === 2) cpu.mmu.write64(cpu.eaLo, cpu.eaHi, x[r]!, x[r + 1]!);
-      else cpu.mmu.write32(cpu.eaLo, cpu.eaHi, x[r]!);
+      if (lanes === 2) writeEa(cpu, 8, x[r]!, x[r + 1]!);
+      else writeEa(cpu, 4, x[r]!, 0);
     },
   };
 }
@@ -206,7 +206,7 @@ function movqStore(cpu: Cpu, i: Insn): void {
     return;
   }
   effectiveAddress(cpu, i);
-  cpu.mmu.write64(cpu.eaLo, cpu.eaHi, x[r]!, x[r + 1]!);
+  writeEa(cpu, 8, x[r]!, x[r + 1]!);
 }
 
 /**
@@ -225,7 +225,7 @@ function loadHalf(name: string, h: number, memOnly: boolean): OpDef {
         lo = x[s]!; hi = x[s + 1]!;
       } else {
         effectiveAddress(cpu, i);
-        lo = cpu.mmu.read64(cpu.eaLo, cpu.eaHi); hi = cpu.mmu.hi;
+        lo = readEa(cpu, 8); hi = cpu.tHi;
       }
       x[r] = lo; x[r + 1] = hi;
     },
@@ -239,7 +239,7 @@ function storeHalf(name: string, h: number): OpDef {
       sseCheck(cpu);
       const x = cpu.xmm, r = 4 * i.reg + 2 * h;
       effectiveAddress(cpu, i);
-      cpu.mmu.write64(cpu.eaLo, cpu.eaHi, x[r]!, x[r + 1]!);
+      writeEa(cpu, 8, x[r]!, x[r + 1]!);
     },
   };
 }
@@ -263,7 +263,7 @@ const MXCSR_MASK = 0xffff;
 function ldmxcsr(cpu: Cpu, i: Insn): void {
   sseCheck(cpu);
   effectiveAddress(cpu, i);
-  const v = cpu.mmu.read32(cpu.eaLo, cpu.eaHi);
+  const v = readEa(cpu, 4);
   if ((v & ~MXCSR_MASK) !== 0) cpu.raise(Vector.GP, 0);
   cpu.mxcsr = v;
 }
@@ -272,7 +272,7 @@ function ldmxcsr(cpu: Cpu, i: Insn): void {
 function stmxcsr(cpu: Cpu, i: Insn): void {
   sseCheck(cpu);
   effectiveAddress(cpu, i);
-  cpu.mmu.write32(cpu.eaLo, cpu.eaHi, cpu.mxcsr);
+  writeEa(cpu, 4, cpu.mxcsr, 0);
 }
 
 // ---- packed operations on D (destination) and S (source) ------------------------------

@@ -17,7 +17,8 @@ import { getZF } from '../flags.js';
 import { Sz, type Entry, type Insn, type OpDef } from '../insn.js';
 import { PAGE_MASK, PAGE_SIZE } from '../memory.js';
 import { Access } from '../mmu.js';
-import { addSegmentBase, getReg, repeatInstruction, setReg } from '../operands.js';
+import { addSegmentBase, getReg, readEa, repeatInstruction, setReg, writeEa } from '../operands.js';
+import { NO_LIMIT } from '../segment-limits.js';
 import { DF, ES, RAX, RBX, RCX, RDI, RSI } from '../regs.js';
 import { alu, AluOp } from './alu.js';
 
@@ -71,13 +72,6 @@ function srcLinear(cpu: Cpu, i: Insn): void { linear(cpu, i.seg, i.segBase, siLo
 /** The destination ES:rDI: never overridable; ES's base is ignored in 64-bit mode (SDM vol. 1, 3.4.2.1). */
 function dstLinear(cpu: Cpu, i: Insn): void { linear(cpu, ES, i.mode !== 8, diLo, diHi); }
 
-/** Reads `z` bytes at the last linear address; high half in cpu.tHi. */
-function readAt(cpu: Cpu, z: number): number {
-  const v = cpu.mmu.read(cpu.eaLo, cpu.eaHi, z);
-  cpu.tHi = z === 8 ? cpu.mmu.hi : 0;
-  return v;
-}
-
 const usesSrc = (k: Kind): boolean => k === Kind.MOVS || k === Kind.CMPS || k === Kind.LODS;
 const usesDst = (k: Kind): boolean => k !== Kind.LODS;
 
@@ -87,36 +81,36 @@ function iterate(cpu: Cpu, i: Insn, kind: Kind, z: number, step: number): void {
   switch (kind) {
     case Kind.MOVS: {
       srcLinear(cpu, i);
-      const v = readAt(cpu, z), vh = cpu.tHi;
+      const v = readEa(cpu, z), vh = cpu.tHi;
       dstLinear(cpu, i);
-      cpu.mmu.write(cpu.eaLo, cpu.eaHi, z, v, vh);
+      writeEa(cpu, z, v, vh);
       break;
     }
     case Kind.CMPS: {
       // SDM vol. 2, CMPS: temp ← SRC1 − SRC2 with SRC1 = [rSI], SRC2 = [rDI]; flags as CMP.
       srcLinear(cpu, i);
-      const a = readAt(cpu, z), ah = cpu.tHi;
+      const a = readEa(cpu, z), ah = cpu.tHi;
       dstLinear(cpu, i);
-      const b = readAt(cpu, z), bh = cpu.tHi;
+      const b = readEa(cpu, z), bh = cpu.tHi;
       alu(cpu, AluOp.CMP, z, a, ah, b, bh);
       break;
     }
     case Kind.STOS: {
       const v = getReg(cpu, RAX, z), vh = cpu.tHi;
       dstLinear(cpu, i);
-      cpu.mmu.write(cpu.eaLo, cpu.eaHi, z, v, vh);
+      writeEa(cpu, z, v, vh);
       break;
     }
     case Kind.LODS: {
       srcLinear(cpu, i);
-      const v = readAt(cpu, z);
+      const v = readEa(cpu, z);
       setReg(cpu, RAX, z, v, cpu.tHi);
       break;
     }
     default: {
       // SDM vol. 2, SCAS: temp ← rAX − [rDI]; flags as CMP.
       dstLinear(cpu, i);
-      const b = readAt(cpu, z), bh = cpu.tHi;
+      const b = readEa(cpu, z), bh = cpu.tHi;
       const a = getReg(cpu, RAX, z), ah = cpu.tHi;
       alu(cpu, AluOp.CMP, z, a, ah, b, bh);
     }
@@ -130,6 +124,16 @@ function bytesToWrap(lo: number, hi: number, ad: number): number {
   if (ad === 2) return 0x10000 - lo;
   if (ad === 4 || hi === -1) return 0x100000000 - (lo >>> 0);
   return 0x100000000;
+}
+
+/**
+ * Elements of `z` bytes from `offset` (forwards) that fit under the fast bound of
+ * `seg` (segment-limits.ts): every one passes the limit and type checks. 0 when
+ * even the first needs the full check, which an ordinary iteration makes.
+ */
+function elementsWithinSegment(max: number, offset: number, z: number): number {
+  if (max === NO_LIMIT) return Infinity;
+  return max < offset ? 0 : Math.floor((max - offset + 1) / z);
 }
 
 /**
@@ -151,18 +155,21 @@ function fastPage(cpu: Cpu, access: Access): number {
  * one ordinary iteration); -n when the run of n elements must go element by
  * element: unbacked memory, code, or a destination overlapping its source from
  * above (exact semantics replicate the bytes the run itself writes). Only the
- * first element of a run can fault: protection is per page.
+ * first element of a run can fault: protection is per page, and a run ends
+ * where the segments' limits would stop an element (SDM vol. 3A, 5.3).
  */
 function fastRun(cpu: Cpu, i: Insn, kind: Kind, z: number, max: number): number {
   const ad = i.adSize;
   dstLinear(cpu, i);
   const dLo = cpu.eaLo, dHi = cpu.eaHi, dOff = dLo & PAGE_MASK;
-  let n = Math.min(max, Math.floor(Math.min(bytesToWrap(diLo, diHi, ad), PAGE_SIZE - dOff) / z));
+  let n = Math.min(max, Math.floor(Math.min(bytesToWrap(diLo, diHi, ad), PAGE_SIZE - dOff) / z),
+    elementsWithinSegment(cpu.segWriteMax[ES]!, diLo >>> 0, z));
   let sLo = 0, sHi = 0, sOff = 0;
   if (kind === Kind.MOVS) {
     srcLinear(cpu, i);
     sLo = cpu.eaLo; sHi = cpu.eaHi; sOff = sLo & PAGE_MASK;
-    n = Math.min(n, Math.floor(Math.min(bytesToWrap(siLo, siHi, ad), PAGE_SIZE - sOff) / z));
+    n = Math.min(n, Math.floor(Math.min(bytesToWrap(siLo, siHi, ad), PAGE_SIZE - sOff) / z),
+      elementsWithinSegment(cpu.segReadMax[i.seg]!, siLo >>> 0, z));
   }
   if (n < MIN_RUN) return 0;
   const bytes = n * z, mmu = cpu.mmu, mem = cpu.memory;
@@ -261,7 +268,7 @@ function xlat(cpu: Cpu, i: Insn): void {
   const b = loadOffset(cpu, RBX, ad), bh = outHi;
   const lo = addOffset(b, bh, cpu.gpr[2 * RAX]! & 0xff, ad);
   linear(cpu, i.seg, i.segBase, lo, outHi);
-  setReg(cpu, RAX, 1, cpu.mmu.read8(cpu.eaLo, cpu.eaHi), 0);
+  setReg(cpu, RAX, 1, readEa(cpu, 1), 0);
 }
 
 // A repeated instruction may point RIP back at itself, so every string instruction ends its block.

@@ -21,7 +21,7 @@ import type { Cpu } from '../cpu.js';
 import { cpuid as cpuidLeaf, hasFeature, MONITOR_LINE_SIZE, XCR0_SUPPORTED } from '../cpuid.js';
 import { OpMap, type Entry, type Insn, type OpDef } from '../insn.js';
 import { MISC_ENABLE_MONITOR } from '../msr.js';
-import { addSegmentBase, setReg } from '../operands.js';
+import { addSegmentBase, readEa, setReg } from '../operands.js';
 import { RAX, RBX, RCX, RDX, Vector } from '../regs.js';
 import { Intercept } from '../virtualization.js';
 import { xinuse } from './fpu.js';
@@ -159,7 +159,7 @@ function monitor(cpu: Cpu, i: Insn): void {
   cpu.eaHi = i.adSize === 8 ? g[2 * RAX + 1]! : 0;
   if (i.segBase) addSegmentBase(cpu, i.seg);
   cpu.accessSeg = i.seg;
-  cpu.mmu.read8(cpu.eaLo, cpu.eaHi);
+  readEa(cpu, 1);
   cpu.monitorArmed = true;
   cpu.monitorLo = cpu.eaLo & -MONITOR_LINE_SIZE;
   cpu.monitorHi = cpu.eaHi;

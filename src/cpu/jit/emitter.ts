@@ -11,7 +11,7 @@
  */
 import { FlagOp } from '../flags.js';
 import { HIGH_BYTE, type Insn } from '../insn.js';
-import { CF, STATUS_FLAGS } from '../regs.js';
+import { CF, CS, STATUS_FLAGS } from '../regs.js';
 import { NO_LIMIT } from '../segment-limits.js';
 
 /** A 64-bit value as two JavaScript expressions (locals or constants). */
@@ -196,6 +196,25 @@ export class Emitter {
   mayFault(): void {
     this.flush();
     this.emit(`cpu.blockIndex = ${this.index};`);
+  }
+
+  /**
+   * Statements that set RIP to the target of relative branch `i`. A target in
+   * the block's 4 GiB (64-bit mode) is as canonical as RIP, and one within the
+   * CS limit (32-bit code) needs no more: the rest go to branchRelative, which
+   * raises #GP(0) where the target is out of range (operands.ts).
+   */
+  branchTarget(i: Insn): string {
+    const slow = `${this.ripStatement(this.nextOffset)} cpu.blockIndex = ${this.index}; branchRelative(cpu, ${i.opSize}, ${i.imm});`;
+    const t = this.local(), offset = this.nextOffset + i.imm;
+    if (this.mode === 8 && i.opSize === 8) {
+      return `const ${t} = (rl >>> 0) + ${offset}; ` +
+        `if (${t} >= 0 && ${t} <= 0xffffffff) { cpu.ripLo = ${t} | 0; cpu.ripHi = rh; } else { ${slow} }`;
+    }
+    if (this.mode === 4 && i.opSize === 4) {
+      return `const ${t} = (rl + ${offset}) >>> 0; if (${t} <= cpu.segLimit[${CS}]) cpu.ripLo = ${t} | 0; else { ${slow} }`;
+    }
+    return slow;
   }
 
   /** Sets RIP to block start + offset (no carry: the run loop checks that the block does not wrap). */

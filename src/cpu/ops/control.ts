@@ -23,13 +23,11 @@ const TWO = OpMap.TWO * 256;
 function compileJump(conditional: boolean) {
   return (e: Emitter, i: Insn): boolean => {
     const taken = conditional ? e.condition(i.opcode & 0xf) : 'true';
-    // The target check may raise #GP(0): flags exact and the instruction named first.
-    const jump = `cpu.blockIndex = ${e.index}; branchRelative(cpu, ${i.opSize}, ${i.imm});`;
     if (e.last) {
-      e.mayFault();
-      e.emit(`${e.ripStatement(e.nextOffset)} if (${taken}) { ${jump} }`);
+      e.flush(); // the target's check may raise: flags exact
+      e.emit(`if (${taken}) { ${e.branchTarget(i)} } else { ${e.ripStatement(e.nextOffset)} }`);
     } else {
-      e.exitIf(taken, `${e.ripStatement(e.nextOffset)} ${jump}`);
+      e.exitIf(taken, e.branchTarget(i));
     }
     return true;
   };

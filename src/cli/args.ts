@@ -1,6 +1,12 @@
 import { MAX_CPUS } from '../platform/machine.js';
 /** Command-line parsing for `hvsim`: pure functions, so every error path is testable. */
 
+/**
+ * Exit statuses of `hvsim run` for the ways a run ends (the guest's own
+ * debug-exit status is odd, these are even; README, --help).
+ */
+export const EXIT = { halt: 0, usage: 2, exception: 4, 'entry-failed': 6, budget: 8, shutdown: 10, unhandled: 12, internal: 70 } as const;
+
 export class UsageError extends Error {}
 
 export interface RunOptions {

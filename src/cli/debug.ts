@@ -7,7 +7,7 @@
  * names, kept between sessions in ~/.hvsim_history or $HVSIM_HISTORY:
  * src/debug/history-file.ts). `--gdb PORT` serves the session to gdb instead
  * (after the script, if any), over hvsim's hypervisor or, with `--bare`, over
- * the bare machine; `hvsim run --gdb PORT` does the same for a plain run.
+ * the bare machine; `hvsim run [--bare] --gdb PORT` does the same for a plain run.
  */
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -15,7 +15,7 @@ import { PROFILES } from '../cpu/profile.js';
 import { vmConfig } from '../hv/config.js';
 import { VmConfigError, type VmStop } from '../hv/vm.js';
 import { ImageError } from '../platform/loaders/index.js';
-import { BareEngine } from '../debug/bare-engine.js';
+import { BareEngine, type BareEnd } from '../debug/bare-engine.js';
 import { BareSession } from '../debug/bare-session.js';
 import { BareTarget } from '../debug/bare-target.js';
 import { DebugEngine } from '../debug/engine.js';
@@ -24,7 +24,7 @@ import type { GdbTarget } from '../debug/gdb/target.js';
 import { appendHistory, historyPath, HISTORY_LINES, loadHistory, SessionHistory } from '../debug/history-file.js';
 import { DebugSession, PROMPT, runScript, SerialLines } from '../debug/repl.js';
 import { VmTarget } from '../debug/vm-target.js';
-import { parseArgs, UsageError, USAGE, type RunOptions } from './args.js';
+import { EXIT, parseArgs, UsageError, USAGE, type RunOptions } from './args.js';
 import { bundledGuest, readImage, type Print } from './image.js';
 
 /** The text of `hvsim debug --help`. */
@@ -54,7 +54,8 @@ options (and the image options of 'hvsim run': --format, --load, --mode,
   --att             disassemble in AT&T syntax (default Intel)
   -h, --help        this text
 
-'hvsim run IMAGE --gdb PORT' serves a plain run to gdb the same way.
+'hvsim run IMAGE [--bare] --gdb PORT' serves a plain run to gdb the same way
+and ends with the run's exit status.
 
 The REPL keeps its history in ~/.hvsim_history (HVSIM_HISTORY names another
 file; set but empty: none); scripts neither read nor add to it.
@@ -114,7 +115,6 @@ function parseDebugArgs(argv: readonly string[]): DebugOptions {
   const o = parseArgs(['run', ...rest]);
   // `hvsim run --gdb PORT --help`: the help of run.
   if (o.command !== 'run') return { run: null, debug, commands, gdb, att, help: true };
-  if (o.bare && !debug) throw new UsageError('run --gdb serves a guest of hvsim\'s hypervisor; to debug the image\'s own hypervisor: hvsim debug IMAGE --bare --gdb PORT');
   if (o.cpus !== 1) throw new UsageError(o.bare ? 'the debugger runs one processor: --cpus does not go with debug --bare' : 'the hypervisor runs one virtual processor: --cpus does not go with debug or --gdb');
   const plain = [o.trace !== null && '--trace', o.serial !== null && '--serial', o.json && '--json', o.stats && '--stats',
     o.costProfiles.length > 0 && '--cost'].filter((x): x is string => x !== false);
@@ -123,11 +123,10 @@ function parseDebugArgs(argv: readonly string[]): DebugOptions {
   return { run: o, debug, commands, gdb, att, help };
 }
 
-/** The exit status of `hvsim run` for a guest that stopped so (hvsim.ts EXIT): odd debug-exit statuses, even ones of the model. */
-function runStatus(stop: VmStop | null): number {
+/** The exit status of `hvsim run` for a guest, or a bare machine, that stopped so (args.ts EXIT); 0 while it runs on. */
+function runStatus(stop: VmStop | BareEnd | null): number {
   if (stop === null) return 0;
-  const statuses = { halt: 0, 'entry-failed': 6, budget: 8, shutdown: 10, unhandled: 12 } as const;
-  return stop.kind === 'exit' ? stop.status : statuses[stop.kind];
+  return stop.kind === 'exit' ? stop.status : EXIT[stop.kind];
 }
 
 /**
@@ -158,8 +157,8 @@ export async function debugMain(argv: readonly string[], io: DebugIo): Promise<n
         if (script !== null) runScript(session, script, io.out);
         for (const line of serial.take()) io.out(line);
         gdbRunning = true;
-        await serveGdb((finish) => new BareTarget(bare, finish), o.gdb, io);
-        return 0;
+        const served = await serveGdb((finish) => new BareTarget(bare, finish), o.gdb, io);
+        return o.debug ? 0 : served !== 0 ? served : runStatus(bare.ended);
       }
       script ??= io.stdinScript();
       if (script !== null) { runScript(session, script, io.out); return 0; }

@@ -11,7 +11,7 @@ import { PROFILES } from '../cpu/profile.js';
 import { vmConfig } from '../hv/config.js';
 import type { ExitRecord } from '../hv/record.js';
 import { createVm, VmConfigError, type Vm, type VmStop } from '../hv/vm.js';
-import { parseArgs, UsageError, USAGE, type RunOptions } from './args.js';
+import { EXIT, parseArgs, UsageError, USAGE, type RunOptions } from './args.js';
 import { costProfiles, hypervisorSource, priceRun, runCost } from './cost.js';
 import { CostRecorder } from '../cost/collect.js';
 import { renderText, toJson } from '../cost/report.js';
@@ -27,7 +27,6 @@ const VERSION = '0.1.0';
  * Exit statuses (documented in --help and the README). The model's own are even:
  * a debug-exit status ((v << 1) | 1) is always odd, so the two never collide.
  */
-const EXIT = { halt: 0, usage: 2, exception: 4, 'entry-failed': 6, budget: 8, shutdown: 10, unhandled: 12, internal: 70 } as const;
 
 
 function hex(v: bigint): string { return `0x${v.toString(16)}`; }

@@ -377,3 +377,21 @@ describe('compiled blocks check as the interpreter does', () => {
     expect(cpu.gpr[2 * RBP]).toBe(0x400);
   });
 });
+
+describe('SDM vol. 2 PUSH: a segment register pushed with a 32- or 64-bit operand size moves 16 bits into the bottom of its slot', () => {
+  it('32-bit: the slot\'s upper half keeps what was there (PUSH DS)', () => {
+    // mov eax, -1; push eax; pop eax; push ds; pop eax
+    const { cpu, stop } = runBoth({ code: [0xb8, 0xff, 0xff, 0xff, 0xff, 0x50, 0x58, 0x1e, 0x58] });
+    expect(stop).toEqual(HALT);
+    expect(cpu.gpr[2 * RAX]! >>> 0).toBe(0xffff0000 + cpu.segSel[DS]!);
+    expect(cpu.gpr[2 * RSP]).toBe(0x9000);
+  });
+
+  it('64-bit: bits 63:16 keep what was there (PUSH FS)', () => {
+    // mov rax, -1; push rax; pop rax; push fs; pop rax
+    const { cpu, stop } = runBoth({ mode: 'long64', code: [0x48, 0xc7, 0xc0, 0xff, 0xff, 0xff, 0xff, 0x50, 0x58, 0x0f, 0xa0, 0x58] });
+    expect(stop).toEqual(HALT);
+    expect([cpu.gpr[2 * RAX]! >>> 0, cpu.gpr[2 * RAX + 1]]).toEqual([0xffff0000 + cpu.segSel[FS]!, -1]);
+    expect(cpu.gpr[2 * RSP]).toBe(0x9000);
+  });
+});

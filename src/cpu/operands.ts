@@ -231,6 +231,17 @@ export function push(cpu: Cpu, size: number, lo: number, hi: number): void {
   adjustRsp(cpu, -size);
 }
 
+/**
+ * PUSH of a segment register: a slot of `size` bytes, of which only the low
+ * 16 bits are written; the rest keeps its value (SDM vol. 2, PUSH: recent Core
+ * processors make a 16-bit move when the operand size is 32 or 64 bits).
+ */
+export function pushSelector(cpu: Cpu, size: number, selector: number): void {
+  stackAddress(cpu, -size, size, true);
+  cpu.mmu.write(cpu.eaLo, cpu.eaHi, 2, selector, 0);
+  adjustRsp(cpu, -size);
+}
+
 /** Reads the value `offset` bytes above the top of the stack without popping it. */
 export function peek(cpu: Cpu, size: number, offset: number): number {
   stackAddress(cpu, offset, size, false);

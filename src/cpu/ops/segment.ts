@@ -8,7 +8,7 @@ import { FAULT, type Cpu } from '../cpu.js';
 import { SegAttr } from '../regs.js';
 import { setStatusFlags } from '../flags.js';
 import { Im, OpMap, Sz, type Entry, type Insn, type OpDef } from '../insn.js';
-import { adjustRsp, checkSegment, effectiveAddress, getReg, peek, push, readRm, setReg, writeRm } from '../operands.js';
+import { adjustRsp, checkSegment, effectiveAddress, getReg, peek, push, pushSelector, readRm, setReg, writeRm } from '../operands.js';
 import { checkNewStackFrame } from '../segment-limits.js';
 import { CS, DS, ES, FS, GS, IF, IOPL, LDTR, NT, RSP, SS, TR, VIF, VIP, VM, Vector, ZF } from '../regs.js';
 import {
@@ -41,14 +41,9 @@ function movFromSreg(cpu: Cpu, i: Insn): void {
   writeRm(cpu, i, i.opSize, cpu.segSel[i.reg & 7]!, 0);
 }
 
-/** PUSH Sreg: recent Intel parts write 16 bits into the operand-size slot (SDM vol. 2, PUSH note). */
+/** PUSH Sreg: recent Intel parts write 16 bits into the bottom of the operand-size slot (SDM vol. 2, PUSH note). */
 function pushSreg(seg: number) {
-  return (cpu: Cpu, i: Insn): void => {
-    const z = i.opSize;
-    const top = getReg(cpu, RSP, 8), topHi = cpu.tHi;
-    push(cpu, 2, cpu.segSel[seg]!, 0);
-    if (z !== 2) { setReg(cpu, RSP, 8, top, topHi); adjustRsp(cpu, -z); }
-  };
+  return (cpu: Cpu, i: Insn): void => { pushSelector(cpu, i.opSize, cpu.segSel[seg]!); };
 }
 
 function popSreg(seg: number) {

@@ -58,3 +58,41 @@ describe('relative branches to a non-canonical target (64-bit mode): #GP(0) at t
     expect(run(cpu, 10).kind).toBe('halt');
   });
 });
+
+describe('CALL and RET compiled as interpreted (64-bit mode)', () => {
+  it('RET to a non-canonical return address is #GP(0) at the RET, RSP unchanged', () => {
+    for (const threshold of [Infinity, 1]) {
+      // push a non-canonical address (mov rax, 8000_0000_0000H; push rax); nop; ret
+      const cpu = atCanonicalEdge([0x48, 0xb8, 0, 0, 0, 0, 0, 0x80, 0, 0, 0x50, 0x90, 0xc3], threshold);
+      const stop = run(cpu, 10);
+      expect(stop).toEqual({ kind: 'exception', vector: Vector.GP, errorCode: 0 });
+      expect([cpu.ripHi, cpu.ripLo >>> 0]).toEqual([PAGE_HI, (PAGE_LO >>> 0) + 0x1000 - 1]);
+      expect(cpu.gpr[2 * RSP]).toBe(STACK - 8);
+      expect(cpu.insnCount).toBe(3);
+    }
+  });
+
+  it('CALL whose push faults (#PF: the stack page is not mapped) leaves RSP and RIP at the CALL', () => {
+    for (const threshold of [Infinity, 1]) {
+      // nop; call rel32 to the next instruction; the stack below STACK - 0x1000 is not mapped
+      const cpu = atCanonicalEdge([0x90, 0xe8, 0, 0, 0, 0, 0xf4], threshold);
+      cpu.gpr[2 * RSP] = STACK - 0x1000;
+      const stop = run(cpu, 10);
+      expect(stop.kind).toBe('exception');
+      expect(stop.kind === 'exception' && stop.vector).toBe(Vector.PF);
+      expect([cpu.ripHi, cpu.ripLo >>> 0]).toEqual([PAGE_HI, (PAGE_LO >>> 0) + 0x1000 - 6]);
+      expect(cpu.gpr[2 * RSP]).toBe(STACK - 0x1000);
+    }
+  });
+
+  it('CALL then RET return to the instruction after the CALL with RSP restored', () => {
+    for (const threshold of [Infinity, 1]) {
+      // call +1 (over the hlt); hlt; ret — the RET returns to the HLT
+      const cpu = atCanonicalEdge([0xe8, 1, 0, 0, 0, 0xf4, 0xc3], threshold);
+      expect(run(cpu, 10).kind).toBe('halt');
+      expect([cpu.ripHi, cpu.ripLo >>> 0]).toEqual([PAGE_HI, (PAGE_LO >>> 0) + 0x1000 - 1]);
+      expect(cpu.gpr[2 * RSP]).toBe(STACK);
+      expect(cpu.memory.read32(STACK - 0x1000 + 0xff8)).toBe((PAGE_LO + 0x1000 - 2) | 0);
+    }
+  });
+});

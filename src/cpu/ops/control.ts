@@ -11,7 +11,7 @@ import type { Emitter } from '../jit/emitter.js';
 import {
   adjustRsp, branchRelative, checkRelativeTarget, jumpAbsolute, jumpRelative, pop, push, readRm, setReg, writeRm,
 } from '../operands.js';
-import { CF, DF, RCX, Vector } from '../regs.js';
+import { CF, DF, RCX, RSP, Vector } from '../regs.js';
 import { getOF } from '../flags.js';
 
 const TWO = OpMap.TWO * 256;
@@ -31,6 +31,45 @@ function compileJump(conditional: boolean) {
     }
     return true;
   };
+}
+
+/**
+ * Compiled CALL rel32 in 64-bit mode: the target checked first (branchRelative
+ * raises #GP(0) for a non-canonical one, as callRel does), then the return
+ * address pushed on the flat stack, then RIP set. A fault leaves RSP as it was.
+ */
+function compileCall(e: Emitter, i: Insn): boolean {
+  if (e.mode !== 8 || i.opSize !== 8) return false;
+  e.flush();
+  e.emit(`cpu.blockIndex = ${e.index};`);
+  const target = e.local(), near = `${target} >= 0 && ${target} <= 0xffffffff`;
+  // A target in the block's 4 GiB is as canonical as RIP; another goes through the check (and RIP is set there).
+  e.emit(`const ${target} = (rl >>> 0) + ${e.nextOffset + i.imm};`);
+  e.emit(`if (!(${near})) { ${e.ripStatement(e.nextOffset)} branchRelative(cpu, 8, ${i.imm}); }`);
+  const sp = e.readReg(RSP, 8);
+  const s = e.let(`(${sp.lo} >>> 0) - 8`);
+  const a = { lo: e.let(`${s} | 0`), hi: e.let(`(${sp.hi} + (${s} < 0 ? -1 : 0)) | 0`) };
+  e.emit('cpu.accessSeg = 2;');
+  e.writeMem(a, 8, { lo: e.let(`(rl + ${e.nextOffset}) | 0`), hi: 'rh' });
+  e.writeReg(RSP, 8, a);
+  e.emit(`if (${near}) { cpu.ripLo = ${target} | 0; cpu.ripHi = rh; }`);
+  return true;
+}
+
+/**
+ * Compiled RET (C3) in 64-bit mode: the return address popped from the flat
+ * stack; a non-canonical one is #GP(0) with RSP as it was (jumpAbsolute, ret).
+ */
+function compileRet(e: Emitter, i: Insn): boolean {
+  if (e.mode !== 8 || i.opSize !== 8 || i.opcode !== 0xc3) return false;
+  const sp = e.readReg(RSP, 8);
+  e.emit('cpu.accessSeg = 2;');
+  const v = e.readMem(sp, 8);
+  e.emit(`if (((${v.hi} << cpu.mmu.canonicalShift) >> cpu.mmu.canonicalShift) !== ${v.hi}) cpu.raise(${Vector.GP}, 0);`);
+  const s = e.let(`(${sp.lo} >>> 0) + 8`);
+  e.writeReg(RSP, 8, { lo: e.let(`${s} | 0`), hi: e.let(`(${sp.hi} + (${s} > 0xffffffff ? 1 : 0)) | 0`) });
+  e.emit(`cpu.ripLo = ${v.lo}; cpu.ripHi = ${v.hi};`);
+  return true;
 }
 
 function jcc(cpu: Cpu, i: Insn): void {
@@ -140,11 +179,11 @@ const def = (name: string, exec: OpDef['exec'], extra: Omit<OpDef, 'name' | 'exe
 const branch = { size: Sz.F64, ends: true } as const;
 
 const entries: Record<number, Entry> = {
-  0xe8: def('call', callRel, { ...branch, imm: Im.Jz }),
+  0xe8: def('call', callRel, { ...branch, imm: Im.Jz, compile: compileCall }),
   0xe9: def('jmp', jmpRel, { ...branch, imm: Im.Jz, compile: compileJump(false) }),
   0xeb: def('jmp', jmpRel, { ...branch, imm: Im.Jb, compile: compileJump(false) }),
   0xc2: def('ret', ret, { ...branch, imm: Im.Iw }),
-  0xc3: def('ret', ret, branch),
+  0xc3: def('ret', ret, { ...branch, compile: compileRet }),
   0xe0: def('loopne', loop, { ...branch, imm: Im.Jb }),
   0xe1: def('loope', loop, { ...branch, imm: Im.Jb }),
   0xe2: def('loop', loop, { ...branch, imm: Im.Jb }),

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Cpu } from '../cpu.js';
-import { RSP, Vector, ZF } from '../regs.js';
+import { RCX, RSP, Vector, ZF } from '../regs.js';
 import { run } from '../run.js';
 
 /** Linear 7FFF_FFFF_F000H, the last page below the canonical hole, mapped to physical CODE. */
@@ -35,6 +35,7 @@ describe('relative branches to a non-canonical target (64-bit mode): #GP(0) at t
     ['JMP rel32', [0xe9, 0x00, 0x01, 0x00, 0x00], () => {}],
     ['JZ rel32, taken', [0x0f, 0x84, 0x00, 0x01, 0x00, 0x00], (cpu) => { cpu.rflags = 2 | ZF; }],
     ['CALL rel32', [0xe8, 0x00, 0x01, 0x00, 0x00], () => {}],
+    ['LOOP rel8 (RCX 2: taken; the count stays 2)', [0xe2, 0x7f], (cpu) => { cpu.gpr[2 * RCX] = 2; }],
   ];
   for (const [name, branch, setup] of cases) {
     for (const threshold of [Infinity, 1]) {
@@ -47,6 +48,7 @@ describe('relative branches to a non-canonical target (64-bit mode): #GP(0) at t
         expect([cpu.ripHi, cpu.ripLo >>> 0]).toEqual([PAGE_HI, (PAGE_LO >>> 0) + 0x1000 - branch.length]);
         expect(cpu.gpr[2 * RSP]).toBe(STACK);
         expect(cpu.insnCount).toBe(2);
+        if (branch[0] === 0xe2) expect(cpu.gpr[2 * RCX]).toBe(2);
       });
     }
   }

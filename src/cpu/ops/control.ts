@@ -136,12 +136,19 @@ function decrementCounter(cpu: Cpu, i: Insn): void {
 
 /** E0 LOOPNE, E1 LOOPE, E2 LOOP: decrement the count without touching flags, then branch. */
 function loop(cpu: Cpu, i: Insn): void {
+  const g = cpu.gpr, lo = g[2 * RCX]!, hi = g[2 * RCX + 1]!;
   decrementCounter(cpu, i);
   if (counterIsZero(cpu, i)) return;
   const kind = i.opcode & 3;
   if (kind === 0 && testCondition(cpu, 4)) return;
   if (kind === 1 && !testCondition(cpu, 4)) return;
-  jumpRelative(cpu, i.opSize, i.imm);
+  try {
+    branchRelative(cpu, i.opSize, i.imm);
+  } catch (e) {
+    // A target out of range is #GP(0) with the count as it was: the instruction did not happen.
+    g[2 * RCX] = lo; g[2 * RCX + 1] = hi;
+    throw e;
+  }
 }
 
 function jrcxz(cpu: Cpu, i: Insn): void {

@@ -231,7 +231,7 @@ describe('string instructions (vol. 2, REP: the registers are updated after each
   });
 });
 
-describe('the stack: PUSH, POP, CALL against the SS limit (#SS(0))', () => {
+describe('SDM vol. 3A 5.3, vol. 2 PUSH/POP/CALL: the stack against the SS limit (#SS(0))', () => {
   it('PUSH below an expand-down stack\'s limit is #SS(0), ESP unchanged', () => {
     // PUSH EAX; PUSH EAX with ESP = 0x8008 and SS expand-down with limit 0x7fff.
     const { cpu, stop } = runBoth({ code: [0x50, 0x50, 0x50], regs: { [RSP]: 0x8008 }, segs: [[SS, 0x7fff, DATA_RW_DOWN]] });
@@ -354,7 +354,7 @@ describe('SDM vol. 2 JMP, Jcc, CALL (near, relative): a target beyond the CS lim
   });
 });
 
-describe('compiled blocks check as the interpreter does', () => {
+describe('SDM vol. 3A 5.3: compiled blocks check as the interpreter does', () => {
   it('a hot loop storing up to the limit faults at the first store beyond it', () => {
     // loop: MOV [EBX], EAX; ADD EBX, 4; DEC ECX; JNZ loop
     const { cpu, stop } = runBoth({

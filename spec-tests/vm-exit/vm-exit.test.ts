@@ -54,7 +54,7 @@ describe('saving guest state (28.3)', () => {
     expect(r.cpu.msrs.sysenterCsLo).toBe(r.vmcs.lo(Field.HOST_IA32_SYSENTER_CS));
   });
 
-  it('every exit saves the segment registers as the processor holds them then: bases the guest changed between exits, normalized access rights', () => {
+  it('28.3.2: every exit saves the segment registers as the processor holds them then: bases the guest changed between exits, normalized access rights', () => {
     // vmcall; wrmsr IA32_FS_BASE := 5000h; vmcall; wrmsr IA32_KERNEL_GS_BASE := 7000h; swapgs; vmcall
     const wrmsr = (index: number, value: number): number[] => [0xb9, ...le32(index), 0xb8, ...le32(value), 0x31, 0xd2, 0x0f, 0x30];
     const code = [...VMCALL, ...wrmsr(0xc0000100, 0x5000), ...VMCALL, ...wrmsr(0xc0000102, 0x7000), 0x0f, 0x01, 0xf8, ...VMCALL];

@@ -15,7 +15,7 @@ function blocksOf(cpu: Cpu): Block[] {
  * next instruction fetched from them, even inside the block being executed
  * (SDM vol. 3A, 11.6 "Self-Modifying Code").
  */
-describe('decoded-code cache and self-modifying code', () => {
+describe('decoded-code cache and self-modifying code (SDM vol. 3A, 11.6)', () => {
   it('a store into the next instruction of the same block is seen by that instruction', () => {
     // mov byte [rip + 1], 0x2a ; patches the imm8 of the following "mov al, 0"
     // mov al, 0

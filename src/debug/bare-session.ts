@@ -17,9 +17,9 @@ import type { ExitRecord } from '../hv/record.js';
 import { instructionErrorText } from '../../vmcs/instruction-errors.js';
 import { describeBreakpoint, parseBreakSpec, parseWatchSpec } from './breakpoints.js';
 import type { BareEnd, BareEngine, BareStop, VmInstructionFailure } from './bare-engine.js';
-import { exitLines, snapshotsLine, traceLines, translateLines } from './inspect.js';
+import { exitLines, snapshotsLine, traceLines, translateLines, whyEntryFailedLines } from './inspect.js';
 import { processorSystemRegisters, sregsLines } from './system-registers.js';
-import { atMost, DebugInputError, didYouMean, parseCount, parseNumber } from './names.js';
+import { atMost, CommandTable, DebugInputError, didYouMean, parseCount, parseNumber, type NamedCommand } from './names.js';
 import type { CommandResult, SerialLines } from './repl.js';
 import { bitNames, decodeField, fieldLine, findField, hex, RFLAGS_BITS, VMCS_GROUPS, vmcsDiff, type VmcsState } from './vmcs-view.js';
 
@@ -33,11 +33,7 @@ export interface BareSessionOptions {
   readonly monitor?: boolean;
 }
 
-interface BareCommand {
-  readonly name: string;
-  readonly aliases: readonly string[];
-  readonly usage: string;
-  readonly help: string;
+interface BareCommand extends NamedCommand {
   /** Moves the processor (gdb is told its view is stale after one from `monitor`). */
   readonly moves?: boolean;
   readonly run: (s: BareSession, args: readonly string[]) => string[];
@@ -186,9 +182,7 @@ const COMMANDS: readonly BareCommand[] = [
   },
 ];
 
-const BY_NAME = new Map<string, BareCommand>();
-for (const c of COMMANDS) for (const n of [c.name, ...c.aliases]) BY_NAME.set(n, c);
-const SUGGESTED = [...BY_NAME.keys()].filter((n) => n.length >= 3);
+const TABLE = new CommandTable(COMMANDS);
 
 /** A debugging session over a bare machine (see the file comment). */
 export class BareSession {
@@ -211,8 +205,8 @@ export class BareSession {
     const name = words[0]!.toLowerCase();
     let lines: string[];
     try {
-      const def = BY_NAME.get(name);
-      if (def === undefined) throw new DebugInputError(`unknown command '${words[0]}'${didYouMean(name, SUGGESTED)}; help lists the commands`);
+      const def = TABLE.find(name);
+      if (def === undefined) throw TABLE.unknown(words[0]!);
       if (def.name === 'quit') {
         if (this.monitor) throw new DebugInputError("quit ends the hvsim session, not gdb's: use gdb's detach or kill");
         return { lines: this.serial?.take(true) ?? [], quit: true };
@@ -238,20 +232,14 @@ export class BareSession {
   /** Completion of command names for the REPL. */
   complete(line: string): [string[], string] {
     const words = line.split(/\s+/), last = words.at(-1) ?? '';
-    const candidates = words.length <= 1 ? [...BY_NAME.keys()] : BY_NAME.get(words[0]!.toLowerCase())?.name === 'vmcs'
+    const candidates = words.length <= 1 ? TABLE.names : TABLE.find(words[0]!)?.name === 'vmcs'
       ? ['diff', 'all', ...VMCS_GROUPS.flatMap((g) => g.names), ...this.engine.fields.map((f) => f.name)] : [];
     return [candidates.filter((c) => c.toUpperCase().startsWith(last.toUpperCase())), last];
   }
 
   help(topic: string | undefined): string[] {
-    if (topic === undefined) {
-      return ['commands with --bare (an alias in brackets; help COMMAND explains one):',
-        ...COMMANDS.map((c) => `  ${c.usage}${c.aliases.length > 0 ? `  [${c.aliases.join(', ')}]` : ''}`),
-        'addresses: 0x1000 linear (through the paging the processor uses now), p:0x1000 physical, rip, rsp+8'];
-    }
-    const def = BY_NAME.get(topic.toLowerCase());
-    if (def === undefined) throw new DebugInputError(`no command '${topic}'${didYouMean(topic, SUGGESTED)}`);
-    return [def.usage, `  ${def.help}`];
+    return TABLE.help(topic, 'commands with --bare (an alias in brackets; help COMMAND explains one):',
+      'addresses: 0x1000 linear (through the paging the processor uses now), p:0x1000 physical, rip, rsp+8');
   }
 
   // ---- running ---------------------------------------------------------------------------
@@ -451,12 +439,7 @@ export class BareSession {
   whyEntryFailed(): string[] {
     const i = this.engine.instructionFailed;
     if (i !== null) return [`${i.instruction} at ${hex(i.rip)} failed as an instruction (SDM 31.3), before any check of the VM entry (27.2):`, `  ${vmFailText(i)}`];
-    const f = this.engine.vmx.lastEntryFailure;
-    if (f === null) return ['no VM entry has failed: the last one passed every check of SDM 27.2 and 27.3'];
-    const result = f.kind === 'controls' ? 'VMfailValid, VM-instruction error 7 (invalid control fields)'
-      : f.kind === 'host' ? 'VMfailValid, VM-instruction error 8 (invalid host-state fields)'
-        : `a VM exit with reason 33 and bit 31 set (invalid guest state), exit qualification ${f.qualification}`;
-    return [`the VM entry failed with ${result}`, `check: ${f.check}`, `SDM ${f.section}`, `detail: ${f.detail}`];
+    return whyEntryFailedLines(this.engine.vmx.lastEntryFailure);
   }
 
   setWatch(args: readonly string[]): string[] {

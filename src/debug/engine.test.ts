@@ -223,7 +223,7 @@ describe('failed VM entries', () => {
     const s = e.continue();
     expect(s.breakpoint?.id).toBe(bp.id);
     expect(s.exit).toMatchObject({ seq: 3, reason: ExitReason.VM_ENTRY_FAILURE_INVALID_GUEST_STATE, entryFailure: true });
-    const why = whyEntryFailedLines(e);
+    const why = whyEntryFailedLines(e.vm.vmx.lastEntryFailure);
     expect(why[0]).toMatch(/exit with reason 33 and bit 31 set/);
     expect(why[1]).toMatch(/^check: \S+/);
     expect(why[2]).toMatch(/^SDM 27\.3\.1/);
@@ -235,11 +235,11 @@ describe('failed VM entries', () => {
     const s = e.continue();
     expect(s.reason).toBe('ended');
     expect(s.ended).toMatchObject({ kind: 'entry-failed', failure: { kind: 'controls' } });
-    const why = whyEntryFailedLines(e);
+    const why = whyEntryFailedLines(e.vm.vmx.lastEntryFailure);
     expect(why[0]).toMatch(/VM-instruction error 7/);
     expect(why[2]).toMatch(/^SDM 27\.2\.1/);
     // Going back before the failure, the entry that follows has not failed yet.
     e.backExit();
-    expect(whyEntryFailedLines(e)[0]).toMatch(/^no VM entry has failed/);
+    expect(whyEntryFailedLines(e.vm.vmx.lastEntryFailure)[0]).toMatch(/^no VM entry has failed/);
   });
 });

@@ -10,6 +10,7 @@ import { VECTOR_NAMES } from '../cpu/regs.js';
 import { disassemble, type Syntax } from '../hv/disassemble.js';
 import type { EventRecord, ExitRecord } from '../hv/record.js';
 import type { VmStop } from '../hv/vm.js';
+import type { EntryCheckFailure } from '../vmx/entry-checks.js';
 import { explainTranslation, formatTranslation, type AccessKind, type TranslationState } from '../vmx/translation.js';
 import { describeBreakpoint } from './breakpoints.js';
 import type { DebugEngine, EngineStop } from './engine.js';
@@ -240,9 +241,8 @@ export function vmcsDiffLines(engine: DebugEngine): string[] {
   return lines;
 }
 
-/** The failing VM-entry check, by name and SDM section, with the values involved. */
-export function whyEntryFailedLines(engine: DebugEngine): string[] {
-  const f = engine.vm.vmx.lastEntryFailure;
+/** The failing VM-entry check, by name and SDM section, with the values involved (both sessions). */
+export function whyEntryFailedLines(f: EntryCheckFailure | null): string[] {
   if (f === null) return ['no VM entry has failed: the last one passed every check of SDM 27.2 and 27.3'];
   const result = f.kind === 'controls' ? 'VMfailValid, VM-instruction error 7 (invalid control fields)'
     : f.kind === 'host' ? 'VMfailValid, VM-instruction error 8 (invalid host-state fields)'

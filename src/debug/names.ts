@@ -110,3 +110,46 @@ export function parseCount(text: string | undefined, fallback: number, what: str
 export function atMost(args: readonly string[], n: number, usage: string): void {
   if (args.length > n) throw new DebugInputError(`too many arguments: ${usage}`);
 }
+
+/** A command of a debugger session as its table knows it: names, usage line and help text. */
+export interface NamedCommand {
+  readonly name: string;
+  readonly aliases: readonly string[];
+  readonly usage: string;
+  readonly help: string;
+}
+
+/** A session's commands, found by name or alias; a misspelt one gets a suggestion. Shared by both sessions. */
+export class CommandTable<C extends NamedCommand> {
+  private readonly byName = new Map<string, C>();
+  /** Every name and alias (for completion). */
+  readonly names: readonly string[];
+  /** The names suggestions are made from: full names, and aliases of three letters or more. */
+  private readonly suggested: readonly string[];
+
+  constructor(readonly commands: readonly C[]) {
+    for (const c of commands) for (const n of [c.name, ...c.aliases]) this.byName.set(n, c);
+    this.names = [...this.byName.keys()];
+    this.suggested = this.names.filter((n) => n.length >= 3);
+  }
+
+  /** The command a word names (any case), if any. */
+  find(word: string): C | undefined {
+    return this.byName.get(word.toLowerCase());
+  }
+
+  /** The error for a first word that names no command. */
+  unknown(word: string): DebugInputError {
+    return new DebugInputError(`unknown command '${word}'${didYouMean(word.toLowerCase(), this.suggested)}; help lists the commands`);
+  }
+
+  /** `help [TOPIC]`: every command under `heading`, the address forms last; or one command's usage and text. */
+  help(topic: string | undefined, heading: string, addresses: string): string[] {
+    if (topic === undefined) {
+      return [heading, ...this.commands.map((c) => `  ${c.usage}${c.aliases.length > 0 ? `  [${c.aliases.join(', ')}]` : ''}`), addresses];
+    }
+    const def = this.find(topic);
+    if (def === undefined) throw new DebugInputError(`no command '${topic}'${didYouMean(topic, this.suggested)}`);
+    return [def.usage, `  ${def.help}`];
+  }
+}

@@ -23,7 +23,9 @@ import {
   disasmLines, dumpLines, exitLines, regsLines, snapshotsLine, stopLines, traceLines, translateLines, vmcsDiffLines, vmcsLines,
   whereLine, whyEntryFailedLines, type Address,
 } from './inspect.js';
-import { atMost, DebugInputError, didYouMean, exitReasonNames, parseCount, parseExitReason, parseNumber } from './names.js';
+import {
+  atMost, CommandTable, DebugInputError, didYouMean, exitReasonNames, parseCount, parseExitReason, parseNumber, type NamedCommand,
+} from './names.js';
 import { sregsLines } from './system-registers.js';
 import { VMCS_GROUPS } from './vmcs-view.js';
 
@@ -64,11 +66,7 @@ export interface CommandResult {
 type RunCommand = Generator<void, string[], void>;
 type Output = string[] | RunCommand;
 
-interface CommandDef {
-  readonly name: string;
-  readonly aliases: readonly string[];
-  readonly usage: string;
-  readonly help: string;
+interface CommandDef extends NamedCommand {
   /** Moves the guest (gdb is told its view is stale after one from `monitor`). */
   readonly moves?: boolean;
   readonly run: (s: DebugSession, args: readonly string[]) => Output;
@@ -257,7 +255,7 @@ const COMMANDS: readonly CommandDef[] = [
   {
     name: 'why-entry-failed', aliases: ['wef'], usage: 'why-entry-failed',
     help: 'The VM-entry check that failed, by name and SDM section, with the values involved.',
-    run: (s, args) => { atMost(args, 0, 'why-entry-failed'); return whyEntryFailedLines(s.engine); },
+    run: (s, args) => { atMost(args, 0, 'why-entry-failed'); return whyEntryFailedLines(s.engine.vm.vmx.lastEntryFailure); },
   },
   {
     name: 'snapshots', aliases: [], usage: 'snapshots',
@@ -269,13 +267,9 @@ const COMMANDS: readonly CommandDef[] = [
   },
 ];
 
-const BY_NAME = new Map<string, CommandDef>();
-for (const c of COMMANDS) for (const n of [c.name, ...c.aliases]) BY_NAME.set(n, c);
-
+const TABLE = new CommandTable(COMMANDS);
 /** Every command name and alias (for completion). */
-export const COMMAND_NAMES: readonly string[] = [...BY_NAME.keys()];
-/** The names suggestions are made from: full names, and aliases of three letters or more. */
-const SUGGESTED_NAMES: readonly string[] = COMMAND_NAMES.filter((n) => n.length >= 3);
+export const COMMAND_NAMES = TABLE.names;
 
 /** Settings of a session. */
 export interface SessionOptions {
@@ -336,10 +330,9 @@ export class DebugSession {
   private start(line: string): CommandResult | { gen: RunCommand; def: CommandDef } {
     const words = line.trim().split(/\s+/).filter((w) => w !== '');
     if (words.length === 0) return { lines: [], quit: false };
-    const name = words[0]!.toLowerCase();
-    const def = BY_NAME.get(name);
+    const def = TABLE.find(words[0]!);
     try {
-      if (def === undefined) throw new DebugInputError(`unknown command '${words[0]}'${didYouMean(name, SUGGESTED_NAMES)}; help lists the commands`);
+      if (def === undefined) throw TABLE.unknown(words[0]!);
       if (def.name === 'quit') {
         if (this.monitor) throw new DebugInputError("quit ends the hvsim session, not gdb's: use gdb's detach or kill");
         return { lines: this.serial?.take(true) ?? [], quit: true };
@@ -409,14 +402,8 @@ export class DebugSession {
   }
 
   help(topic: string | undefined): string[] {
-    if (topic === undefined) {
-      return ['commands (an alias in brackets; help COMMAND explains one):',
-        ...COMMANDS.map((c) => `  ${c.usage}${c.aliases.length > 0 ? `  [${c.aliases.join(', ')}]` : ''}`),
-        'addresses: 0x1000 guest-linear, p:0x1000 guest-physical, h:0x1000 host-physical, rip, rsp+8'];
-    }
-    const def = BY_NAME.get(topic.toLowerCase());
-    if (def === undefined) throw new DebugInputError(`no command '${topic}'${didYouMean(topic, SUGGESTED_NAMES)}`);
-    return [def.usage, `  ${def.help}`];
+    return TABLE.help(topic, 'commands (an alias in brackets; help COMMAND explains one):',
+      'addresses: 0x1000 guest-linear, p:0x1000 guest-physical, h:0x1000 host-physical, rip, rsp+8');
   }
 
   setBreak(args: readonly string[]): string[] {
@@ -449,7 +436,7 @@ export class DebugSession {
     let candidates: readonly string[];
     if (words.length <= 1) candidates = COMMAND_NAMES;
     else {
-      const cmd = BY_NAME.get(words[0]!.toLowerCase())?.name;
+      const cmd = TABLE.find(words[0]!)?.name;
       if (cmd === 'vmcs') candidates = ['diff', 'all', ...VMCS_GROUPS.flatMap((g) => g.names), ...this.engine.fields.map((f) => f.name)];
       else if (cmd === 'help') candidates = COMMAND_NAMES;
       else if (cmd === 'break' && words.length === 2) candidates = ['exit', 'entry-failure', 'insn', 'rip'];

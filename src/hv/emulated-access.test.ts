@@ -15,7 +15,7 @@ const imm32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) &
 
 interface Access { linear: number; physical: number; size: number; write: boolean }
 
-describe('accesses the hypervisor emulates are seen by an external data watch', () => {
+describe('accesses the hypervisor emulates (SDM vol. 3C 26.1.3 I/O exits, 29.3.3.2 EPT violations) are seen by an external data watch', () => {
   it('REP INSB writes each byte at its address; a MOV from the local APIC reads the register', () => {
     const code = [
       0xbf, ...imm32(BUFFER), // mov edi, BUFFER

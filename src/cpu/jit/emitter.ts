@@ -11,7 +11,7 @@
  */
 import { FlagOp } from '../flags.js';
 import { HIGH_BYTE, type Insn } from '../insn.js';
-import { CF, CS, STATUS_FLAGS } from '../regs.js';
+import { CF, CS, RSP, STATUS_FLAGS } from '../regs.js';
 import { NO_LIMIT } from '../segment-limits.js';
 
 /** A 64-bit value as two JavaScript expressions (locals or constants). */
@@ -190,6 +190,30 @@ export class Emitter {
       default: this.emit(`m.write8(${a.lo}, ${a.hi}, ${v.lo});`);
     }
     this.wroteMemory = true;
+  }
+
+  // ---- the flat stack of 64-bit mode ---------------------------------------------
+
+  /** Pushes `size` bytes of `v` (read beforehand); RSP moves only once the write is done. */
+  pushFlat(v: Pair, size: number): void {
+    const sp = this.readReg(RSP, 8);
+    const s = this.let(`(${sp.lo} >>> 0) - ${size}`);
+    const a = { lo: this.let(`${s} | 0`), hi: this.let(`(${sp.hi} + (${s} < 0 ? -1 : 0)) | 0`) };
+    this.emit('cpu.accessSeg = 2;');
+    this.writeMem(a, size, v);
+    this.writeReg(RSP, 8, a);
+  }
+
+  /** Reads the `size` bytes at the top of the stack; `pop` then moves RSP past them (after any check of the value). */
+  topFlat(size: number): { value: Pair; pop: () => void } {
+    const sp = this.readReg(RSP, 8);
+    this.emit('cpu.accessSeg = 2;');
+    const value = this.readMem(sp, size);
+    const pop = (): void => {
+      const s = this.let(`(${sp.lo} >>> 0) + ${size}`);
+      this.writeReg(RSP, 8, { lo: this.let(`${s} | 0`), hi: this.let(`(${sp.hi} + (${s} > 0xffffffff ? 1 : 0)) | 0`) });
+    };
+    return { value, pop };
   }
 
   /** Before something that may raise: flags must be exact and the run loop must know where we are. */

@@ -30,7 +30,7 @@ function atCanonicalEdge(code: readonly number[], compileThreshold: number): Cpu
   return cpu;
 }
 
-describe('relative branches to a non-canonical target (64-bit mode): #GP(0) at the branch', () => {
+describe('SDM vol. 2 Jcc, JMP, CALL, LOOP (64-bit mode exceptions): a non-canonical target is #GP(0) at the branch', () => {
   const cases: [string, number[], (cpu: Cpu) => void][] = [
     ['JMP rel32', [0xe9, 0x00, 0x01, 0x00, 0x00], () => {}],
     ['JZ rel32, taken', [0x0f, 0x84, 0x00, 0x01, 0x00, 0x00], (cpu) => { cpu.rflags = 2 | ZF; }],
@@ -61,7 +61,7 @@ describe('relative branches to a non-canonical target (64-bit mode): #GP(0) at t
   });
 });
 
-describe('CALL and RET compiled as interpreted (64-bit mode)', () => {
+describe('SDM vol. 2 CALL and RET (near, 64-bit mode): compiled as interpreted', () => {
   it('RET to a non-canonical return address is #GP(0) at the RET, RSP unchanged', () => {
     for (const threshold of [Infinity, 1]) {
       // push a non-canonical address (mov rax, 8000_0000_0000H; push rax); nop; ret

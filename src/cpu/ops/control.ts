@@ -11,7 +11,7 @@ import type { Emitter } from '../jit/emitter.js';
 import {
   adjustRsp, branchRelative, checkRelativeTarget, jumpAbsolute, jumpRelative, pop, push, readRm, setReg, writeRm,
 } from '../operands.js';
-import { CF, DF, RCX, RSP, Vector } from '../regs.js';
+import { CF, DF, RCX, Vector } from '../regs.js';
 import { getOF } from '../flags.js';
 
 const TWO = OpMap.TWO * 256;
@@ -46,12 +46,7 @@ function compileCall(e: Emitter, i: Insn): boolean {
   // A target in the block's 4 GiB is as canonical as RIP; another goes through the check (and RIP is set there).
   e.emit(`const ${target} = (rl >>> 0) + ${e.nextOffset + i.imm};`);
   e.emit(`if (!(${near})) { ${e.ripStatement(e.nextOffset)} branchRelative(cpu, 8, ${i.imm}); }`);
-  const sp = e.readReg(RSP, 8);
-  const s = e.let(`(${sp.lo} >>> 0) - 8`);
-  const a = { lo: e.let(`${s} | 0`), hi: e.let(`(${sp.hi} + (${s} < 0 ? -1 : 0)) | 0`) };
-  e.emit('cpu.accessSeg = 2;');
-  e.writeMem(a, 8, { lo: e.let(`(rl + ${e.nextOffset}) | 0`), hi: 'rh' });
-  e.writeReg(RSP, 8, a);
+  e.pushFlat({ lo: e.let(`(rl + ${e.nextOffset}) | 0`), hi: 'rh' }, 8);
   e.emit(`if (${near}) { cpu.ripLo = ${target} | 0; cpu.ripHi = rh; }`);
   return true;
 }
@@ -62,12 +57,9 @@ function compileCall(e: Emitter, i: Insn): boolean {
  */
 function compileRet(e: Emitter, i: Insn): boolean {
   if (e.mode !== 8 || i.opSize !== 8 || i.opcode !== 0xc3) return false;
-  const sp = e.readReg(RSP, 8);
-  e.emit('cpu.accessSeg = 2;');
-  const v = e.readMem(sp, 8);
+  const top = e.topFlat(8), v = top.value;
   e.emit(`if (((${v.hi} << cpu.mmu.canonicalShift) >> cpu.mmu.canonicalShift) !== ${v.hi}) cpu.raise(${Vector.GP}, 0);`);
-  const s = e.let(`(${sp.lo} >>> 0) + 8`);
-  e.writeReg(RSP, 8, { lo: e.let(`${s} | 0`), hi: e.let(`(${sp.hi} + (${s} > 0xffffffff ? 1 : 0)) | 0`) });
+  top.pop();
   e.emit(`cpu.ripLo = ${v.lo}; cpu.ripHi = ${v.hi};`);
   return true;
 }

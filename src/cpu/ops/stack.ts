@@ -15,20 +15,12 @@ function compilePushPop(isPush: boolean) {
   return (e: Emitter, i: Insn): boolean => {
     if (e.mode !== 8) return false;
     const z = i.opSize;
-    const sp = e.readReg(RSP, 8);
     if (isPush) {
-      const v = e.readReg(i.reg, z);
-      const s = e.let(`(${sp.lo} >>> 0) - ${z}`);
-      const a = { lo: e.let(`${s} | 0`), hi: e.let(`(${sp.hi} + (${s} < 0 ? -1 : 0)) | 0`) };
-      e.emit('cpu.accessSeg = 2;');
-      e.writeMem(a, z, v);
-      e.writeReg(RSP, 8, a);
+      e.pushFlat(e.readReg(i.reg, z), z);
     } else {
-      e.emit('cpu.accessSeg = 2;');
-      const v = e.readMem(sp, z);
-      const s = e.let(`(${sp.lo} >>> 0) + ${z}`);
-      e.writeReg(RSP, 8, { lo: e.let(`${s} | 0`), hi: e.let(`(${sp.hi} + (${s} > 0xffffffff ? 1 : 0)) | 0`) });
-      e.writeReg(i.reg, z, v);
+      const top = e.topFlat(z);
+      top.pop();
+      e.writeReg(i.reg, z, top.value);
     }
     return true;
   };

@@ -84,6 +84,28 @@ describe('saving guest state (28.3)', () => {
     expect(cpu.segBase[2 * FS]).toBe(v.lo(Field.HOST_FS_BASE));
     expect(cpu.segBase[2 * GS]).toBe(v.lo(Field.HOST_GS_BASE));
   });
+
+  it('27.3.2.2, 28.5.2: each entry and each exit load the segment fields as they are then: VMWRITEs between transitions are seen', () => {
+    // vmcall; rdmsr IA32_FS_BASE; vmcall: the guest reads the FS base the second entry loaded.
+    const code = [...VMCALL, 0xb9, ...le32(0xc0000100), 0x0f, 0x32, ...VMCALL];
+    const r = runInGuest(code, (v) => {
+      v.set(Field.PRIMARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS, v.lo(Field.PRIMARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS) | (1 << 28));
+      v.set(Field.ADDRESS_OF_MSR_BITMAPS, SCRATCH_PAGES + 0x1000); // all zero: RDMSR does not exit
+    });
+    const { cpu, vmx, vmcs: v } = r;
+    expect(r.reason).toBe(ExitReason.VMCALL);
+    v.set(Field.GUEST_RIP, v.lo(Field.GUEST_RIP) + v.lo(Field.VM_EXIT_INSTRUCTION_LENGTH));
+    v.set(Field.GUEST_FS_BASE, 0x9000);
+    v.set(Field.HOST_FS_BASE, 0x6000);
+    v.set(Field.HOST_TR_BASE, 0x3000);
+    vmEntry(vmx, cpu, false);
+    run(cpu, 100);
+    expect(v.lo(Field.EXIT_REASON)).toBe(ExitReason.VMCALL);
+    expect(cpu.gpr[0]).toBe(0x9000);
+    expect(cpu.segBase[2 * FS]).toBe(0x6000);
+    expect(cpu.segBase[2 * TR]).toBe(0x3000);
+    expect(v.lo(Field.GUEST_FS_BASE)).toBe(0x9000);
+  });
 });
 
 describe('loading host state (28.5)', () => {

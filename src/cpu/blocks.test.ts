@@ -4,6 +4,8 @@ import { Cpu } from './cpu.js';
 import { run } from './run.js';
 import { runFragment, CODE_ADDRESS } from './testing.js';
 import { RAX, RBX, RCX, RSP } from './regs.js';
+import { instructionsBefore } from '../debug/breakpoints.js';
+import { longModeCpu } from '../../spec-tests/paging/tables.js';
 
 /** The blocks the cache holds. */
 function blocksOf(cpu: Cpu): Block[] {
@@ -107,6 +109,109 @@ describe('decoded-code cache and self-modifying code (SDM vol. 3A, 11.6)', () =>
     cpu.halted = false; // leave the HLT state, as an interrupt would
     expect(run(cpu, 100).kind).toBe('halt');
     expect(cpu.gpr[2 * RAX]).toBe(0x77223344);
+  });
+});
+
+/**
+ * Links: in 64-bit mode a block goes on at the target of a direct CALL or JMP
+ * and at a RET's to a CALL in the block (blocks.ts). Whatever the guest does,
+ * it must run as if each instruction were fetched where RIP points then.
+ */
+describe('blocks that follow CALL, JMP and RET', () => {
+  const rel32 = (v: number): number[] => [v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >> 24) & 0xff];
+  /** mov ecx, 20; L: call F; <between>; dec ecx; jnz L; hlt; F: <callee>; ret, at 0x1000. */
+  function callLoop(between: number[], callee: number[]): number[] {
+    const afterCall = [...between, 0xff, 0xc9], jnz = -(5 + afterCall.length + 2);
+    return [0xb9, 20, 0, 0, 0, 0xe8, ...rel32(afterCall.length + 2 + 1), ...afterCall, 0x75, jnz & 0xff, 0xf4, ...callee, 0xc3];
+  }
+  const names = (b: Block): string => b.insns.map((i) => i.def.name).join(' ');
+
+  it('the callee and the return are part of the caller\'s block, and interpreted and compiled runs agree', () => {
+    // between: add eax, ebx; callee: inc ebx. EBX counts the calls; EAX sums 1..20.
+    const code = callLoop([0x01, 0xd8], [0xff, 0xc3]);
+    const interpreted = runFragment(code, { setup: (c) => { c.compileThreshold = Infinity; } });
+    for (const threshold of [1, 2, 32]) {
+      const compiled = runFragment(code, { setup: (c) => { c.compileThreshold = threshold; } });
+      expect(compiled.stop.kind).toBe('halt');
+      expect(compiled.cpu.gpr[2 * RAX]).toBe(210);
+      expect(compiled.cpu.gpr[2 * RBX]).toBe(20);
+      expect(compiled.cpu.insnCount).toBe(1 + 20 * 6 + 1);
+      expect(Array.from(compiled.cpu.gpr)).toEqual(Array.from(interpreted.cpu.gpr));
+      expect(compiled.cpu.rflags).toBe(interpreted.cpu.rflags);
+      expect(blocksOf(compiled.cpu).map(names)).toContain('call inc ret add dec j hlt');
+    }
+  });
+
+  it('a RET to elsewhere than after its CALL leaves the block at the address it returned to', () => {
+    // between: inc eax (2 bytes), skipped: the callee adds 2 to its return address (add qword [rsp], 2).
+    const code = callLoop([0xff, 0xc0], [0x48, 0x83, 0x04, 0x24, 0x02]);
+    for (const threshold of [Infinity, 1, 2]) {
+      const { cpu, stop } = runFragment(code, { setup: (c) => { c.compileThreshold = threshold; } });
+      expect(stop.kind).toBe('halt');
+      expect(cpu.gpr[2 * RAX]).toBe(0);
+      expect(cpu.gpr[2 * RCX]).toBe(0);
+      expect(cpu.insnCount).toBe(1 + 20 * 5 + 1);
+    }
+  });
+
+  it('a JMP forward is followed; one back into its block ends the block (no unrolled loops)', () => {
+    // jmp +1; (int3); inc eax; dec ecx; jnz back to the jmp, with ECX = 10.
+    const code = [0xb9, 10, 0, 0, 0, 0xeb, 0x01, 0xcc, 0xff, 0xc0, 0xff, 0xc9, 0x75, 0xf7];
+    const { cpu, stop } = runFragment(code, { setup: (c) => { c.compileThreshold = 1; } });
+    expect(stop.kind).toBe('halt');
+    expect(cpu.gpr[2 * RAX]).toBe(10);
+    expect(blocksOf(cpu).map(names)).toContain('jmp inc dec j hlt');
+    // jmp $: the block holds the jump alone, however often it runs.
+    const self = runFragment([0xeb, 0xfe], { budget: 100, setup: (c) => { c.compileThreshold = 1; } });
+    expect(self.stop.kind).toBe('budget');
+    expect(blocksOf(self.cpu).map(names)).toEqual(['jmp']);
+  });
+
+  it('a callee on another page: a write to its bytes drops the caller\'s block (SDM vol. 3A, 11.6)', () => {
+    // The caller at 1000H calls F at 3000H: mov eax, 1; ret. Then the processor stores 2 over the immediate.
+    const cpu = new Cpu({ memorySize: 1 << 20 });
+    cpu.enterFlat64();
+    cpu.compileThreshold = 2;
+    cpu.memory.load(0x1000, Uint8Array.of(0xb9, 20, 0, 0, 0, 0xe8, ...rel32(0x3000 - 0x100a), 0xff, 0xc9, 0x75, 0xf7, 0xf4));
+    cpu.memory.load(0x3000, Uint8Array.of(0xb8, 1, 0, 0, 0, 0xc3));
+    cpu.gpr[2 * RSP] = 0x8000;
+    const again = (): void => { cpu.ripLo = 0x1000; cpu.halted = false; expect(run(cpu, 1000).kind).toBe('halt'); };
+    again();
+    expect(cpu.gpr[2 * RAX]).toBe(1);
+    expect(blocksOf(cpu).some((b) => b.ppns.length === 2 && names(b) === 'call mov ret dec j hlt')).toBe(true);
+    cpu.mmu.write8(0x3001, 0, 2);
+    again();
+    expect(cpu.gpr[2 * RAX]).toBe(2);
+  });
+
+  it('a callee whose page is mapped elsewhere after INVLPG runs from its new page (SDM vol. 3A, 4.10.4.1)', () => {
+    // Linear 40_0000H maps to physical 5000H (mov eax, 1; ret), then to 6000H (mov eax, 2; ret).
+    const F = 0x40_0000;
+    const { cpu, t } = longModeCpu((tt) => { tt.identity(0x10_0000); tt.map(BigInt(F), 0x5000); });
+    cpu.compileThreshold = 2;
+    cpu.memory.load(0x1000, Uint8Array.of(0xb9, 20, 0, 0, 0, 0xe8, ...rel32(F - 0x100a), 0xff, 0xc9, 0x75, 0xf7, 0xf4));
+    cpu.memory.load(0x5000, Uint8Array.of(0xb8, 1, 0, 0, 0, 0xc3));
+    cpu.memory.load(0x6000, Uint8Array.of(0xb8, 2, 0, 0, 0, 0xc3));
+    cpu.gpr[2 * RSP] = 0x8000;
+    const again = (): void => { cpu.ripLo = 0x1000; cpu.halted = false; expect(run(cpu, 1000).kind).toBe('halt'); };
+    again();
+    expect(cpu.gpr[2 * RAX]).toBe(1);
+    expect(blocksOf(cpu).some((b) => names(b) === 'call mov ret dec j hlt')).toBe(true);
+    t.map(BigInt(F), 0x6000);
+    cpu.paging.invlpg(F, 0);
+    again();
+    expect(cpu.gpr[2 * RAX]).toBe(2);
+  });
+
+  it('the debugger finds an address breakpoint inside a followed callee by its linear and physical address', () => {
+    const code = callLoop([0x01, 0xd8], [0xff, 0xc3]);
+    const { cpu } = runFragment(code, { budget: 1 + 6 * 3, setup: (c) => { c.compileThreshold = 2; } });
+    const callAt = CODE_ADDRESS + 5, calleeAt = CODE_ADDRESS + code.length - 3;
+    expect(cpu.ripLo).toBe(callAt);
+    const block = cpu.blocks.peek();
+    expect(names(block)).toBe('call inc ret add dec j hlt');
+    expect(instructionsBefore(cpu, block, 100, (lo, hi, phys) => lo === calleeAt && hi === 0 && phys === calleeAt)).toBe(1);
+    expect(instructionsBefore(cpu, block, 100, (lo) => lo === callAt + 5)).toBe(3);
   });
 });
 

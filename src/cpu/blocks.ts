@@ -7,7 +7,7 @@
 import { classPrefix } from './insn-class.js';
 import { FAULT, type Cpu } from './cpu.js';
 import { Decoder, type ByteSource } from './decoder.js';
-import type { Insn } from './insn.js';
+import { Follow, type Insn } from './insn.js';
 import type { CompiledBlock } from './jit/compile.js';
 import { PAGE_MASK, PAGE_SIZE } from './memory.js';
 import { CS, Vector } from './regs.js';
@@ -20,6 +20,30 @@ const CHUNK_SHIFT = 6;
 /** Slots of the jump cache (a power of two). */
 const JUMP_CACHE_BITS = 12, JUMP_CACHE_SIZE = 1 << JUMP_CACHE_BITS;
 
+/** Block.links: no link after the instruction, or a link within the block's first page (its ppn otherwise). */
+export const NO_LINK = -1, SAME_PAGE = -2;
+
+/**
+ * What the builder gathered of a block: its instructions with their offsets
+ * from the first byte's linear address (signed: a followed transfer may go
+ * backwards) and physical addresses, the links, and the code bytes by page.
+ */
+interface Layout {
+  readonly insns: Insn[];
+  readonly offsets: number[];
+  readonly physAt: number[];
+  readonly links: number[];
+  /** Physical pages of the code, with the byte ranges [from, to) on each. */
+  readonly spans: { ppn: number; from: number; to: number }[];
+}
+
+/**
+ * A run of instructions decoded once. Straight-line code, which in 64-bit
+ * mode may go on at the target of a direct CALL or JMP or of a RET to a CALL
+ * in the block (OpDef.follow): a "link". At run time the block is left after
+ * a link whose target is not the one decoded (a RET to elsewhere) or whose
+ * page no longer maps to the same physical page (followsLink).
+ */
 export class Block {
   /** Times the block has been entered. */
   entries = 0;
@@ -27,25 +51,49 @@ export class Block {
   stale = false;
   /** The compiled form, once the block is hot; null before, or when it cannot be compiled. */
   compiled: CompiledBlock | null = null;
-  /** Offset of each instruction from the block's first byte. */
+  /** Offset of each instruction from the linear address of the block's first byte. */
   readonly offsets: Int32Array;
+  /** Physical address of each instruction's first byte. */
+  readonly physAt: Float64Array;
+  /** Per instruction: NO_LINK, SAME_PAGE, or the physical page its link's target must map to. */
+  readonly links: Int32Array;
+  /** Lowest offset of an instruction, and the end of the highest, from the first byte. */
+  readonly lowest: number;
+  readonly length: number;
+  /** Physical pages its bytes lie on. */
+  readonly ppns: readonly number[];
   /** Instructions of each class among the first k (insn-class.ts), for the cost model's counts. */
   readonly classes: Int32Array;
+  readonly insns: readonly Insn[];
+
   constructor(
     readonly phys: number,
     /** Code size it was decoded for: 2, 4 or 8. */
     readonly mode: number,
-    readonly insns: readonly Insn[],
-    /** Bytes the block spans. */
-    readonly length: number,
-    /** Physical pages its bytes lie on (two when the last instruction crosses a page). */
-    readonly ppns: readonly number[],
+    layout: Layout,
   ) {
-    this.offsets = new Int32Array(insns.length);
-    let o = 0;
-    insns.forEach((i, k) => { this.offsets[k] = o; o += i.len; });
+    const { insns, offsets } = layout;
+    this.insns = insns;
+    this.offsets = Int32Array.from(offsets);
+    this.physAt = Float64Array.from(layout.physAt);
+    this.links = Int32Array.from(layout.links);
+    this.lowest = Math.min(...offsets);
+    this.length = Math.max(...insns.map((i, k) => offsets[k]! + i.len));
+    this.ppns = [...new Set(layout.spans.map((s) => s.ppn))];
     this.classes = classPrefix(insns);
   }
+}
+
+/**
+ * After instruction k of `block`, entered at (rl, rh), was a link: does
+ * execution go on at the next instruction of the block? RIP must be the
+ * target decoded, and a target outside the first page must still be fetched
+ * from the same physical page (the fast entries hold it).
+ */
+export function followsLink(cpu: Cpu, block: Block, k: number, rl: number, rh: number): boolean {
+  if (cpu.ripLo !== ((rl + block.offsets[k + 1]!) | 0) || cpu.ripHi !== rh) return false;
+  const ppn = block.links[k]!;
+  return ppn === SAME_PAGE || cpu.mmu.cachedFetchPage(cpu.ripLo, rh) === ppn;
 }
 
 interface CodePage {
@@ -74,6 +122,12 @@ class FetchSource implements ByteSource {
     if (!fetchWithinLimit(this.cpu, off)) this.cpu.raise(Vector.GP, 0);
     return this.cpu.mmu.fetch8((this.base + off) | 0, 0);
   }
+}
+
+/** Bits 63:32 of the 64-bit address (lo, hi) + offset, an offset that carries at most once. */
+export function highHalf(lo: number, hi: number, offset: number): number {
+  const t = (lo >>> 0) + offset;
+  return t > 0xffffffff ? (hi + 1) | 0 : t < 0 ? (hi - 1) | 0 : hi;
 }
 
 export class BlockCache {
@@ -110,6 +164,28 @@ export class BlockCache {
     this.jumpBlock[slot] = found;
     this.jumpLo[slot] = lo; this.jumpHi[slot] = hi; this.jumpBase[slot] = base; this.jumpEpoch[slot] = epoch;
     return found;
+  }
+
+  /**
+   * The block to run in place of `block`, the one at the current RIP, which
+   * has become hot: decoded again if it ends in a transfer it may follow, for
+   * the fast entries may now map the target's page (they seldom do the first
+   * time code runs after a VM entry or exit). Not compiled yet.
+   */
+  rebuild(block: Block): Block {
+    const last = block.insns[block.insns.length - 1]!, cpu = this.cpu;
+    if (block.mode !== 8 || last.def.follow === undefined || cpu.codeSize !== 8) return block;
+    const cr2Lo = cpu.cr2Lo, cr2Hi = cpu.cr2Hi, vmExit = cpu.vmExit;
+    try {
+      const hot = this.build(cpu.ripLo, cpu.ripHi, block.phys);
+      hot.entries = block.entries;
+      return hot;
+    } catch (e) {
+      // Only where a translation changed without invalidation: the block as it was still serves.
+      if (e !== FAULT) throw e;
+      cpu.cr2Lo = cr2Lo; cpu.cr2Hi = cr2Hi; cpu.vmExit = vmExit;
+      return block;
+    }
   }
 
   /**
@@ -182,9 +258,12 @@ export class BlockCache {
     src.base = mode === 8 ? 0 : cpu.segBase[2 * CS]!;
     const first = (lo - src.base) | 0;
     src.lo = first; src.hi = hi; src.mode = mode;
-    const insns: Insn[] = [];
-    let offset = 0;
-    const pageEnd = PAGE_SIZE - (phys & PAGE_MASK);
+    const layout: Layout = { insns: [], offsets: [], physAt: [], links: [], spans: [] };
+    const { insns, offsets } = layout;
+    // The straight run being decoded: where it starts (offset and physical address) and its page ends.
+    let runStart = 0, runPhys = phys, offset = 0;
+    /** Return addresses (offsets) of the CALLs followed so far, for the RETs to come. */
+    const returns: number[] = [];
     for (;;) {
       let insn: Insn;
       if (insns.length === 0) {
@@ -192,7 +271,7 @@ export class BlockCache {
       } else {
         const savedLo = src.lo, cr2Lo = cpu.cr2Lo, cr2Hi = cpu.cr2Hi, vmExit = cpu.vmExit;
         src.lo = (first + offset) | 0;
-        src.hi = mode === 8 && (src.lo >>> 0) < (first >>> 0) ? (hi + 1) | 0 : hi;
+        src.hi = mode === 8 ? highHalf(first, hi, offset) : hi;
         try {
           insn = this.decoder.decode(src, mode);
         } catch (e) {
@@ -204,25 +283,67 @@ export class BlockCache {
         }
       }
       insns.push(insn);
-      offset += insn.len;
-      if (insn.def.ends || offset >= pageEnd || insns.length >= MAX_BLOCK) break;
+      offsets.push(offset);
+      layout.physAt.push(runPhys + offset - runStart);
+      layout.links.push(NO_LINK);
+      const next = offset + insn.len, pageEnd = runStart + PAGE_SIZE - (runPhys & PAGE_MASK);
+      if (next >= pageEnd || insns.length >= MAX_BLOCK) { offset = next; break; }
+      if (!insn.def.ends) { offset = next; continue; }
+      const target = mode === 8 ? this.linkTarget(insn, next, returns) : null;
+      const targetPhys = target === null ? -1 : this.linkPhysical(lo, hi, phys, target);
+      offset = next;
+      // A jump back into the block would unroll a loop: the block ends there instead.
+      if (targetPhys < 0 || (insn.def.follow === Follow.JUMP && offsets.includes(target!))) break;
+      layout.spans.push({ ppn: Math.floor(runPhys / PAGE_SIZE), from: runPhys & PAGE_MASK, to: (runPhys & PAGE_MASK) + next - runStart });
+      layout.links[insns.length - 1] = ((lo + target!) ^ lo) >>> 12 === 0 ? SAME_PAGE : Math.floor(targetPhys / PAGE_SIZE);
+      if (insn.def.follow === Follow.CALL) returns.push(next);
+      if (insn.def.follow === Follow.RETURN) returns.pop();
+      runStart = offset = target!;
+      runPhys = targetPhys;
     }
-    const ppn0 = Math.floor(phys / PAGE_SIZE);
-    const ppns = [ppn0];
-    if (offset > pageEnd) {
-      // The last instruction crosses into the next linear page, wherever that is mapped.
-      const nLo = (lo + pageEnd) | 0;
-      const nHi = mode === 8 && (nLo >>> 0) < (lo >>> 0) ? (hi + 1) | 0 : hi;
-      ppns.push(Math.floor(cpu.mmu.fetchPhysical(nLo, nHi) / PAGE_SIZE));
+    // The last straight run; its last instruction may cross into the next linear page, wherever that is mapped.
+    const runPage = runPhys & PAGE_MASK, runEnd = runPage + offset - runStart;
+    layout.spans.push({ ppn: Math.floor(runPhys / PAGE_SIZE), from: runPage, to: Math.min(PAGE_SIZE, runEnd) });
+    if (runEnd > PAGE_SIZE) {
+      const nextPage = runStart - runPage + PAGE_SIZE;
+      const nHi = mode === 8 ? highHalf(lo, hi, nextPage) : hi;
+      layout.spans.push({ ppn: Math.floor(cpu.mmu.fetchPhysical((lo + nextPage) | 0, nHi) / PAGE_SIZE), from: 0, to: runEnd - PAGE_SIZE });
     }
-    const block = new Block(phys, mode, insns, offset, ppns);
+    const block = new Block(phys, mode, layout);
     const old = this.blocks.get(phys);
     if (old !== undefined) this.drop(old);
     this.blocks.set(phys, block);
-    const start = phys & PAGE_MASK;
-    this.markCode(ppn0, start, Math.min(PAGE_SIZE, start + offset), block);
-    if (ppns.length > 1) this.markCode(ppns[1]!, 0, offset - pageEnd, block);
+    for (const span of layout.spans) this.markCode(span.ppn, span.from, span.to, block);
     return block;
+  }
+
+  /**
+   * Where the block may go on after `insn` (OpDef.follow), ending at offset
+   * `next`: a direct CALL's or JMP's target, or a RET's to the last CALL
+   * followed (popped from `returns` by the caller). Null for any other.
+   */
+  private linkTarget(insn: Insn, next: number, returns: readonly number[]): number | null {
+    if (insn.opSize !== 8) return null;
+    switch (insn.def.follow) {
+      case Follow.CALL: case Follow.JUMP: return next + insn.imm;
+      case Follow.RETURN: return returns.length > 0 ? returns[returns.length - 1]! : null;
+      default: return null;
+    }
+  }
+
+  /**
+   * The physical address of a link's target at `target` from the block's
+   * first byte (linear (lo, hi), physical `phys`), or -1 where the block must
+   * end instead: a target outside the block's 4 GiB, or on another page that
+   * the fast entries do not map for fetches (finding out would walk the page
+   * tables ahead of execution).
+   */
+  private linkPhysical(lo: number, hi: number, phys: number, target: number): number {
+    const t = (lo >>> 0) + target;
+    if (t < 0 || t > 0xffffffff) return -1;
+    if (((t ^ lo) >>> 12) === 0) return phys - (lo & PAGE_MASK) + (t & PAGE_MASK);
+    const ppn = this.cpu.mmu.cachedFetchPage(t | 0, hi);
+    return ppn < 0 ? -1 : ppn * PAGE_SIZE + (t & PAGE_MASK);
   }
 
   /** Records that bytes [from, to) of page `ppn` hold the block's code. */

@@ -17,6 +17,9 @@ import { CS, EFER_LMA, EFER_LME, EFER_SCE, FS, GS, RFLAGS_FIXED1, SegAttr, SS, V
 
 export { SegAttr, EFER_SCE, EFER_LME, EFER_LMA, EFER_NXE } from './regs.js';
 
+/** Bytes of Cpu.segState: the bounds (2 x 6 doubles), bases, limits, access rights and selectors (8 each). */
+export const SEG_STATE_BYTES = 240;
+
 /** Thrown (as this one object) to unwind an instruction that raised an exception. */
 export const FAULT = { fault: true } as const;
 
@@ -123,26 +126,32 @@ export class Cpu implements FlagState, MmuHost {
   lfALo = 0; lfAHi = 0; lfBLo = 0; lfBHi = 0; lfRLo = 0; lfRHi = 0; lfCarryIn = 0;
 
   /**
-   * Segment registers in encoding order, then LDTR (6) and TR (7): selector,
-   * base (lo/hi), limit, access rights in the VMCS layout. Written only through
-   * setSegment and setSegmentBase, which count the change in segWrites.
+   * The hidden parts of the segment registers, in one buffer that the views
+   * below share, so that VM entries and exits can load all of them in one copy
+   * (loadSegmentImage).
    */
-  readonly segSel = new Uint16Array(8);
-  readonly segBase = new Int32Array(16);
-  readonly segLimit = new Uint32Array(8);
-  readonly segAttr = new Int32Array(8);
-  /**
-   * Changes to the segment registers so far: a VM exit need not save segments
-   * the guest left as its VM entry loaded them (src/vmx/exit.ts).
-   */
-  segWrites = 0;
+  readonly segState = new Uint8Array(SEG_STATE_BYTES);
   /**
    * Per segment register ES-GS, the last offset a read or a write may touch
    * without a closer look, or NO_LIMIT (segment-limits.ts): kept up to date by
    * setSegment and updateModes, the only writers of the hidden parts and the mode.
    */
-  readonly segReadMax = new Float64Array(6);
-  readonly segWriteMax = new Float64Array(6);
+  readonly segReadMax = new Float64Array(this.segState.buffer, 0, 6);
+  readonly segWriteMax = new Float64Array(this.segState.buffer, 48, 6);
+  /**
+   * Segment registers in encoding order, then LDTR (6) and TR (7): selector,
+   * base (lo/hi), limit, access rights in the VMCS layout. Written only through
+   * setSegment, setSegmentBase and loadSegmentImage, which count the change in segWrites.
+   */
+  readonly segBase = new Int32Array(this.segState.buffer, 96, 16);
+  readonly segLimit = new Uint32Array(this.segState.buffer, 160, 8);
+  readonly segAttr = new Int32Array(this.segState.buffer, 192, 8);
+  readonly segSel = new Uint16Array(this.segState.buffer, 224, 8);
+  /**
+   * Changes to the segment registers so far: a VM exit need not save segments
+   * the guest left as its VM entry loaded them (src/vmx/exit.ts).
+   */
+  segWrites = 0;
   /** GDTR and IDTR: base (lo/hi) and 16-bit limit (SDM vol. 3A, 2.4). */
   gdtrLo = 0; gdtrHi = 0; gdtrLimit = 0xffff;
   idtrLo = 0; idtrHi = 0; idtrLimit = 0xffff;
@@ -416,6 +425,17 @@ export class Cpu implements FlagState, MmuHost {
     this.segWrites++;
     if (seg === CS || seg === SS) this.updateModes();
     if (seg < 6) updateSegmentBounds(this, seg);
+  }
+
+  /**
+   * Loads every segment register's hidden part from `image`, a copy of
+   * segState taken with the same EFER.LMA (the bounds depend on the mode):
+   * how VM entries and exits load segments from fields unchanged since.
+   */
+  loadSegmentImage(image: Uint8Array): void {
+    this.segState.set(image);
+    this.segWrites++;
+    this.updateModes();
   }
 
   /** Loads a segment's base alone (SWAPGS, WRFSBASE, WRMSR of IA32_FS_BASE/GS_BASE). */

@@ -140,6 +140,8 @@ export function materialize(s: FlagState): number {
 
 /** Replaces the bits of `mask` with those of `value`, after materializing the rest. */
 export function setStatusFlags(s: FlagState, mask: number, value: number): void {
+  // Lazy flags that `mask` replaces all need not be computed first.
+  if ((s.lazyMask & ~mask) === 0) s.lazyMask = 0;
   s.flags = (materialize(s) & ~mask) | (value & mask);
 }
 

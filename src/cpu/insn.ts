@@ -88,11 +88,21 @@ export interface OpDef {
    */
   readonly exits?: boolean;
   /**
+   * An unconditional near transfer with a target known at decode time, or
+   * one that can be predicted: a direct CALL or JMP, or a RET to a CALL
+   * earlier in the block. In 64-bit mode a block may go on at the target
+   * (blocks.ts).
+   */
+  readonly follow?: Follow;
+  /**
    * Emits the instruction as JavaScript for the block compiler; returns false
    * when this instance has no template (the compiled block then calls `exec`).
    */
   readonly compile?: (e: Emitter, i: Insn) => boolean;
 }
+
+/** The transfers a block may follow (OpDef.follow). */
+export const enum Follow { CALL = 1, JUMP = 2, RETURN = 3 }
 
 /** An opcode whose meaning depends on ModRM.reg (a group, SDM vol. 2, table A-6). */
 export interface Group { readonly group: readonly (Entry | undefined)[] }

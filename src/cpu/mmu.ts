@@ -59,7 +59,7 @@ export const identityTranslator: Translator = {
 
 const TLB_BITS = 10;
 const TLB_SIZE = 1 << TLB_BITS;
-const TLB_MASK = TLB_SIZE - 1;
+export const TLB_MASK = TLB_SIZE - 1;
 const LAST = PAGE_SIZE - 1;
 
 /** The linear page number of (lo, hi): exact as a double for all 64-bit addresses. */
@@ -145,13 +145,15 @@ export class Mmu {
    */
   private readonly contexts = Array.from({ length: CONTEXTS }, () => new FastContext());
   private current = this.contexts[0]!;
+  private previous = this.contexts[0]!;
   private switches = 0;
-  // The set in use, copied into fields so that the fast path reads them directly.
-  private tagR = this.current.supervisor.tagR;
-  private tagW = this.current.supervisor.tagW;
+  // The set in use, copied into fields so that the fast path reads them directly
+  // (compiled blocks too: tagR, pageR, tagW and pageW, jit/emitter.ts).
+  tagR = this.current.supervisor.tagR;
+  tagW = this.current.supervisor.tagW;
   private tagX = this.current.supervisor.tagX;
-  private pageR = this.current.supervisor.pageR;
-  private pageW = this.current.supervisor.pageW;
+  pageR = this.current.supervisor.pageR;
+  pageW = this.current.supervisor.pageW;
   private pageX = this.current.supervisor.pageX;
   private ppnX = this.current.supervisor.ppnX;
   private ppnW = this.current.supervisor.ppnW;
@@ -235,8 +237,9 @@ export class Mmu {
     cur.epoch = this.epoch;
     // Entries made since a flush made the key unknown belong to no context.
     if (!cur.known) cur.clear();
-    let next: FastContext | null = null;
-    for (const c of this.contexts) if (c.matches(tag, cr3, controls)) next = c;
+    // VM entries and exits alternate between two contexts: the one left last is the likely one.
+    let next: FastContext | null = this.previous.matches(tag, cr3, controls) ? this.previous : null;
+    for (let k = 0; k < CONTEXTS && next === null; k++) if (this.contexts[k]!.matches(tag, cr3, controls)) next = this.contexts[k]!;
     if (next !== null) {
       this.epoch = next.epoch;
     } else {
@@ -247,6 +250,7 @@ export class Mmu {
       this.newEpoch();
     }
     next!.used = ++this.switches;
+    this.previous = cur;
     this.current = next!;
     this.selectSet();
   }
@@ -334,6 +338,15 @@ export class Mmu {
     const idx = (lo >>> 12) & TLB_MASK;
     const ppn = this.tagX[idx] === vpnOf(lo, hi) ? this.ppnX[idx]! : this.resolve(lo, hi, Access.EXEC);
     return ppn * PAGE_SIZE + (lo & PAGE_MASK);
+  }
+
+  /**
+   * The physical page an instruction fetch at (lo, hi) would use now, if the
+   * fast entries hold it; -1 otherwise. No walk, no fault, no side effect.
+   */
+  cachedFetchPage(lo: number, hi: number): number {
+    const idx = (lo >>> 12) & TLB_MASK;
+    return this.tagX[idx] === vpnOf(lo, hi) ? this.ppnX[idx]! : -1;
   }
 
   // ---- writes ------------------------------------------------------------

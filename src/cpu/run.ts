@@ -3,7 +3,7 @@
  * retiring exactly the requested number of instructions, and checks one
  * pending-work word at each instruction boundary.
  */
-import type { Block } from './blocks.js';
+import { followsLink, NO_LINK, type Block } from './blocks.js';
 import type { Insn } from './insn.js';
 import { insnClass } from './insn-class.js';
 import { EXTERNAL_BREAK, FAULT, Pending, type Cpu, type InterruptSource, type StopReason } from './cpu.js';
@@ -56,12 +56,13 @@ function execBlock(cpu: Cpu, block: Block, limit: number): number {
     n = insnsWithinCodeLimit(cpu, block, cpu.ripLo, n);
     if (n === 0) cpu.raise(Vector.GP, 0);
   }
-  if (++block.entries === cpu.compileThreshold) block.compiled = compileBlock(block);
-  // Compiled code computes RIPs inside the block without a carry into bits 63:32.
+  // Compiled code computes RIPs inside the block without a carry into or borrow from bits 63:32.
+  const rl = cpu.ripLo, rh = cpu.ripHi;
   if (block.compiled !== null && n === insns.length &&
-      (mode !== 8 || (cpu.ripLo >>> 0) + block.length <= 0xffffffff)) {
+      (mode !== 8 || ((rl >>> 0) + block.length <= 0xffffffff && (rl >>> 0) + block.lowest >= 0))) {
     return execCompiled(cpu, block);
   }
+  const links = block.links;
   let k = 0;
   for (; k < n; k++) {
     const i = insns[k]!;
@@ -78,8 +79,10 @@ function execBlock(cpu: Cpu, block: Block, limit: number): number {
       cpu.blockIndex = 0;
       return FAULTED;
     }
-    // A conditional branch taken leaves the block (a relative jump changes bits 31:0 of RIP unless by 4 GiB).
-    if (cpu.pending !== 0 || (i.def.exits === true && cpu.ripLo !== nextLo)) { k++; break; }
+    // A conditional branch taken leaves the block (a relative jump changes bits 31:0 of RIP unless by 4 GiB),
+    // and so does a link that goes elsewhere than decoded (blocks.ts followsLink).
+    if (cpu.pending !== 0 || (i.def.exits === true && cpu.ripLo !== nextLo) ||
+        (links[k] !== NO_LINK && !followsLink(cpu, block, k, rl, rh))) { k++; break; }
   }
   retire(cpu, block, k);
   cpu.blockIndex = 0;
@@ -249,7 +252,11 @@ export function run(cpu: Cpu, budget: number): StopReason {
         // An external debugger stops in front of this instruction (nothing of it has run).
         if (limit === 0) { cpu.stopReason = { kind: 'stop' }; return cpu.stopReason; }
       }
-      const block = cpu.blocks.lookup();
+      let block = cpu.blocks.lookup();
+      if (++block.entries === cpu.compileThreshold) {
+        block = cpu.blocks.rebuild(block);
+        block.compiled = compileBlock(block);
+      }
       // A fault returns here rather than unwinding further: exceptions and VM exits are frequent.
       const executed = execBlock(cpu, block, limit);
       if (executed === FAULTED) {

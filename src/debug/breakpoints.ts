@@ -10,7 +10,7 @@ import type { VmcsField } from '../../vmcs/fields.js';
 import { QUALIFICATION_LAYOUTS, type BitField } from '../../vmcs/qualifications.js';
 import type { ExitRecord } from '../hv/record.js';
 import type { Vmcs } from '../vmx/vmcs.js';
-import type { Block } from '../cpu/blocks.js';
+import { highHalf, type Block } from '../cpu/blocks.js';
 import type { Cpu } from '../cpu/cpu.js';
 import { CS } from '../cpu/regs.js';
 import { atMost, DebugInputError, didYouMean, parseCount, parseExitReason, parseNumber } from './names.js';
@@ -224,9 +224,9 @@ export function instructionsBefore(cpu: Cpu, block: Block, limit: number, stopsA
   for (let k = 1; k < n; k++) {
     const off = offsets[k]!;
     let klo: number, khi = hi;
-    if (mode === 8) { const sum = lo + off; klo = sum >>> 0; if (sum > 0xffffffff) khi = (hi + 1) | 0; }
+    if (mode === 8) { klo = (lo + off) >>> 0; khi = highHalf(lo, hi, off); }
     else klo = mode === 4 ? (base + ip + off) >>> 0 : (base + ((ip + off) & 0xffff)) >>> 0;
-    if (stopsAt(klo, khi, block.phys + off)) return k;
+    if (stopsAt(klo, khi, block.physAt[k]!)) return k;
   }
   return limit;
 }

@@ -20,7 +20,7 @@ import { accessRights, CR0_KEPT, HLT, SHUTDOWN, WAIT_FOR_SIPI } from './exit.js'
 import { ACCESS_AT, BASE_AT, CONTROL_AT as C, GUEST_AT as G, LIMIT_AT, PDPTE_FIELDS, SEGMENTS, SELECTOR_AT } from './state-fields.js';
 import { PREEMPTION_TIMER_SHIFT } from './capabilities.js';
 import { loadMsrs } from './msr-areas.js';
-import type { Vmcs } from './vmcs.js';
+import { Derived, type Vmcs } from './vmcs.js';
 import type { Vmx } from './vmx.js';
 
 /** Pending debug exceptions bits (25.4.2, table 25-4): enabled breakpoint, BS. */
@@ -38,7 +38,7 @@ export function vmEntry(vmx: Vmx, cpu: Cpu, launch: boolean): void {
   // On the inputs of the last entry that passed, the checks pass again, but for those that read memory
   // or change with nearly every entry (guest RIP): only those are made. The first failing check in the
   // SDM's order is the same either way.
-  const lma = cpu.efer & EFER_LMA, recheck = !v.checked || v.checkedLma !== lma;
+  const lma = cpu.efer & EFER_LMA, recheck = (v.fresh & Derived.CHECKS) === 0 || v.checkedLma !== lma;
   let failure = recheck ? checkControls(cpu, v, caps) : vtprFailure(cpu, v);
   if (failure === null && recheck) failure = checkHostState(cpu, v, caps);
   if (failure !== null) {
@@ -53,7 +53,7 @@ export function vmEntry(vmx: Vmx, cpu: Cpu, launch: boolean): void {
   // The VMCS-link-pointer check reads the linked region (27.3.1.5): with one, the checks are made every time.
   const vals = v.values;
   if (failure === null && recheck && vals[C.VMCS_LINK_POINTER] === -1 && vals[C.VMCS_LINK_POINTER + 1] === -1) {
-    v.checked = true;
+    v.fresh |= Derived.CHECKS;
     v.checkedLma = lma;
   }
   if (failure !== null) {
@@ -137,16 +137,17 @@ export function loadGuestState(vmx: Vmx, cpu: Cpu): boolean {
     cpu.efer = ia32e ? cpu.efer | EFER_LMA : cpu.efer & ~EFER_LMA;
     if (cpu.cr0 & 0x80000000) cpu.efer = ia32e ? cpu.efer | EFER_LME : cpu.efer & ~EFER_LME;
   }
-  // 27.3.2.2: segment registers and descriptor-table registers; an unusable segment holds no access.
-  // `saved`: the fields hold what a VM exit would save of the segments as loaded (exit.ts).
-  let saved = true;
-  for (let k = 0; k < 8; k++) {
-    const ar = vals[ACCESS_AT[k]!]!, base = BASE_AT[k]!, baseHi = ia32e ? vals[base + 1]! : 0;
-    const attr = ar & SegAttr.UNUSABLE ? ar & SegAttr.DPL : ar & 0xf0ff;
-    cpu.setSegment(SEGMENTS[k]!, vals[SELECTOR_AT[k]!]!, vals[base]!, baseHi, vals[LIMIT_AT[k]!]! >>> 0, attr);
-    if (accessRights(attr) !== ar || baseHi !== vals[base + 1]) saved = false;
+  // 27.3.2.2: segment registers and descriptor-table registers. They follow from the segment fields,
+  // "IA-32e mode guest" and EFER.LMA: loaded once, then copied while those stay (vmcs.ts Derived).
+  const key = (ia32e ? 2 : 0) | (cpu.efer & EFER_LMA ? 1 : 0);
+  if ((v.fresh & Derived.GUEST_SEGMENTS) !== 0 && v.guestSegmentsKey === key) cpu.loadSegmentImage(v.guestSegments);
+  else {
+    v.guestSegmentsSaved = loadGuestSegments(cpu, vals, ia32e);
+    v.guestSegments.set(cpu.segState);
+    v.guestSegmentsKey = key;
+    v.fresh |= Derived.GUEST_SEGMENTS;
   }
-  vmx.guestSegWrites = saved ? cpu.segWrites : -1;
+  vmx.guestSegWrites = v.guestSegmentsSaved ? cpu.segWrites : -1;
   cpu.gdtrLo = vals[G.GDTR_BASE]!; cpu.gdtrHi = vals[G.GDTR_BASE + 1]!; cpu.gdtrLimit = vals[G.GDTR_LIMIT]! & 0xffff;
   cpu.idtrLo = vals[G.IDTR_BASE]!; cpu.idtrHi = vals[G.IDTR_BASE + 1]!; cpu.idtrLimit = vals[G.IDTR_LIMIT]! & 0xffff;
   // 27.3.2.3: RIP, RSP, RFLAGS; CPL is SS.DPL.
@@ -184,6 +185,22 @@ export function loadGuestState(vmx: Vmx, cpu: Cpu): boolean {
     cpu.tscOffset += vmx.guestTscOffset;
   }
   return true;
+}
+
+/**
+ * The segment registers of 27.3.2.2 from the guest fields `vals` of a VMCS; an
+ * unusable segment holds no access. True when the fields hold what a VM exit
+ * would save of the segments as loaded (exit.ts saveGuestState).
+ */
+function loadGuestSegments(cpu: Cpu, vals: Int32Array, ia32e: boolean): boolean {
+  let saved = true;
+  for (let k = 0; k < 8; k++) {
+    const ar = vals[ACCESS_AT[k]!]!, base = BASE_AT[k]!, baseHi = ia32e ? vals[base + 1]! : 0;
+    const attr = ar & SegAttr.UNUSABLE ? ar & SegAttr.DPL : ar & 0xf0ff;
+    cpu.setSegment(SEGMENTS[k]!, vals[SELECTOR_AT[k]!]!, vals[base]!, baseHi, vals[LIMIT_AT[k]!]! >>> 0, attr);
+    if (accessRights(attr) !== ar || baseHi !== vals[base + 1]) saved = false;
+  }
+  return saved;
 }
 
 /**

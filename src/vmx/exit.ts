@@ -17,6 +17,7 @@ import { loadMsrs, storeMsrs } from './msr-areas.js';
 import {
   ACCESS_AT, BASE_AT, CONTROL_AT as C, EXIT_AT, GUEST_AT as G, HOST_AT as H, HOST_SELECTOR_AT, LIMIT_AT, PDPTE_FIELDS, SEGMENTS, SELECTOR_AT,
 } from './state-fields.js';
+import { Derived } from './vmcs.js';
 import type { Vmx } from './vmx.js';
 
 /** Interruptibility-state bits (25.4.2, table 25-3). */
@@ -73,7 +74,7 @@ export function completeExit(vmx: Vmx, cpu: Cpu): void {
   v.put(EXIT_AT.INSTRUCTION_INFO, e.instructionInfo, 0);
   // Every VM exit clears the valid bit of the VM-entry interruption-information field (28.2).
   const vals = v.values, info = vals[C.ENTRY_INTERRUPTION_INFO]!;
-  if (info < 0 && v.put(C.ENTRY_INTERRUPTION_INFO, info & 0x7fffffff, 0) !== 0) v.checked = false;
+  if (info < 0 && v.put(C.ENTRY_INTERRUPTION_INFO, info & 0x7fffffff, 0) !== 0) v.fresh &= ~Derived.CHECKS;
   if ((e.reason & EXIT_REASON_VM_ENTRY_FAILURE) === 0) {
     saveGuestState(vmx, cpu);
     const count = vals[C.EXIT_MSR_STORE_COUNT]!;
@@ -129,17 +130,19 @@ export function saveGuestState(vmx: Vmx, cpu: Cpu): void {
   // were as an exit saves them (entry.ts loadGuestState sets guestSegWrites).
   // (Written out rather than through put: this loop runs at every exit. Bits 63:32 of the selector,
   // limit and access-rights fields are always 0.)
+  let segmentsChanged = 0;
   for (let k = 0; k < 8 && cpu.segWrites !== vmx.guestSegWrites; k++) {
     const s = SEGMENTS[k]!, sel = SELECTOR_AT[k]!, base = BASE_AT[k]!, limit = LIMIT_AT[k]!, ar = ACCESS_AT[k]!;
     const nSel = cpu.segSel[s]!, nLo = cpu.segBase[2 * s]!, nHi = cpu.segBase[2 * s + 1]!;
     const nLimit = cpu.segLimit[s]! | 0, nAr = accessRights(cpu.segAttr[s]!);
-    changed |= (vals[sel]! ^ nSel) | (vals[base]! ^ nLo) | (vals[base + 1]! ^ nHi) | (vals[limit]! ^ nLimit) | (vals[ar]! ^ nAr);
+    segmentsChanged |= (vals[sel]! ^ nSel) | (vals[base]! ^ nLo) | (vals[base + 1]! ^ nHi) | (vals[limit]! ^ nLimit) | (vals[ar]! ^ nAr);
     vals[sel] = nSel; vals[base] = nLo; vals[base + 1] = nHi; vals[limit] = nLimit; vals[ar] = nAr;
   }
+  if (segmentsChanged !== 0) v.fresh &= ~(Derived.CHECKS | Derived.GUEST_SEGMENTS);
   changed |= v.put(G.GDTR_BASE, cpu.gdtrLo, cpu.gdtrHi) | v.put(G.GDTR_LIMIT, cpu.gdtrLimit, 0) |
     v.put(G.IDTR_BASE, cpu.idtrLo, cpu.idtrHi) | v.put(G.IDTR_LIMIT, cpu.idtrLimit, 0);
   // 28.3.3: RIP (of the instruction or event that caused the exit: the caller left it so), RSP, RFLAGS.
-  v.put(G.RIP, cpu.ripLo, cpu.ripHi); // not among the checks' inputs (vmcs.ts CHECKED)
+  v.put(G.RIP, cpu.ripLo, cpu.ripHi); // not among the checks' inputs (vmcs.ts STALES)
   changed |= v.put(G.RSP, cpu.gpr[2 * RSP]!, cpu.gpr[2 * RSP + 1]!) | v.put(G.RFLAGS, savedRflags(vmx, cpu), 0);
   // 28.3.4: activity and interruptibility state.
   const activity = cpu.waitForSipi ? WAIT_FOR_SIPI : vmx.shutdown ? SHUTDOWN : cpu.halted ? HLT : ACTIVE;
@@ -148,7 +151,7 @@ export function saveGuestState(vmx: Vmx, cpu: Cpu): void {
   if (cpu.nmiBlocked) blocking |= BLOCKING_BY_NMI;
   // Pending debug exceptions (28.3.4): what the entry made pending and was not yet delivered.
   changed |= v.put(G.ACTIVITY, activity, 0) | v.put(G.INTERRUPTIBILITY, blocking, 0) | v.put(G.PENDING_DEBUG, vmx.pendingDebug, 0);
-  if (changed !== 0) v.checked = false;
+  if (changed !== 0) v.fresh &= ~Derived.CHECKS;
   // With EPT and PAE paging, the PDPTEs are saved to the guest PDPTE fields (28.3.4).
   if (cpu.paging.nested !== null && pagingMode(cpu) === PagingMode.PAE) {
     for (let k = 0; k < 4; k++) v.set(PDPTE_FIELDS[k]!, cpu.pdpte[2 * k]!, cpu.pdpte[2 * k + 1]!);
@@ -207,16 +210,13 @@ export function loadHostState(vmx: Vmx, cpu: Cpu): void {
   else cpu.efer = host64 ? cpu.efer | EFER_LMA | EFER_LME : cpu.efer & ~(EFER_LMA | EFER_LME);
   // 28.5.2: segments. Selectors from the host fields; CS, SS, DS, ES, FS, GS flat and present
   // (a null SS, DS, ES, FS or GS is unusable), TR a busy 64- or 32-bit TSS of limit 67H, LDTR unusable.
-  for (let k = 0; k < 6; k++) {
-    const s = SEGMENTS[k]!, sel = vals[HOST_SELECTOR_AT[k]!]!;
-    // A null selector (allowed for all but CS, and SS with a 64-bit host) leaves the segment unusable.
-    const attr = s === CS ? 0xb | SegAttr.S | SegAttr.P | SegAttr.G | (host64 ? SegAttr.L : SegAttr.DB)
-      : sel === 0 ? 0 : HOST_DATA;
-    const base = s === FS ? H.FS_BASE : s === GS ? H.GS_BASE : -1;
-    cpu.setSegment(s, sel, base < 0 ? 0 : vals[base]!, base < 0 ? 0 : vals[base + 1]!, 0xffffffff, attr);
+  // They follow from the host fields and the VM-exit controls alone: loaded once, then copied (vmcs.ts Derived).
+  if (v.fresh & Derived.HOST_SEGMENTS) cpu.loadSegmentImage(v.hostSegments);
+  else {
+    loadHostSegments(cpu, vals, host64);
+    v.hostSegments.set(cpu.segState);
+    v.fresh |= Derived.HOST_SEGMENTS;
   }
-  cpu.setSegment(TR, vals[H.TR_SELECTOR]!, vals[H.TR_BASE]!, vals[H.TR_BASE + 1]!, 0x67, 0xb | SegAttr.P);
-  cpu.setSegment(LDTR, 0, 0, 0, 0, 0);
   cpu.gdtrLo = vals[H.GDTR_BASE]!; cpu.gdtrHi = vals[H.GDTR_BASE + 1]!; cpu.gdtrLimit = 0xffff;
   cpu.idtrLo = vals[H.IDTR_BASE]!; cpu.idtrHi = vals[H.IDTR_BASE + 1]!; cpu.idtrLimit = 0xffff;
   // 28.5.3: RIP, RSP; RFLAGS cleared but bit 1.
@@ -235,6 +235,20 @@ export function loadHostState(vmx: Vmx, cpu: Cpu): void {
   if (cpu.paging.vpid !== 0) cpu.paging.switchVpid(0);
   else cpu.mmu.flush();
   cpu.updateModes();
+}
+
+/** The segment registers of 28.5.2, from the host-state fields `vals` of a VMCS, after IA32_EFER is loaded. */
+function loadHostSegments(cpu: Cpu, vals: Int32Array, host64: boolean): void {
+  for (let k = 0; k < 6; k++) {
+    const s = SEGMENTS[k]!, sel = vals[HOST_SELECTOR_AT[k]!]!;
+    // A null selector (allowed for all but CS, and SS with a 64-bit host) leaves the segment unusable.
+    const attr = s === CS ? 0xb | SegAttr.S | SegAttr.P | SegAttr.G | (host64 ? SegAttr.L : SegAttr.DB)
+      : sel === 0 ? 0 : HOST_DATA;
+    const base = s === FS ? H.FS_BASE : s === GS ? H.GS_BASE : -1;
+    cpu.setSegment(s, sel, base < 0 ? 0 : vals[base]!, base < 0 ? 0 : vals[base + 1]!, 0xffffffff, attr);
+  }
+  cpu.setSegment(TR, vals[H.TR_SELECTOR]!, vals[H.TR_BASE]!, vals[H.TR_BASE + 1]!, 0x67, 0xb | SegAttr.P);
+  cpu.setSegment(LDTR, 0, 0, 0, 0, 0);
 }
 
 /**

@@ -11,6 +11,7 @@
  */
 import { VMCS_FIELDS } from '../../vmcs/fields.js';
 import { fieldOffset, VMCS_LAUNCH_STATE_OFFSET, LaunchState } from '../../vmcs/layout.js';
+import { SEG_STATE_BYTES } from '../cpu/cpu.js';
 import type { PhysicalMemory } from '../cpu/memory.js';
 
 const COUNT = VMCS_FIELDS.length;
@@ -26,10 +27,23 @@ VMCS_FIELDS.forEach((f, k) => {
 });
 
 /**
- * Per index: 1 for the fields the VM-entry checks read, all but the
- * exit-information fields and guest RIP (whose check entry.ts makes every time).
+ * What the processor derives from the fields and keeps while they stay as they
+ * were (Vmcs.fresh): the passed VM-entry checks, and the segment registers as
+ * VM entry and VM exit load them (entry.ts, exit.ts).
  */
-const CHECKED = Uint8Array.from(VMCS_FIELDS, (f) => (f.type === 'read-only' || f.name === 'GUEST_RIP' ? 0 : 1));
+export const enum Derived { CHECKS = 1, GUEST_SEGMENTS = 2, HOST_SEGMENTS = 4 }
+
+const GUEST_SEGMENT_FIELD = /^GUEST_(ES|CS|SS|DS|FS|GS|LDTR|TR)_(SELECTOR|BASE|LIMIT|ACCESS_RIGHTS)$/;
+/**
+ * Per index: the Derived bits a change of the field makes stale. The checks
+ * read all but the exit-information fields and guest RIP (whose check entry.ts
+ * makes every time); the host's segments follow from the host-state fields and
+ * the VM-exit controls (host address-space size).
+ */
+const STALES = Uint8Array.from(VMCS_FIELDS, (f) =>
+  (f.type === 'read-only' || f.name === 'GUEST_RIP' ? 0 : Derived.CHECKS) |
+  (GUEST_SEGMENT_FIELD.test(f.name) ? Derived.GUEST_SEGMENTS : 0) |
+  (f.type === 'host' || f.name === 'PRIMARY_VM_EXIT_CONTROLS' ? Derived.HOST_SEGMENTS : 0));
 
 /** Where bits 31:0 of the field with full encoding `enc` are in Vmcs.values (bits 63:32 follow). */
 export function valueAt(enc: number): number {
@@ -51,12 +65,24 @@ export class Vmcs {
   readonly values = new Int32Array(2 * COUNT);
   launched = false;
   /**
-   * Set when the VMCS passed the VM-entry checks (entry.ts) and no field they
-   * read has changed since (any write that changes one clears it), with
-   * IA32_EFER.LMA then: on the same inputs the checks need not be made again.
+   * Derived bits that still hold: set by whoever derives the thing, cleared by
+   * any write that changes a field it was derived from. CHECKS: the VMCS passed
+   * the VM-entry checks with IA32_EFER.LMA = checkedLma; on the same inputs they
+   * need not be made again.
    */
-  checked = false;
+  fresh = 0;
   checkedLma = 0;
+  /**
+   * The segment registers (Cpu.segState) as VM entry loads them from the guest
+   * fields, with the IA-32e mode guest control and EFER.LMA they were loaded
+   * under (guestSegmentsKey), and whether the fields hold what a VM exit would
+   * save of them; valid while GUEST_SEGMENTS is fresh.
+   */
+  readonly guestSegments = new Uint8Array(SEG_STATE_BYTES);
+  guestSegmentsKey = 0;
+  guestSegmentsSaved = false;
+  /** The same as VM exit loads them from the host fields; valid while HOST_SEGMENTS is fresh. */
+  readonly hostSegments = new Uint8Array(SEG_STATE_BYTES);
 
   constructor(readonly address: number) {}
 
@@ -75,15 +101,15 @@ export class Vmcs {
   setIndex(k: number, lo: number, hi: number): void {
     lo &= LOW_MASK[k]!;
     hi = HAS_HIGH[k] ? hi : 0;
-    if (CHECKED[k] && (this.values[2 * k] !== lo || this.values[2 * k + 1] !== hi)) this.checked = false;
+    if (STALES[k] !== 0 && (this.values[2 * k] !== lo || this.values[2 * k + 1] !== hi)) this.fresh &= ~STALES[k]!;
     this.values[2 * k] = lo;
     this.values[2 * k + 1] = hi;
   }
 
   /**
    * Writes bits 63:0 of the field at value index `at` (valueAt), already within
-   * its width, as VM exits save guest state; returns nonzero when a field the
-   * entry checks read changed (the caller then clears `checked`).
+   * its width, as VM exits save guest state; returns nonzero when the field
+   * changed (the caller then clears what is derived from it in `fresh`).
    */
   put(at: number, lo: number, hi: number): number {
     const values = this.values, changed = (values[at]! ^ lo) | (values[at + 1]! ^ hi);

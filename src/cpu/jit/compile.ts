@@ -9,7 +9,7 @@
  * instructions retired, and leaves RIP at the next instruction to run. When an
  * instruction raises, cpu.blockIndex names it and the flags are exact.
  */
-import type { Block } from '../blocks.js';
+import { NO_LINK, SAME_PAGE, type Block } from '../blocks.js';
 import type { Cpu } from '../cpu.js';
 import { getCF, testCondition } from '../flags.js';
 import { branchRelative } from '../operands.js';
@@ -23,17 +23,17 @@ export function compileBlock(block: Block): CompiledBlock | null {
   if (block.mode === 2) return null;
   const e = new Emitter(block.mode);
   const insns = block.insns;
-  let offset = 0;
   for (let k = 0; k < insns.length; k++) {
     const i = insns[k]!;
     e.index = k;
     e.last = k === insns.length - 1;
-    e.startOffset = offset;
-    e.nextOffset = offset + i.len;
+    e.startOffset = block.offsets[k]!;
+    e.nextOffset = e.startOffset + i.len;
     e.wroteMemory = false;
     const inline = i.def.compile !== undefined && i.def.compile(e, i);
-    // Pending work a write raised (code written, say) ends the block once the whole instruction is done.
-    if (inline && e.wroteMemory && !e.last) e.exitIf('cpu.pending !== 0', e.ripStatement(e.nextOffset));
+    // Pending work a write raised (code written, say) ends the block once the whole instruction is done
+    // (a transfer has set RIP itself).
+    if (inline && e.wroteMemory && !e.last) e.exitIf('cpu.pending !== 0', i.def.ends ? '' : e.ripStatement(e.nextOffset));
     if (!inline) {
       e.flush();
       e.emit(`${e.ripStatement(e.nextOffset)} cpu.blockIndex = ${k}; h${k}(cpu, i${k});`);
@@ -41,7 +41,11 @@ export function compileBlock(block: Block): CompiledBlock | null {
     } else if (e.last && !i.def.ends && !i.def.exits) {
       e.emit(e.ripStatement(e.nextOffset));
     }
-    offset = e.nextOffset;
+    // A link the block follows: on only where the transfer went where it was decoded to go (blocks.ts followsLink, inline).
+    if (block.links[k] !== NO_LINK) {
+      const ppn = block.links[k]!, at = `((rl + ${block.offsets[k + 1]}) | 0)`;
+      e.exitIf(`cpu.ripLo !== ${at} || cpu.ripHi !== rh` + (ppn === SAME_PAGE ? '' : ` || m.cachedFetchPage(${at}, rh) !== ${ppn}`), '');
+    }
   }
   e.flush();
   e.emit(`return ${insns.length};`);

@@ -13,6 +13,8 @@ import { FlagOp } from '../flags.js';
 import { HIGH_BYTE, type Insn } from '../insn.js';
 import { CF, CS, RSP, STATUS_FLAGS } from '../regs.js';
 import { NO_LIMIT } from '../segment-limits.js';
+import { PAGE_MASK, PAGE_SIZE } from '../memory.js';
+import { TLB_MASK } from '../mmu.js';
 
 /** A 64-bit value as two JavaScript expressions (locals or constants). */
 export interface Pair { lo: string; hi: string }
@@ -160,34 +162,53 @@ export class Emitter {
     this.emit(`if (${max}[${a.seg}] !== ${NO_LIMIT}) checkOffset(cpu, ${a.seg}, ${a.offset} >>> 0, ${size}, ${write});`);
   }
 
+  /**
+   * The fast path of the Mmu's reads and writes (mmu.ts read8..write64),
+   * inline: declares the slot and page offset of the access of `size` bytes
+   * at `a` and returns the condition under which the fast entry of `kind`
+   * (R or W) serves it; otherwise the Mmu's own method takes it.
+   */
+  private fastEntry(a: Pair, size: number, kind: 'R' | 'W'): { slot: string; off: string; hit: string } {
+    const slot = this.let(`(${a.lo} >>> 12) & ${TLB_MASK}`), off = this.let(`${a.lo} & ${PAGE_MASK}`);
+    const within = size === 1 ? '' : `${off} <= ${PAGE_SIZE - size} && `;
+    return { slot, off, hit: `${within}m.tag${kind}[${slot}] === ${a.hi} * 0x100000 + (${a.lo} >>> 12)` };
+  }
+
   /** Reads `size` bytes at `a` (may fault). */
   readMem(a: Pair | Address, size: number): Pair {
     this.mayFault();
     this.checkSegment(a, size, false);
+    const { slot, off, hit } = this.fastEntry(a, size, 'R'), page = `m.pageR[${slot}]`;
     switch (size) {
       case 8: {
-        const lo = this.let(`m.read64(${a.lo}, ${a.hi})`);
-        return { lo, hi: this.let('m.hi') };
+        const lo = this.local(), hi = this.local();
+        this.emit(`let ${lo}, ${hi}; if (${hit}) { const p = ${page}; ${lo} = p.getInt32(${off}, true); ${hi} = p.getInt32(${off} + 4, true); }` +
+          ` else { ${lo} = m.read64(${a.lo}, ${a.hi}); ${hi} = m.hi; }`);
+        return { lo, hi };
       }
-      case 4: return { lo: this.let(`m.read32(${a.lo}, ${a.hi})`), hi: '0' };
-      case 2: return { lo: this.let(`m.read16(${a.lo}, ${a.hi})`), hi: '0' };
-      default: return { lo: this.let(`m.read8(${a.lo}, ${a.hi})`), hi: '0' };
+      case 4: return { lo: this.let(`${hit} ? ${page}.getInt32(${off}, true) : m.read32(${a.lo}, ${a.hi})`), hi: '0' };
+      case 2: return { lo: this.let(`${hit} ? ${page}.getUint16(${off}, true) : m.read16(${a.lo}, ${a.hi})`), hi: '0' };
+      default: return { lo: this.let(`${hit} ? ${page}.getUint8(${off}) : m.read8(${a.lo}, ${a.hi})`), hi: '0' };
     }
   }
 
   /**
    * Writes `size` bytes at `a` (may fault). The write may invalidate code or
    * make a device raise an event, which ends the block after this instruction
-   * (compile.ts, `wroteMemory`).
+   * (compile.ts, `wroteMemory`); such pages have no fast write entries.
    */
   writeMem(a: Pair | Address, size: number, v: Pair): void {
     this.mayFault();
     this.checkSegment(a, size, true);
+    const { slot, off, hit } = this.fastEntry(a, size, 'W'), page = `m.pageW[${slot}]`;
     switch (size) {
-      case 8: this.emit(`m.write64(${a.lo}, ${a.hi}, ${v.lo}, ${v.hi});`); break;
-      case 4: this.emit(`m.write32(${a.lo}, ${a.hi}, ${v.lo});`); break;
-      case 2: this.emit(`m.write16(${a.lo}, ${a.hi}, ${v.lo});`); break;
-      default: this.emit(`m.write8(${a.lo}, ${a.hi}, ${v.lo});`);
+      case 8:
+        this.emit(`if (${hit}) { const p = ${page}; p.setInt32(${off}, ${v.lo}, true); p.setInt32(${off} + 4, ${v.hi}, true); }` +
+          ` else m.write64(${a.lo}, ${a.hi}, ${v.lo}, ${v.hi});`);
+        break;
+      case 4: this.emit(`if (${hit}) ${page}.setInt32(${off}, ${v.lo}, true); else m.write32(${a.lo}, ${a.hi}, ${v.lo});`); break;
+      case 2: this.emit(`if (${hit}) ${page}.setUint16(${off}, ${v.lo}, true); else m.write16(${a.lo}, ${a.hi}, ${v.lo});`); break;
+      default: this.emit(`if (${hit}) ${page}.setUint8(${off}, ${v.lo}); else m.write8(${a.lo}, ${a.hi}, ${v.lo});`);
     }
     this.wroteMemory = true;
   }

@@ -6,7 +6,7 @@
 import { Intercept } from '../virtualization.js';
 import type { Cpu } from '../cpu.js';
 import { getCF, setStatusFlags, testCondition } from '../flags.js';
-import { Im, OpMap, Sz, type Entry, type Insn, type OpDef } from '../insn.js';
+import { Follow, Im, OpMap, Sz, type Entry, type Insn, type OpDef } from '../insn.js';
 import type { Emitter } from '../jit/emitter.js';
 import {
   adjustRsp, branchRelative, checkRelativeTarget, jumpAbsolute, jumpRelative, pop, push, readRm, setReg, writeRm,
@@ -22,9 +22,16 @@ const TWO = OpMap.TWO * 256;
  */
 function compileJump(conditional: boolean) {
   return (e: Emitter, i: Insn): boolean => {
-    const taken = conditional ? e.condition(i.opcode & 0xf) : 'true';
+    // The target's check may raise: flags exact before it. An unconditional jump not last in its
+    // block is one the block follows (blocks.ts): the code for its target comes next.
+    if (!conditional) {
+      e.flush();
+      e.emit(e.branchTarget(i));
+      return true;
+    }
+    const taken = e.condition(i.opcode & 0xf);
     if (e.last) {
-      e.flush(); // the target's check may raise: flags exact
+      e.flush();
       e.emit(`if (${taken}) { ${e.branchTarget(i)} } else { ${e.ripStatement(e.nextOffset)} }`);
     } else {
       e.exitIf(taken, e.branchTarget(i));
@@ -178,11 +185,11 @@ const def = (name: string, exec: OpDef['exec'], extra: Omit<OpDef, 'name' | 'exe
 const branch = { size: Sz.F64, ends: true } as const;
 
 const entries: Record<number, Entry> = {
-  0xe8: def('call', callRel, { ...branch, imm: Im.Jz, compile: compileCall }),
-  0xe9: def('jmp', jmpRel, { ...branch, imm: Im.Jz, compile: compileJump(false) }),
-  0xeb: def('jmp', jmpRel, { ...branch, imm: Im.Jb, compile: compileJump(false) }),
-  0xc2: def('ret', ret, { ...branch, imm: Im.Iw }),
-  0xc3: def('ret', ret, { ...branch, compile: compileRet }),
+  0xe8: def('call', callRel, { ...branch, imm: Im.Jz, follow: Follow.CALL, compile: compileCall }),
+  0xe9: def('jmp', jmpRel, { ...branch, imm: Im.Jz, follow: Follow.JUMP, compile: compileJump(false) }),
+  0xeb: def('jmp', jmpRel, { ...branch, imm: Im.Jb, follow: Follow.JUMP, compile: compileJump(false) }),
+  0xc2: def('ret', ret, { ...branch, imm: Im.Iw, follow: Follow.RETURN }),
+  0xc3: def('ret', ret, { ...branch, follow: Follow.RETURN, compile: compileRet }),
   0xe0: def('loopne', loop, { ...branch, imm: Im.Jb }),
   0xe1: def('loope', loop, { ...branch, imm: Im.Jb }),
   0xe2: def('loop', loop, { ...branch, imm: Im.Jb }),

@@ -92,8 +92,17 @@ const flagOps = fc.constantFrom(0xf8, 0xf9, 0xf5).map((b) => [b]); // clc, stc, 
 /** A flag producer straight before a conditional branch: the compiler derives the condition from it. */
 const testAndBranch = fc.tuple(fc.oneof(aluRegReg, aluImm, incDec), jcc).map(([a, b]) => [...a, ...b]);
 
+/**
+ * CALL, RET and JMP that blocks follow (blocks.ts links): call L; jmp M; L: ret; M:, and the same with
+ * a callee that returns past the JMP (add qword [rsp], 8 before its RET), which leaves the block.
+ */
+const callRet = fc.constantFrom(
+  [0xe8, 0x02, 0, 0, 0, 0xeb, 0x01, 0xc3],
+  [0xe8, 0x02, 0, 0, 0, 0xeb, 0x06, 0x48, 0x83, 0x04, 0x24, 0x08, 0xc3],
+);
+
 const instruction = fc.oneof(aluRegReg, aluRegMem, aluImm, incDec, mov, lea, pushPop, jcc, setcc, cmov, flagOps,
-  testAndBranch, testAndBranch);
+  testAndBranch, testAndBranch, callRet);
 
 /** The program: 40 passes over the body, counted in R15, then HLT. */
 function program(body: number[][]): Uint8Array {

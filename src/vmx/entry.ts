@@ -84,7 +84,7 @@ export function vmEntry(vmx: Vmx, cpu: Cpu, launch: boolean): void {
   // Pending debug exceptions (27.7.3): BS, or B3-B0 with "enabled breakpoint", make a #DB trap at the
   // first boundary, unless the entry injects an external interrupt, NMI, hardware exception or privileged
   // software exception (they are lost), or MOV SS blocks them, or the guest waits for a SIPI or is shut down.
-  const pending = v.lo(Field.GUEST_PENDING_DEBUG_EXCEPTIONS);
+  const pending = vals[G.PENDING_DEBUG]!;
   const valid = (pending & PENDING_BS) !== 0 || ((pending & PENDING_ENABLED_BREAKPOINT) !== 0 && (pending & 0xf) !== 0);
   const type = (info >>> 8) & 7;
   const lost = vmx.injectPending && (type === 0 || type === 2 || type === 3 || type === 5);
@@ -169,11 +169,11 @@ export function loadGuestState(vmx: Vmx, cpu: Cpu): boolean {
   // 27.3.1.6 / 27.3.2.4: PAE paging loads the PDPTEs from guest CR3, or with EPT from the guest PDPTE fields.
   if (pagingMode(cpu) === PagingMode.PAE && !(ept ? loadPdpteFields(v, cpu) : cpu.paging.loadPdptes(cpu.cr3Lo))) return false;
   // 27.3.2.5 (non-register state): interruptibility and activity.
-  const blocking = v.lo(Field.GUEST_INTERRUPTIBILITY_STATE);
+  const blocking = vals[G.INTERRUPTIBILITY]!;
   cpu.interruptShadowEnd = blocking & 3 ? cpu.insnCount + 1 : -1;
   cpu.shadowBySs = (blocking & 2) !== 0;
   cpu.nmiBlocked = (blocking & 8) !== 0;
-  const activity = v.lo(Field.GUEST_ACTIVITY_STATE);
+  const activity = vals[G.ACTIVITY]!;
   // Shutdown (27.7.2 "Activity State"): like HLT, but only INIT and NMIs end it, as VM exits.
   cpu.halted = activity === HLT || activity === SHUTDOWN;
   vmx.shutdown = activity === SHUTDOWN;

@@ -29,6 +29,7 @@ import { injectEvent, vmEntry } from './entry.js';
 import { completeExit, ExitInfo } from './exit.js';
 import { instructionInformation, registerOperandInformation } from './instruction-information.js';
 import { hasHigh, Vmcs } from './vmcs.js';
+import { CONTROL_AT as C } from './state-fields.js';
 
 /** The arithmetic flags VMsucceed and VMfail set (SDM vol. 3C, 31.2 "Conventions"). */
 const STATUS = CF | PF | AF | ZF | SF | OF;
@@ -154,6 +155,12 @@ export class Vmx implements Virtualization {
   // ---- the VMX instructions (chapter 31) ---------------------------------------
 
   vmx(cpu: Cpu, i: Insn, op: VmxInstruction): void {
+    // What a VMM's exit handler runs most: VMREAD and VMWRITE in root operation at CPL 0 in 64-bit mode,
+    // where none of the faults below can apply (64-bit mode implies CR0.PE and no virtual-8086 mode).
+    if (op >= VmxInstruction.VMREAD && op <= VmxInstruction.VMWRITE && this.on && cpu.codeSize === 8 && !cpu.nonRoot && cpu.cpl === 0) {
+      if (op === VmxInstruction.VMREAD) this.vmread(cpu, i); else this.vmwrite(cpu, i);
+      return;
+    }
     // #UD: outside VMX operation (all but VMXON), real mode, virtual-8086 mode, compatibility mode.
     const compatibility = (cpu.efer & EFER_LMA) !== 0 && cpu.codeSize !== 8;
     if (op === VmxInstruction.VMCALL) {
@@ -424,7 +431,7 @@ export class Vmx implements Virtualization {
 
   // ---- non-root decisions (chapter 26) ---------------------------------------------
 
-  private get proc(): number { return this.current!.lo(Field.PRIMARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS); }
+  private get proc(): number { return this.current!.values[C.PROC]!; }
   private get secondary(): number {
     const v = this.current!;
     return this.proc & P_SECONDARY ? v.lo(Field.SECONDARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS) : 0;
@@ -722,7 +729,7 @@ export class Vmx implements Virtualization {
       this.exitInfo.begin(ExitReason.TPR_BELOW_THRESHOLD);
       this.exit(cpu);
     }
-    const source = cpu.interrupts, pin = this.current!.lo(Field.PIN_BASED_VM_EXECUTION_CONTROLS), proc = this.proc;
+    const source = cpu.interrupts, pin = this.current!.values[C.PIN]!, proc = this.proc;
     if (cpu.startupPending && source !== null) {
       cpu.startupPending = false;
       // INIT always exits (26.2); a SIPI exits in wait-for-SIPI with the vector as qualification.

@@ -11,7 +11,7 @@
  */
 import { FlagOp } from '../flags.js';
 import { HIGH_BYTE, type Insn } from '../insn.js';
-import { CF, CS, RSP, STATUS_FLAGS } from '../regs.js';
+import { CF, CS, OF, PF, RSP, SF, STATUS_FLAGS, ZF } from '../regs.js';
 import { NO_LIMIT } from '../segment-limits.js';
 import { PAGE_MASK, PAGE_SIZE } from '../memory.js';
 import { TLB_MASK } from '../mmu.js';
@@ -338,9 +338,18 @@ export class Emitter {
     }
     if (e === null) {
       this.flush();
-      return `testCondition(cpu, ${cc})`;
+      // With no lazy flags (after a helper that set them all, say), RFLAGS answers directly.
+      return `(cpu.lazyMask === 0 ? ${this.flagsCondition(cc)} : testCondition(cpu, ${cc}))`;
     }
     return neg ? `!(${e})` : `(${e})`;
+  }
+
+  /** Condition tttn (SDM vol. 2, appendix B.1.4.7) on the materialized flags in cpu.flags, as flags.ts testCondition. */
+  private flagsCondition(cc: number): string {
+    const set = (flag: number): string => `(cpu.flags & ${flag}) !== 0`;
+    const less = `(${set(SF)}) !== (${set(OF)})`;
+    const e = [set(OF), set(CF), set(ZF), set(CF | ZF), set(SF), set(PF), less, `(${set(ZF)} || ${less})`][cc >> 1]!;
+    return cc & 1 ? `!(${e})` : `(${e})`;
   }
 
   private signBit(size: number, v: Pair): string {

@@ -96,7 +96,7 @@ const testAndBranch = fc.tuple(fc.oneof(aluRegReg, aluImm, incDec), jcc).map(([a
  * CALL, RET and JMP that blocks follow (blocks.ts links): call L; jmp M; L: ret; M:, and the same with
  * a callee that returns past the JMP (add qword [rsp], 8 before its RET), which leaves the block.
  */
-const callRet = fc.constantFrom(
+const callRet = fc.constantFrom<number[]>(
   [0xe8, 0x02, 0, 0, 0, 0xeb, 0x01, 0xc3],
   [0xe8, 0x02, 0, 0, 0, 0xeb, 0x06, 0x48, 0x83, 0x04, 0x24, 0x08, 0xc3],
 );

@@ -106,6 +106,23 @@ describe('saving guest state (28.3)', () => {
     expect(cpu.segBase[2 * TR]).toBe(0x3000);
     expect(v.lo(Field.GUEST_FS_BASE)).toBe(0x9000);
   });
+
+  it('28.5.2: each exit loads the host fields, whatever the host did to its segment registers since the last exit', () => {
+    const r = runInGuest([...VMCALL, ...VMCALL]);
+    const { cpu, vmx, vmcs: v } = r;
+    expect(r.reason).toBe(ExitReason.VMCALL);
+    const hostFs = cpu.segBase[2 * FS]!, hostDs = cpu.segSel[DS]!;
+    // The host's own changes: WRMSR IA32_FS_BASE, MOV DS.
+    cpu.setSegmentBase(FS, 0x4444, 0);
+    cpu.setSegment(DS, 0, 0, 0, 0, 0);
+    v.set(Field.GUEST_RIP, v.lo(Field.GUEST_RIP) + v.lo(Field.VM_EXIT_INSTRUCTION_LENGTH));
+    vmEntry(vmx, cpu, false);
+    run(cpu, 100);
+    expect(v.lo(Field.EXIT_REASON)).toBe(ExitReason.VMCALL);
+    expect(cpu.segBase[2 * FS]).toBe(hostFs);
+    expect(cpu.segSel[DS]).toBe(hostDs);
+    expect(cpu.segSel[DS]).toBe(v.lo(Field.HOST_DS_SELECTOR));
+  });
 });
 
 describe('loading host state (28.5)', () => {

@@ -12,13 +12,11 @@ import { Paging } from './paging.js';
 import { MsrFile } from './msr.js';
 import { SKYLAKE, type CpuProfile } from './profile.js';
 import { seedRandom } from './ops/random.js';
+import { SegmentBank } from './segment-bank.js';
 import { updateSegmentBounds } from './segment-limits.js';
 import { CS, EFER_LMA, EFER_LME, EFER_SCE, FS, GS, RFLAGS_FIXED1, SegAttr, SS, Vector } from './regs.js';
 
 export { SegAttr, EFER_SCE, EFER_LME, EFER_LMA, EFER_NXE } from './regs.js';
-
-/** Bytes of Cpu.segState: the bounds (2 x 6 doubles), bases, limits, access rights and selectors (8 each). */
-export const SEG_STATE_BYTES = 240;
 
 /** Thrown (as this one object) to unwind an instruction that raised an exception. */
 export const FAULT = { fault: true } as const;
@@ -126,27 +124,22 @@ export class Cpu implements FlagState, MmuHost {
   lfALo = 0; lfAHi = 0; lfBLo = 0; lfBHi = 0; lfRLo = 0; lfRHi = 0; lfCarryIn = 0;
 
   /**
-   * The hidden parts of the segment registers, in one buffer that the views
-   * below share, so that VM entries and exits can load all of them in one copy
-   * (loadSegmentImage).
-   */
-  readonly segState = new Uint8Array(SEG_STATE_BYTES);
-  /**
-   * Per segment register ES-GS, the last offset a read or a write may touch
-   * without a closer look, or NO_LIMIT (segment-limits.ts): kept up to date by
-   * setSegment and updateModes, the only writers of the hidden parts and the mode.
-   */
-  readonly segReadMax = new Float64Array(this.segState.buffer, 0, 6);
-  readonly segWriteMax = new Float64Array(this.segState.buffer, 48, 6);
-  /**
+   * The segment registers: the bank in use, and its arrays (segment-bank.ts).
    * Segment registers in encoding order, then LDTR (6) and TR (7): selector,
-   * base (lo/hi), limit, access rights in the VMCS layout. Written only through
-   * setSegment, setSegmentBase and loadSegmentImage, which count the change in segWrites.
+   * base (lo/hi), limit, access rights in the VMCS layout; for ES-GS the
+   * bounds of segment-limits.ts, kept up to date by setSegment and
+   * updateModes. Written only through setSegment, setSegmentBase and
+   * useSegmentBank, which count the change in segWrites.
    */
-  readonly segBase = new Int32Array(this.segState.buffer, 96, 16);
-  readonly segLimit = new Uint32Array(this.segState.buffer, 160, 8);
-  readonly segAttr = new Int32Array(this.segState.buffer, 192, 8);
-  readonly segSel = new Uint16Array(this.segState.buffer, 224, 8);
+  segBank = new SegmentBank();
+  segReadMax = this.segBank.readMax;
+  segWriteMax = this.segBank.writeMax;
+  segBase = this.segBank.base;
+  segLimit = this.segBank.limit;
+  segAttr = this.segBank.attr;
+  segSel = this.segBank.sel;
+  /** segWrites when the bank in use was last known pristine. */
+  private bankWrites = 0;
   /**
    * Changes to the segment registers so far: a VM exit need not save segments
    * the guest left as its VM entry loaded them (src/vmx/exit.ts).
@@ -428,14 +421,24 @@ export class Cpu implements FlagState, MmuHost {
   }
 
   /**
-   * Loads every segment register's hidden part from `image`, a copy of
-   * segState taken with the same EFER.LMA (the bounds depend on the mode):
-   * how VM entries and exits load segments from fields unchanged since.
+   * Makes `bank` the segment registers in use (VM entries and exits), with
+   * the modes that follow from them. Its bounds must have been computed with
+   * the same EFER.LMA (they depend on 64-bit mode).
    */
-  loadSegmentImage(image: Uint8Array): void {
-    this.segState.set(image);
+  useSegmentBank(bank: SegmentBank): void {
+    if (this.segWrites !== this.bankWrites) this.segBank.pristine = false;
+    this.segBank = bank;
+    this.segReadMax = bank.readMax; this.segWriteMax = bank.writeMax;
+    this.segBase = bank.base; this.segLimit = bank.limit; this.segAttr = bank.attr; this.segSel = bank.sel;
     this.segWrites++;
+    this.bankWrites = this.segWrites;
     this.updateModes();
+  }
+
+  /** The bank in use holds what its owner loaded into it (see SegmentBank.pristine). */
+  markSegmentBankPristine(): void {
+    this.segBank.pristine = true;
+    this.bankWrites = this.segWrites;
   }
 
   /** Loads a segment's base alone (SWAPGS, WRFSBASE, WRMSR of IA32_FS_BASE/GS_BASE). */

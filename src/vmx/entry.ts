@@ -138,14 +138,14 @@ export function loadGuestState(vmx: Vmx, cpu: Cpu): boolean {
     if (cpu.cr0 & 0x80000000) cpu.efer = ia32e ? cpu.efer | EFER_LME : cpu.efer & ~EFER_LME;
   }
   // 27.3.2.2: segment registers and descriptor-table registers. They follow from the segment fields,
-  // "IA-32e mode guest" and EFER.LMA: loaded once, then copied while those stay (vmcs.ts Derived).
-  const key = (ia32e ? 2 : 0) | (cpu.efer & EFER_LMA ? 1 : 0);
-  if ((v.fresh & Derived.GUEST_SEGMENTS) !== 0 && v.guestSegmentsKey === key) cpu.loadSegmentImage(v.guestSegments);
-  else {
+  // "IA-32e mode guest" and EFER.LMA: loaded into the VMCS's bank once, then used while those stay (vmcs.ts Derived).
+  const key = (ia32e ? 2 : 0) | (cpu.efer & EFER_LMA ? 1 : 0), bank = v.guestSegments;
+  cpu.useSegmentBank(bank);
+  if ((v.fresh & Derived.GUEST_SEGMENTS) === 0 || v.guestSegmentsKey !== key || !bank.pristine) {
     v.guestSegmentsSaved = loadGuestSegments(cpu, vals, ia32e);
-    v.guestSegments.set(cpu.segState);
     v.guestSegmentsKey = key;
     v.fresh |= Derived.GUEST_SEGMENTS;
+    cpu.markSegmentBankPristine();
   }
   vmx.guestSegWrites = v.guestSegmentsSaved ? cpu.segWrites : -1;
   cpu.gdtrLo = vals[G.GDTR_BASE]!; cpu.gdtrHi = vals[G.GDTR_BASE + 1]!; cpu.gdtrLimit = vals[G.GDTR_LIMIT]! & 0xffff;

@@ -210,12 +210,13 @@ export function loadHostState(vmx: Vmx, cpu: Cpu): void {
   else cpu.efer = host64 ? cpu.efer | EFER_LMA | EFER_LME : cpu.efer & ~(EFER_LMA | EFER_LME);
   // 28.5.2: segments. Selectors from the host fields; CS, SS, DS, ES, FS, GS flat and present
   // (a null SS, DS, ES, FS or GS is unusable), TR a busy 64- or 32-bit TSS of limit 67H, LDTR unusable.
-  // They follow from the host fields and the VM-exit controls alone: loaded once, then copied (vmcs.ts Derived).
-  if (v.fresh & Derived.HOST_SEGMENTS) cpu.loadSegmentImage(v.hostSegments);
-  else {
+  // They follow from the host fields and the VM-exit controls alone: loaded into the VMCS's bank once,
+  // then used while those stay and the host leaves them alone (vmcs.ts Derived).
+  cpu.useSegmentBank(v.hostSegments);
+  if ((v.fresh & Derived.HOST_SEGMENTS) === 0 || !v.hostSegments.pristine) {
     loadHostSegments(cpu, vals, host64);
-    v.hostSegments.set(cpu.segState);
     v.fresh |= Derived.HOST_SEGMENTS;
+    cpu.markSegmentBankPristine();
   }
   cpu.gdtrLo = vals[H.GDTR_BASE]!; cpu.gdtrHi = vals[H.GDTR_BASE + 1]!; cpu.gdtrLimit = 0xffff;
   cpu.idtrLo = vals[H.IDTR_BASE]!; cpu.idtrHi = vals[H.IDTR_BASE + 1]!; cpu.idtrLimit = 0xffff;

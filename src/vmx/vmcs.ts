@@ -11,7 +11,7 @@
  */
 import { VMCS_FIELDS } from '../../vmcs/fields.js';
 import { fieldOffset, VMCS_LAUNCH_STATE_OFFSET, LaunchState } from '../../vmcs/layout.js';
-import { SEG_STATE_BYTES } from '../cpu/cpu.js';
+import { SegmentBank } from '../cpu/segment-bank.js';
 import type { PhysicalMemory } from '../cpu/memory.js';
 
 const COUNT = VMCS_FIELDS.length;
@@ -73,16 +73,16 @@ export class Vmcs {
   fresh = 0;
   checkedLma = 0;
   /**
-   * The segment registers (Cpu.segState) as VM entry loads them from the guest
-   * fields, with the IA-32e mode guest control and EFER.LMA they were loaded
-   * under (guestSegmentsKey), and whether the fields hold what a VM exit would
-   * save of them; valid while GUEST_SEGMENTS is fresh.
+   * The segment registers as VM entry loads them from the guest fields, with
+   * the IA-32e mode guest control and EFER.LMA they were loaded under
+   * (guestSegmentsKey), and whether the fields hold what a VM exit would save
+   * of them; valid while GUEST_SEGMENTS is fresh and the bank pristine.
    */
-  readonly guestSegments = new Uint8Array(SEG_STATE_BYTES);
+  readonly guestSegments = new SegmentBank();
   guestSegmentsKey = 0;
   guestSegmentsSaved = false;
-  /** The same as VM exit loads them from the host fields; valid while HOST_SEGMENTS is fresh. */
-  readonly hostSegments = new Uint8Array(SEG_STATE_BYTES);
+  /** The same as VM exit loads them from the host fields; valid while HOST_SEGMENTS is fresh and the bank pristine. */
+  readonly hostSegments = new SegmentBank();
 
   constructor(readonly address: number) {}
 

@@ -165,6 +165,7 @@ export class Mmu {
 
   /** CPL changed: at CPL 3 accesses are user-mode accesses (SDM vol. 3A, 4.6.1). */
   setCpl3(on: boolean): void {
+    if (this.cpl3 === on) return;
     this.cpl3 = on;
     this.selectSet();
   }

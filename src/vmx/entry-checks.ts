@@ -32,7 +32,7 @@ import {
 import { VmEntryFailureQualification } from '../../vmcs/qualifications.js';
 import type { AllowedSettings, VmxCapabilities } from './capabilities.js';
 import type { Vmcs } from './vmcs.js';
-import { ACCESS_AT, BASE_AT, LIMIT_AT, SELECTOR_AT } from './state-fields.js';
+import { ACCESS_AT, BASE_AT, CONTROL_AT as C, GUEST_AT as G, LIMIT_AT, SELECTOR_AT } from './state-fields.js';
 
 export interface EntryCheckFailure {
   /** 'controls' → VMfailValid(7), 'host' → VMfailValid(8), 'guest' → VM exit with reason 33. */
@@ -572,8 +572,9 @@ function msrAreaFailure(v: Vmcs, countEnc: number, addressEnc: number, check: st
  * can change without a VMWRITE: VM entry makes it every time.
  */
 export function vtprFailure(cpu: Cpu, v: Vmcs): EntryCheckFailure | null {
-  const proc = v.lo(PROC_CTLS);
-  const sec = (proc & PROC_SECONDARY) !== 0 ? v.lo(SEC_CTLS) : 0;
+  // Read by value index: this check is made at every VM entry.
+  const vals = v.values, proc = vals[C.PROC]!;
+  const sec = (proc & PROC_SECONDARY) !== 0 ? vals[C.PROC2]! : 0;
   if ((proc & PROC_USE_TPR_SHADOW) === 0 || (sec & (SEC_VIRTUAL_INTERRUPT_DELIVERY | SEC_VIRTUALIZE_APIC_ACCESSES)) !== 0) {
     return null;
   }
@@ -1012,9 +1013,10 @@ export function checkGuestState(cpu: Cpu, v: Vmcs, caps: VmxCapabilities): Entry
  * even when the rest of the guest state is known to pass.
  */
 export function guestRipFailure(v: Vmcs): EntryCheckFailure | null {
-  const ia32e = (v.lo(ENTRY_CTLS) & ENTRY_IA32E_MODE_GUEST) !== 0;
-  const csL = (v.lo(F.GUEST_CS_ACCESS_RIGHTS) & AR_L) !== 0;
-  const ripLo = v.lo(F.GUEST_RIP), ripHi = v.hi(F.GUEST_RIP);
+  // Read by value index: this check is made at every VM entry.
+  const vals = v.values, ia32e = (vals[C.ENTRY]! & ENTRY_IA32E_MODE_GUEST) !== 0;
+  const csL = (vals[G.CS_ACCESS]! & AR_L) !== 0;
+  const ripLo = vals[G.RIP]!, ripHi = vals[G.RIP + 1]!;
   if (!ia32e || !csL) {
     if (ripHi === 0) return null;
     return fail('guest', 'guest RIP bits 63:32', '27.3.1.4',

@@ -45,6 +45,7 @@ export const GUEST_AT = {
   RIP: valueAt(Field.GUEST_RIP), RSP: valueAt(Field.GUEST_RSP), RFLAGS: valueAt(Field.GUEST_RFLAGS),
   ACTIVITY: valueAt(Field.GUEST_ACTIVITY_STATE), INTERRUPTIBILITY: valueAt(Field.GUEST_INTERRUPTIBILITY_STATE),
   PENDING_DEBUG: valueAt(Field.GUEST_PENDING_DEBUG_EXCEPTIONS), SS_ACCESS: valueAt(Field.GUEST_SS_ACCESS_RIGHTS),
+  CS_ACCESS: valueAt(Field.GUEST_CS_ACCESS_RIGHTS),
 } as const;
 
 /** Value indices of the host-state fields every exit loads. */

@@ -2,8 +2,10 @@
  * Guest speed benchmarks: `npm run bench`. Each workload runs in 64-bit mode on
  * the bare processor model, or as a guest in VMX non-root operation (the page
  * walks, the VM exits), and prints guest MIPS (million guest instructions
- * retired per second of host time) or exits per second, the best of several runs.
+ * retired per second of host time) or exits per second, the best of five runs,
+ * each measurement in a process of its own.
  */
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Cpu } from '../src/cpu/cpu.js';
@@ -32,10 +34,12 @@ const workloads: Workload[] = [
 ];
 
 const guestDir = fileURLToPath(new URL('../../guests/', import.meta.url));
+/** Runs of each measurement; the best counts (the first ones also pay for warming up the JIT). */
+const ROUNDS = 5;
 
 function measure(w: Workload): { mips: number; insns: number } {
   let best = 0, insns = 0;
-  for (let round = 0; round < 3; round++) {
+  for (let round = 0; round < ROUNDS; round++) {
     const cpu = new Cpu({ memorySize: 16 * 1024 * 1024 });
     if (w.paged) {
       loadImage(cpu, readFileSync(guestDir + w.image), { format: 'flat', load: 0x1000, mode: '64' });
@@ -63,7 +67,7 @@ function measure(w: Workload): { mips: number; insns: number } {
 function measureExits(): { perSecond: number; insns: number } {
   let best = 0, insns = 0;
   const image = readFileSync(guestDir + 'bench-vmexit.bin');
-  for (let round = 0; round < 3; round++) {
+  for (let round = 0; round < ROUNDS; round++) {
     const serial: number[] = [];
     const machine = new PcMachine({ attach: (cpu) => { attachVmx(cpu); }, serialOut: (b) => serial.push(b) });
     loadImage(machine.cpu, image, {});
@@ -114,7 +118,7 @@ const PAGE_WALK_LOOP = [
  */
 function measurePageWalks(ept: boolean): { mips: number; insns: number; walks: number; eptWalks: number } {
   let best = 0, insns = 0, walks = 0, eptWalks = 0;
-  for (let round = 0; round < 3; round++) {
+  for (let round = 0; round < ROUNDS; round++) {
     const { cpu, vmx, vmcs } = prepareGuest(PAGE_WALK_LOOP, (v, c) => {
       const sec = Field.SECONDARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS;
       v.set(sec, v.lo(sec) | (1 << 5));
@@ -141,17 +145,41 @@ function measurePageWalks(ept: boolean): { mips: number; insns: number; walks: n
   return { mips: best, insns, walks, eptWalks };
 }
 
+/** The measurements, by name: each prints its line. */
+const measurements = new Map<string, () => string>();
 for (const w of workloads) {
-  const { mips, insns } = measure(w);
-  console.log(`${w.name.padEnd(20)} ${mips.toFixed(1).padStart(7)} MIPS  (${insns.toLocaleString('en-US')} guest instructions)`);
+  measurements.set(w.name, () => {
+    const { mips, insns } = measure(w);
+    return `${w.name.padEnd(20)} ${mips.toFixed(1).padStart(7)} MIPS  (${insns.toLocaleString('en-US')} guest instructions)`;
+  });
 }
-
 for (const ept of [false, true]) {
-  const r = measurePageWalks(ept);
-  const counts = `${r.insns.toLocaleString('en-US')} guest instructions, ${r.walks.toLocaleString('en-US')} page walks` +
-    (ept ? `, ${r.eptWalks.toLocaleString('en-US')} EPT walks` : '');
-  console.log(`${`page walks, EPT ${ept ? 'on' : 'off'}`.padEnd(20)} ${r.mips.toFixed(1).padStart(7)} MIPS  (${counts})`);
+  const name = `page walks, EPT ${ept ? 'on' : 'off'}`;
+  measurements.set(name, () => {
+    const r = measurePageWalks(ept);
+    const counts = `${r.insns.toLocaleString('en-US')} guest instructions, ${r.walks.toLocaleString('en-US')} page walks` +
+      (ept ? `, ${r.eptWalks.toLocaleString('en-US')} EPT walks` : '');
+    return `${name.padEnd(20)} ${r.mips.toFixed(1).padStart(7)} MIPS  (${counts})`;
+  });
 }
+measurements.set('VM exits (CPUID)', () => {
+  const exits = measureExits();
+  return `${'VM exits (CPUID)'.padEnd(20)} ${(exits.perSecond / 1e6).toFixed(2).padStart(7)} M exits/s  (1,000,000 exit round trips, ${exits.insns.toLocaleString('en-US')} guest instructions)`;
+});
 
-const exits = measureExits();
-console.log(`${'VM exits (CPUID)'.padEnd(20)} ${(exits.perSecond / 1e6).toFixed(2).padStart(7)} M exits/s  (1,000,000 exit round trips, ${exits.insns.toLocaleString('en-US')} guest instructions)`);
+// Each measurement runs in a process of its own, as `hvsim run` would: the JIT's
+// feedback from one workload's code does not weigh on the next one's.
+const only = process.argv[2];
+if (only !== undefined) {
+  const m = measurements.get(only);
+  if (m === undefined) {
+    console.error(`bench: no measurement named '${only}' (${[...measurements.keys()].join(', ')})`);
+    process.exit(2);
+  }
+  console.log(m());
+} else {
+  const self = fileURLToPath(import.meta.url);
+  for (const name of measurements.keys()) {
+    process.stdout.write(execFileSync(process.execPath, [self, name], { encoding: 'utf8' }));
+  }
+}

@@ -140,7 +140,7 @@ export function loadGuestState(vmx: Vmx, cpu: Cpu): boolean {
   // 27.3.2.2: segment registers and descriptor-table registers. They follow from the segment fields,
   // "IA-32e mode guest" and EFER.LMA: loaded into the VMCS's bank once, then used while those stay (vmcs.ts Derived).
   const key = (ia32e ? 2 : 0) | (cpu.efer & EFER_LMA ? 1 : 0), bank = v.guestSegments;
-  cpu.useSegmentBank(bank);
+  cpu.useSegmentBank(bank); // with the code and stack sizes, EFER being loaded
   if ((v.fresh & Derived.GUEST_SEGMENTS) === 0 || v.guestSegmentsKey !== key || !bank.pristine) {
     v.guestSegmentsSaved = loadGuestSegments(cpu, vals, ia32e);
     v.guestSegmentsKey = key;
@@ -165,7 +165,6 @@ export function loadGuestState(vmx: Vmx, cpu: Cpu): boolean {
   // (Either takes up CR4 and EFER: the linear-address width.)
   if (secondary & (1 << 5)) cpu.paging.switchVpid(vals[C.VPID]!);
   else cpu.mmu.flush();
-  cpu.updateModes();
   // 27.3.1.6 / 27.3.2.4: PAE paging loads the PDPTEs from guest CR3, or with EPT from the guest PDPTE fields.
   if (pagingMode(cpu) === PagingMode.PAE && !(ept ? loadPdpteFields(v, cpu) : cpu.paging.loadPdptes(cpu.cr3Lo))) return false;
   // 27.3.2.5 (non-register state): interruptibility and activity.

@@ -212,7 +212,7 @@ export function loadHostState(vmx: Vmx, cpu: Cpu): void {
   // (a null SS, DS, ES, FS or GS is unusable), TR a busy 64- or 32-bit TSS of limit 67H, LDTR unusable.
   // They follow from the host fields and the VM-exit controls alone: loaded into the VMCS's bank once,
   // then used while those stay and the host leaves them alone (vmcs.ts Derived).
-  cpu.useSegmentBank(v.hostSegments);
+  cpu.useSegmentBank(v.hostSegments); // with the code and stack sizes, EFER being loaded
   if ((v.fresh & Derived.HOST_SEGMENTS) === 0 || !v.hostSegments.pristine) {
     loadHostSegments(cpu, vals, host64);
     v.fresh |= Derived.HOST_SEGMENTS;
@@ -235,7 +235,6 @@ export function loadHostState(vmx: Vmx, cpu: Cpu): void {
   // entries and the guest's tagged ones both stay (29.4.3.1).
   if (cpu.paging.vpid !== 0) cpu.paging.switchVpid(0);
   else cpu.mmu.flush();
-  cpu.updateModes();
 }
 
 /** The segment registers of 28.5.2, from the host-state fields `vals` of a VMCS, after IA32_EFER is loaded. */

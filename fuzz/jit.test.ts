@@ -93,12 +93,15 @@ const flagOps = fc.constantFrom(0xf8, 0xf9, 0xf5).map((b) => [b]); // clc, stc, 
 const testAndBranch = fc.tuple(fc.oneof(aluRegReg, aluImm, incDec), jcc).map(([a, b]) => [...a, ...b]);
 
 /**
- * CALL, RET and JMP that blocks follow (blocks.ts links): call L; jmp M; L: ret; M:, and the same with
- * a callee that returns past the JMP (add qword [rsp], 8 before its RET), which leaves the block.
+ * CALL, RET, JMP and backward Jcc that blocks follow (blocks.ts links): call L; jmp M; L: ret; M:, the
+ * same with a callee that returns past the JMP (add qword [rsp], 8 before its RET), which leaves the
+ * block, and a loop entered in its middle.
  */
 const callRet = fc.constantFrom<number[]>(
   [0xe8, 0x02, 0, 0, 0, 0xeb, 0x01, 0xc3],
   [0xe8, 0x02, 0, 0, 0, 0xeb, 0x06, 0x48, 0x83, 0x04, 0x24, 0x08, 0xc3],
+  // mov r10d, 3; jmp M; L: inc r11d; M: dec r10d; jnz L: a back edge into code before the block.
+  [0x41, 0xba, 3, 0, 0, 0, 0xeb, 0x03, 0x41, 0xff, 0xc3, 0x41, 0xff, 0xca, 0x75, 0xf8],
 );
 
 const instruction = fc.oneof(aluRegReg, aluRegMem, aluImm, incDec, mov, lea, pushPop, jcc, setcc, cmov, flagOps,

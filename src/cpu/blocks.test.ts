@@ -167,6 +167,19 @@ describe('blocks that follow CALL, JMP and RET', () => {
     expect(blocksOf(self.cpu).map(names)).toEqual(['jmp']);
   });
 
+  it('a conditional branch backwards is followed when taken and leaves the block when not', () => {
+    // mov ecx, 5; jmp M; L: inc eax; M: dec ecx; jnz L — the block at M goes on at L.
+    const code = [0xb9, 5, 0, 0, 0, 0xeb, 0x02, 0xff, 0xc0, 0xff, 0xc9, 0x75, 0xfa];
+    for (const threshold of [Infinity, 1, 2]) {
+      const { cpu, stop } = runFragment(code, { setup: (c) => { c.compileThreshold = threshold; } });
+      expect(stop.kind).toBe('halt');
+      expect(cpu.gpr[2 * RAX]).toBe(4);
+      expect(cpu.gpr[2 * RCX]).toBe(0);
+      expect(cpu.insnCount).toBe(2 + 5 * 2 + 4 + 1);
+      expect(blocksOf(cpu).map(names)).toContain('mov jmp dec j inc dec j hlt');
+    }
+  });
+
   it('a callee on another page: a write to its bytes drops the caller\'s block (SDM vol. 3A, 11.6)', () => {
     // The caller at 1000H calls F at 3000H: mov eax, 1; ret. Then the processor stores 2 over the immediate.
     const cpu = new Cpu({ memorySize: 1 << 20 });

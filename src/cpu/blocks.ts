@@ -168,13 +168,14 @@ export class BlockCache {
 
   /**
    * The block to run in place of `block`, the one at the current RIP, which
-   * has become hot: decoded again if it ends in a transfer it may follow, for
+   * has become hot: decoded again if it has a transfer it may follow but did not, for
    * the fast entries may now map the target's page (they seldom do the first
    * time code runs after a VM entry or exit). Not compiled yet.
    */
   rebuild(block: Block): Block {
-    const last = block.insns[block.insns.length - 1]!, cpu = this.cpu;
-    if (block.mode !== 8 || last.def.follow === undefined || cpu.codeSize !== 8) return block;
+    const cpu = this.cpu;
+    const unfollowed = block.insns.some((i, k) => i.def.follow !== undefined && block.links[k] === NO_LINK);
+    if (block.mode !== 8 || !unfollowed || cpu.codeSize !== 8) return block;
     const cr2Lo = cpu.cr2Lo, cr2Hi = cpu.cr2Hi, vmExit = cpu.vmExit;
     try {
       const hot = this.build(cpu.ripLo, cpu.ripHi, block.phys);
@@ -288,16 +289,19 @@ export class BlockCache {
       layout.links.push(NO_LINK);
       const next = offset + insn.len, pageEnd = runStart + PAGE_SIZE - (runPhys & PAGE_MASK);
       if (next >= pageEnd || insns.length >= MAX_BLOCK) { offset = next; break; }
-      if (!insn.def.ends) { offset = next; continue; }
-      const target = mode === 8 ? this.linkTarget(insn, next, returns) : null;
-      const targetPhys = target === null ? -1 : this.linkPhysical(lo, hi, phys, target);
       offset = next;
-      // A jump back into the block would unroll a loop: the block ends there instead.
-      if (targetPhys < 0 || (insn.def.follow === Follow.JUMP && offsets.includes(target!))) break;
+      const follow = insn.def.follow, target = mode === 8 ? this.linkTarget(insn, next, returns) : null;
+      // A jump back into the block would unroll a loop: not followed.
+      const loops = target !== null && (follow === Follow.JUMP || follow === Follow.CONDITIONAL) && offsets.includes(target);
+      const targetPhys = target === null || loops ? -1 : this.linkPhysical(lo, hi, phys, target);
+      if (targetPhys < 0) {
+        if (insn.def.ends) break;
+        continue;
+      }
       layout.spans.push({ ppn: Math.floor(runPhys / PAGE_SIZE), from: runPhys & PAGE_MASK, to: (runPhys & PAGE_MASK) + next - runStart });
       layout.links[insns.length - 1] = ((lo + target!) ^ lo) >>> 12 === 0 ? SAME_PAGE : Math.floor(targetPhys / PAGE_SIZE);
-      if (insn.def.follow === Follow.CALL) returns.push(next);
-      if (insn.def.follow === Follow.RETURN) returns.pop();
+      if (follow === Follow.CALL) returns.push(next);
+      if (follow === Follow.RETURN) returns.pop();
       runStart = offset = target!;
       runPhys = targetPhys;
     }
@@ -319,13 +323,15 @@ export class BlockCache {
 
   /**
    * Where the block may go on after `insn` (OpDef.follow), ending at offset
-   * `next`: a direct CALL's or JMP's target, or a RET's to the last CALL
-   * followed (popped from `returns` by the caller). Null for any other.
+   * `next`: a direct CALL's or JMP's target, a backward conditional branch's,
+   * or a RET's to the last CALL followed (popped from `returns` by the
+   * caller). Null for any other.
    */
   private linkTarget(insn: Insn, next: number, returns: readonly number[]): number | null {
     if (insn.opSize !== 8) return null;
     switch (insn.def.follow) {
       case Follow.CALL: case Follow.JUMP: return next + insn.imm;
+      case Follow.CONDITIONAL: return insn.imm < 0 ? next + insn.imm : null;
       case Follow.RETURN: return returns.length > 0 ? returns[returns.length - 1]! : null;
       default: return null;
     }

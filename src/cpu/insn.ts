@@ -88,10 +88,10 @@ export interface OpDef {
    */
   readonly exits?: boolean;
   /**
-   * An unconditional near transfer with a target known at decode time, or
-   * one that can be predicted: a direct CALL or JMP, or a RET to a CALL
-   * earlier in the block. In 64-bit mode a block may go on at the target
-   * (blocks.ts).
+   * A near transfer with a target known at decode time, or one that can be
+   * predicted: a direct CALL or JMP, a RET to a CALL earlier in the block, a
+   * conditional branch backwards. In 64-bit mode a block may go on at the
+   * target (blocks.ts).
    */
   readonly follow?: Follow;
   /**
@@ -101,8 +101,11 @@ export interface OpDef {
   readonly compile?: (e: Emitter, i: Insn) => boolean;
 }
 
-/** The transfers a block may follow (OpDef.follow). */
-export const enum Follow { CALL = 1, JUMP = 2, RETURN = 3 }
+/**
+ * The transfers a block may follow (OpDef.follow). A conditional branch is
+ * followed when it goes backwards: a loop's back edge, most often taken.
+ */
+export const enum Follow { CALL = 1, JUMP = 2, RETURN = 3, CONDITIONAL = 4 }
 
 /** An opcode whose meaning depends on ModRM.reg (a group, SDM vol. 2, table A-6). */
 export interface Group { readonly group: readonly (Entry | undefined)[] }

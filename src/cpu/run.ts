@@ -80,9 +80,9 @@ function execBlock(cpu: Cpu, block: Block, limit: number): number {
       return FAULTED;
     }
     // A conditional branch taken leaves the block (a relative jump changes bits 31:0 of RIP unless by 4 GiB),
-    // and so does a link that goes elsewhere than decoded (blocks.ts followsLink).
-    if (cpu.pending !== 0 || (i.def.exits === true && cpu.ripLo !== nextLo) ||
-        (links[k] !== NO_LINK && !followsLink(cpu, block, k, rl, rh))) { k++; break; }
+    // and so does a link that goes elsewhere than decoded (blocks.ts followsLink): a back edge not taken.
+    if (cpu.pending !== 0 || (links[k] !== NO_LINK ? !followsLink(cpu, block, k, rl, rh)
+      : i.def.exits === true && cpu.ripLo !== nextLo)) { k++; break; }
   }
   retire(cpu, block, k);
   cpu.blockIndex = 0;

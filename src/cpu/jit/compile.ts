@@ -30,6 +30,7 @@ export function compileBlock(block: Block): CompiledBlock | null {
     e.startOffset = block.offsets[k]!;
     e.nextOffset = e.startOffset + i.len;
     e.wroteMemory = false;
+    e.linked = block.links[k] !== NO_LINK;
     const inline = i.def.compile !== undefined && i.def.compile(e, i);
     // Pending work a write raised (code written, say) ends the block once the whole instruction is done
     // (a transfer has set RIP itself).
@@ -42,7 +43,7 @@ export function compileBlock(block: Block): CompiledBlock | null {
       e.emit(e.ripStatement(e.nextOffset));
     }
     // A link the block follows: on only where the transfer went where it was decoded to go (blocks.ts followsLink, inline).
-    if (block.links[k] !== NO_LINK) {
+    if (e.linked) {
       const ppn = block.links[k]!, at = `((rl + ${block.offsets[k + 1]}) | 0)`;
       e.exitIf(`cpu.ripLo !== ${at} || cpu.ripHi !== rh` + (ppn === SAME_PAGE ? '' : ` || m.cachedFetchPage(${at}, rh) !== ${ppn}`), '');
     }

@@ -41,6 +41,8 @@ export class Emitter {
   /** Index of the instruction being emitted, and the offsets of its end and start; it is the block's last. */
   index = 0;
   last = false;
+  /** The block goes on at the instruction's target (a link, blocks.ts). */
+  linked = false;
   /** The instruction's template wrote memory (writeMem). */
   wroteMemory = false;
   nextOffset = 0;

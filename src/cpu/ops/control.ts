@@ -30,6 +30,13 @@ function compileJump(conditional: boolean) {
       return true;
     }
     const taken = e.condition(i.opcode & 0xf);
+    if (e.linked) {
+      // A back edge the block follows (blocks.ts): it goes on at the target when taken.
+      e.exitIf(`!${taken}`, e.ripStatement(e.nextOffset));
+      e.flush();
+      e.emit(e.branchTarget(i));
+      return true;
+    }
     if (e.last) {
       e.flush();
       e.emit(`if (${taken}) { ${e.branchTarget(i)} } else { ${e.ripStatement(e.nextOffset)} }`);
@@ -212,8 +219,8 @@ const entries: Record<number, Entry> = {
   [TWO + 0xff]: def('ud0', ud, { modrm: true, ends: true }),
 };
 for (let cc = 0; cc < 16; cc++) {
-  entries[0x70 + cc] = def('j', jcc, { size: Sz.F64, exits: true, imm: Im.Jb, compile: compileJump(true) });
-  entries[TWO + 0x80 + cc] = def('j', jcc, { size: Sz.F64, exits: true, imm: Im.Jz, compile: compileJump(true) });
+  entries[0x70 + cc] = def('j', jcc, { size: Sz.F64, exits: true, follow: Follow.CONDITIONAL, imm: Im.Jb, compile: compileJump(true) });
+  entries[TWO + 0x80 + cc] = def('j', jcc, { size: Sz.F64, exits: true, follow: Follow.CONDITIONAL, imm: Im.Jz, compile: compileJump(true) });
   entries[TWO + 0x90 + cc] = def('set', setcc, { modrm: true, size: Sz.B });
 }
 

@@ -130,6 +130,11 @@ export function highHalf(lo: number, hi: number, offset: number): number {
   return t > 0xffffffff ? (hi + 1) | 0 : t < 0 ? (hi - 1) | 0 : hi;
 }
 
+/** Is offset `target` from the block's first byte (linear bits 31:0 `lo`) on the first byte's page? */
+function onFirstPage(lo: number, target: number): boolean {
+  return (((lo + target) ^ lo) >>> 12) === 0;
+}
+
 export class BlockCache {
   readonly decoder = new Decoder(OPCODE_TABLE);
   private readonly blocks = new Map<number, Block>();
@@ -299,7 +304,7 @@ export class BlockCache {
         continue;
       }
       layout.spans.push({ ppn: Math.floor(runPhys / PAGE_SIZE), from: runPhys & PAGE_MASK, to: (runPhys & PAGE_MASK) + next - runStart });
-      layout.links[insns.length - 1] = ((lo + target!) ^ lo) >>> 12 === 0 ? SAME_PAGE : Math.floor(targetPhys / PAGE_SIZE);
+      layout.links[insns.length - 1] = onFirstPage(lo, target!) ? SAME_PAGE : Math.floor(targetPhys / PAGE_SIZE);
       if (follow === Follow.CALL) returns.push(next);
       if (follow === Follow.RETURN) returns.pop();
       runStart = offset = target!;
@@ -347,7 +352,7 @@ export class BlockCache {
   private linkPhysical(lo: number, hi: number, phys: number, target: number): number {
     const t = (lo >>> 0) + target;
     if (t < 0 || t > 0xffffffff) return -1;
-    if (((t ^ lo) >>> 12) === 0) return phys - (lo & PAGE_MASK) + (t & PAGE_MASK);
+    if (onFirstPage(lo, target)) return phys - (lo & PAGE_MASK) + (t & PAGE_MASK);
     const ppn = this.cpu.mmu.cachedFetchPage(t | 0, hi);
     return ppn < 0 ? -1 : ppn * PAGE_SIZE + (t & PAGE_MASK);
   }

@@ -157,10 +157,9 @@ export class Vmx implements Virtualization {
   vmx(cpu: Cpu, i: Insn, op: VmxInstruction): void {
     // What a VMM's exit handler runs most: VMREAD and VMWRITE in root operation at CPL 0 in 64-bit mode,
     // where none of the faults below can apply (64-bit mode implies CR0.PE and no virtual-8086 mode).
-    if (op >= VmxInstruction.VMREAD && op <= VmxInstruction.VMWRITE && this.on && cpu.codeSize === 8 && !cpu.nonRoot && cpu.cpl === 0) {
-      if (op === VmxInstruction.VMREAD) this.vmread(cpu, i); else this.vmwrite(cpu, i);
-      return;
-    }
+    const fast = this.on && cpu.codeSize === 8 && !cpu.nonRoot && cpu.cpl === 0;
+    if (fast && op === VmxInstruction.VMREAD) { this.vmread(cpu, i); return; }
+    if (fast && op === VmxInstruction.VMWRITE) { this.vmwrite(cpu, i); return; }
     // #UD: outside VMX operation (all but VMXON), real mode, virtual-8086 mode, compatibility mode.
     const compatibility = (cpu.efer & EFER_LMA) !== 0 && cpu.codeSize !== 8;
     if (op === VmxInstruction.VMCALL) {
@@ -397,7 +396,7 @@ export class Vmx implements Virtualization {
 
   interruptEndsHalt(cpu: Cpu): boolean {
     if (this.shutdown) return false;
-    return (this.current!.lo(Field.PIN_BASED_VM_EXECUTION_CONTROLS) & PIN_EXTERNAL_INTERRUPT) !== 0 || (cpu.flags & IF) !== 0;
+    return (this.current!.values[C.PIN]! & PIN_EXTERNAL_INTERRUPT) !== 0 || (cpu.flags & IF) !== 0;
   }
 
   /** Decides a VM exit: records it and unwinds the instruction (virtualization.ts). */
@@ -433,8 +432,7 @@ export class Vmx implements Virtualization {
 
   private get proc(): number { return this.current!.values[C.PROC]!; }
   private get secondary(): number {
-    const v = this.current!;
-    return this.proc & P_SECONDARY ? v.lo(Field.SECONDARY_PROCESSOR_BASED_VM_EXECUTION_CONTROLS) : 0;
+    return this.proc & P_SECONDARY ? this.current!.values[C.PROC2]! : 0;
   }
 
   intercept(cpu: Cpu, i: Insn, what: Intercept): boolean {
